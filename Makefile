@@ -1,0 +1,41 @@
+# QwenRL Studio — set-up and everyday commands.
+#   make install   create .venv and install the project (CPU torch where there is no GPU)
+#   make test      install, then run the whole test suite
+#   make studio    install, then serve the studio on ./workspace
+#   make bench     install, then run the benchmarks (figures go to benchmarks/results/)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build of torch for machines without an NVIDIA GPU; on a GPU machine pip resolves torch normally.
+TORCH_CPU ?= torch==2.13.0
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+PYTEST_ARGS ?=
+WORKSPACE ?= ./workspace
+
+.PHONY: install test studio bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+ifneq ($(HAS_GPU),1)
+	$(BIN)/python -m pip install --quiet "$(TORCH_CPU)"
+	echo "$(TORCH_CPU)" > $(VENV)/torch-constraint.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[test]"
+else
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+endif
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+studio: install
+	$(BIN)/qwenrl studio --workspace $(WORKSPACE)
+
+bench: install
+	$(BIN)/python benchmarks/ratings.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

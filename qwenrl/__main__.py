@@ -1,0 +1,3 @@
+from qwenrl.cli import main
+
+main()

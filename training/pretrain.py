@@ -1,0 +1,276 @@
+"""Pretrain the bundled Shapes model from the grammar: autoencoder first, then the denoiser.
+
+Stage 1 trains the palette autoencoder (``AutoencoderKL``) to reconstruct scenes exactly.
+Stage 2 freezes it and trains the MM-DiT velocity model and the text encoder jointly with
+the rectified-flow loss on a 50/50 mix of text-to-image and editing examples drawn from the
+grammar's ``train`` split (held-out colour-shape pairs never appear), with null-prompt
+dropout for classifier-free guidance and an EMA of the weights.
+
+Seeded and resumable: ``state.pt`` in the run folder (tensors and plain values only, read
+with ``weights_only=True``) is written every ``save_every`` steps; rerunning the same
+command continues from it. Exported checkpoints (EMA weights) go to ``RUN/checkpoints/``.
+
+    python -m training.pretrain --config training/configs/shapes_pretrain.yaml --run runs/pretrain
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from qwenrl.models.shapes import ShapesPolicy, palette_indices
+from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
+from qwenrl.world.scene import render, render_indices
+
+
+@dataclass
+class PretrainConfig:
+    seed: int = 0
+    model: dict = field(default_factory=dict)
+    """Overrides of ``qwenrl.models.shapes.DEFAULT_CONFIG``."""
+    ae_steps: int = 3000
+    ae_batch_size: int = 64
+    ae_lr: float = 2e-3
+    ae_kl_weight: float = 1e-6
+    steps: int = 8000
+    """Denoiser steps."""
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup_steps: int = 300
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    edit_fraction: float = 0.5
+    text_dropout: float = 0.1
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    save_every: int = 500
+    export_every: int = 2000
+    log_every: int = 50
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2 or self.ae_batch_size < 2:
+            raise ValueError("batch sizes must be at least 2")
+        if not 0.0 <= self.edit_fraction <= 1.0:
+            raise ValueError("edit_fraction must lie in [0, 1]")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError("text_dropout must lie in [0, 1)")
+        if self.steps < 0 or self.ae_steps < 0:
+            raise ValueError("step counts must be non-negative")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] = ()) -> "PretrainConfig":
+        raw = yaml.safe_load(Path(path).read_text()) if path else {}
+        known = {f.name for f in fields(cls)}
+        for item in overrides:
+            key, _, value = item.partition("=")
+            raw[key] = yaml.safe_load(value)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown pretrain config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**raw)
+
+
+def scene_batch(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Palette-index images of training scenes (both tasks' scenes), (n, H, W)."""
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.5:
+            p = sample_t2i_prompt_in_split(rng, "train")
+            out.append(render_indices(scene_for_prompt(p, rng)))
+        else:
+            e = sample_edit(rng, split="train")
+            out.append(render_indices(e.target if rng.random() < 0.5 else e.source))
+    return np.stack(out)
+
+
+def example_batch(rng: np.random.Generator, n: int, edit_fraction: float):
+    """(texts, target images, source images or None per example) from the train split."""
+    texts, targets, sources = [], [], []
+    for _ in range(n):
+        if rng.random() < edit_fraction:
+            e = sample_edit(rng, split="train")
+            texts.append(e.instruction)
+            targets.append(render(e.target))
+            sources.append(render(e.source))
+        else:
+            p = sample_t2i_prompt_in_split(rng, "train")
+            texts.append(p.text)
+            targets.append(render(scene_for_prompt(p, rng)))
+            sources.append(None)
+    return texts, np.stack(targets), sources
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def log(msg: str) -> None:
+    print(f"[pretrain {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def save_state(run: Path, state: dict) -> None:
+    tmp = run / "state.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(run / "state.pt")
+
+
+def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: dict | None) -> None:
+    vae = policy.vae
+    vae.requires_grad_(True)
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg.ae_lr)
+    step = 0
+    rng = np.random.default_rng(cfg.seed)
+    if state and state.get("stage") == "ae":
+        vae.load_state_dict(state["vae"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        rng.bit_generator.state = json.loads(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    val = torch.as_tensor(scene_batch(np.random.default_rng(10_000 + cfg.seed), 256))
+    n_pal = policy.config["palette_size"]
+    t0 = time.time()
+    while step < cfg.ae_steps:
+        idx = torch.as_tensor(scene_batch(rng, cfg.ae_batch_size))
+        x = F.one_hot(idx, n_pal).permute(0, 3, 1, 2).float()
+        lr = cfg.ae_lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.ae_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        post = vae.encode(x).latent_dist
+        logits = vae.decode(post.sample()).sample
+        ce = F.cross_entropy(logits, idx)
+        kl = post.kl().mean() / post.mean[0].numel()
+        loss = ce + cfg.ae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.ae_steps:
+            with torch.no_grad():
+                pred = vae.decode(vae.encode(F.one_hot(val, n_pal).permute(0, 3, 1, 2).float()).latent_dist.mode()).sample.argmax(1)
+            pix = (pred == val).float().mean().item()
+            exact = (pred == val).flatten(1).all(1).float().mean().item()
+            log(f"ae step {step}/{cfg.ae_steps} ce {ce.item():.4f} kl {kl.item():.2f} val pixel acc {pix:.5f} exact {exact:.3f} ({(time.time()-t0)/step:.3f}s/step)")
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"stage": "ae", "step": step, "ce": ce.item(), "kl": kl.item(), "val_pixel_acc": pix, "val_exact": exact}) + "\n")
+        if step % cfg.save_every == 0 or step == cfg.ae_steps:
+            save_state(run, {"stage": "ae", "step": step, "vae": vae.state_dict(), "opt": opt.state_dict(),
+                             "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()})
+    vae.requires_grad_(False)
+    # Normalise latents to zero mean, unit variance over training scenes.
+    with torch.no_grad():
+        idx = torch.as_tensor(scene_batch(np.random.default_rng(20_000 + cfg.seed), 1024))
+        z = vae.encode(F.one_hot(idx, n_pal).permute(0, 3, 1, 2).float()).latent_dist.mode()
+    policy.config["latent_shift"] = float(z.mean())
+    policy.config["latent_scale"] = float(z.std())
+    log(f"latent shift {policy.config['latent_shift']:.4f} scale {policy.config['latent_scale']:.4f}")
+
+
+def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: dict | None) -> None:
+    params = policy.trainable_parameters()
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+    ema = copy.deepcopy(policy).requires_grad_(False)
+    step = 0
+    rng = np.random.default_rng(cfg.seed + 1)
+    if state and state.get("stage") == "dit":
+        policy.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        rng.bit_generator.state = json.loads(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    t0, losses = time.time(), []
+    start = step
+    while step < cfg.steps:
+        texts, targets, sources = example_batch(rng, cfg.batch_size, cfg.edit_fraction)
+        drop = rng.random(len(texts)) < cfg.text_dropout
+        texts = ["" if d else t for t, d in zip(texts, drop)]
+        with torch.no_grad():
+            x0 = policy.encode_images(targets)
+            src = torch.zeros_like(x0)
+            has_src = [i for i, s in enumerate(sources) if s is not None]
+            if has_src:
+                src[has_src] = policy.encode_images(np.stack([sources[i] for i in has_src]))
+        hidden, pooled = policy._encode_text(texts)
+        from qwenrl.models.base import Conditioning
+
+        cond = Conditioning({"hidden": hidden, "pooled": pooled, "source": src})
+        sigma = torch.sigmoid(torch.randn(len(texts)))  # logit-normal(0, 1), as SD3
+        noise = torch.randn_like(x0)
+        s = sigma.view(-1, 1, 1, 1)
+        xt = (1 - s) * x0 + s * noise
+        v = policy.velocity(xt, sigma, cond)
+        loss = F.mse_loss(v, noise - x0)
+        lr = lr_at(step, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            d = min(cfg.ema_decay, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), policy.parameters()):
+                pe.lerp_(pm, 1 - d)
+        step += 1
+        losses.append(loss.item())
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rate = (step - start) / (time.time() - t0)
+            log(f"dit step {step}/{cfg.steps} loss {np.mean(losses):.4f} lr {lr:.2e} gnorm {gnorm:.2f} ({rate:.2f} steps/s)")
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"stage": "dit", "step": step, "loss": float(np.mean(losses)), "lr": lr, "grad_norm": float(gnorm), "steps_per_s": rate}) + "\n")
+            losses = []
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_state(run, {"stage": "dit", "step": step, "model": policy.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                             "config": json.dumps(policy.config), "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()})
+        if step % cfg.export_every == 0 or step == cfg.steps:
+            ema.save(run / "checkpoints" / f"step-{step:06d}", name="shapes-base", lineage=["shapes-base"], parent=None, task="t2i+edit", step=step, trainer="pretrain")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="YAML config (see training/configs/shapes_pretrain.yaml)")
+    ap.add_argument("--run", required=True, help="run folder (created; resumed when it has state.pt)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    args = ap.parse_args(argv)
+    cfg = PretrainConfig.from_yaml(args.config, args.set)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
+    torch.manual_seed(cfg.seed)
+    state = torch.load(run / "state.pt", weights_only=True) if (run / "state.pt").exists() else None
+    policy = ShapesPolicy(cfg.model)
+    if state and state.get("stage") == "dit":
+        policy.config.update(json.loads(state["config"]))
+        log(f"resuming denoiser at step {state['step']}")
+    else:
+        if state:
+            log(f"resuming autoencoder at step {state['step']}")
+        train_autoencoder(policy, cfg, run, state)
+        state = None
+    train_denoiser(policy, cfg, run, state)
+    log("done")
+
+
+if __name__ == "__main__":
+    main()
