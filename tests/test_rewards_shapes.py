@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -247,3 +249,33 @@ def test_judges_score_a_batch_in_order():
     assert len(out) == 6 and all(j.score == 1.0 for j in out)
     scores = [j.score for j in build_judge("shapes_oracle")(samples)]
     assert scores[1::2] == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("task", ["t2i", "edit"])
+def test_soft_judges_agree_with_the_strict_checker(task):
+    """A strict pass scores 1 on the soft requirements, and 1 on them means a strict pass."""
+    from qwenrl.rewards import load_reward
+    from qwenrl.world.grammar import sample_t2i_prompt, scene_for_prompt
+
+    rng = np.random.default_rng(7)
+    samples = []
+    for i in range(90):
+        if task == "t2i":
+            spec = sample_t2i_prompt(rng)
+            right, wrong = scene_for_prompt(spec, rng), scene_for_prompt(sample_t2i_prompt(rng), rng)
+        else:
+            spec = sample_edit(rng)
+            right, wrong = spec.target, spec.source
+        img = render(right) if i % 3 == 0 else noisy_render(right, rng) if i % 3 == 1 else render(wrong)
+        samples.append(Sample.from_spec(img, spec))
+    name = "shapes_t2i" if task == "t2i" else "shapes_edit"
+    out = load_reward(Path(__file__).resolve().parents[1] / f"training/configs/rewards/{name}.yaml", cache=None)(samples)
+    strict = np.array([j.parts["strict"] for j in out])
+    if task == "t2i":
+        soft_all = np.array([j.parts["alignment"] for j in out]) == 1.0
+    else:
+        soft_all = (np.array([j.parts["instruction"] for j in out]) == 1.0) & (
+            np.array([j.parts["identity/objects"] for j in out]) == 1.0
+        )
+    assert 0.2 < strict.mean() < 0.9  # both outcomes are exercised
+    assert np.array_equal(strict == 1.0, soft_all)

@@ -1,12 +1,10 @@
 """Tiny randomly initialised diffusers pipelines, built offline (no hub download).
 
 Shaped after the ``get_dummy_components`` of diffusers' own pipeline tests, with two changes:
-tokenizers are built here from an in-memory vocabulary instead of being downloaded, and the
-VAEs downsample twice so that latents stay a few tokens wide. Used by the adapter tests and by
-trainer tests that need a real diffusers model (``build_tiny_pipeline("sd3")``).
-
-Image sizes: SD3 and FLUX decode 16×16 images (VAE factor 2, FLUX packs 2×2 latent patches);
-Qwen-Image decodes 16×16 (VAE factor 2, packed 2×2).
+tokenizers are built here from an in-memory vocabulary instead of being downloaded, and every
+VAE downsamples by 2 so that 16×16 images give 8×8 latents (SD3: 64 tokens; FLUX and Qwen-Image
+pack 2×2 patches: 16 tokens). Used by the adapter tests and by trainer tests that need a real
+diffusers model: ``DiffusersPolicy(build_tiny_pipeline("sd3"), max_sequence_length=16)``.
 """
 
 from __future__ import annotations
@@ -94,7 +92,7 @@ def _t5_encoder(vocab_size: int, d_model: int = 32):
 
 
 def _sd3():
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
     torch.manual_seed(0)
     tok = word_tokenizer(16)
@@ -170,6 +168,8 @@ def _qwen(edit: bool):
             "num_key_value_heads": 2, "vocab_size": len(tok),
             "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
             "rope_theta": 1000000.0,
+            "bos_token_id": None,
+            "eos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
         },
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
         hidden_size=16,

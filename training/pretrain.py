@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from qwenrl.models.shapes import ShapesPolicy, palette_indices
+from qwenrl.models.base import Conditioning
+from qwenrl.models.shapes import ShapesPolicy
 from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
 from qwenrl.world.scene import render, render_indices
 
@@ -51,6 +52,8 @@ class PretrainConfig:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     edit_fraction: float = 0.5
+    pool_size: int = 100_000
+    """Examples encoded once before the denoiser stage and sampled from (0: draw each batch afresh)."""
     text_dropout: float = 0.1
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -144,7 +147,7 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
         torch.set_rng_state(state["torch_rng"])
     val = torch.as_tensor(scene_batch(np.random.default_rng(10_000 + cfg.seed), 256))
     n_pal = policy.config["palette_size"]
-    t0 = time.time()
+    t0, start = time.time(), step
     while step < cfg.ae_steps:
         idx = torch.as_tensor(scene_batch(rng, cfg.ae_batch_size))
         x = F.one_hot(idx, n_pal).permute(0, 3, 1, 2).float()
@@ -166,7 +169,7 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
                 pred = vae.decode(vae.encode(F.one_hot(val, n_pal).permute(0, 3, 1, 2).float()).latent_dist.mode()).sample.argmax(1)
             pix = (pred == val).float().mean().item()
             exact = (pred == val).flatten(1).all(1).float().mean().item()
-            log(f"ae step {step}/{cfg.ae_steps} ce {ce.item():.4f} kl {kl.item():.2f} val pixel acc {pix:.5f} exact {exact:.3f} ({(time.time()-t0)/step:.3f}s/step)")
+            log(f"ae step {step}/{cfg.ae_steps} ce {ce.item():.4f} kl {kl.item():.2f} val pixel acc {pix:.5f} exact {exact:.3f} ({(time.time()-t0)/max(1, step - start):.3f}s/step)")
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"stage": "ae", "step": step, "ce": ce.item(), "kl": kl.item(), "val_pixel_acc": pix, "val_exact": exact}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.ae_steps:
@@ -180,6 +183,38 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
     policy.config["latent_shift"] = float(z.mean())
     policy.config["latent_scale"] = float(z.std())
     log(f"latent shift {policy.config['latent_shift']:.4f} scale {policy.config['latent_scale']:.4f}")
+
+
+@torch.no_grad()
+def build_pool(policy: ShapesPolicy, cfg: PretrainConfig, run: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Texts, target latents and source latents (zeros for text-to-image) of ``cfg.pool_size``
+    training examples, cached in the run folder so that a resumed run reuses them."""
+    from safetensors.torch import load_file, save_file
+
+    f, ftxt = run / "pool.safetensors", run / "pool_texts.json"
+    if f.exists() and ftxt.exists():
+        t = load_file(str(f))
+        return json.loads(ftxt.read_text()), t["x0"], t["source"]
+    rng = np.random.default_rng(cfg.seed + 2)
+    texts, x0s, srcs = [], [], []
+    chunk = 256
+    for start in range(0, cfg.pool_size, chunk):
+        n = min(chunk, cfg.pool_size - start)
+        tx, targets, sources = example_batch(rng, n, cfg.edit_fraction)
+        x0 = policy.encode_images(targets)
+        src = torch.zeros_like(x0)
+        has_src = [i for i, s in enumerate(sources) if s is not None]
+        if has_src:
+            src[has_src] = policy.encode_images(np.stack([sources[i] for i in has_src]))
+        texts += tx
+        x0s.append(x0)
+        srcs.append(src)
+        if (start // chunk) % 40 == 0:
+            log(f"encoding example pool {start + n}/{cfg.pool_size}")
+    x0, src = torch.cat(x0s), torch.cat(srcs)
+    save_file({"x0": x0.contiguous(), "source": src.contiguous()}, str(f))
+    ftxt.write_text(json.dumps(texts))
+    return texts, x0, src
 
 
 def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: dict | None) -> None:
@@ -197,21 +232,25 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
         step = state["step"]
         rng.bit_generator.state = json.loads(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+    pool = build_pool(policy, cfg, run) if cfg.pool_size else None
     t0, losses = time.time(), []
     start = step
     while step < cfg.steps:
-        texts, targets, sources = example_batch(rng, cfg.batch_size, cfg.edit_fraction)
+        if pool is not None:
+            pick = rng.integers(0, len(pool[0]), cfg.batch_size)
+            texts = [pool[0][i] for i in pick]
+            x0, src = pool[1][pick], pool[2][pick]
+        else:
+            texts, targets, sources = example_batch(rng, cfg.batch_size, cfg.edit_fraction)
+            with torch.no_grad():
+                x0 = policy.encode_images(targets)
+                src = torch.zeros_like(x0)
+                has_src = [i for i, s in enumerate(sources) if s is not None]
+                if has_src:
+                    src[has_src] = policy.encode_images(np.stack([sources[i] for i in has_src]))
         drop = rng.random(len(texts)) < cfg.text_dropout
         texts = ["" if d else t for t, d in zip(texts, drop)]
-        with torch.no_grad():
-            x0 = policy.encode_images(targets)
-            src = torch.zeros_like(x0)
-            has_src = [i for i, s in enumerate(sources) if s is not None]
-            if has_src:
-                src[has_src] = policy.encode_images(np.stack([sources[i] for i in has_src]))
         hidden, pooled = policy._encode_text(texts)
-        from qwenrl.models.base import Conditioning
-
         cond = Conditioning({"hidden": hidden, "pooled": pooled, "source": src})
         sigma = torch.sigmoid(torch.randn(len(texts)))  # logit-normal(0, 1), as SD3
         noise = torch.randn_like(x0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -112,7 +111,7 @@ def _sample_model(model, records, n, steps, guidance, seed, save_dir):
                 seed=seed + start,
             )
             for r, img in zip(part, images):
-                samples.append(sample_for(r, img, model=model))
+                samples.append(sample_for(r, img, {"model": model}))
         click.echo(f"sampled {min(start + batch, len(items))}/{len(items)}", err=True)
     samples.sort(key=lambda s: s.metadata["prompt_index"])  # stable: keeps the n samples of a prompt in order
     if save_dir:

@@ -96,11 +96,11 @@ def samples_from_images(records: list[PromptRecord], images_dir: str | Path) -> 
             path = folder / name
             if not path.is_file():
                 raise ValueError(f"{path} not found (image for prompt {r.index}: {r.text!r})")
-            samples.append(sample_for(r, load_png(path), image=str(path)))
+            samples.append(sample_for(r, load_png(path), {"image": str(path)}))
     return samples
 
 
-def sample_for(record: PromptRecord, image: np.ndarray, **metadata: Any) -> Sample:
+def sample_for(record: PromptRecord, image: np.ndarray, metadata: dict[str, Any] | None = None) -> Sample:
     return Sample(
         image=image,
         prompt=record.text,
@@ -108,5 +108,5 @@ def sample_for(record: PromptRecord, image: np.ndarray, **metadata: Any) -> Samp
         source=record.source,
         spec=record.spec,
         family=record.family,
-        metadata={"prompt_index": record.index, **metadata},
+        metadata={"prompt_index": record.index, **(metadata or {})},
     )

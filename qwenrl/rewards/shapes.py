@@ -25,7 +25,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from ..world.check import (
@@ -40,7 +39,7 @@ from ..world.check import (
 )
 from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
 from ..world.parse import COLOR_THRESHOLD, UNKNOWN, ParsedObject, ParsedScene, object_centroid, parse
-from ..world.scene import IMAGE_SIZE, PALETTE, PALETTE_INDEX, SIZES, Obj, object_mask
+from ..world.scene import IMAGE_SIZE, PALETTE, PALETTE_INDEX, SIZES, Obj, object_mask, shape_mask
 from .base import Judge, Judgement, Sample
 
 _PALETTE_F = PALETTE.astype(np.float32)
@@ -50,16 +49,14 @@ PIXEL_CHANGE = 48  # max per-channel difference (0-255) for a pixel to count as 
 FRAGMENT_AREA = 24  # objects smaller than this (pixels) are fragments, not shapes
 
 
-def parsed_scene(sample: Sample, which: str = "image") -> ParsedScene | None:
-    """The parse of the sample's image (or source), memoised; None if it is not a Shapes image."""
-    key = f"parsed_{which}"
-    if key not in sample.memo:
-        img = sample.image if which == "image" else sample.source
+def parsed_scene(sample: Sample) -> ParsedScene | None:
+    """The parse of the sample's image, memoised; None if it is not a Shapes-world image."""
+    if "parsed" not in sample.memo:
         try:
-            sample.memo[key] = parse(img)
+            sample.memo["parsed"] = parse(sample.image)
         except ValueError:
-            sample.memo[key] = None
-    return sample.memo[key]
+            sample.memo["parsed"] = None
+    return sample.memo["parsed"]
 
 
 def _at(p: tuple[float, float]) -> str:
@@ -82,12 +79,13 @@ def _fmt_credit(c: float) -> str:
     return "met" if c >= 1.0 else ("not met" if c <= 0.0 else f"partly met ({c:.2f})")
 
 
-def _t2i_spec(sample: Sample) -> dict[str, Any] | None:
+def _t2i_prompt(sample: Sample) -> T2IPrompt | None:
+    """The sample's T2IPrompt; a bare spec dict (``{"objects", "relation", "background"}``) is accepted."""
     spec = sample.spec
     if isinstance(spec, T2IPrompt):
-        return spec.spec
-    if isinstance(spec, dict) and "objects" in spec:
         return spec
+    if isinstance(spec, dict) and "objects" in spec:
+        return T2IPrompt(sample.prompt, sample.family or "", spec)
     return None
 
 
@@ -118,16 +116,20 @@ class ShapesAlignment(_ShapesJudge):
         #: credit when a required relation holds in direction but by less than the margin
         relation_near_credit: float = 0.5
 
+        def __post_init__(self) -> None:
+            if not 0 <= self.relation_near_credit <= 1:
+                raise ValueError(f"relation_near_credit must be in [0, 1], got {self.relation_near_credit}")
+
     def judge_one(self, sample: Sample) -> Judgement:
         if sample.task != "t2i":
             return self.not_applicable(sample, "alignment scores text-to-image samples")
-        spec = _t2i_spec(sample)
-        if spec is None:
+        prompt = _t2i_prompt(sample)
+        if prompt is None:
             return self.not_applicable(sample, "needs the prompt's spec (a T2IPrompt)")
         parsed = parsed_scene(sample)
         if parsed is None:
             return self.unparseable(sample)
-        return self.align(spec, parsed)
+        return self.align(prompt.spec, parsed)
 
     def align(self, spec: dict[str, Any], parsed: ParsedScene) -> Judgement:
         objs = parsed.objects
@@ -617,11 +619,40 @@ def _regions(task: EditTask) -> tuple[np.ndarray, np.ndarray]:
             changed = [task.source.objects[k], task.target.objects[k]]
         may_change = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
         for o in changed:
-            may_change |= object_mask(o)
-        may_change = ndimage.binary_dilation(may_change, iterations=2)
+            may_change |= _dilated_object_mask(o)
     objects, rest = preserved & ~may_change, ~preserved & ~may_change
     objects.flags.writeable = rest.flags.writeable = False
     return objects, rest
+
+
+_DIAMOND2 = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if abs(dy) + abs(dx) <= 2]
+
+
+def _dilate2(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by 2 px (4-connected, twice): ``ndimage.binary_dilation(mask, iterations=2)``."""
+    h, w = mask.shape
+    padded = np.pad(mask, 2)
+    out = np.zeros_like(mask)
+    for dy, dx in _DIAMOND2:
+        out |= padded[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+    return out
+
+
+@lru_cache(maxsize=None)
+def _dilated_template(shape: str, side: int) -> np.ndarray:
+    return _dilate2(np.pad(shape_mask(shape, side), 2))
+
+
+def _dilated_object_mask(obj: Obj) -> np.ndarray:
+    """``_dilate2(object_mask(obj))``, from a dilated template placed on the canvas."""
+    out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    t = _dilated_template(obj.shape, obj.side)
+    x0, y0 = obj.x - 2, obj.y - 2
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + t.shape[1], IMAGE_SIZE), min(y0 + t.shape[0], IMAGE_SIZE)
+    if cx0 < cx1 and cy0 < cy1:
+        out[cy0:cy1, cx0:cx1] = t[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    return out
 
 
 def _pixels_outside(task: EditTask, source: np.ndarray, image: np.ndarray) -> tuple[float, str]:
@@ -721,9 +752,10 @@ class ShapesOracle(_ShapesJudge):
         if parsed is None:
             return self.unparseable(sample)
         if sample.task == "t2i":
-            if not isinstance(sample.spec, T2IPrompt):
+            prompt = _t2i_prompt(sample)
+            if prompt is None:
                 return self.not_applicable(sample, "needs the prompt's spec (a T2IPrompt)")
-            result = check_t2i(sample.spec, parsed)
+            result = check_t2i(prompt, parsed)
         else:
             if not isinstance(sample.spec, EditTask):
                 return self.not_applicable(sample, "needs the edit's spec (an EditTask)")

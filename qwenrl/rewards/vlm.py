@@ -117,9 +117,9 @@ def upscale(image: np.ndarray, size: int | None) -> np.ndarray:
     """Nearest-neighbour resize to ``size``×``size`` (Shapes images are 32 px; VLMs see ≥ 224)."""
     if not size or image.shape[0] == size and image.shape[1] == size:
         return image
-    ys = (np.arange(size) * image.shape[0] // size).astype(np.intp)
-    xs = (np.arange(size) * image.shape[1] // size).astype(np.intp)
-    return image[ys][:, xs]
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.NEAREST))
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -378,9 +378,17 @@ class VLMServedJudge(_VLMJudge):
             self._client.close()
             self._client = None
 
+    def image_urls(self, sample: Sample) -> list[str]:
+        """PNG data URLs of the sample's images, memoised: the components of a composite
+        that share a server send the same images."""
+        key = f"png_urls_{self.options.image_size}"
+        if key not in sample.memo:
+            sample.memo[key] = [png_data_url(im) for im in self.images_for(sample)]
+        return sample.memo[key]
+
     def payload(self, sample: Sample) -> dict[str, Any]:
         content: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": png_data_url(im)}} for im in self.images_for(sample)
+            {"type": "image_url", "image_url": {"url": url}} for url in self.image_urls(sample)
         ]
         content.append({"type": "text", "text": self.rubric.render(sample)})
         max_tokens = self.options.max_tokens or (16 if self.options.mode == "pointwise" else 1024)

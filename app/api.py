@@ -1,0 +1,269 @@
+"""The REST API, mounted beside the Gradio app: programmatic voting, leaderboards, jobs.
+
+Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/api/v1/docs``):
+
+    GET  /api/v1/health                     liveness (used by the Docker HEALTHCHECK)
+    GET  /api/v1/battle?task=t2i|edit       a new anonymous battle for this client
+    POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
+    GET  /api/v1/leaderboard?task=…&votes=human|auto|all
+    GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…
+    POST /api/v1/admin/login                {"password"} → admin cookie
+    GET  /api/v1/jobs                       (admin) jobs and their status
+    POST /api/v1/jobs                       (admin) {"kind", "config", "overrides"} → queued job
+    GET  /api/v1/jobs/{id}                  (admin) status, progress, log tail
+    POST /api/v1/jobs/{id}/cancel           (admin)
+
+A client is a voter through the ``qwenrl_voter`` cookie, set on its first request: keep the
+cookie between ``/battle`` and ``/vote``. Admin routes take ``Authorization: Bearer
+PASSWORD`` or the cookie set by ``/admin/login``; without credentials they answer 401, with
+wrong ones 403.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from .jobs import JobError, JobManager
+from .service import AdminAuth, ArenaError, ArenaService, RateLimited
+
+VOTER_COOKIE = "qwenrl_voter"
+ADMIN_COOKIE = "qwenrl_admin"
+_VOTER_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class BattleOut(BaseModel):
+    battle_id: str = Field(description="unguessable id; vote on it with the same client (cookie)")
+    task: Literal["t2i", "edit"]
+    prompt: str = Field(description="the prompt (text-to-image) or the edit instruction")
+    family: str = Field(description="prompt family (single, counting, recolor, ...)")
+    source_png: str | None = Field(None, description="editing: the source image, base64 PNG")
+    image_a: str = Field(description="left image (model_a), base64 PNG")
+    image_b: str = Field(description="right image (model_b), base64 PNG")
+
+
+class VoteIn(BaseModel):
+    battle_id: str = Field(max_length=128)
+    winner: Literal["model_a", "model_b", "tie", "tie (bothbad)"]
+
+
+class VoteOut(BaseModel):
+    ok: bool = True
+    battle_id: str
+    task: str
+    winner: str
+    model_a: str = Field(description="the model behind the left image, revealed after the vote")
+    model_b: str
+
+
+class LeaderboardRow(BaseModel):
+    model: str
+    elo: float = Field(description="Bradley–Terry rating on the Elo scale")
+    ci_low: float
+    ci_high: float
+    elo_online: float
+    trueskill_mu: float
+    trueskill_sigma: float
+    trueskill_score: float
+    votes: int
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float
+    rank_ub: int
+    component: int
+
+
+class LeaderboardOut(BaseModel):
+    task: str
+    votes: str
+    n_votes: int
+    ci: str
+    rounds: int
+    warnings: list[str]
+    rows: list[LeaderboardRow]
+
+
+class LoginIn(BaseModel):
+    password: str = Field(max_length=1024)
+
+
+class JobIn(BaseModel):
+    kind: Literal["grpo", "distill"]
+    config: str = Field(max_length=512, description="a YAML file under training/configs/")
+    overrides: dict[str, str | int | float | bool] = Field(default_factory=dict, description="--set KEY=VALUE")
+
+
+def voter_of(request: Request) -> str:
+    """The client's voter id (set by the middleware)."""
+    return request.state.voter
+
+
+def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) -> FastAPI:
+    """The FastAPI app with the REST routes; ``app.server`` mounts Gradio on it at ``/``."""
+    app = FastAPI(
+        title="QwenRL Studio API",
+        version="1",
+        description=__doc__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+
+    @app.middleware("http")
+    async def voter_cookie(request: Request, call_next):
+        # Every client gets a random voter id in a cookie; a malformed one is replaced.
+        voter = request.cookies.get(VOTER_COOKIE)
+        fresh = not (voter and _VOTER_RE.match(voter))
+        if fresh:
+            voter = secrets.token_hex(16)
+        request.state.voter = voter
+        response = await call_next(request)
+        if fresh:
+            response.set_cookie(VOTER_COOKIE, voter, max_age=365 * 86400, httponly=True, samesite="lax")
+        return response
+
+    @app.exception_handler(ArenaError)
+    async def arena_error(request: Request, exc: ArenaError):
+        headers = {"Retry-After": f"{max(1, round(exc.retry_after))}"} if isinstance(exc, RateLimited) else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(JobError)
+    async def job_error(request: Request, exc: JobError):
+        status = 404 if str(exc).startswith("no job") else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    def require_admin(request: Request) -> None:
+        if not auth.enabled:
+            raise HTTPException(403, "admin is disabled: start the studio with --admin-password or QWENRL_ADMIN_PASSWORD")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            if auth.check_password(header[7:].strip()):
+                return
+            raise HTTPException(403, "wrong admin password")
+        cookie = request.cookies.get(ADMIN_COOKIE)
+        if cookie:
+            if auth.check_token(cookie):
+                return
+            raise HTTPException(403, "admin login expired; log in again")
+        raise HTTPException(401, "admin only: send Authorization: Bearer PASSWORD or log in",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    def need_jobs() -> JobManager:
+        if jobs is None:
+            raise HTTPException(503, "this studio runs no training jobs")
+        return jobs
+
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/health", tags=["studio"])
+    def health() -> dict[str, Any]:
+        return {"ok": True, "models": {t: len(service.arena_models(t)) for t in service.tasks()}}
+
+    @api.get("/battle", response_model=BattleOut, tags=["arena"],
+             responses={429: {"description": "rate limited"}, 503: {"description": "gallery not ready"}})
+    def battle(request: Request, task: Literal["t2i", "edit"] = Query("t2i")) -> BattleOut:
+        """A new anonymous battle: two images of the same prompt (and seed) by two models."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        b = service.new_battle(task, voter)
+        return BattleOut(
+            battle_id=b.battle_id, task=b.task, prompt=b.prompt, family=b.family,
+            source_png=service.png_base64(b.source) if b.source is not None else None,
+            image_a=service.png_base64(b.image_a), image_b=service.png_base64(b.image_b),
+        )
+
+    @api.post("/vote", response_model=VoteOut, tags=["arena"],
+              responses={403: {"description": "battle served to another client"},
+                         404: {"description": "no such battle"}, 409: {"description": "already voted"},
+                         429: {"description": "rate limited"}})
+    def vote(request: Request, body: VoteIn) -> VoteOut:
+        """Vote on a battle this client fetched; the answer reveals both models."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        r = service.vote(body.battle_id, body.winner, voter)
+        return VoteOut(battle_id=r.battle_id, task=r.task, winner=r.winner, model_a=r.model_a, model_b=r.model_b)
+
+    @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
+    def board(task: Literal["t2i", "edit"] = Query("t2i"),
+              votes: Literal["human", "auto", "all"] = Query("human")) -> LeaderboardOut:
+        """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`."""
+        lb = service.leaderboard(task, votes)
+        return LeaderboardOut(task=task, votes=votes, n_votes=lb.votes, ci=lb.ci_method, rounds=lb.rounds,
+                              warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
+
+    @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
+             responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
+    def export(format: Literal["jsonl", "csv"] = Query("jsonl"), task: Literal["t2i", "edit"] | None = None,
+               votes: Literal["human", "auto", "all"] = Query("all")):
+        """The votes in the format `qwenrl elo` reads (JSON lines or CSV)."""
+        data = export_votes(service, format, task, votes)
+        media = "application/x-ndjson" if format == "jsonl" else "text/csv"
+        name = f"votes{'-' + task if task else ''}.{format}"
+        return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"}})
+    def login(body: LoginIn, response: Response) -> dict[str, bool]:
+        """Log in as the admin: sets an HttpOnly cookie for the job routes."""
+        if not auth.check_password(body.password):
+            raise HTTPException(403, "wrong admin password" if auth.enabled else "admin is disabled")
+        response.set_cookie(ADMIN_COOKIE, auth.issue_token(), max_age=int(auth.ttl_s), httponly=True, samesite="strict")
+        return {"ok": True}
+
+    @api.get("/jobs", tags=["admin"], dependencies=[Depends(require_admin)])
+    def list_jobs() -> list[dict[str, Any]]:
+        return [_public_job(j) for j in need_jobs().store.list_jobs()]
+
+    @api.post("/jobs", tags=["admin"], status_code=201, dependencies=[Depends(require_admin)],
+              responses={401: {"description": "no credentials"}, 403: {"description": "wrong credentials"}})
+    def launch(body: JobIn) -> dict[str, Any]:
+        """Queue a GRPO or distillation job (admin only)."""
+        manager = need_jobs()
+        job_id = manager.submit(body.kind, body.config, {k: v if isinstance(v, str) else _yaml_scalar(v)
+                                                         for k, v in body.overrides.items()})
+        return _public_job(manager.job(job_id))
+
+    @api.get("/jobs/{job_id}", tags=["admin"], dependencies=[Depends(require_admin)])
+    def job(job_id: int, log_lines: int = Query(40, ge=0, le=1000)) -> dict[str, Any]:
+        manager = need_jobs()
+        out = _public_job(manager.job(job_id))
+        out["progress"] = manager.progress(job_id)
+        out["log_tail"] = manager.log_tail(job_id, log_lines)
+        return out
+
+    @api.post("/jobs/{job_id}/cancel", tags=["admin"], dependencies=[Depends(require_admin)])
+    def cancel(job_id: int) -> dict[str, Any]:
+        return _public_job(need_jobs().cancel(job_id))
+
+    app.include_router(api)
+    return app
+
+
+def _yaml_scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _public_job(job: dict[str, Any]) -> dict[str, Any]:
+    spec = job.get("config") or {}
+    return {"id": job["id"], "kind": job["kind"], "config": Path(spec.get("config", "")).name,
+            "overrides": spec.get("overrides") or {}, "status": job["status"], "created": job["created"],
+            "started": job.get("started"), "finished": job.get("finished"), "error": job.get("error")}
+
+
+def export_votes(service: ArenaService, fmt: str, task: str | None, votes: str) -> bytes:
+    """Votes as JSON lines or CSV bytes (``arena.io`` format)."""
+    from arena.io import write_votes
+
+    frame = service.votes(task, votes)  # type: ignore[arg-type]
+    buf = io.StringIO()
+    write_votes(frame, buf, format=fmt)
+    return buf.getvalue().encode()

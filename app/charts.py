@@ -1,0 +1,89 @@
+"""Plotly figures for the studio: rating intervals, win-rate heatmap, Elo over time, rewards.
+
+Pure functions of tables; nothing here reads the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+
+def _empty(title: str, note: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, annotations=[{"text": note, "showarrow": False, "x": 0.5, "y": 0.5,
+                                                 "xref": "paper", "yref": "paper"}],
+                      xaxis={"visible": False}, yaxis={"visible": False}, height=360)
+    return fig
+
+
+def intervals_figure(rows: list[dict[str, Any]], title: str = "Bradley–Terry Elo, 95% interval") -> go.Figure:
+    if not rows:
+        return _empty(title, "no votes yet")
+    frame = pd.DataFrame(rows).sort_values("elo")
+    fig = go.Figure(go.Scatter(
+        x=frame["elo"], y=frame["model"], mode="markers",
+        error_x={"type": "data", "symmetric": False, "array": frame["ci_high"] - frame["elo"],
+                 "arrayminus": frame["elo"] - frame["ci_low"]},
+        hovertemplate="%{y}: %{x:.0f}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis_title="Elo", height=max(300, 140 + 40 * len(frame)), margin={"l": 160},
+                      yaxis={"type": "category", "automargin": True})
+    return fig
+
+
+def heatmap_figure(win_rates: pd.DataFrame | None, title: str = "Win rate of row model over column model") -> go.Figure:
+    if win_rates is None or win_rates.empty:
+        return _empty(title, "no votes yet")
+    fig = go.Figure(go.Heatmap(
+        z=win_rates.values, x=list(map(str, win_rates.columns)), y=list(map(str, win_rates.index)),
+        zmin=0, zmax=1, colorscale="RdBu",
+        text=win_rates.round(2).astype(object).where(win_rates.notna(), "").values, texttemplate="%{text}",
+        hovertemplate="%{y} beats %{x}: %{z:.2f}<extra></extra>",
+    ))
+    fig.update_layout(title=title, height=max(300, 200 + 40 * len(win_rates)), margin={"l": 160},
+                      xaxis={"type": "category"}, yaxis={"type": "category", "automargin": True})
+    return fig
+
+
+def elo_history_figure(history: list[dict[str, Any]], title: str = "Online Elo over votes") -> go.Figure:
+    if not history:
+        return _empty(title, "no votes yet")
+    frame = pd.DataFrame(history)
+    fig = go.Figure()
+    for model, part in frame.groupby("model", sort=True):
+        fig.add_trace(go.Scatter(x=part["votes"], y=part["elo"], mode="lines+markers", name=str(model)))
+    fig.update_layout(title=title, xaxis_title="votes", yaxis_title="online Elo", height=380)
+    return fig
+
+
+def reward_distribution_figure(frame: pd.DataFrame, title: str = "Reward per model") -> go.Figure:
+    """Box plot of ``score`` per ``model`` (a table with those columns)."""
+    if frame.empty:
+        return _empty(title, "no scored samples yet")
+    fig = go.Figure()
+    for model, part in frame.groupby("model", sort=True):
+        fig.add_trace(go.Box(y=part["score"], name=str(model), boxpoints="all", jitter=0.4, pointpos=0))
+    fig.update_layout(title=title, yaxis_title="composite reward", yaxis_range=[0, 1], height=380, showlegend=False)
+    return fig
+
+
+def metrics_figure(rows: list[dict[str, Any]], title: str = "Training metrics") -> go.Figure:
+    """Reward curves from ``metrics.jsonl`` rows: every ``reward``-like key against ``step``."""
+    rows = [r for r in rows if isinstance(r.get("step"), (int, float))]
+    if not rows:
+        return _empty(title, "no metrics yet")
+    frame = pd.DataFrame(rows)
+    numeric = [k for k in frame.columns if pd.api.types.is_numeric_dtype(frame[k])]
+    keys = [k for k in numeric if k == "reward/mean" or (k.startswith("rewards/") and k.count("/") == 2
+                                                          and k.endswith("/mean"))]
+    keys = keys or [k for k in numeric if "reward" in k]
+    keys = keys or [k for k in numeric if k != "step"][:4]
+    fig = go.Figure()
+    for key in keys[:8]:
+        part = frame[["step", key]].dropna()
+        fig.add_trace(go.Scatter(x=part["step"], y=part[key], mode="lines+markers", name=key))
+    fig.update_layout(title=title, xaxis_title="step", height=360)
+    return fig

@@ -1,0 +1,120 @@
+"""``qwenrl studio`` and ``qwenrl arena auto``: thin click commands over ``app``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+DEFAULT_WORKSPACE = "./workspace"
+
+
+@click.command()
+@click.option("--workspace", default=DEFAULT_WORKSPACE, show_default=True, type=click.Path(file_okay=False),
+              help="folder of the store, gallery and runs (created if missing)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0 for all)")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--admin-password", envvar="QWENRL_ADMIN_PASSWORD", default=None,
+              help="password of the Training tab and the job API (or env QWENRL_ADMIN_PASSWORD); "
+                   "without one, nobody can launch jobs")
+@click.option("--models-dir", default=None, type=click.Path(file_okay=False),
+              help="bundled models to register (default: data/models)")
+@click.option("--max-jobs", "max_jobs", default=None, type=click.IntRange(1, 64),
+              help="training jobs at once (default: 1 without a GPU, else the GPU count)")
+@click.option("--pool-size", default=None, type=click.IntRange(2, 250),
+              help="arena prompts per task (default 48; remembered by the workspace)")
+@click.option("--gallery-steps", default=None, type=click.IntRange(1, 200),
+              help="sampling steps of gallery images (default: each checkpoint's)")
+@click.option("--configs-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="training configs the Training tab offers (default: training/configs)")
+def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir):
+    """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
+
+    \b
+    Examples:
+      qwenrl studio --workspace ./workspace
+      QWENRL_ADMIN_PASSWORD=secret qwenrl studio --host 0.0.0.0 --port 7860
+    The REST API is documented at http://HOST:PORT/api/v1/docs.
+    """
+    import uvicorn
+
+    from .server import StudioRuntime
+
+    settings = {"pool_size": pool_size, "num_steps": gallery_steps}
+    try:
+        runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
+                                     max_concurrent=max_jobs, workspace_settings=settings,
+                                     configs_dir=configs_dir)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    runtime.start()
+    click.echo(f"QwenRL Studio on http://{host}:{port}  (workspace {runtime.workspace.root}; "
+               f"admin {'on' if runtime.auth.enabled else 'off'})", err=True)
+    try:
+        uvicorn.run(runtime.app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        runtime.stop()
+
+
+@click.group()
+def arena():
+    """The arena of a studio workspace: automatic judging."""
+
+
+@arena.command("auto")
+@click.option("--workspace", default=DEFAULT_WORKSPACE, show_default=True, type=click.Path(file_okay=False))
+@click.option("--task", type=click.Choice(["t2i", "edit"]), required=True)
+@click.option("--judge", default="oracle", show_default=True,
+              help="'oracle' (the strict Shapes checker) or a reward YAML file")
+@click.option("--battles", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--strategy", type=click.Choice(["info", "random"]), default="info", show_default=True)
+@click.option("--models-dir", default=None, type=click.Path(file_okay=False),
+              help="bundled models to register first (default: data/models)")
+@click.option("--fill/--no-fill", default=True, show_default=True,
+              help="first generate the gallery images still missing (in this process)")
+@click.option("--json", "as_json", is_flag=True, help="print the summary and leaderboard as JSON")
+def auto(workspace, task, judge, battles, seed, strategy, models_dir, fill, as_json):
+    """Fill the store with automatically judged votes, tagged with the judge.
+
+    \b
+    Examples:
+      qwenrl arena auto --workspace ./workspace --task t2i --judge oracle --battles 2000
+      qwenrl arena auto --task edit --judge training/configs/rewards/shapes_edit.yaml --battles 500
+    Then: qwenrl votes export ... or the Leaderboard tab with "auto" votes.
+    """
+    from arena.ratings import leaderboard
+
+    from .autojudge import run_auto_arena
+    from .gallery import fill_model
+    from .workspace import Workspace
+
+    ws = Workspace.open(workspace, models_dir=models_dir)
+    try:
+        if fill:
+            for name in ws.pending_gallery_models():
+                fill_model(ws, name, log=lambda msg: click.echo(msg, err=True))
+        try:
+            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        frame = ws.store.votes_frame(task=task, judge=summary["judge"])
+        board = leaderboard(frame, rounds=1000, seed=seed)
+    finally:
+        ws.close()
+    if as_json:
+        click.echo(json.dumps({**summary, "rows": board.rows, "warnings": board.warnings}, indent=2))
+        return
+    click.echo(f"{summary['battles']} {task} battles judged by {summary['judge']}: {summary['outcomes']}", err=True)
+    for warning in board.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{'rank':>4}  {'model':<32} {'elo':>7} {'95% CI':>15} {'votes':>6}")
+    for r in board.rows:
+        click.echo(f"{r['rank_ub']:>4}  {r['model']:<32} {r['elo']:7.1f} "
+                   f"{r['ci_low']:7.1f}–{r['ci_high']:<7.1f} {r['votes']:>6}")
+
+
+if __name__ == "__main__":
+    sys.exit(studio())

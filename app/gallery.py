@@ -1,0 +1,215 @@
+"""The arena gallery: every model's images for one fixed prompt pool, scored with rationales.
+
+For each task a model does, the gallery holds one image per (prompt, seed) of the arena pool
+(the first ``POOL_SIZE`` prompts of ``data/prompts/{task}_test.jsonl``), sampled from the
+same initial noise for every model (the noise depends only on the seed, never on the batch),
+so that two models meet on equal terms, as image arenas do. Each image is scored by the
+task's composite reward (``training/configs/rewards/shapes_{task}.yaml``) and its judgement
+(total, parts, rationale) is stored beside it.
+
+Filling runs in a subprocess, so the studio's server never imports torch:
+
+    python -m app.gallery --workspace ./workspace            # every model still pending
+    python -m app.gallery --workspace ./workspace --model shapes-base
+
+Progress goes to the store's gallery status rows (the UI reads them) and to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROMPT_DIR = REPO_ROOT / "data" / "prompts"
+REWARD_DIR = REPO_ROOT / "training" / "configs" / "rewards"
+TASKS = ("t2i", "edit")
+POOL_SIZE = 48
+SEEDS_PER_PROMPT = 1
+BASE_SEED = 20_000
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    """One arena prompt: its id in the prompt file, task, text, family and the raw record."""
+
+    id: str
+    task: str
+    text: str
+    family: str
+    record: dict[str, Any]
+
+    def spec(self):
+        """The Shapes ``T2IPrompt`` or ``EditTask``."""
+        from qwenrl.world.grammar import EditTask, T2IPrompt
+
+        return (T2IPrompt if self.task == "t2i" else EditTask).from_dict(self.record)
+
+
+def arena_pool(task: str, size: int = POOL_SIZE, prompt_dir: Path = PROMPT_DIR) -> list[PoolItem]:
+    """The first ``size`` prompts of the task's test split."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    items = []
+    with open(prompt_dir / f"{task}_test.jsonl") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            items.append(PoolItem(d["id"], task, d["text"], d.get("family", ""), d))
+            if len(items) >= size:
+                break
+    return items
+
+
+def pool_seeds(index: int, seeds_per_prompt: int = SEEDS_PER_PROMPT) -> list[int]:
+    """The fixed seeds of the ``index``-th prompt of a pool (the same for every model)."""
+    return [BASE_SEED + index * 100 + k for k in range(seeds_per_prompt)]
+
+
+def model_slug(name: str) -> str:
+    """A folder name for a model: its name made safe, plus a short hash against collisions."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:48].strip(".") or "model"
+    return f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def initial_noise(seeds: list[int], latent_shape: tuple[int, ...]):
+    """One standard-normal latent per seed, each from its own generator (batch-independent)."""
+    import torch
+
+    return torch.stack([
+        torch.randn(latent_shape, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float32)
+        for s in seeds
+    ])
+
+
+def generate(policy, items: list[PoolItem], seeds: list[int], *, num_steps: int, guidance_scale: float,
+             batch_size: int = 32) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 for (item, seed) pairs by ODE sampling; edits use their source."""
+    import torch
+
+    from qwenrl.sampling import rollout
+    from qwenrl.world.scene import render
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            chunk, chunk_seeds = items[start:start + batch_size], seeds[start:start + batch_size]
+            texts = [it.text for it in chunk]
+            sources = np.stack([render(it.spec().source) for it in chunk]) if chunk[0].task == "edit" else None
+            cond = policy.encode_prompts(texts, sources)
+            null = policy.null_conditioning(len(texts), sources) if guidance_scale != 1.0 else None
+            traj = rollout(
+                policy, cond, num_steps=num_steps, shift=policy.default_shift, guidance_scale=guidance_scale,
+                null_cond=null, noise_level=0.0,
+                initial_noise=initial_noise(chunk_seeds, tuple(policy.latent_shape())).to(policy.device),
+                return_trajectory=False,
+            )
+            out.append(policy.decode(traj.final))
+    return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), dtype=np.uint8)
+
+
+def reward_path(task: str) -> Path:
+    return REWARD_DIR / f"shapes_{task}.yaml"
+
+
+def score(task: str, items: list[PoolItem], images: np.ndarray, reward=None) -> list:
+    """Composite-reward judgements (score, parts, rationale) for the images of ``items``."""
+    from qwenrl.rewards import Sample, load_reward
+
+    reward = reward or load_reward(reward_path(task), cache=False)
+    return reward([Sample.from_spec(img, it.spec()) for it, img in zip(items, images)])
+
+
+def fill_model(ws, name: str, *, log=print) -> int:
+    """Generate and score every missing gallery image of model ``name``; returns how many.
+
+    ``ws`` is an ``app.workspace.Workspace``. Resumable: images already in the store are
+    skipped, so a fill interrupted by a restart continues where it stopped.
+    """
+    from qwenrl.evaluation import policy_sampling_defaults
+    from qwenrl.imageio import save_png
+    from qwenrl.models import load_policy
+    from qwenrl.world.scene import render
+
+    model = ws.store.get_model(name)
+    if model is None:
+        raise ValueError(f"no model {name!r} in the store")
+    todo = {task: ws.missing_samples(name, task) for task in TASKS if task in model["tasks"]}
+    total = sum(len(v) for v in todo.values())
+    if not total:
+        return 0
+    t0 = time.time()
+    policy = load_policy(model["source"])
+    policy.eval()
+    defaults = policy_sampling_defaults(policy)
+    steps = ws.num_steps or defaults["num_steps"]
+    done = 0
+    folder = ws.gallery_dir / model_slug(name)
+    for task, pairs in todo.items():
+        for start in range(0, len(pairs), ws.batch_size):
+            chunk = pairs[start:start + ws.batch_size]
+            items, seeds = [p[0] for p in chunk], [p[1] for p in chunk]
+            images = generate(policy, items, seeds, num_steps=steps, guidance_scale=defaults["guidance_scale"],
+                              batch_size=ws.batch_size)
+            judgements = score(task, items, images, reward=ws.reward(task))
+            rows = []
+            for it, seed, img, j in zip(items, seeds, images, judgements):
+                if task == "edit":
+                    src = ws.source_path(it.id)
+                    if not src.exists():
+                        save_png(render(it.spec().source), src)
+                path = save_png(img, folder / task / f"{it.id}-s{seed}.png")
+                rows.append({
+                    "model": name, "pool_id": it.id, "seed": seed,
+                    "image_path": str(path.relative_to(ws.root)),
+                    "content_hash": hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()[:32],
+                    "judgement": j.to_dict(),
+                })
+            ws.add_gallery_samples(rows)
+            done += len(chunk)
+            log(f"gallery {name}: {done}/{total} images ({time.time() - t0:.1f}s)")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.workspace import Workspace
+
+    ap = argparse.ArgumentParser(description="Fill the arena gallery of a studio workspace.")
+    ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
+    ap.add_argument("--model", action="append", default=[], help="a model to fill (default: every pending one)")
+    args = ap.parse_args(argv)
+    ws = Workspace.open(args.workspace, register_bundled=False)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    failed = 0
+    tried: set[str] = set()
+    while True:  # models registered while this runs are picked up too
+        names = [n for n in (args.model or ws.pending_gallery_models()) if n not in tried]
+        if not names:
+            break
+        for name in names:
+            tried.add(name)
+            try:
+                fill_model(ws, name, log=log)
+            except Exception as exc:  # one broken checkpoint must not stop the others
+                failed += 1
+                ws.mark_gallery_failed(name, f"{type(exc).__name__}: {exc}")
+                log(f"gallery {name}: failed: {type(exc).__name__}: {exc}")
+        if args.model:
+            break
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""Background training jobs: subprocesses with their status in the store and a run folder each.
+
+A job is ``python -m training.<kind> --config CONFIG --run RUNS/<id> --set KEY=VALUE ...``
+started in its own session (process group), with stdout and stderr going to
+``RUNS/<id>/log.txt``; the trainer writes ``metrics.jsonl`` and ``checkpoints/`` in the same
+folder. The store's jobs table holds each job's status:
+
+    queued → running → done | failed | cancelled
+    queued → cancelled
+    running → lost      (the process vanished while no studio watched it)
+
+At most ``max_concurrent`` jobs run at once (default 1 on a machine without a GPU: two
+trainers on two cores each run about ten times slower); the others wait in the queue, oldest
+first. ``JobManager.recover()`` at start-up marks jobs whose process is gone as ``lost``, so no
+job is ever left "running" by a studio that died.
+
+    jobs = JobManager(store, workspace / "runs")
+    jobs.recover(); jobs.start()
+    job_id = jobs.submit("grpo", "training/configs/shapes_grpo_t2i.yaml", {"steps": "20"})
+    jobs.cancel(job_id)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "training" / "configs"
+
+#: job kind → the module run with ``python -m``
+TRAINERS: dict[str, str] = {"grpo": "training.grpo", "distill": "training.distill"}
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "lost")
+ACTIVE = ("queued", "running")
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
+LOG_NAME = "log.txt"
+METRICS_NAME = "metrics.jsonl"
+
+
+class JobError(ValueError):
+    """A job request that cannot be honoured; the message says why."""
+
+
+class JobTable(Protocol):
+    """The store methods the manager uses (``arena.store.ArenaStore`` provides them)."""
+
+    def create_job(self, kind: str, config: dict[str, Any], *, run_dir: str | None = None) -> int: ...
+    def update_job(self, job_id: int, **changes: Any) -> dict[str, Any]: ...
+    def get_job(self, job_id: int) -> dict[str, Any] | None: ...
+    def list_jobs(self, status: str | None = None) -> list[dict[str, Any]]: ...
+
+
+def default_max_concurrent() -> int:
+    """1 without a CUDA device (CPU trainers compete for the same cores), else the GPU count."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5)
+        gpus = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    except (OSError, subprocess.SubprocessError):
+        gpus = 0
+    return max(1, gpus)
+
+
+def list_configs(kind: str, config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Config files for a trainer kind, relative to the repository (``*grpo*.yaml``, ``*distill*.yaml``)."""
+    if kind not in TRAINERS:
+        raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(TRAINERS)}")
+    return sorted(str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+                  for p in config_dir.glob(f"*{kind}*.yaml"))
+
+
+def resolve_config(config: str | Path, config_dir: Path = CONFIG_DIR) -> Path:
+    """The config file, which must be a YAML file inside ``config_dir`` (never an arbitrary path)."""
+    raw = Path(config)
+    path = (raw if raw.is_absolute() else REPO_ROOT / raw).resolve()
+    if not path.is_relative_to(config_dir.resolve()):
+        path = (config_dir / raw.name).resolve()  # a bare file name
+    if not path.is_relative_to(config_dir.resolve()) or path.suffix not in (".yaml", ".yml") or not path.is_file():
+        raise JobError(f"config {str(config)!r} is not one of the YAML files in {config_dir}")
+    return path
+
+
+def check_overrides(overrides: dict[str, Any] | None) -> dict[str, str]:
+    """``--set`` overrides as strings; keys are field names, values one line each."""
+    out: dict[str, str] = {}
+    for key, value in (overrides or {}).items():
+        if not _KEY.match(str(key)):
+            raise JobError(f"override key {key!r} is not a config field name")
+        text = value if isinstance(value, str) else json.dumps(value)
+        if "\n" in text or "\r" in text or len(text) > 1000:
+            raise JobError(f"override {key}: value must be one line of at most 1000 characters")
+        out[str(key)] = text
+    return out
+
+
+def check_job_id(job_id: Any) -> int:
+    """A job id (a positive integer, or its decimal text)."""
+    text = str(job_id)
+    if isinstance(job_id, bool) or not text.isdigit() or len(text) > 12:
+        raise JobError(f"{job_id!r} is not a job id")
+    return int(text)
+
+
+def _job_alive(pid: int | None, run_dir: str) -> bool:
+    """True while ``pid`` runs this job's command (a reused pid runs something else)."""
+    if not pid or not _pid_alive(int(pid)):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):  # finished, not yet reaped
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the pid
+    return run_dir.encode() in cmdline
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Running:
+    job_id: int
+    popen: subprocess.Popen | None  # None for a job adopted from an earlier studio
+    pid: int
+    run_dir: str
+    cancel_at: float | None = None  # when SIGKILL follows the SIGTERM
+
+
+class JobManager:
+    """Queue and run training jobs; a thread starts queued jobs and reaps finished ones."""
+
+    def __init__(
+        self,
+        store: JobTable,
+        runs_dir: str | Path,
+        *,
+        max_concurrent: int | None = None,
+        trainers: dict[str, str] | None = None,
+        python: str = sys.executable,
+        config_dir: Path = CONFIG_DIR,
+        env: dict[str, str] | None = None,
+        poll_s: float = 0.5,
+        kill_grace_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.runs_dir = Path(runs_dir)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.max_concurrent = max_concurrent or default_max_concurrent()
+        if self.max_concurrent < 1:
+            raise JobError("max_concurrent must be at least 1")
+        self.trainers = dict(trainers or TRAINERS)
+        self.python = python
+        self.config_dir = config_dir
+        self.env = env
+        self.poll_s = poll_s
+        self.kill_grace_s = kill_grace_s
+        self._running: dict[int, _Running] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def recover(self) -> list[int]:
+        """Mark running jobs whose process is gone as ``lost``; adopt the ones still alive.
+
+        Returns the ids marked lost. Call once at start-up, before ``start``.
+        """
+        lost = []
+        for job in self.store.list_jobs(status="running"):
+            if _job_alive(job.get("pid"), job.get("run_dir") or ""):
+                with self._lock:
+                    self._running[job["id"]] = _Running(job["id"], None, int(job["pid"]), job["run_dir"])
+            else:
+                self.store.update_job(job["id"], status="lost", finished=time.time(),
+                                      error="the process was gone when the studio started")
+                lost.append(job["id"])
+        return lost
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="job-scheduler", daemon=True)
+            self._thread.start()
+
+    def shutdown(self, cancel_running: bool = True, timeout: float = 15.0) -> None:
+        """Stop the scheduler; with ``cancel_running`` also stop the jobs this studio runs."""
+        if cancel_running:
+            with self._lock:
+                ids = list(self._running)
+            for job_id in ids:
+                self.cancel(job_id, note="the studio stopped")
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                self.tick()
+                with self._lock:
+                    if not self._running:
+                        break
+                time.sleep(0.1)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    # -- requests -------------------------------------------------------------------------
+    def submit(self, kind: str, config: str | Path, overrides: dict[str, Any] | None = None,
+               *, submitted_by: str = "admin") -> int:
+        """Queue a job; returns its id. Raises JobError for an unknown kind, config or field."""
+        if kind not in self.trainers:
+            raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(self.trainers)}")
+        config_path = resolve_config(config, self.config_dir)
+        sets = check_overrides(overrides)
+        spec = {"config": str(config_path), "overrides": sets, "submitted_by": submitted_by}
+        job_id = self.store.create_job(kind, spec)
+        # the run folder is named by the store's id: no user text ever becomes a path
+        self.store.update_job(job_id, run_dir=str(self.runs_dir / f"{kind}-{job_id:04d}"))
+        self._wake.set()
+        return job_id
+
+    def cancel(self, job_id: int | str, note: str = "cancelled by the admin") -> dict[str, Any]:
+        """Cancel a queued job, or SIGTERM a running one's process group (SIGKILL after a grace)."""
+        job_id = check_job_id(job_id)
+        with self._lock:
+            job = self.store.get_job(job_id)
+            if job is None:
+                raise JobError(f"no job {job_id!r}")
+            if job["status"] == "queued":
+                self.store.update_job(job_id, status="cancelled", finished=time.time(), error=note)
+            elif job_id in self._running:
+                run = self._running[job_id]
+                if run.cancel_at is None:
+                    self.store.update_job(job_id, error=note)
+                    _signal_group(run.pid, signal.SIGTERM)
+                    run.cancel_at = time.time() + self.kill_grace_s
+            elif job["status"] == "running":  # running in a process we do not know
+                self.store.update_job(job_id, status="lost", finished=time.time(), error="no process to cancel")
+            self._wake.set()
+            return self.store.get_job(job_id) or job
+
+    # -- the scheduler --------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # keep scheduling; the error is visible in the server log
+                print(f"job scheduler: {type(exc).__name__}: {exc}", file=sys.stderr)
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """Reap finished jobs, escalate overdue cancels, start queued jobs while there is room."""
+        with self._lock:
+            for job_id, run in list(self._running.items()):
+                code = self._poll(run)
+                if code is _ALIVE:
+                    if run.cancel_at is not None and time.time() >= run.cancel_at:
+                        _signal_group(run.pid, signal.SIGKILL)
+                    continue
+                del self._running[job_id]
+                job = self.store.get_job(job_id) or {}
+                changes: dict[str, Any] = {"finished": time.time()}
+                if run.cancel_at is not None:
+                    changes["status"] = "cancelled"
+                elif code is None:
+                    changes.update(status="lost", error="the process ended while no studio watched it")
+                elif code == 0:
+                    changes["status"] = "done"
+                else:
+                    changes.update(status="failed", error=f"exit code {code}; see {LOG_NAME}")
+                self.store.update_job(job_id, **changes)
+            queued = sorted(self.store.list_jobs(status="queued"), key=lambda j: (j["created"], j["id"]))
+            for job in queued:
+                if len(self._running) >= self.max_concurrent:
+                    break
+                self._launch(job)
+
+    def _poll(self, run: _Running):
+        if run.popen is not None:
+            code = run.popen.poll()
+            return _ALIVE if code is None else code
+        # adopted from an earlier studio: not our child, so no exit code
+        return _ALIVE if _job_alive(run.pid, run.run_dir) else None
+
+    def _launch(self, job: dict[str, Any]) -> None:
+        run_dir = Path(job["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = self.command(job)
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(run_dir / LOG_NAME, "ab") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            try:
+                popen = subprocess.Popen(
+                    cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            except OSError as exc:
+                self.store.update_job(job["id"], status="failed", finished=time.time(), error=f"could not start: {exc}")
+                return
+        self._running[job["id"]] = _Running(job["id"], popen, popen.pid, job["run_dir"])
+        self.store.update_job(job["id"], status="running", pid=popen.pid, started=time.time())
+
+    def command(self, job: dict[str, Any]) -> list[str]:
+        spec = job["config"]
+        cmd = [self.python, "-m", self.trainers[job["kind"]], "--config", spec["config"], "--run", job["run_dir"]]
+        for key, value in (spec.get("overrides") or {}).items():
+            cmd += ["--set", f"{key}={value}"]
+        return cmd
+
+    # -- reading a job's folder -----------------------------------------------------------
+    def job(self, job_id: int | str) -> dict[str, Any]:
+        job = self.store.get_job(check_job_id(job_id))
+        if job is None:
+            raise JobError(f"no job {job_id!r}")
+        return job
+
+    def log_tail(self, job_id: int | str, lines: int = 40, max_bytes: int = 64_000) -> str:
+        path = Path(self.job(job_id)["run_dir"]) / LOG_NAME
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - max_bytes))
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        # progress bars redraw with carriage returns: keep what a terminal would show
+        shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+        return "\n".join(deque(shown, maxlen=lines))
+
+    def metrics(self, job_id: int | str) -> list[dict[str, Any]]:
+        return read_metrics(Path(self.job(job_id)["run_dir"]) / METRICS_NAME)
+
+    def progress(self, job_id: int | str) -> dict[str, Any]:
+        """Status, last step, total steps (from the overrides or the config) and last metrics."""
+        job = self.job(job_id)
+        job_id = job["id"]
+        rows = read_metrics(Path(job["run_dir"]) / METRICS_NAME)
+        last = rows[-1] if rows else {}
+        total = _total_steps(job)
+        step = last.get("step")
+        return {
+            "id": job_id,
+            "status": job["status"],
+            "step": step,
+            "total_steps": total,
+            "fraction": (min(1.0, step / total) if isinstance(step, (int, float)) and total else None),
+            "last": last,
+        }
+
+
+_ALIVE = object()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def read_metrics(path: str | Path, limit: int = 100_000) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl``; a half-written last line is skipped."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict):
+                    rows.append(row)
+                    if len(rows) >= limit:
+                        break
+    except OSError:
+        pass
+    return rows
+
+
+def _total_steps(job: dict[str, Any]) -> int | None:
+    overrides = job["config"].get("overrides") or {}
+    for key in ("steps", "total_steps", "max_steps"):
+        if key in overrides:
+            try:
+                return int(float(overrides[key]))
+            except ValueError:
+                return None
+    try:
+        import yaml
+
+        cfg = yaml.safe_load(Path(job["config"]["config"]).read_text()) or {}
+    except (OSError, ValueError):
+        return None
+    for key in ("steps", "total_steps", "max_steps"):
+        if isinstance(cfg.get(key), int):
+            return cfg[key]
+    return None

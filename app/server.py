@@ -1,0 +1,79 @@
+"""Assembling the studio: workspace, services, background threads, REST API and Gradio UI.
+
+    runtime = StudioRuntime.open("./workspace", admin_password="...")
+    runtime.start()                     # checkpoint watcher, gallery filler, job scheduler
+    uvicorn.run(runtime.app, host="127.0.0.1", port=7860)
+    runtime.stop()
+
+One process serves everything (the arena's rate limits and caches live in it); the heavy work
+(gallery sampling, training) runs in subprocesses, so this process never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+
+from .api import create_api
+from .jobs import CONFIG_DIR, JobManager
+from .service import AdminAuth, ArenaService
+from .studio import CSS, Studio, build_studio
+from .workspace import CheckpointWatcher, GalleryRunner, Workspace
+
+ADMIN_ENV = "QWENRL_ADMIN_PASSWORD"
+
+
+@dataclass
+class StudioRuntime:
+    workspace: Workspace
+    service: ArenaService
+    jobs: JobManager
+    watcher: CheckpointWatcher
+    auth: AdminAuth
+    app: FastAPI
+
+    @classmethod
+    def open(
+        cls,
+        root: str | Path,
+        *,
+        admin_password: str | None = None,
+        models_dir: str | Path | None = None,
+        max_concurrent: int | None = None,
+        watch_interval_s: float = 2.0,
+        rate: float = 20.0,
+        burst: float = 40.0,
+        ui_refresh_s: float = 2.0,
+        workspace_settings: dict[str, Any] | None = None,
+        trainers: dict[str, str] | None = None,
+        configs_dir: str | Path | None = None,
+    ) -> "StudioRuntime":
+        ws = Workspace.open(root, models_dir=models_dir, **(workspace_settings or {}))
+        ws.clear_gallery_failures()  # a restart retries models whose gallery failed
+        service = ArenaService(ws, rate=rate, burst=burst)
+        jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
+                          config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR)
+        jobs.recover()
+        watcher = CheckpointWatcher(ws, GalleryRunner(ws), interval_s=watch_interval_s)
+        auth = AdminAuth(admin_password if admin_password is not None else os.environ.get(ADMIN_ENV))
+        api = create_api(service, jobs, auth)
+        blocks = build_studio(Studio(service, jobs, auth), refresh_s=ui_refresh_s)
+        blocks.queue(default_concurrency_limit=16)
+        app = gr.mount_gradio_app(api, blocks, path="/", css=CSS, theme=gr.themes.Soft(),
+                                  footer_links=["api"], run_history=False, ssr_mode=False)
+        return cls(ws, service, jobs, watcher, auth, app)
+
+    def start(self) -> None:
+        self.watcher.tick()  # register and start filling before the first page is served
+        self.watcher.start()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.jobs.shutdown(cancel_running=True)
+        self.workspace.close()

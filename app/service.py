@@ -1,0 +1,342 @@
+"""What the studio's UI and REST API share: serving battles, taking votes, cached leaderboards.
+
+Nothing here imports gradio, fastapi or torch; handlers in ``app.studio`` and routes in
+``app.api`` are thin adapters over these methods.
+
+    service = ArenaService(workspace)
+    battle = service.new_battle("t2i", voter="a1b2...")
+    result = service.vote(battle.battle_id, "model_a", voter="a1b2...")   # reveals the names
+    board = service.leaderboard("t2i", votes="human")
+
+Voters are opaque ids (a browser cookie or a Gradio session). A vote is taken only for a
+battle served to that voter, once, with one of the four outcomes; each voter has a token
+bucket (``rate`` votes and battles per second, ``burst`` at once).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from arena.matchmaking import next_pair, pair_counts
+from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
+from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
+
+VoteFilter = Literal["human", "auto", "all"]
+VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
+HUMAN_JUDGE = "human"
+
+
+class ArenaError(ValueError):
+    """A request the arena refuses; ``status`` is the HTTP status that fits it."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(ArenaError):
+    def __init__(self, retry_after: float):
+        super().__init__(f"too many requests; retry in {retry_after:.2f}s", 429)
+        self.retry_after = retry_after
+
+
+@dataclass
+class Battle:
+    """A battle as a voter sees it: anonymous, left (``model_a``) and right (``model_b``)."""
+
+    battle_id: str
+    task: str
+    prompt: str
+    family: str
+    image_a: Path
+    image_b: Path
+    source: Path | None = None
+
+
+@dataclass
+class VoteResult:
+    battle_id: str
+    task: str
+    winner: str
+    model_a: str
+    model_b: str
+
+
+class TokenBucket:
+    """Per-key token buckets (``rate`` per second, ``burst`` capacity), bounded in size."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 100_000):
+        self.rate, self.burst, self.max_keys = float(rate), float(burst), max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 if a token was taken, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+class AdminAuth:
+    """The admin password, and signed login tokens for a cookie (valid ``ttl_s``)."""
+
+    def __init__(self, password: str | None, ttl_s: float = 12 * 3600):
+        self.password = password or None
+        self.ttl_s = ttl_s
+        self._key = secrets.token_bytes(32)  # tokens die with the server
+
+    @property
+    def enabled(self) -> bool:
+        return self.password is not None
+
+    def check_password(self, candidate: str | None) -> bool:
+        if not self.enabled or not isinstance(candidate, str):
+            return False
+        return hmac.compare_digest(candidate.encode(), self.password.encode())  # type: ignore[union-attr]
+
+    def issue_token(self) -> str:
+        expiry = str(int(time.time() + self.ttl_s))
+        return f"{expiry}.{hmac.new(self._key, expiry.encode(), 'sha256').hexdigest()}"
+
+    def check_token(self, token: str | None) -> bool:
+        if not self.enabled or not token or "." not in token:
+            return False
+        expiry, _, mac = token.partition(".")
+        good = hmac.new(self._key, expiry.encode(), "sha256").hexdigest()
+        return hmac.compare_digest(mac, good) and expiry.isdigit() and int(expiry) > time.time()
+
+
+@dataclass
+class _TaskIndex:
+    """Gallery samples of one task: model → {(prompt_id, seed): sample}."""
+
+    by_model: dict[str, dict[tuple[str, int], dict[str, Any]]] = field(default_factory=dict)
+    built: float = 0.0
+
+
+class ArenaService:
+    """Battles, votes and leaderboards over a workspace (``app.workspace.Workspace``)."""
+
+    def __init__(
+        self,
+        workspace,
+        *,
+        rate: float = 20.0,
+        burst: float = 40.0,
+        ip_rate: float = 2000.0,
+        ip_burst: float = 4000.0,
+        rounds: int = 200,
+        index_ttl_s: float = 2.0,
+        board_ttl_s: float = 2.0,
+        seed: int | None = None,
+        strategy: str = "info",
+    ) -> None:
+        self.ws = workspace
+        self.strategy = strategy
+        self._mm: dict[str, tuple[float, tuple[str, ...], Any, dict[str, tuple[float, float]]]] = {}
+        self._mm_lock = threading.Lock()
+        self.rounds = rounds
+        self.index_ttl_s = index_ttl_s
+        self.board_ttl_s = board_ttl_s
+        self.voter_bucket = TokenBucket(rate, burst)
+        self.ip_bucket = TokenBucket(ip_rate, ip_burst)
+        self._rng = np.random.default_rng(seed)
+        self._rng_lock = threading.Lock()
+        self._index: dict[str, _TaskIndex] = {}
+        self._index_lock = threading.Lock()
+        self._boards: dict[tuple, tuple[float, int, Leaderboard]] = {}
+        self._boards_lock = threading.Lock()
+        self._png_cache: OrderedDict[str, bytes] = OrderedDict()
+        self._png_lock = threading.Lock()
+
+    # -- rate limits ----------------------------------------------------------------------
+    def throttle(self, voter: str, client_ip: str | None = None) -> None:
+        """Raise RateLimited when the voter (or the client address) is over its budget."""
+        wait = self.voter_bucket.take(voter)
+        if not wait and client_ip:
+            wait = self.ip_bucket.take(client_ip)
+        if wait:
+            raise RateLimited(wait)
+
+    # -- battles --------------------------------------------------------------------------
+    def tasks(self) -> tuple[str, ...]:
+        return ("t2i", "edit")
+
+    def _task_index(self, task: str) -> _TaskIndex:
+        now = time.monotonic()
+        with self._index_lock:
+            idx = self._index.get(task)
+            if idx is not None and now - idx.built < self.index_ttl_s:
+                return idx
+        by_model: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+        for s in self.ws.arena_samples(task):
+            by_model.setdefault(s["model"], {})[(s["prompt_id"], int(s["seed"]))] = s
+        idx = _TaskIndex(by_model, now)
+        with self._index_lock:
+            self._index[task] = idx
+        return idx
+
+    def arena_models(self, task: str) -> list[str]:
+        """Models that can appear in a battle of ``task`` now."""
+        return sorted(self._task_index(task).by_model)
+
+    def new_battle(self, task: str, voter: str) -> Battle:
+        """Pick a pair (matchmaking), a prompt both have, randomise sides, record the battle."""
+        if task not in self.tasks():
+            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        idx = self._task_index(task)
+        models = sorted(idx.by_model)
+        if len(models) < 2:
+            raise ArenaError(f"the {task} arena needs two models with gallery images; the gallery is still filling", 503)
+        counts, intervals = self._matchmaking_inputs(task, models)
+        with self._rng_lock:
+            # next_pair shuffles the sides, so the left image is either model at random
+            left, right = next_pair(models, counts, strategy=self.strategy, seed=self._rng, intervals=intervals)
+            common = sorted(set(idx.by_model[left]) & set(idx.by_model[right]))
+            if not common:
+                raise ArenaError(f"{task}: no prompt shared by the chosen models yet", 503)
+            key = common[int(self._rng.integers(len(common)))]
+        sa, sb = idx.by_model[left][key], idx.by_model[right][key]
+        battle_id = self.ws.create_battle(sa, sb, voter)
+        return Battle(
+            battle_id=battle_id,
+            task=task,
+            prompt=sa["prompt"],
+            family=sa.get("family") or "",
+            image_a=self.ws.root / sa["image_path"],
+            image_b=self.ws.root / sb["image_path"],
+            source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
+        )
+
+    def _matchmaking_inputs(self, task: str, models: list[str]):
+        """Battle counts and rating intervals of the human votes, refreshed every ``board_ttl_s``.
+
+        While one thread recomputes them, the others use the previous ones.
+        """
+        now = time.monotonic()
+        cached = self._mm.get(task)
+        usable = cached is not None and cached[1] == tuple(models)
+        if usable and now - cached[0] < self.board_ttl_s:
+            return cached[2], cached[3]
+        if usable:
+            if not self._mm_lock.acquire(blocking=False):
+                return cached[2], cached[3]  # another thread is refreshing them
+        else:
+            self._mm_lock.acquire()
+        try:
+            frame = self.votes(task, "human")
+            counts = pair_counts(frame, models)
+            board = self.leaderboard(task, "human", max_age_s=self.board_ttl_s)
+            intervals = {r["model"]: (r["ci_low"], r["ci_high"]) for r in board.rows}
+            self._mm[task] = (time.monotonic(), tuple(models), counts, intervals)
+            return counts, intervals
+        finally:
+            self._mm_lock.release()
+
+    def vote(self, battle_id: str, winner: str, voter: str, judge: str = HUMAN_JUDGE) -> VoteResult:
+        """Record a vote; reveals both models. ArenaError (with an HTTP status) when refused."""
+        if winner not in OUTCOMES:
+            raise ArenaError(f"winner must be one of {', '.join(OUTCOMES)}; got {winner!r}", 422)
+        if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
+            raise ArenaError("battle_id must be the id of a battle you were served", 404)
+        try:
+            row = self.ws.record_vote(battle_id, winner, voter, judge=judge)
+        except UnknownBattle as exc:
+            raise ArenaError(str(exc), 404) from exc
+        except WrongVoter as exc:
+            raise ArenaError(str(exc), 403) from exc
+        except AlreadyVoted as exc:
+            raise ArenaError(str(exc), 409) from exc
+        except VoteError as exc:
+            raise ArenaError(str(exc), 422) from exc
+        return VoteResult(battle_id, row["task"], winner, row["model_a"], row["model_b"])
+
+    def png_bytes(self, path: Path) -> bytes:
+        """The bytes of a gallery PNG, cached (they are small and read on every battle)."""
+        key = str(path)
+        with self._png_lock:
+            data = self._png_cache.get(key)
+            if data is not None:
+                self._png_cache.move_to_end(key)
+                return data
+        data = Path(path).read_bytes()
+        with self._png_lock:
+            self._png_cache[key] = data
+            while len(self._png_cache) > 20_000:
+                self._png_cache.popitem(last=False)
+        return data
+
+    def png_base64(self, path: Path) -> str:
+        return base64.b64encode(self.png_bytes(path)).decode()
+
+    # -- leaderboards ---------------------------------------------------------------------
+    def votes(self, task: str | None = None, votes: VoteFilter = "human"):
+        """The vote table (a DataFrame in the export format) of a task and kind of judge."""
+        if votes not in VOTE_FILTERS:
+            raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
+        return self.ws.votes_frame(task=task, judges=votes)
+
+    def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0) -> Leaderboard:
+        """Leaderboard of a task, cached while the task's vote count is unchanged.
+
+        ``max_age_s``: a cached board younger than this is returned without looking at the
+        votes at all (matchmaking uses ``board_ttl_s``; pages and the API see every vote).
+        """
+        if task not in self.tasks():
+            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
+        if votes not in VOTE_FILTERS:
+            raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
+        key = (task, votes)
+        now = time.monotonic()
+        with self._boards_lock:
+            cached = self._boards.get(key)
+        if cached is not None and max_age_s and now - cached[0] < max_age_s:
+            return cached[2]
+        count = self.ws.store.vote_count(task)
+        if cached is not None and cached[1] == count:
+            return cached[2]
+        frame = self.votes(task, votes)
+        board = leaderboard(frame, rounds=self.rounds, seed=0, workers=1) if len(frame) else Leaderboard([], [])
+        with self._boards_lock:
+            self._boards[key] = (now, count, board)
+        return board
+
+    def win_rates(self, task: str, votes: VoteFilter = "human"):
+        frame = self.votes(task, votes)
+        return win_rate_matrix(frame) if len(frame) else None
+
+    def elo_history(self, task: str, votes: VoteFilter = "human", points: int = 30) -> list[dict[str, Any]]:
+        """Online Elo after each of ``points`` evenly spaced prefixes of the vote log."""
+        frame = self.votes(task, votes)
+        n = len(frame)
+        if not n:
+            return []
+        if "tstamp" in frame:
+            frame = frame.sort_values("tstamp", kind="stable")
+        out = []
+        for k in sorted({max(1, round(n * i / points)) for i in range(1, points + 1)}):
+            prefix = frame.iloc[:k]
+            t = float(prefix["tstamp"].iloc[-1]) if "tstamp" in prefix else float(k)
+            for model, rating in online_elo(prefix).items():
+                out.append({"votes": k, "tstamp": t, "model": model, "elo": rating})
+        return out

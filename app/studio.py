@@ -1,0 +1,572 @@
+"""The studio's Gradio Blocks: Arena, Leaderboard, Reward inspector, Training (admin).
+
+Handlers are thin adapters: they read the inputs, call ``ArenaService`` (``app.service``),
+the inspector queries (``app.inspector``) or the ``JobManager`` (``app.jobs``), and return a
+dict of component updates. Per-user state lives in ``gr.State`` (the current battle of each
+arena, the admin login); the voter is the browser's ``qwenrl_voter`` cookie (set by the
+server for every client), else the Gradio session. Prompts and model names are shown in
+text components, never as raw HTML.
+
+    blocks = build_studio(Studio(service, jobs, auth))
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import yaml
+from PIL import Image
+
+from . import charts, inspector
+from .jobs import REPO_ROOT, JobError, JobManager, list_configs
+from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
+
+TASK_LABELS = {"t2i": "Text to image", "edit": "Editing"}
+BUTTONS = (("model_a", "A is better"), ("model_b", "B is better"), ("tie", "Tie"),
+           ("tie (bothbad)", "Both are bad"))
+OUTCOME_TEXT = {"model_a": "A is better", "model_b": "B is better", "tie": "Tie", "tie (bothbad)": "Both are bad"}
+VOTER_COOKIE = "qwenrl_voter"
+_VOTER_RE = re.compile(r"^[0-9a-f]{32}$")
+DISPLAY_SCALE = 8
+LEADERBOARD_HEADERS = ["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Online Elo", "TrueSkill μ", "TrueSkill σ",
+                       "TrueSkill μ−3σ", "Votes", "Win rate", "Lineage"]
+CSS = """
+.pixelated img { image-rendering: pixelated; }
+"""
+
+
+@dataclass
+class Studio:
+    """What the handlers call: the arena service, the job manager and the admin check."""
+
+    service: ArenaService
+    jobs: JobManager | None
+    auth: AdminAuth
+
+    @property
+    def ws(self):
+        return self.service.ws
+
+
+def voter_id(request: gr.Request | None) -> str:
+    """The browser's voter cookie, else the Gradio session (one voter per browser session)."""
+    if request is None:
+        return "anonymous"
+    cookies = getattr(request, "cookies", None) or {}
+    cookie = cookies.get(VOTER_COOKIE) if hasattr(cookies, "get") else None
+    if cookie and _VOTER_RE.match(cookie):
+        return cookie
+    return f"gradio-{request.session_hash}"
+
+
+def unchanged(components: list) -> dict:
+    """An update that leaves every component as it is (Gradio needs one entry at least)."""
+    return {c: gr.skip() for c in components}
+
+
+def show_image(path: Path | None, scale: int = DISPLAY_SCALE) -> Image.Image | None:
+    """A gallery PNG enlarged with nearest-neighbour (crisp pixels); served without its path,
+    so a file name never gives a model away."""
+    if path is None:
+        return None
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arena
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArenaView:
+    task: str
+    state: gr.State
+    prompt: gr.Textbox
+    source: gr.Image
+    image_a: gr.Image
+    image_b: gr.Image
+    buttons: list[gr.Button]
+    reveal: gr.Textbox
+    next_button: gr.Button
+
+    @property
+    def outputs(self) -> list:
+        return [self.state, self.prompt, self.source, self.image_a, self.image_b, *self.buttons, self.reveal]
+
+
+def _arena_tab(studio: Studio, task: str) -> ArenaView:
+    state = gr.State(None)
+    label = "Instruction" if task == "edit" else "Prompt"
+    prompt = gr.Textbox(label=label, interactive=False, elem_id=f"{task}-prompt")
+    with gr.Row():
+        source = gr.Image(label="Source", interactive=False, visible=(task == "edit"), type="pil",
+                          elem_id=f"{task}-source", elem_classes="pixelated", height=280)
+        image_a = gr.Image(label="A", interactive=False, type="pil", elem_id=f"{task}-image-a",
+                           elem_classes="pixelated", height=280)
+        image_b = gr.Image(label="B", interactive=False, type="pil", elem_id=f"{task}-image-b",
+                           elem_classes="pixelated", height=280)
+    with gr.Row():
+        buttons = [gr.Button(text, elem_id=f"{task}-vote-{i}", interactive=False)
+                   for i, (_, text) in enumerate(BUTTONS)]
+    reveal = gr.Textbox(label="Result", interactive=False, elem_id=f"{task}-reveal", lines=2)
+    next_button = gr.Button("Next battle", variant="primary", elem_id=f"{task}-next")
+    view = ArenaView(task, state, prompt, source, image_a, image_b, buttons, reveal, next_button)
+
+    def new_battle(request: gr.Request) -> dict:
+        try:
+            battle = studio.service.new_battle(task, voter_id(request))
+        except ArenaError as exc:
+            return {state: None, prompt: "", reveal: str(exc), image_a: None, image_b: None,
+                    **{b: gr.Button(interactive=False) for b in buttons}}
+        return {
+            state: {"battle_id": battle.battle_id, "voted": False},
+            prompt: battle.prompt,
+            source: show_image(battle.source),
+            image_a: gr.Image(value=show_image(battle.image_a), label="A"),
+            image_b: gr.Image(value=show_image(battle.image_b), label="B"),
+            reveal: "",
+            **{b: gr.Button(interactive=True) for b in buttons},
+        }
+
+    def make_vote(outcome: str):
+        def vote(current: dict | None, request: gr.Request) -> dict:
+            if not current or current.get("voted"):
+                return {reveal: "No open battle: press “Next battle”."}
+            voter = voter_id(request)
+            try:
+                studio.service.throttle(voter)
+                result = studio.service.vote(current["battle_id"], outcome, voter)
+            except ArenaError as exc:
+                return {reveal: f"Vote refused: {exc}"}
+            return {
+                state: {**current, "voted": True},
+                image_a: gr.Image(label=f"A: {result.model_a}"),
+                image_b: gr.Image(label=f"B: {result.model_b}"),
+                reveal: f"You voted: {OUTCOME_TEXT[outcome]}.\nA was {result.model_a}; B was {result.model_b}.",
+                **{b: gr.Button(interactive=False) for b in buttons},
+            }
+
+        return vote
+
+    next_button.click(new_battle, None, view.outputs, api_name=f"new_battle_{task}")
+    for (outcome, _), button in zip(BUTTONS, buttons):
+        name = outcome.replace(" (bothbad)", "_bothbad").replace("model_", "")
+        button.click(make_vote(outcome), [state], view.outputs, api_name=f"vote_{task}_{name}")
+    return view
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaderboard
+# ---------------------------------------------------------------------------------------------
+
+
+def leaderboard_rows(studio: Studio, task: str, votes: str) -> tuple[list[list[Any]], list[str]]:
+    board = studio.service.leaderboard(task, votes)  # type: ignore[arg-type]
+    lineage = {}
+    for row in board.rows:
+        try:
+            lineage[row["model"]] = studio.ws.lineage(row["model"])
+        except ValueError:
+            lineage[row["model"]] = row["model"]
+    rows = [[r["rank_ub"], r["model"], round(r["elo"], 1), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}",
+             round(r["elo_online"], 1), round(r["trueskill_mu"], 2), round(r["trueskill_sigma"], 2),
+             round(r["trueskill_score"], 2), r["votes"], f"{r['win_rate']:.0%}", lineage[r["model"]]]
+            for r in board.rows]
+    return rows, board.warnings
+
+
+def _leaderboard_tab(studio: Studio) -> None:
+    with gr.Row():
+        task = gr.Radio([(v, k) for k, v in TASK_LABELS.items()], value="t2i", label="Task", elem_id="lb-task")
+        votes = gr.Radio(list(VOTE_FILTERS), value="human", label="Votes", elem_id="lb-votes",
+                         info="human votes, automatic judges (oracle, rewards), or both")
+        refresh = gr.Button("Refresh", elem_id="lb-refresh")
+    table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="lb-table", wrap=True)
+    notes = gr.Textbox(label="Notes", interactive=False, elem_id="lb-notes")
+    with gr.Row():
+        intervals = gr.Plot(label="Intervals")
+        heatmap = gr.Plot(label="Win rates")
+    history = gr.Plot(label="Elo over time")
+    with gr.Row():
+        dl_jsonl = gr.DownloadButton("Download votes (JSON lines)", elem_id="lb-download-jsonl")
+        dl_csv = gr.DownloadButton("Download votes (CSV)", elem_id="lb-download-csv")
+
+    def refresh_board(task_value: str, votes_value: str) -> dict:
+        rows, warnings = leaderboard_rows(studio, task_value, votes_value)
+        board = studio.service.leaderboard(task_value, votes_value)  # type: ignore[arg-type]
+        files = export_files(studio, task_value, votes_value)
+        n = board.votes
+        note = f"{n} {votes_value} vote(s) for {TASK_LABELS[task_value]}; " \
+               f"95% intervals from {board.rounds} bootstrap rounds. Reproduce offline: " \
+               f"qwenrl elo {files['jsonl'].name} --task {task_value}"
+        return {
+            table: pd.DataFrame(rows, columns=LEADERBOARD_HEADERS),
+            notes: "\n".join([note, *warnings]),
+            intervals: charts.intervals_figure(board.rows),
+            heatmap: charts.heatmap_figure(studio.service.win_rates(task_value, votes_value)),  # type: ignore[arg-type]
+            history: charts.elo_history_figure(studio.service.elo_history(task_value, votes_value)),  # type: ignore[arg-type]
+            dl_jsonl: gr.DownloadButton(value=str(files["jsonl"])),
+            dl_csv: gr.DownloadButton(value=str(files["csv"])),
+        }
+
+    outputs = [table, notes, intervals, heatmap, history, dl_jsonl, dl_csv]
+    for trigger in (refresh.click, task.change, votes.change):
+        trigger(refresh_board, [task, votes], outputs, api_visibility="undocumented")
+    return refresh_board, [task, votes], outputs
+
+
+def export_files(studio: Studio, task: str, votes: str) -> dict[str, Path]:
+    """The task's votes written as JSON lines and CSV under ``workspace/exports``."""
+    from arena.io import write_votes
+
+    folder = studio.ws.root / "exports"
+    folder.mkdir(exist_ok=True)
+    frame = studio.service.votes(task, votes)  # type: ignore[arg-type]
+    out = {}
+    for fmt in ("jsonl", "csv"):
+        path = folder / f"votes-{task}-{votes}.{fmt}"
+        write_votes(frame, path, format=fmt)
+        out[fmt] = path
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward inspector
+# ---------------------------------------------------------------------------------------------
+
+
+def _detail_updates(detail: dict | None, image, source, total, components, rationale, prompt) -> dict:
+    if detail is None:
+        return {image: None, source: None, total: "", components: pd.DataFrame(columns=["component", "score"]),
+                rationale: "", prompt: ""}
+    score = detail["score"]
+    return {
+        image: show_image(detail["image"]),
+        source: gr.Image(value=show_image(detail["source"]) if detail["source"] is not None else None,
+                         visible=detail["source"] is not None),
+        total: f"{detail['model']} · {detail['task']} · {detail['family']} · seed {detail['seed']} · "
+               f"total {'—' if score is None else f'{score:.3f}'} ({detail['judge']})",
+        components: pd.DataFrame(detail["components"], columns=["component", "score"]),
+        rationale: detail["rationale"],
+        prompt: detail["prompt"],
+    }
+
+
+def _inspector_tab(studio: Studio) -> None:
+    ws = studio.ws
+    with gr.Row():
+        task = gr.Radio([(v, k) for k, v in TASK_LABELS.items()], value="t2i", label="Task", elem_id="ri-task")
+        model = gr.Dropdown(["(all)"], value="(all)", label="Model", elem_id="ri-model")
+        family = gr.Dropdown(["(all)"], value="(all)", label="Family", elem_id="ri-family")
+        order = gr.Radio(["lowest first", "highest first"], value="lowest first", label="Sort by score")
+    with gr.Row():
+        score_min = gr.Slider(0, 1, value=0, step=0.01, label="Score at least")
+        score_max = gr.Slider(0, 1, value=1, step=0.01, label="Score at most")
+        search = gr.Button("Search", variant="primary", elem_id="ri-search")
+    results = gr.State([])
+    gallery = gr.Gallery(label="Samples (click one)", columns=8, height=300, format="png", allow_preview=False,
+                         elem_id="ri-gallery", elem_classes="pixelated")
+    with gr.Row():
+        d_source = gr.Image(label="Source", interactive=False, type="pil", elem_classes="pixelated", height=256)
+        d_image = gr.Image(label="Image", interactive=False, type="pil", elem_classes="pixelated", height=256)
+        with gr.Column():
+            d_prompt = gr.Textbox(label="Prompt / instruction", interactive=False, elem_id="ri-prompt")
+            d_total = gr.Textbox(label="Total", interactive=False, elem_id="ri-total")
+            d_components = gr.Dataframe(headers=["component", "score"], interactive=False, elem_id="ri-components")
+    d_rationale = gr.Textbox(label="Rationale", interactive=False, lines=10, elem_id="ri-rationale")
+    detail_outputs = [d_image, d_source, d_total, d_components, d_rationale, d_prompt]
+
+    def choices(task_value: str) -> dict:
+        models = ["(all)"] + [m["name"] for m in ws.store.list_models(task_value) if m["kind"] != "imported"]
+        fams = ["(all)"] + inspector.families(ws, task_value)
+        return {model: gr.Dropdown(choices=models, value="(all)"), family: gr.Dropdown(choices=fams, value="(all)")}
+
+    def run_search(task_value, model_value, family_value, order_value, lo, hi) -> dict:
+        rows = inspector.samples_table(
+            ws, task_value, model=None if model_value in (None, "(all)") else model_value,
+            family=None if family_value in (None, "(all)") else family_value,
+            score_min=float(lo), score_max=float(hi), order=order_value,
+        )
+        items = [(show_image(ws.root / r["image_path"], 4),
+                  f"{r['model']} · {'—' if r['score'] is None else format(r['score'], '.2f')}") for r in rows]
+        first = inspector.sample_detail(ws, rows[0]["sample_id"]) if rows else None
+        return {results: [r["sample_id"] for r in rows], gallery: items,
+                **_detail_updates(first, *detail_outputs)}
+
+    def pick(ids: list[int], evt: gr.SelectData) -> dict:
+        index = evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
+        if not ids or index is None or index >= len(ids):
+            return _detail_updates(None, *detail_outputs)
+        return _detail_updates(inspector.sample_detail(ws, ids[index]), *detail_outputs)
+
+    task.change(choices, [task], [model, family], api_visibility="undocumented")
+    search_inputs = [task, model, family, order, score_min, score_max]
+    search.click(run_search, search_inputs, [results, gallery, *detail_outputs], api_visibility="undocumented")
+    gallery.select(pick, [results], detail_outputs, api_visibility="undocumented")
+
+    gr.Markdown("### Side by side: two models, same prompt and seed")
+    with gr.Row():
+        cmp_a = gr.Dropdown([], label="Model A", elem_id="ri-cmp-a")
+        cmp_b = gr.Dropdown([], label="Model B", elem_id="ri-cmp-b")
+        cmp_prompt = gr.Dropdown([], label="Prompt", elem_id="ri-cmp-prompt")
+        cmp_go = gr.Button("Compare", elem_id="ri-cmp-go")
+    with gr.Row():
+        with gr.Column():
+            ca_image = gr.Image(label="A", interactive=False, type="pil", elem_classes="pixelated", height=256)
+            ca_total = gr.Textbox(label="A: total", interactive=False)
+            ca_rationale = gr.Textbox(label="A: rationale", interactive=False, lines=8)
+        with gr.Column():
+            cb_image = gr.Image(label="B", interactive=False, type="pil", elem_classes="pixelated", height=256)
+            cb_total = gr.Textbox(label="B: total", interactive=False)
+            cb_rationale = gr.Textbox(label="B: rationale", interactive=False, lines=8)
+
+    def compare_choices(task_value: str) -> dict:
+        models = [m["name"] for m in ws.store.list_models(task_value) if m["kind"] != "imported"]
+        prompts = inspector.pool_prompts(ws, task_value)
+        return {
+            cmp_a: gr.Dropdown(choices=models, value=models[0] if models else None),
+            cmp_b: gr.Dropdown(choices=models, value=models[1] if len(models) > 1 else None),
+            cmp_prompt: gr.Dropdown(choices=prompts, value=prompts[0][1] if prompts else None),
+        }
+
+    def run_compare(task_value, a, b, pool_id) -> dict:
+        if not (a and b and pool_id):
+            return {ca_total: "choose two models and a prompt"}
+        da, db = inspector.compare(ws, task_value, a, b, pool_id)
+        out = {}
+        for d, img, tot, rat in ((da, ca_image, ca_total, ca_rationale), (db, cb_image, cb_total, cb_rationale)):
+            out[img] = show_image(d["image"]) if d else None
+            out[tot] = ("—" if d is None else f"{d['model']}: {'—' if d['score'] is None else format(d['score'], '.3f')}")
+            out[rat] = d["rationale"] if d else "no sample of this model for this prompt yet"
+        return out
+
+    task.change(compare_choices, [task], [cmp_a, cmp_b, cmp_prompt], api_visibility="undocumented")
+    cmp_go.click(run_compare, [task, cmp_a, cmp_b, cmp_prompt],
+                 [ca_image, ca_total, ca_rationale, cb_image, cb_total, cb_rationale], api_visibility="undocumented")
+
+    gr.Markdown("### Reward distributions and judge–human agreement")
+    stats_go = gr.Button("Update", elem_id="ri-stats")
+    distribution = gr.Plot(label="Composite reward per model")
+    agreement = gr.Dataframe(headers=["pair", "human votes", "compared", "judge agrees", "agreement"],
+                             interactive=False, elem_id="ri-agreement")
+
+    def stats(task_value: str) -> dict:
+        return {
+            distribution: charts.reward_distribution_figure(inspector.reward_frame(ws, task_value)),
+            agreement: pd.DataFrame(inspector.agreement_rows(inspector.agreement(ws, task_value)),
+                                    columns=["pair", "human votes", "compared", "judge agrees", "agreement"]),
+        }
+
+    stats_go.click(stats, [task], [distribution, agreement], api_visibility="undocumented")
+    return (choices, [task], [model, family]), (compare_choices, [task], [cmp_a, cmp_b, cmp_prompt]), \
+        (stats, [task], [distribution, agreement])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (admin)
+# ---------------------------------------------------------------------------------------------
+
+JOB_HEADERS = ["id", "kind", "status", "config", "overrides", "created", "note"]
+
+
+def config_fields(config: str | None) -> pd.DataFrame:
+    """Top-level scalar fields of a config (the ones the launcher lets the admin edit)."""
+    rows = []
+    if config:
+        try:
+            data = yaml.safe_load((REPO_ROOT / config).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            data = {}
+        for key, value in data.items() if isinstance(data, dict) else []:
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                rows.append([str(key), "" if value is None else yaml.safe_dump(value).strip().removesuffix("\n...")])
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def changed_fields(config: str, table: Any) -> dict[str, str]:
+    """The fields whose value the admin changed, as ``--set`` overrides."""
+    original = {r[0]: r[1] for r in config_fields(config).values.tolist()}
+    frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table, columns=["field", "value"])
+    out = {}
+    for key, value in frame.values.tolist():
+        key, value = str(key).strip(), "" if value is None else str(value).strip()
+        if key and original.get(key) != value:
+            out[key] = value
+    return out
+
+
+def _jobs_frame(jobs: JobManager) -> pd.DataFrame:
+    import time as _time
+
+    rows = []
+    for j in reversed(jobs.store.list_jobs()):
+        spec = j["config"]
+        rows.append([j["id"], j["kind"], j["status"], Path(spec.get("config", "")).name,
+                     " ".join(f"{k}={v}" for k, v in (spec.get("overrides") or {}).items()),
+                     _time.strftime("%H:%M:%S", _time.localtime(j["created"])), j.get("error") or ""])
+    return pd.DataFrame(rows, columns=JOB_HEADERS)
+
+
+def _training_tab(studio: Studio) -> dict:
+    admin = gr.State(False)
+    with gr.Row():
+        password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password", scale=3)
+        login = gr.Button("Log in", elem_id="admin-login", scale=1)
+    login_status = gr.Textbox(label="Access", interactive=False, elem_id="admin-status",
+                              value="Training is for the admin: log in to launch or cancel jobs.")
+    with gr.Group(visible=False) as panel:
+        with gr.Row():
+            kind = gr.Radio(["grpo", "distill"], value="grpo", label="Trainer", elem_id="job-kind")
+            config = gr.Dropdown([], label="Config", elem_id="job-config")
+        fields = gr.Dataframe(headers=["field", "value"], interactive=True, elem_id="job-fields",
+                              label="Main fields (edit values; changed ones are passed as --set)")
+        launch = gr.Button("Launch", variant="primary", elem_id="job-launch")
+        launch_msg = gr.Textbox(label="Launch", interactive=False, elem_id="job-launch-msg")
+        jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="jobs-table", label="Jobs")
+        with gr.Row():
+            job_pick = gr.Dropdown([], label="Job", elem_id="job-pick")
+            cancel = gr.Button("Cancel job", variant="stop", elem_id="job-cancel")
+        job_status = gr.Textbox(label="Status and progress", interactive=False, elem_id="job-status")
+        job_log = gr.Textbox(label="Log (tail)", interactive=False, lines=12, elem_id="job-log", autoscroll=True)
+        job_curve = gr.Plot(label="Reward curves")
+
+    def do_login(secret: str) -> dict:
+        if studio.jobs is None:
+            return {login_status: "This studio runs no training jobs."}
+        if not studio.auth.enabled:
+            return {login_status: "Admin is disabled: start the studio with --admin-password (or QWENRL_ADMIN_PASSWORD)."}
+        if not studio.auth.check_password(secret):
+            return {admin: False, login_status: "Wrong password.", password: "", panel: gr.Group(visible=False)}
+        configs = list_configs("grpo", studio.jobs.config_dir)
+        return {admin: True, password: "", login_status: "Logged in as admin.", panel: gr.Group(visible=True),
+                config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
+                fields: config_fields(configs[0] if configs else None)}
+
+    def kind_changed(is_admin: bool, kind_value: str) -> dict:
+        if not is_admin:
+            return unchanged([config, fields])
+        configs = list_configs(kind_value, studio.jobs.config_dir)
+        return {config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
+                fields: config_fields(configs[0] if configs else None)}
+
+    def config_changed(is_admin: bool, config_value: str | None) -> dict:
+        return {fields: config_fields(config_value)} if is_admin else unchanged([fields])
+
+    def do_launch(is_admin: bool, kind_value: str, config_value: str | None, table: Any) -> dict:
+        if not is_admin or studio.jobs is None:
+            return {launch_msg: "Refused: only the admin can launch jobs."}
+        if not config_value:
+            return {launch_msg: f"No {kind_value} config found under training/configs/."}
+        try:
+            job_id = studio.jobs.submit(kind_value, config_value, changed_fields(config_value, table))
+        except JobError as exc:
+            return {launch_msg: f"Refused: {exc}"}
+        return {launch_msg: f"Queued job {job_id}.", **refresh_jobs(True, job_id)}
+
+    def refresh_jobs(is_admin: bool, selected: Any) -> dict:
+        if not is_admin or studio.jobs is None:
+            return unchanged(job_outputs)
+        frame = _jobs_frame(studio.jobs)
+        ids = [str(i) for i in frame["id"].tolist()]
+        selected = str(selected) if selected is not None and str(selected) in ids else (ids[0] if ids else None)
+        out = {jobs_table: frame, job_pick: gr.Dropdown(choices=ids, value=selected)}
+        if selected is not None:
+            p = studio.jobs.progress(selected)
+            step = "—" if p["step"] is None else p["step"]
+            total = p["total_steps"] or "?"
+            out[job_status] = f"job {selected}: {p['status']} · step {step}/{total}"
+            out[job_log] = studio.jobs.log_tail(selected, 40)
+            out[job_curve] = charts.metrics_figure(studio.jobs.metrics(selected))
+        return out
+
+    def do_cancel(is_admin: bool, selected: Any) -> dict:
+        if not is_admin or studio.jobs is None:
+            return {launch_msg: "Refused: only the admin can cancel jobs."}
+        if selected is None:
+            return {launch_msg: "No job chosen."}
+        try:
+            job = studio.jobs.cancel(selected)
+        except JobError as exc:
+            return {launch_msg: f"Refused: {exc}"}
+        return {launch_msg: f"Job {job['id']}: {job['status']} (cancel requested)", **refresh_jobs(True, selected)}
+
+    job_outputs = [jobs_table, job_pick, job_status, job_log, job_curve]
+    private = {"api_visibility": "private"}
+    login.click(do_login, [password], [admin, password, login_status, panel, config, fields], **private)
+    password.submit(do_login, [password], [admin, password, login_status, panel, config, fields], **private)
+    kind.change(kind_changed, [admin, kind], [config, fields], **private)
+    config.change(config_changed, [admin, config], [fields], **private)
+    launch.click(do_launch, [admin, kind, config, fields], [launch_msg, *job_outputs], **private)
+    cancel.click(do_cancel, [admin, job_pick], [launch_msg, *job_outputs], **private)
+    job_pick.change(refresh_jobs, [admin, job_pick], job_outputs, **private)
+    return {"refresh": (refresh_jobs, [admin, job_pick], job_outputs)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------
+
+
+def models_frame(studio: Studio) -> pd.DataFrame:
+    rows = [[r["model"], r["lineage"], r["status"], f"{r['done']}/{r['total']}", r["note"]]
+            for r in studio.ws.gallery_status()]
+    return pd.DataFrame(rows, columns=["model", "lineage", "gallery", "images", "note"])
+
+
+def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
+    """The Blocks app; theme and CSS are given when it is mounted (``app.server``)."""
+    with gr.Blocks(title="QwenRL Studio") as blocks:
+        gr.Markdown("# QwenRL Studio\nVote for the better image; the names are revealed after your vote.")
+        with gr.Tabs():
+            with gr.Tab("Arena", id="arena"):
+                with gr.Tabs():
+                    views = []
+                    for task, label in TASK_LABELS.items():
+                        with gr.Tab(label, id=f"arena-{task}"):
+                            views.append(_arena_tab(studio, task))
+                with gr.Accordion("Models in the arena", open=False):
+                    models = gr.Dataframe(headers=["model", "lineage", "gallery", "images", "note"],
+                                          interactive=False, elem_id="models-table")
+            with gr.Tab("Leaderboard", id="leaderboard") as lb_tab:
+                lb_refresh = _leaderboard_tab(studio)
+            with gr.Tab("Reward inspector", id="inspector") as ri_tab:
+                ri_loaders = _inspector_tab(studio)
+            with gr.Tab("Training", id="training"):
+                training = _training_tab(studio)
+        timer = gr.Timer(refresh_s)
+
+        def first_battles(request: gr.Request) -> dict:
+            out: dict = {models: models_frame(studio)}
+            for view in views:
+                try:
+                    battle = studio.service.new_battle(view.task, voter_id(request))
+                except ArenaError as exc:
+                    out[view.reveal] = str(exc)
+                    continue
+                out.update({
+                    view.state: {"battle_id": battle.battle_id, "voted": False},
+                    view.prompt: battle.prompt,
+                    view.source: show_image(battle.source),
+                    view.image_a: show_image(battle.image_a),
+                    view.image_b: show_image(battle.image_b),
+                    **{b: gr.Button(interactive=True) for b in view.buttons},
+                })
+            return out
+
+        load_outputs = [models] + [c for v in views for c in v.outputs]
+        blocks.load(first_battles, None, load_outputs, api_visibility="private")
+        fn, inputs, outputs = lb_refresh
+        lb_tab.select(fn, inputs, outputs, api_visibility="private")
+        for fn, inputs, outputs in ri_loaders:
+            ri_tab.select(fn, inputs, outputs, api_visibility="private")
+        refresh_fn, refresh_in, refresh_out = training["refresh"]
+        timer.tick(lambda: models_frame(studio), None, [models], api_visibility="private")
+        timer.tick(refresh_fn, refresh_in, refresh_out, api_visibility="private")
+    return blocks

@@ -1,0 +1,386 @@
+"""A studio workspace: the vote store, the registered models, the arena gallery, the runs.
+
+Layout of a workspace folder::
+
+    arena.db              the store (SQLite, WAL): models, prompts, samples, battles, votes, jobs
+    gallery/<model>/<task>/<prompt>-s<seed>.png    arena images, one per (prompt, seed)
+    gallery/sources/<prompt>.png                   source images of the editing prompts
+    runs/<job>/           a training job: log.txt, metrics.jsonl, checkpoints/
+    logs/gallery.log      output of the gallery subprocesses
+
+``Workspace.open`` creates what is missing and registers the bundled models
+(``data/models/*/manifest.json``). ``CheckpointWatcher`` registers every complete checkpoint
+that appears later under ``data/models/`` or ``runs/*/checkpoints/`` and has its gallery
+filled by ``GalleryRunner`` (a ``python -m app.gallery`` subprocess), so new models join the
+arena without a restart. Half-written checkpoints (temporary folders, no manifest) are skipped.
+
+Nothing here imports torch or gradio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from arena.store import ArenaStore
+from qwenrl.checkpoints import MANIFEST, CheckpointError, is_complete, read_manifest
+
+from .gallery import POOL_SIZE, REWARD_DIR, SEEDS_PER_PROMPT, TASKS, arena_pool, model_slug, pool_seeds
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODELS = REPO_ROOT / "data" / "models"
+STORE_NAME = "arena.db"
+
+
+class Workspace:
+    """One studio's state on disk; thread-safe through the store."""
+
+    def __init__(self, root: Path, store: ArenaStore, *, models_dir: Path = BUNDLED_MODELS,
+                 pool_size: int = POOL_SIZE, seeds_per_prompt: int = SEEDS_PER_PROMPT,
+                 num_steps: int | None = None, batch_size: int = 32) -> None:
+        self.root = Path(root)
+        self.store = store
+        self.models_dir = Path(models_dir)
+        self.pool_size = pool_size
+        self.seeds_per_prompt = seeds_per_prompt
+        self.num_steps = num_steps
+        self.batch_size = batch_size
+        self._rewards: dict[str, Any] = {}
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, *, models_dir: str | Path | None = None, register_bundled: bool = True,
+             **settings: Any) -> "Workspace":
+        """Open (creating if needed) a workspace; settings are remembered in ``settings.json``.
+
+        ``settings``: ``pool_size``, ``seeds_per_prompt``, ``num_steps`` (sampling steps of the
+        gallery; default the checkpoint's), ``batch_size``, ``models_dir``.
+        """
+        root = Path(root).resolve()
+        for sub in ("gallery/sources", "runs", "logs"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        saved_path = root / "settings.json"
+        saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+        if models_dir is not None:
+            settings["models_dir"] = str(Path(models_dir).resolve())
+        merged = {**saved, **{k: v for k, v in settings.items() if v is not None}}
+        if merged != saved:
+            tmp = saved_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(merged, indent=2, sort_keys=True))
+            os.replace(tmp, saved_path)
+        store = ArenaStore(root / STORE_NAME)
+        ws = cls(root, store, models_dir=Path(merged.pop("models_dir", BUNDLED_MODELS)), **merged)
+        ws.register_prompts()
+        if register_bundled:
+            ws.scan_checkpoints()
+        return ws
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.root / "gallery"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def source_path(self, prompt_id: str) -> Path:
+        """Source image of an editing prompt (prompt ids come from the store, never from users)."""
+        safe = "".join(c for c in prompt_id if c.isalnum() or c in "-_")
+        return self.gallery_dir / "sources" / f"{safe}.png"
+
+    def reward(self, task: str):
+        """The task's composite reward (loaded once per process)."""
+        if task not in self._rewards:
+            from qwenrl.rewards import load_reward
+
+            self._rewards[task] = load_reward(REWARD_DIR / f"shapes_{task}.yaml", cache=False)
+        return self._rewards[task]
+
+    # -- prompts and models -------------------------------------------------------------
+    def register_prompts(self) -> None:
+        """Add the arena pools to the store (idempotent) and map pool ids to store ids."""
+        self._pool: dict[str, Any] = {}
+        self._prompt_ids: dict[str, int] = {}
+        self._pool_of: dict[int, tuple[Any, list[int]]] = {}
+        for task in TASKS:
+            items = arena_pool(task, self.pool_size)
+            rows = [{"task": task, "text": it.text, "family": it.family, "spec": it.record,
+                     "source_image": str(self.source_path(it.id).relative_to(self.root)) if task == "edit" else None}
+                    for it in items]
+            for i, (it, pid) in enumerate(zip(items, self.store.add_prompts(rows))):
+                self._pool[it.id] = it
+                self._prompt_ids[it.id] = pid
+                self._pool_of[pid] = (it, pool_seeds(i, self.seeds_per_prompt))
+
+    def prompt_id(self, pool_id: str) -> int:
+        """The store's id of an arena-pool prompt (``t2i-test-0000`` → an integer)."""
+        return self._prompt_ids[pool_id]
+
+    def pool_item(self, prompt_id: int):
+        """The pool item of a store prompt id, or None for a prompt outside the arena pool."""
+        entry = self._pool_of.get(int(prompt_id))
+        return entry[0] if entry else None
+
+    def scan_checkpoints(self) -> list[str]:
+        """Register complete checkpoints not yet known; returns the names of the new models."""
+        new = []
+        known = {m["source"] for m in self.store.list_models()}
+        for path, run_id in self._checkpoint_candidates():
+            if str(path) in known or not is_complete(path):
+                continue
+            try:
+                manifest = read_manifest(path)
+            except CheckpointError:
+                continue
+            name = self.register_checkpoint(path, manifest, run_id)
+            if name:
+                new.append(name)
+        return new
+
+    def _checkpoint_candidates(self) -> list[tuple[Path, str | None]]:
+        out: list[tuple[Path, str | None]] = []
+        if self.models_dir.is_dir():
+            out += [(p.resolve(), None) for p in sorted(self.models_dir.iterdir())
+                    if p.is_dir() and not p.name.startswith(".")]
+        for run in sorted(self.runs_dir.iterdir()) if self.runs_dir.is_dir() else []:
+            ckpts = run / "checkpoints"
+            if run.name.startswith(".") or not ckpts.is_dir():
+                continue
+            out += [(p.resolve(), run.name) for p in sorted(ckpts.iterdir())
+                    if p.is_dir() and not p.name.startswith(".")]
+        return out
+
+    def register_checkpoint(self, path: Path, manifest: dict[str, Any], run_id: str | None = None) -> str | None:
+        """Add a checkpoint as an arena model (name, parent and lineage from its manifest).
+
+        A bundled model keeps its manifest name; a checkpoint of a run is named
+        ``NAME@stepN``. Returns the arena name, or None when the checkpoint does no arena task.
+        """
+        tasks = [t for t in (manifest.get("tasks") or _tasks_from(manifest.get("task"))) if t in TASKS]
+        if not tasks:
+            return None
+        base = str(manifest.get("name") or (run_id or path.name))
+        step = manifest.get("step")
+        if run_id is None or "@" in base:  # trainers already name checkpoints NAME@stepN
+            name = base
+        else:
+            if step is None:
+                digits = "".join(c for c in path.name if c.isdigit())
+                step = int(digits) if digits else None
+            name = f"{base}@step{step}" if step is not None else f"{base}@{path.name}"
+        existing = self.store.get_model(name)
+        if existing is not None and existing["source"] != str(path):
+            name = f"{name} ({run_id or path.parent.name})"
+            if self.store.get_model(name) is not None:
+                return None
+        lineage = [str(x) for x in (manifest.get("lineage") or [])]
+        # the parent is the nearest ancestor the arena knows (a manifest may name a path or a run)
+        parent = None
+        for candidate in [manifest.get("parent"), *reversed(lineage)]:
+            if candidate and candidate not in (name, base) and self.store.get_model(str(candidate)) is not None:
+                parent = str(candidate)
+                break
+        kind = "base" if run_id is None and not manifest.get("parent") else str(manifest.get("trainer") or "checkpoint")
+        self.store.register_model(
+            name, tasks=tasks, source=str(path), parent=parent, kind=kind,
+            meta={"step": step, "run": run_id, "manifest_lineage": lineage, "manifest_parent": manifest.get("parent")},
+        )
+        return name
+
+    def lineage(self, name: str) -> str:
+        """``shapes-base → grpo-t2i@step300``."""
+        return " → ".join(self.store.lineage(name))
+
+    # -- gallery ------------------------------------------------------------------------
+    def gallery_total(self, model: dict[str, Any]) -> int:
+        return sum(self.pool_size * self.seeds_per_prompt for t in model["tasks"] if t in TASKS)
+
+    def failure_marker(self, name: str) -> Path:
+        return self.gallery_dir / model_slug(name) / "FAILED.txt"
+
+    def mark_gallery_failed(self, name: str, why: str) -> None:
+        path = self.failure_marker(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(why)
+
+    def clear_gallery_failures(self) -> None:
+        """Forget earlier failures, so that a restart tries those models again."""
+        for marker in self.gallery_dir.glob("*/FAILED.txt"):
+            marker.unlink(missing_ok=True)
+
+    def gallery_status(self) -> list[dict[str, Any]]:
+        """One row per model: images done of total, and ready, pending or failed (with why)."""
+        done: dict[str, int] = {}
+        for row in self.store.list_samples():
+            entry = self._pool_of.get(row["prompt_id"])
+            if entry and row["seed"] in entry[1]:
+                done[row["model"]] = done.get(row["model"], 0) + 1
+        out = []
+        for m in self.store.list_models():
+            if not m.get("source") or m["kind"] == "imported":
+                continue
+            total, n = self.gallery_total(m), done.get(m["name"], 0)
+            marker = self.failure_marker(m["name"])
+            if n >= total:
+                status, note = "ready", ""
+            elif marker.exists():
+                status, note = "failed", marker.read_text()[:500]
+            else:
+                status, note = "pending", ""
+            out.append({"model": m["name"], "status": status, "done": n, "total": total,
+                        "lineage": self.lineage(m["name"]), "note": note})
+        return out
+
+    def pending_gallery_models(self) -> list[str]:
+        return [r["model"] for r in self.gallery_status() if r["status"] == "pending"]
+
+    def missing_samples(self, name: str, task: str) -> list[tuple[Any, int]]:
+        """(pool item, seed) pairs of a task that model ``name`` has no image for yet."""
+        have = {(s["prompt_id"], s["seed"]) for s in self.store.list_samples(model=name, task=task)}
+        out = []
+        for i, item in enumerate(arena_pool(task, self.pool_size)):
+            for seed in pool_seeds(i, self.seeds_per_prompt):
+                if (self._prompt_ids[item.id], seed) not in have:
+                    out.append((item, seed))
+        return out
+
+    def add_gallery_samples(self, rows: list[dict[str, Any]]) -> None:
+        """Store images and their judgements (rows: model, pool_id, seed, image_path, content_hash, judgement)."""
+        ids = self.store.add_samples([
+            {"model": r["model"], "prompt_id": self._prompt_ids[r["pool_id"]], "seed": r["seed"],
+             "image_path": r["image_path"], "content_hash": r["content_hash"]} for r in rows
+        ])
+        for sample_id, r in zip(ids, rows):
+            j = r["judgement"]
+            self.store.add_judgement(sample_id, j["judge"], j["score"], parts=j["parts"], rationale=j["rationale"])
+
+    def arena_samples(self, task: str) -> list[dict[str, Any]]:
+        """Gallery samples of a task in the arena pool, with their prompt text and family."""
+        out = []
+        for s in self.store.list_samples(task=task):
+            entry = self._pool_of.get(s["prompt_id"])
+            if entry is None or s["seed"] not in entry[1]:
+                continue
+            item = entry[0]
+            out.append({**s, "pool_id": item.id, "prompt": item.text, "family": item.family})
+        return out
+
+    # -- battles and votes --------------------------------------------------------------
+    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str) -> str:
+        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter)["id"]
+
+    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human") -> dict[str, Any]:
+        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge)
+
+    def votes_frame(self, task: str | None = None, judges: str = "human"):
+        """Votes of ``judges``: "human", "auto" (every automatic judge) or "all"."""
+        if judges == "human":
+            return self.store.votes_frame(task=task, judge="human")
+        frame = self.store.votes_frame(task=task)
+        if judges == "auto":
+            frame = frame[frame["judge"] != "human"].reset_index(drop=True)
+        return frame
+
+
+def _tasks_from(task: Any) -> list[str]:
+    if isinstance(task, str):
+        return [t for t in task.replace(",", "+").split("+") if t]
+    return []
+
+
+class GalleryRunner:
+    """Keeps one ``python -m app.gallery`` subprocess running while models wait for images."""
+
+    def __init__(self, ws: Workspace, python: str = sys.executable, env: dict[str, str] | None = None):
+        self.ws = ws
+        self.python = python
+        self.env = env
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def ensure(self) -> bool:
+        """Start a filler if some model is pending and none runs; True if one is running."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                return True
+            self._proc = None
+            if not self.ws.pending_gallery_models():
+                return False
+            env = dict(os.environ if self.env is None else self.env)
+            env.setdefault("OMP_NUM_THREADS", "1")
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            log = open(self.ws.root / "logs" / "gallery.log", "ab")
+            try:
+                self._proc = subprocess.Popen(
+                    [self.python, "-m", "app.gallery", "--workspace", str(self.ws.root)],
+                    cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            finally:
+                log.close()
+            return True
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class CheckpointWatcher:
+    """A polling thread: registers new complete checkpoints and keeps the gallery filling."""
+
+    def __init__(self, ws: Workspace, runner: GalleryRunner | None = None, *, interval_s: float = 2.0,
+                 on_new: Callable[[list[str]], None] | None = None) -> None:
+        self.ws = ws
+        self.runner = runner or GalleryRunner(ws)
+        self.interval_s = interval_s
+        self.on_new = on_new
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> list[str]:
+        new = self.ws.scan_checkpoints()
+        if new and self.on_new is not None:
+            self.on_new(new)
+        self.runner.ensure()
+        return new
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # a bad folder must not stop the watcher
+                print(f"checkpoint watcher: {type(exc).__name__}: {exc}", file=sys.stderr)
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="checkpoint-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.runner.stop()

@@ -1,0 +1,234 @@
+"""``qwenrl elo`` and ``qwenrl votes``: rating tables and vote files from the command line.
+
+Each command reads its inputs, calls one library function and prints the result; library
+errors become ``click.ClickException`` with the library's message.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The rating maths is many small (models × models) linear-algebra calls, for which BLAS
+# threads only fight over the cores, badly so beside a training job. Must precede numpy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import csv  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import click  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from arena import io as vote_io  # noqa: E402
+from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
+from arena.store import ArenaStore  # noqa: E402
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--task", help="Only votes of this task (t2i, edit…); the files must carry a task field.")
+@click.option("--judge", help="Only votes by this judge: 'human' or an automatic judge's name.")
+@click.option("--anony-only", is_flag=True, help="Only votes cast while the models were hidden.")
+@click.option(
+    "--ci", type=click.Choice(["bootstrap", "sandwich"]), default="bootstrap", show_default=True,
+    help="How the 95% intervals are computed.",
+)
+@click.option(
+    "--bootstrap", "rounds", type=click.IntRange(min=1), default=1000, show_default=True,
+    help="Bootstrap rounds.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--anchor", metavar="MODEL=RATING",
+    help="Shift the scale so that MODEL has RATING (FastChat anchors mixtral-8x7b-instruct-v0.1=1114).",
+)
+@click.option(
+    "--l2", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="L2 penalty on the Bradley–Terry strengths (base-10 log-odds); 0 is the plain MLE.",
+)
+@click.option(
+    "--min-votes", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Leave out models with fewer votes (and their battles).",
+)
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
+    show_default=True, help="Output format; json gives every field of every row.",
+)
+@click.option(
+    "--input-format", type=click.Choice(["auto", *vote_io.FORMATS]), default="auto", show_default=True,
+    help="Format of the vote files; auto looks at the name, then the first byte.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Processes to share the work (default: 2 for large inputs on a multi-core machine).",
+)
+def elo(
+    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, ci: str, rounds: int,
+    seed: int, anchor: str | None, l2: float, min_votes: int, output_format: str, input_format: str,
+    workers: int | None,
+) -> None:
+    """Print the leaderboard of exported votes: Bradley–Terry Elo with 95% intervals,
+    online Elo, TrueSkill, votes and win rate.
+
+    FILES are vote logs as `qwenrl votes export` writes them (JSON lines or CSV), or FastChat /
+    GenAI-Arena `clean_battle` JSON lists. The numbers match FastChat's: online Elo with K=4,
+    Bradley–Terry on the 400·log10 scale, ties as half a win.
+
+    \b
+    Examples:
+      qwenrl elo votes.jsonl
+      qwenrl elo votes.jsonl --task t2i --anony-only --format markdown
+      qwenrl elo clean_battle_20240220.json --ci sandwich --format json
+    """
+    try:
+        anchor_pair = parse_anchor(anchor) if anchor else None
+        started = time.perf_counter()
+        for path in files:
+            if os.path.getsize(path) > 32 << 20:
+                click.echo(f"reading {path}…", err=True)
+        votes = vote_io.read_votes(list(files), input_format=input_format, fields=vote_io.RATING_FIELDS, workers=workers)
+        votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
+        if len(votes) > 100_000:
+            click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
+        board = leaderboard(
+            votes, ci=ci, rounds=rounds, seed=seed, anchor=anchor_pair, l2=l2, min_votes=min_votes,
+            workers=workers, progress=_progress_printer() if ci == "bootstrap" else None,
+        )
+    except (ValueError, OSError) as exc:  # VoteFileError is a ValueError
+        raise click.ClickException(str(exc)) from exc
+    for warning in board.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(format_leaderboard(board, output_format), nl=False)
+
+
+def _filter(votes: pd.DataFrame, *, task: str | None, judge: str | None, anony_only: bool) -> pd.DataFrame:
+    for name, wanted in (("task", task), ("judge", judge)):
+        if wanted is None:
+            continue
+        present = votes[name].dropna().unique().tolist()
+        if not present:
+            raise ValueError(f"the votes have no {name} field, so --{name} cannot select any")
+        votes = votes[votes[name] == wanted]
+        if len(votes) == 0:
+            raise ValueError(f"no votes with {name} {wanted!r}; the files have {', '.join(map(str, sorted(present)))}")
+    if anony_only:
+        votes = votes[votes["anony"].fillna(False).to_numpy(dtype=bool)]
+        if len(votes) == 0:
+            raise ValueError("no anonymous votes (anony = true) in the files")
+    return votes
+
+
+def _progress_printer():
+    """Bootstrap progress on stderr: a live counter on a terminal, a few lines otherwise."""
+    live = sys.stderr.isatty()
+    shown = {"step": -1}
+
+    def show(done: int, total: int) -> None:
+        if live:
+            click.echo(f"\rbootstrap {done}/{total}", err=True, nl=done == total)
+            return
+        step = done * 4 // total
+        if step != shown["step"]:
+            shown["step"] = step
+            click.echo(f"bootstrap {done}/{total}", err=True)
+
+    return show
+
+
+def format_leaderboard(board: Leaderboard, output_format: str) -> str:
+    """The leaderboard as text: ``table``, ``markdown``, ``csv`` or ``json``."""
+    if output_format == "json":
+        return json.dumps([{name: row[name] for name in ROW_FIELDS} for row in board.rows], indent=2) + "\n"
+    if output_format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(ROW_FIELDS)
+        for row in board.rows:
+            writer.writerow([row[name] for name in ROW_FIELDS])
+        return out.getvalue()
+    several = len(board.components) > 1
+    header = ["rank (UB)", "model", "Elo (BT)", "95% CI", "online Elo", "TrueSkill μ−3σ", "votes", "win rate"]
+    header += ["component"] if several else []
+    lines = []
+    for row in board.rows:
+        cells = [
+            str(row["rank_ub"]), row["model"], f"{row['elo']:.1f}",
+            f"{row['ci_low']:.1f} – {row['ci_high']:.1f}", f"{row['elo_online']:.1f}",
+            f"{row['trueskill_score']:.2f}", str(row["votes"]), f"{row['win_rate']:.1%}",
+        ]
+        lines.append(cells + ([str(row["component"])] if several else []))
+    if output_format == "markdown":
+        right = [True, False, True, True, True, True, True, True, True]
+        out = ["| " + " | ".join(header) + " |",
+               "|" + "|".join("---:" if r else ":---" for r in right[: len(header)]) + "|"]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+        return "\n".join(out) + "\n"
+    widths = [max(len(h), *(len(c[k]) for c in lines)) if lines else len(h) for k, h in enumerate(header)]
+    render = lambda cells: "  ".join(  # noqa: E731
+        c.ljust(w) if k == 1 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths))
+    )
+    return "\n".join([render(header)] + [render(c) for c in lines]) + "\n"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def votes() -> None:
+    """Move votes between a studio store and files.
+
+    \b
+    Examples:
+      qwenrl votes export --store workspace/arena.db --out votes.jsonl
+      qwenrl votes import --store other.db votes.jsonl
+    """
+
+
+@votes.command("export")
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The studio's database (workspace/arena.db).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--format", "output_format", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Default: csv for a .csv file, else jsonl.")
+@click.option("--task", help="Only votes of this task.")
+@click.option("--judge", help="Only votes by this judge ('human' or an automatic judge's name).")
+def export_votes(store_path: str, out: str, output_format: str | None, task: str | None, judge: str | None) -> None:
+    """Write the votes of a store to a file that `qwenrl elo` reads (FastChat clean_battle
+    fields plus battle_id, task, prompt and sample ids; voters are left out).
+
+    \b
+    Example:
+      qwenrl votes export --store workspace/arena.db --out t2i.jsonl --task t2i
+    """
+    try:
+        with ArenaStore(store_path) as store:
+            count = vote_io.write_votes(store.vote_records(task=task, judge=judge), out,
+                                        format=output_format or "auto")
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {count} votes to {out}", err=True)
+
+
+@votes.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", "store_path", required=True, type=click.Path(dir_okay=False),
+              help="The database to add to (created if missing).")
+@click.option("--task", help="Task for records that carry none (FastChat logs carry none).")
+@click.option("--input-format", type=click.Choice(["auto", *vote_io.FORMATS]), default="auto", show_default=True,
+              help="Format of the files; auto looks at the name, then the first byte.")
+def import_votes(files: Sequence[str], store_path: str, task: str | None, input_format: str) -> None:
+    """Add votes from files to a store, all or nothing: one malformed record or one battle
+    already in the store, and nothing is added.
+
+    \b
+    Example:
+      qwenrl votes import --store workspace/arena.db --task t2i clean_battle_20240220.json
+    """
+    try:
+        frame = vote_io.read_votes(list(files), input_format=input_format)
+        with ArenaStore(store_path) as store:
+            count = store.import_votes(frame, task=task)
+    except (ValueError, OSError) as exc:  # VoteFileError and StoreError are ValueErrors
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"imported {count} votes into {store_path}", err=True)
+

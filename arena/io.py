@@ -1,0 +1,731 @@
+"""Vote files: the exported vote log and FastChat / GenAI-Arena ``clean_battle`` logs.
+
+Formats (``input_format="auto"`` picks one from the file name, then from the first byte):
+
+- ``jsonl``: one JSON object per line, what ``qwenrl votes export`` writes by default.
+- ``csv``: a header row with the field names; empty cells are missing values.
+- ``json``: a JSON list of objects, as FastChat and GenAI-Arena publish ``clean_battle`` logs.
+
+A record needs ``model_a``, ``model_b`` and ``winner`` (one of :data:`OUTCOMES`); ``judge``,
+``anony``, ``tstamp`` (Unix seconds), ``battle_id``, ``task``, ``prompt``, ``sample_a`` and
+``sample_b`` are optional, and other fields (FastChat's ``conversation_a``…) are ignored.
+FastChat's ``question_id`` stands in for a missing ``battle_id``.
+
+Reading is all-or-nothing: every malformed record is reported as ``file:line: what is wrong``
+(for a JSON list, the line where the record starts) in one :class:`VoteFileError`, and nothing
+is returned. Large JSON-lines files are parsed by two processes at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+from arena.ratings import OUTCOMES, process_pool_context
+
+FORMATS: tuple[str, ...] = ("jsonl", "csv", "json")
+
+EXPORT_FIELDS: tuple[str, ...] = (
+    "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp",
+    "prompt", "sample_a", "sample_b",
+)
+"""Fields of an exported vote, in file order: FastChat's ``clean_battle`` fields (model_a,
+model_b, winner, judge, anony, tstamp) and ours (battle_id, task, prompt, sample ids)."""
+
+RATING_FIELDS: tuple[str, ...] = ("task", "model_a", "model_b", "winner", "judge", "anony", "tstamp")
+"""The fields ``qwenrl elo`` needs; reading only these is faster."""
+
+# Fields with few distinct values are returned as categoricals.
+_CATEGORICAL = ("task", "model_a", "model_b", "winner", "judge")
+_MAX_PROBLEMS = 20
+_PARALLEL_BYTES = 32 << 20  # JSON-lines files larger than this are parsed by two processes
+_BLOCK_BYTES = 4 << 20  # read and decoded at a time
+
+
+class VoteFileError(ValueError):
+    """Malformed vote records; ``problems`` holds ``(path, line, message)`` for each."""
+
+    def __init__(self, problems: Sequence[tuple[str, int, str]], total: int | None = None):
+        self.problems = list(problems)
+        total = len(self.problems) if total is None else total
+        lines = [f"{path}:{line}: {message}" for path, line, message in self.problems[:_MAX_PROBLEMS]]
+        if total > len(lines):
+            lines.append(f"… and {total - len(lines)} more")
+        super().__init__("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``jsonl``, ``csv`` or ``json`` from the extension, else from the first non-blank byte."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    suffixes = [s for s in suffixes if s not in (".gz",)]
+    if suffixes and suffixes[-1] in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffixes and suffixes[-1] == ".csv":
+        return "csv"
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip()
+    if head.startswith(b"["):
+        return "json"
+    if head.startswith(b"{"):
+        return "jsonl"
+    if suffixes and suffixes[-1] == ".json":
+        return "json"
+    if head:
+        return "csv"
+    return "jsonl"  # an empty file: no votes
+
+
+def read_votes(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    input_format: str = "auto",
+    fields: Sequence[str] = EXPORT_FIELDS,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Read and validate vote files into one table, in file order.
+
+    Columns: ``fields`` plus ``file`` and ``line`` (where each vote came from). ``task``,
+    ``model_a``, ``model_b``, ``winner`` and ``judge`` are categoricals, ``anony`` a nullable
+    boolean, ``tstamp`` float seconds (NaN when missing). Raises :class:`VoteFileError` listing
+    every malformed record (of every file) and returns nothing in that case.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    fields = tuple(dict.fromkeys(("model_a", "model_b", "winner", *fields)))
+    unknown = [f for f in fields if f not in EXPORT_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown vote field(s): {', '.join(unknown)}")
+    if input_format not in ("auto", *FORMATS):
+        raise ValueError(f"input format must be auto, {', '.join(FORMATS)}; not {input_format!r}")
+    parts: list[_Part] = []
+    problems: list[tuple[str, int, str]] = []
+    total_problems = 0
+    for path in map(str, paths):
+        fmt = detect_format(path) if input_format == "auto" else input_format
+        reader = {"jsonl": _read_jsonl, "csv": _read_csv, "json": _read_json_list}[fmt]
+        file_parts = reader(path, fields, workers)
+        for part in file_parts:
+            total_problems += part.total_problems
+            problems.extend((path, line, message) for line, message in part.problems)
+        parts.extend(file_parts)
+    if total_problems:
+        raise VoteFileError(problems, total_problems)
+    return _assemble(parts, fields)
+
+
+@dataclass
+class _Part:
+    """Columns parsed from one file, or one byte range of a file, already validated."""
+
+    path: str
+    columns: dict[str, Any]  # field -> (codes, categories) | float array | list
+    lines: np.ndarray
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    total_problems: int = 0
+    line_count: int = 0  # physical lines in the range (JSON lines only)
+
+
+def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list[_Part]:
+    size = os.path.getsize(path)
+    if workers is None:
+        workers = 2 if (os.cpu_count() or 1) > 1 else 1
+    if workers < 2 or size < _PARALLEL_BYTES:
+        return [_parse_jsonl_range(path, 0, size, fields)]
+    bounds = [0]
+    with open(path, "rb") as handle:
+        for k in range(1, workers):
+            handle.seek(size * k // workers)
+            handle.readline()  # move to the start of the next line
+            bounds.append(max(handle.tell(), bounds[-1]))
+    bounds.append(size)
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+    with ProcessPoolExecutor(workers - 1, mp_context=process_pool_context()) as pool:
+        futures = [pool.submit(_parse_jsonl_range, path, start, end, fields) for start, end in ranges[1:]]
+        parts = [_parse_jsonl_range(path, *ranges[0], fields)]  # this process takes the first range
+        parts += [future.result() for future in futures]
+    # Line numbers restart in each range; shift them to the file's numbering.
+    offset = 0
+    for part in parts:
+        part.lines += offset
+        part.problems = [(line + offset, message) for line, message in part.problems]
+        offset += part.line_count
+    return parts
+
+
+def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...]) -> _Part:
+    """Parse the lines in bytes [start, end) of a JSON-lines file (``start`` begins a line);
+    line numbers count from 1 at ``start``. The loop is the hot path of ``qwenrl elo``."""
+    decode = json.JSONDecoder().raw_decode
+    columns = _Columns(fields)
+    keep, lines = columns.pending.append, columns.lines.append
+    problems: list[tuple[int, str]] = []
+    line_number = 0
+    for first, texts in _text_blocks(path, start, end, problems):
+        for line_number, text in enumerate(texts, first):
+            if text is None:
+                continue
+            try:  # the fast path: an object filling the line
+                record, stop = decode(text)
+                if stop != len(text) and text[stop:].strip():
+                    raise ValueError
+            except ValueError:
+                if not text.strip():
+                    continue  # blank lines are allowed
+                try:
+                    record = json.loads(text)  # slower, but says what is wrong
+                except json.JSONDecodeError as exc:
+                    problems.append((line_number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
+                    continue
+            if type(record) is dict:
+                keep(record)
+                lines(line_number)
+            else:
+                problems.append((line_number, f"expected a JSON object, found {type(record).__name__}"))
+        columns.flush()
+    part = columns.validate(path)
+    part.problems = sorted(problems + part.problems)
+    part.total_problems += len(problems)
+    part.line_count = line_number
+    return part
+
+
+def _text_blocks(path: str, start: int, end: int, problems: list[tuple[int, str]]):
+    """(first line number, lines) for each block of whole lines in bytes [start, end); a line
+    that is not UTF-8 is reported in ``problems`` and given as None."""
+    first = 1
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            data = handle.read(min(_BLOCK_BYTES, remaining))
+            remaining -= len(data)
+            if remaining > 0 and not data.endswith(b"\n"):
+                tail = handle.readline()  # finish the block's last line
+                remaining -= len(tail)
+                data += tail
+            if data.endswith(b"\n"):
+                data = data[:-1]
+            try:
+                texts: list[str | None] = data.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                texts = []
+                for k, raw in enumerate(data.split(b"\n"), start=first):
+                    try:
+                        texts.append(raw.decode("utf-8"))
+                    except UnicodeDecodeError as exc:
+                        problems.append((k, f"not UTF-8 text ({exc.reason})"))
+                        texts.append(None)
+            yield first, texts
+            first += len(texts)
+
+
+def _read_json_list(path: str, fields: tuple[str, ...], workers: int | None) -> list[_Part]:
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise VoteFileError([(path, raw[: exc.start].count(b"\n") + 1, "not UTF-8 text")]) from None
+    records, lines = _json_list_records(path, text)
+    columns = _Columns(fields)
+    problems: list[tuple[int, str]] = []
+    for record, line in zip(records, lines.tolist()):
+        columns.add(record, line, problems)
+    del records
+    part = columns.validate(path)
+    part.problems = sorted(problems + part.problems)
+    part.total_problems += len(problems)
+    return [part]
+
+
+def _json_list_records(path: str, text: str) -> tuple[list[Any], np.ndarray]:
+    """Elements of a top-level JSON list and the line on which each starts, in one pass."""
+    decode = json.JSONDecoder().raw_decode
+    space = re.compile(r"\s*")
+    pos = space.match(text).end()
+    if pos == len(text):
+        return [], np.zeros(0, dtype=np.int64)
+    if text[pos] != "[":
+        raise VoteFileError([(path, text.count("\n", 0, pos) + 1, "expected a JSON list of vote records")])
+    records, lines = [], []
+    line, last = 1, 0
+    pos = space.match(text, pos + 1).end()
+    try:
+        if text.startswith("]", pos):
+            pos += 1
+        else:
+            while True:
+                line += text.count("\n", last, pos)
+                last = pos
+                record, pos = decode(text, pos)
+                records.append(record)
+                lines.append(line)
+                pos = space.match(text, pos).end()
+                if text.startswith("]", pos):
+                    pos += 1
+                    break
+                if not text.startswith(",", pos):
+                    raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+                pos = space.match(text, pos + 1).end()
+        if text[pos:].strip():
+            raise json.JSONDecodeError("Extra data", text, pos)
+    except json.JSONDecodeError as exc:
+        raise VoteFileError([(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})")]) from None
+    return records, np.array(lines, dtype=np.int64)
+
+
+def _read_csv(path: str, fields: tuple[str, ...], workers: int | None) -> list[_Part]:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=list(fields))
+    except (pd.errors.ParserError, UnicodeDecodeError):
+        raise VoteFileError([_csv_first_bad_row(path)]) from None
+    records_columns: dict[str, list] = {}
+    for name in fields:
+        if name in frame.columns:
+            records_columns[name] = [None if v == "" else v for v in frame[name].tolist()]
+        else:
+            records_columns[name] = [None] * len(frame)
+    if "battle_id" in fields and "question_id" in frame.columns:
+        records_columns["battle_id"] = [
+            b if b is not None else (q or None)
+            for b, q in zip(records_columns["battle_id"], frame["question_id"].tolist())
+        ]
+    lines = np.arange(2, len(frame) + 2, dtype=np.int64)
+    with open(path, "rb") as handle:
+        physical = handle.read().rstrip(b"\r\n").count(b"\n") + 1
+    if physical != len(frame) + 1:  # quoted newlines: count the lines each record spans
+        lines = np.array(_csv_record_lines(path), dtype=np.int64)
+    problems: list[tuple[int, str]] = []
+    if "tstamp" in records_columns:
+        records_columns["tstamp"] = _csv_numbers(records_columns["tstamp"], lines, problems)
+    if "anony" in records_columns:
+        records_columns["anony"] = _csv_booleans(records_columns["anony"], lines, problems)
+    for name in ("sample_a", "sample_b"):
+        if name in records_columns:
+            records_columns[name] = [int(v) if v is not None and v.isdigit() else v for v in records_columns[name]]
+    part = _validate_columns(path, records_columns, lines, fields)
+    part.problems = sorted(problems + part.problems)
+    part.total_problems += len(problems)
+    return [part]
+
+
+def _csv_numbers(values: list, lines: np.ndarray, problems: list[tuple[int, str]]) -> list:
+    out = []
+    for k, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(float(value))
+        except ValueError:
+            problems.append((int(lines[k]), f"tstamp is {value!r}, not a number"))
+            out.append(None)
+    return out
+
+
+_TRUE = {"true", "True", "TRUE", "1"}
+_FALSE = {"false", "False", "FALSE", "0"}
+
+
+def _csv_booleans(values: list, lines: np.ndarray, problems: list[tuple[int, str]]) -> list:
+    out = []
+    for k, value in enumerate(values):
+        if value is None or value in _TRUE or value in _FALSE:
+            out.append(None if value is None else value in _TRUE)
+        else:
+            problems.append((int(lines[k]), f"anony is {value!r}, expected true or false"))
+            out.append(None)
+    return out
+
+
+def _csv_record_lines(path: str) -> list[int]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        starts, previous = [], reader.line_num
+        for _ in reader:
+            starts.append(previous + 1)
+            previous = reader.line_num
+    return starts
+
+
+def _csv_first_bad_row(path: str) -> tuple[str, int, str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            previous = reader.line_num
+            for row in reader:
+                if len(row) != len(header):
+                    return (path, previous + 1, f"{len(row)} cells where the header has {len(header)}")
+                previous = reader.line_num
+    except UnicodeDecodeError:
+        return (path, 1, "not UTF-8 text")
+    except csv.Error as exc:
+        return (path, previous + 1, f"not valid CSV: {exc}")
+    return (path, 1, "not valid CSV")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: per column, on the distinct values, so a million votes check in milliseconds
+# ---------------------------------------------------------------------------------------------
+
+
+class _Columns:
+    """Collects records as columns, a chunk at a time: a million live dicts would cost
+    gigabytes and slow every pass of the garbage collector. Fields with few distinct values
+    are stored as integer codes as they arrive."""
+
+    def __init__(self, fields: tuple[str, ...]):
+        self.fields = fields
+        names = (*fields, "question_id") if "battle_id" in fields else fields
+        self.columns: dict[str, list] = {name: [] for name in names}
+        self.index: dict[str, dict] = {name: {} for name in names if name in _CATEGORICAL}
+        self.lines: list[int] = []
+        self.pending: list[dict] = []
+
+    def add(self, record: Any, line: int, problems: list[tuple[int, str]]) -> None:
+        if type(record) is not dict:
+            problems.append((line, f"expected a JSON object, found {type(record).__name__}"))
+            return
+        self.pending.append(record)
+        self.lines.append(line)
+        if len(self.pending) >= 50_000:
+            self.flush()
+
+    def flush(self) -> None:
+        for name, column in self.columns.items():
+            values = [record.get(name) for record in self.pending]
+            if name in self.index:
+                column.append(_codes(values, self.index[name]))
+            else:
+                column.extend(values)
+        self.pending.clear()  # in place: the parse loop holds its append method
+
+    def validate(self, path: str) -> _Part:
+        self.flush()
+        columns: dict[str, Any] = {}
+        for name, column in self.columns.items():
+            if name in self.index:
+                codes = np.concatenate(column) if column else np.zeros(0, dtype=np.int64)
+                columns[name] = (codes, [_unwrap(v) for v in self.index[name]])
+            else:
+                columns[name] = column
+        if "battle_id" in columns:  # FastChat calls it question_id
+            ids, questions = columns["battle_id"], columns.pop("question_id")
+            columns["battle_id"] = [b if b is not None else q for b, q in zip(ids, questions)]
+        return _validate_columns(path, columns, np.array(self.lines, dtype=np.int64), self.fields)
+
+
+class _Unhashable:
+    """A list or object found where a string belongs: hashed by identity, reported later."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _unwrap(value: Any) -> Any:
+    return value.value if isinstance(value, _Unhashable) else value
+
+
+def _codes(values: list, index: dict) -> np.ndarray:
+    try:
+        return np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int64)
+    except TypeError:
+        codes = []
+        for v in values:
+            try:
+                codes.append(index.setdefault(v, len(index)))
+            except TypeError:
+                codes.append(index.setdefault(_Unhashable(v), len(index)))
+        return np.array(codes, dtype=np.int64)
+
+
+def _is_text(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_name(value: Any) -> bool:
+    return type(value) is str and value.strip() != ""
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _is_sample_ref(value: Any) -> bool:
+    return type(value) in (int, str)
+
+
+# field -> (test for a present value, what to say, required)
+_RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
+    "model_a": (_is_name, "a non-empty string", True),
+    "model_b": (_is_name, "a non-empty string", True),
+    "winner": (lambda v: v in OUTCOMES, "one of " + ", ".join(OUTCOMES), True),
+    "judge": (_is_text, "a string", False),
+    "task": (_is_name, "a non-empty string", False),
+    "battle_id": (_is_name, "a non-empty string", False),
+    "prompt": (_is_text, "a string", False),
+    "anony": (lambda v: type(v) is bool, "true or false", False),
+    "tstamp": (_is_number, "a number (Unix seconds)", False),
+    "sample_a": (_is_sample_ref, "an integer or a string", False),
+    "sample_b": (_is_sample_ref, "an integer or a string", False),
+}
+
+
+def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fields: tuple[str, ...]) -> _Part:
+    """Check every field against :data:`_RULES`; coded fields are checked on their distinct
+    values only, so a million votes take milliseconds. Coded fields arrive as
+    ``(codes, distinct values)`` or as a plain list."""
+    problems: list[tuple[int, str]] = []
+    total = 0
+    out: dict[str, Any] = {}
+    bad_rows: set[int] = set()
+
+    def report(rows: Iterable[int], name: str, value_of: Callable[[int], Any], expected: str) -> None:
+        nonlocal total
+        for row in rows:
+            value = value_of(row)
+            what = "missing" if value is None else f"{_show(value)}, expected {expected}"
+            problems.append((int(lines[row]), f"{name} is {what}"))
+            bad_rows.add(row)
+            total += 1
+
+    for name in fields:
+        values = columns[name]
+        test, expected, required = _RULES[name]
+        if name in _CATEGORICAL:
+            codes, uniques = values if isinstance(values, tuple) else _factorize(values)
+            invalid = [
+                code for code, value in enumerate(uniques)
+                if (value is None and required) or (value is not None and not _safe(test, value))
+            ]
+            if invalid:
+                rows = np.flatnonzero(np.isin(codes, invalid)).tolist()
+                report(rows, name, lambda row: uniques[codes[row]], expected)
+            out[name] = (codes, uniques)
+        elif name == "tstamp":
+            numbers, rows = _float_column(values, test)
+            report(rows, name, values.__getitem__, expected)
+            out[name] = numbers
+        else:
+            if set(map(type, values)) <= {str, type(None)} and name != "anony":
+                rows = [] if name not in ("battle_id", "task") else [k for k, v in enumerate(values) if v is not None and not v.strip()]
+            elif name == "anony" and set(map(type, values)) <= {bool, type(None)}:
+                rows = []
+            else:
+                rows = [k for k, v in enumerate(values) if v is not None and not _safe(test, v)]
+            report(rows, name, values.__getitem__, expected)
+            out[name] = values
+    # The same model on both sides is a malformed vote, not a draw.
+    a_codes, a_names = out["model_a"]
+    b_codes, b_names = out["model_b"]
+    b_index = {name: k for k, name in enumerate(b_names) if type(name) is str}
+    lookup = np.array([b_index.get(name, -2) if type(name) is str else -2 for name in a_names], dtype=np.int64)
+    same = np.flatnonzero(lookup[a_codes] == b_codes) if len(a_codes) else []
+    for row in np.asarray(same).tolist():
+        if row not in bad_rows:
+            problems.append((int(lines[row]), f"model_a and model_b are both {_show(a_names[a_codes[row]])}"))
+            total += 1
+    problems.sort()
+    return _Part(path, out, lines, problems[: _MAX_PROBLEMS * 5], total)
+
+
+def _safe(test: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(test(value))
+    except TypeError:  # e.g. an unhashable value tested for membership
+        return False
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _factorize(values: list) -> tuple[np.ndarray, list]:
+    """Integer codes and distinct values, in first-seen order; unhashable values stay apart."""
+    index: dict = {}
+    try:
+        codes = [index.setdefault(v, len(index)) for v in values]
+        return np.array(codes, dtype=np.int64), list(index)
+    except TypeError:  # a list or an object where a string belongs: give it its own slot
+        uniques: list = []
+        codes = []
+        index = {}
+        for v in values:
+            try:
+                code = index.setdefault(v, len(uniques))
+            except TypeError:
+                code = len(uniques)
+            if code == len(uniques):
+                uniques.append(v)
+            codes.append(code)
+        return np.array(codes, dtype=np.int64), uniques
+
+
+def _float_column(values: list, test: Callable[[Any], bool]) -> tuple[np.ndarray, list[int]]:
+    types = set(map(type, values))
+    if types <= {float, int, type(None)}:
+        numbers = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(numbers) & np.array([v is not None for v in values], dtype=bool))
+        return numbers, bad.tolist()
+    bad = [k for k, v in enumerate(values) if v is not None and not _safe(test, v)]
+    numbers = np.array([float(v) if _safe(test, v) else math.nan for v in values], dtype=np.float64)
+    return numbers, bad
+
+
+def _assemble(parts: list[_Part], fields: tuple[str, ...]) -> pd.DataFrame:
+    columns: dict[str, Any] = {}
+    for name in fields:
+        pieces = [part.columns[name] for part in parts]
+        if name in _CATEGORICAL:
+            columns[name] = _join_categoricals(pieces)
+        elif name == "anony":
+            columns[name] = pd.array(
+                np.array([value for piece in pieces for value in piece], dtype=object), dtype="boolean"
+            )
+        elif name == "tstamp":
+            columns[name] = np.concatenate(pieces) if pieces else np.zeros(0)
+        else:
+            columns[name] = [value for piece in pieces for value in piece]
+    files = list(dict.fromkeys(part.path for part in parts))
+    part_file = [files.index(part.path) for part in parts]
+    columns["file"] = pd.Categorical.from_codes(
+        np.repeat(np.array(part_file, dtype=np.int64), [len(part.lines) for part in parts]), categories=files
+    )
+    columns["line"] = np.concatenate([part.lines for part in parts]) if parts else np.zeros(0, np.int64)
+    return pd.DataFrame(columns)
+
+
+def _categorical(codes: np.ndarray, uniques: list) -> pd.Categorical:
+    """Codes over distinct values that may include None (mapped to missing)."""
+    if any(u is None for u in uniques):
+        keep = [k for k, u in enumerate(uniques) if u is not None]
+        remap = np.full(len(uniques), -1)
+        remap[keep] = np.arange(len(keep))
+        return pd.Categorical.from_codes(remap[codes], categories=[uniques[k] for k in keep])
+    return pd.Categorical.from_codes(codes, categories=uniques)
+
+
+def _join_categoricals(pieces: list[tuple[np.ndarray, list]]) -> pd.Categorical:
+    if not pieces:
+        return pd.Categorical([])
+    cats = [_categorical(codes, uniques) for codes, uniques in pieces]
+    if len(cats) == 1:
+        return cats[0]
+    return pd.api.types.union_categoricals(cats)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def write_votes(
+    records: Iterable[Mapping[str, Any]] | pd.DataFrame,
+    destination: str | os.PathLike | TextIO,
+    *,
+    format: str = "auto",  # noqa: A002 - the word users know
+) -> int:
+    """Write votes (:data:`EXPORT_FIELDS`, in that order) as JSON lines or CSV; returns the count.
+
+    ``destination`` is a path or an open text file. ``format="auto"`` means CSV for a ``.csv``
+    path, else JSON lines. A path is written aside and renamed, so the file appears whole or
+    not at all.
+    """
+    is_path = isinstance(destination, (str, os.PathLike))
+    fmt = format
+    if fmt == "auto":
+        fmt = "csv" if is_path and str(destination).lower().endswith(".csv") else "jsonl"
+    if fmt not in ("jsonl", "csv"):
+        raise ValueError(f"output format must be jsonl or csv, not {fmt!r}")
+    if isinstance(records, pd.DataFrame):
+        records = frame_records(records)
+    if not is_path:
+        return _write_records(records, destination, fmt)  # type: ignore[arg-type]
+    target = Path(destination)  # type: ignore[arg-type]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline="", dir=target.parent, prefix=f".{target.name}.", delete=False
+    )
+    try:
+        with handle:
+            count = _write_records(records, handle, fmt)
+        os.replace(handle.name, target)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+    return count
+
+
+def _write_records(records: Iterable[Mapping[str, Any]], handle: TextIO, fmt: str) -> int:
+    count = 0
+    if fmt == "jsonl":
+        dumps = json.JSONEncoder(ensure_ascii=False).encode
+        for record in records:
+            handle.write(dumps({name: _plain(record.get(name)) for name in EXPORT_FIELDS}) + "\n")
+            count += 1
+    else:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(EXPORT_FIELDS)
+        for record in records:
+            writer.writerow([_csv_cell(record.get(name)) for name in EXPORT_FIELDS])
+            count += 1
+    return count
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready value: numpy and pandas scalars become Python ones, missing becomes None."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    return value
+
+
+def _csv_cell(value: Any) -> str:
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def frame_records(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
+    """Rows of a vote table (from :func:`read_votes` or a store) as plain dicts, missing
+    values as None."""
+    names = [name for name in (*EXPORT_FIELDS, "file", "line") if name in frame.columns]
+    data = {name: frame[name].tolist() for name in names}
+    for k in range(len(frame)):
+        yield {name: _plain(data[name][k]) for name in names}
+
+
+__all__ = [
+    "EXPORT_FIELDS", "FORMATS", "RATING_FIELDS", "VoteFileError", "detect_format", "frame_records",
+    "read_votes", "write_votes",
+]

@@ -1,0 +1,690 @@
+"""The arena's SQLite store: models, prompts, samples, judgements, battles, votes and jobs.
+
+One :class:`ArenaStore` over sqlite-utils. The database runs in WAL mode, so readers never
+wait for the writer. Every write goes through one connection under a lock, inside
+``BEGIN IMMEDIATE``, so a write sees a consistent database and two writers (threads or
+processes) never interleave; reads use one connection per thread.
+
+Votes are append-only: one vote per battle (a UNIQUE column), no UPDATE or DELETE (triggers
+refuse them). :meth:`ArenaStore.record_vote` accepts a vote only for an existing battle with no
+vote yet, from the voter it was served to, with an outcome in :data:`OUTCOMES`; anything else
+raises a :class:`VoteError` and changes nothing.
+
+Schema changes are migrations: functions registered with :func:`migration`, applied in order
+at open, each in its own transaction and recorded in the ``_migrations`` table.
+
+Example::
+
+    store = ArenaStore("workspace/arena.db")
+    store.register_model("shapes-base", tasks=["t2i"])
+    ...
+    battle = store.create_battle(sample_a, sample_b, voter="session-1")
+    store.record_vote(battle["id"], "model_a", voter="session-1")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlite_utils
+
+from arena.ratings import OUTCOMES
+
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "lost")
+
+
+class StoreError(ValueError):
+    """A request the store cannot carry out (an unknown model, prompt or sample…)."""
+
+
+class VoteError(StoreError):
+    """A vote that was refused; nothing was written."""
+
+
+class UnknownBattle(VoteError):
+    """No battle has this id."""
+
+
+class AlreadyVoted(VoteError):
+    """The battle already has its vote."""
+
+
+class InvalidOutcome(VoteError):
+    """The outcome is not one of OUTCOMES."""
+
+
+class WrongVoter(VoteError):
+    """The battle was served to another voter."""
+
+
+class ImportConflict(VoteError):
+    """Imported votes that cannot be added; ``problems`` lists ``where: what`` for each."""
+
+    def __init__(self, problems: list[str], total: int | None = None):
+        self.problems = problems
+        total = len(problems) if total is None else total
+        shown = problems[:20] + ([f"… and {total - 20} more"] if total > 20 else [])
+        super().__init__("\n".join(shown))
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+MIGRATIONS: list[Migration] = []
+"""Applied in this order; never edit or reorder one that has shipped, add a new one."""
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+    """Register a schema migration, named after the function."""
+    if any(m.name == fn.__name__ for m in MIGRATIONS):
+        raise ValueError(f"migration {fn.__name__} is registered twice")
+    MIGRATIONS.append(Migration(fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    statements = [
+        """CREATE TABLE models (
+            name TEXT PRIMARY KEY,
+            tasks TEXT NOT NULL DEFAULT '[]',      -- JSON list of task names
+            source TEXT,                           -- checkpoint folder or hub id
+            parent TEXT,                           -- the model it was trained from
+            kind TEXT NOT NULL DEFAULT 'model',    -- base, grpo, distill, imported…
+            meta TEXT NOT NULL DEFAULT '{}',       -- JSON: step, config, anything else
+            created REAL NOT NULL
+        )""",
+        """CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            task TEXT NOT NULL,
+            text TEXT NOT NULL,
+            family TEXT,
+            spec TEXT,                             -- JSON: what the prompt asks for, when known
+            source_image TEXT,                     -- editing: the image to edit
+            created REAL NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX prompts_identity ON prompts (task, text, ifnull(source_image, ''))",
+        """CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            model TEXT NOT NULL REFERENCES models (name),
+            prompt_id INTEGER NOT NULL REFERENCES prompts (id),
+            seed INTEGER NOT NULL,
+            task TEXT NOT NULL,
+            image_path TEXT NOT NULL,
+            content_hash TEXT,
+            created REAL NOT NULL,
+            UNIQUE (model, prompt_id, seed)
+        )""",
+        "CREATE INDEX samples_by_prompt ON samples (prompt_id)",
+        """CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            sample_id INTEGER NOT NULL REFERENCES samples (id),
+            judge TEXT NOT NULL,
+            score REAL,                            -- NULL when the judge does not apply
+            parts TEXT NOT NULL DEFAULT '{}',      -- JSON: named sub-scores
+            rationale TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            UNIQUE (sample_id, judge)
+        )""",
+        """CREATE TABLE battles (
+            id TEXT PRIMARY KEY,                   -- secrets.token_urlsafe: not guessable
+            task TEXT NOT NULL,
+            model_a TEXT NOT NULL REFERENCES models (name),
+            model_b TEXT NOT NULL REFERENCES models (name),
+            prompt_id INTEGER REFERENCES prompts (id),
+            sample_a INTEGER REFERENCES samples (id),
+            sample_b INTEGER REFERENCES samples (id),
+            voter TEXT,                            -- who it was served to
+            created REAL NOT NULL,
+            meta TEXT,                             -- JSON: provenance of imported battles
+            CHECK (model_a <> model_b)
+        )""",
+        "CREATE INDEX battles_by_task ON battles (task)",
+        f"""CREATE TABLE votes (
+            id INTEGER PRIMARY KEY,
+            battle_id TEXT NOT NULL UNIQUE REFERENCES battles (id),
+            outcome TEXT NOT NULL CHECK (outcome IN ({", ".join(repr(o) for o in OUTCOMES)})),
+            voter TEXT,
+            judge TEXT NOT NULL DEFAULT 'human',   -- 'human' or the automatic judge's name
+            anony INTEGER NOT NULL DEFAULT 1 CHECK (anony IN (0, 1)),
+            tstamp REAL NOT NULL
+        )""",
+        "CREATE INDEX votes_by_time ON votes (tstamp)",
+        """CREATE TRIGGER votes_no_update BEFORE UPDATE ON votes
+           BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""",
+        """CREATE TRIGGER votes_no_delete BEFORE DELETE ON votes
+           BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""",
+        f"""CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                    -- grpo, distill…
+            config TEXT NOT NULL DEFAULT '{{}}',   -- JSON
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ({", ".join(repr(s) for s in JOB_STATUSES)})),
+            pid INTEGER,
+            run_dir TEXT,
+            created REAL NOT NULL,
+            started REAL,
+            finished REAL,
+            error TEXT
+        )""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------
+
+_JOB_FIELDS = ("status", "pid", "run_dir", "started", "finished", "error")
+_VOTE_COLUMNS = (
+    "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "prompt",
+    "sample_a", "sample_b",
+)
+
+
+class ArenaStore:
+    """The arena database. Safe to share between threads; see the module docstring."""
+
+    def __init__(self, path: str | Path = ":memory:", *, timeout: float = 30.0):
+        self.path = str(path)
+        self._timeout = timeout
+        self._memory = self.path == ":memory:"
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite_utils.Database] = []
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        if not self._memory:
+            self._writer.enable_wal()
+            self._writer.execute("PRAGMA synchronous = NORMAL")  # durable across crashes in WAL
+        self._migrate()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite_utils.Database:
+        conn = sqlite3.connect(self.path, timeout=self._timeout, check_same_thread=False)
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite_utils.Database]:
+        """The single writer: one transaction, taken with BEGIN IMMEDIATE, under the lock."""
+        with self._lock:
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.conn.rollback()
+                raise
+            else:
+                db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite_utils.Database]:
+        """This thread's reader (an in-memory database has only the writer's connection)."""
+        if self._memory:
+            with self._lock:
+                yield self._writer
+            return
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+            with self._lock:
+                self._readers.append(db)
+        yield db
+
+    def _query(self, sql: str, params: Iterable | Mapping | None = None) -> list[dict[str, Any]]:
+        with self._read() as db:
+            return list(db.query(sql, params))
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
+            self._writer.close()
+
+    def __enter__(self) -> ArenaStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- migrations ----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        for step in MIGRATIONS:
+            with self._write() as db:
+                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [step.name]).fetchone():
+                    continue
+                step.apply(db)
+                db["_migrations"].insert({"name": step.name, "applied": time.time()})
+
+    def applied_migrations(self) -> list[str]:
+        return [row["name"] for row in self._query("SELECT name FROM _migrations ORDER BY rowid")]
+
+    # -- models --------------------------------------------------------------------------------
+
+    def register_model(
+        self, name: str, *, tasks: Iterable[str] = (), source: str | None = None, parent: str | None = None,
+        kind: str = "model", meta: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Add a model, or update its tasks, source, parent, kind and meta; returns it."""
+        if not isinstance(name, str) or not name.strip():
+            raise StoreError("a model needs a non-empty name")
+        row = {
+            "name": name, "tasks": json.dumps(sorted(set(tasks))), "source": source, "parent": parent,
+            "kind": kind, "meta": json.dumps(dict(meta or {})),
+        }
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO models (name, tasks, source, parent, kind, meta, created)
+                   VALUES (:name, :tasks, :source, :parent, :kind, :meta, :created)
+                   ON CONFLICT (name) DO UPDATE SET tasks = excluded.tasks, source = excluded.source,
+                       parent = excluded.parent, kind = excluded.kind, meta = excluded.meta""",
+                {**row, "created": time.time()},
+            )
+        return self.get_model(name)  # type: ignore[return-value]
+
+    def get_model(self, name: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM models WHERE name = ?", [name])
+        return _model_row(rows[0]) if rows else None
+
+    def list_models(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Models, oldest first; with ``task``, only those registered for it."""
+        rows = self._query(
+            """SELECT * FROM models WHERE :task IS NULL
+                   OR EXISTS (SELECT 1 FROM json_each(models.tasks) WHERE value = :task)
+               ORDER BY created, name""",
+            {"task": task},
+        )
+        return [_model_row(row) for row in rows]
+
+    def lineage(self, name: str) -> list[str]:
+        """The chain of parents ending with ``name``, oldest first (e.g. base → grpo@300)."""
+        chain = [name]
+        model = self.get_model(name)
+        if model is None:
+            raise StoreError(f"unknown model {name!r}")
+        while model and model["parent"] and model["parent"] not in chain:
+            chain.append(model["parent"])
+            model = self.get_model(model["parent"])
+        return chain[::-1]
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def add_prompt(
+        self, task: str, text: str, *, family: str | None = None, spec: Mapping[str, Any] | None = None,
+        source_image: str | None = None,
+    ) -> int:
+        """Add a prompt (or find the same one: task, text and source image) and return its id."""
+        return self.add_prompts([{"task": task, "text": text, "family": family, "spec": spec,
+                                  "source_image": source_image}])[0]
+
+    def add_prompts(self, prompts: Iterable[Mapping[str, Any]]) -> list[int]:
+        ids = []
+        with self._write() as db:
+            for prompt in prompts:
+                task, text = prompt.get("task"), prompt.get("text")
+                if not task or not isinstance(text, str):
+                    raise StoreError("a prompt needs a task and a text")
+                spec = prompt.get("spec")
+                db.execute(
+                    """INSERT INTO prompts (task, text, family, spec, source_image, created)
+                       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                    [task, text, prompt.get("family"), None if spec is None else json.dumps(spec),
+                     prompt.get("source_image"), time.time()],
+                )
+                row = db.execute(
+                    "SELECT id FROM prompts WHERE task = ? AND text = ? AND ifnull(source_image, '') = ifnull(?, '')",
+                    [task, text, prompt.get("source_image")],
+                ).fetchone()
+                ids.append(row[0])
+        return ids
+
+    def get_prompt(self, prompt_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM prompts WHERE id = ?", [prompt_id])
+        return _json_fields(rows[0], spec=None) if rows else None
+
+    def list_prompts(self, task: str | None = None, family: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            """SELECT * FROM prompts WHERE (:task IS NULL OR task = :task)
+               AND (:family IS NULL OR family = :family) ORDER BY id""",
+            {"task": task, "family": family},
+        )
+        return [_json_fields(row, spec=None) for row in rows]
+
+    # -- samples and judgements ----------------------------------------------------------------
+
+    def add_sample(
+        self, model: str, prompt_id: int, seed: int, image_path: str, *, content_hash: str | None = None
+    ) -> int:
+        """Add a generated image; the same (model, prompt, seed) returns the existing id."""
+        return self.add_samples([{"model": model, "prompt_id": prompt_id, "seed": seed,
+                                  "image_path": image_path, "content_hash": content_hash}])[0]
+
+    def add_samples(self, samples: Iterable[Mapping[str, Any]]) -> list[int]:
+        ids = []
+        with self._write() as db:
+            for sample in samples:
+                model, prompt_id = sample.get("model"), sample.get("prompt_id")
+                if db.execute("SELECT 1 FROM models WHERE name = ?", [model]).fetchone() is None:
+                    raise StoreError(f"unknown model {model!r}: register it first")
+                prompt = db.execute("SELECT task FROM prompts WHERE id = ?", [prompt_id]).fetchone()
+                if prompt is None:
+                    raise StoreError(f"unknown prompt {prompt_id!r}")
+                db.execute(
+                    """INSERT INTO samples (model, prompt_id, seed, task, image_path, content_hash, created)
+                       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                    [model, prompt_id, int(sample["seed"]), prompt[0], str(sample["image_path"]),
+                     sample.get("content_hash"), time.time()],
+                )
+                row = db.execute(
+                    "SELECT id FROM samples WHERE model = ? AND prompt_id = ? AND seed = ?",
+                    [model, prompt_id, int(sample["seed"])],
+                ).fetchone()
+                ids.append(row[0])
+        return ids
+
+    def get_sample(self, sample_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM samples WHERE id = ?", [sample_id])
+        return rows[0] if rows else None
+
+    def list_samples(
+        self, *, model: str | None = None, task: str | None = None, prompt_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        return self._query(
+            """SELECT * FROM samples WHERE (:model IS NULL OR model = :model)
+               AND (:task IS NULL OR task = :task) AND (:prompt_id IS NULL OR prompt_id = :prompt_id)
+               ORDER BY id""",
+            {"model": model, "task": task, "prompt_id": prompt_id},
+        )
+
+    def add_judgement(
+        self, sample_id: int, judge: str, score: float | None, *, parts: Mapping[str, Any] | None = None,
+        rationale: str = "",
+    ) -> int:
+        """Store a judge's verdict on a sample (replacing that judge's earlier one)."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM samples WHERE id = ?", [sample_id]).fetchone() is None:
+                raise StoreError(f"unknown sample {sample_id!r}")
+            db.execute(
+                """INSERT INTO judgements (sample_id, judge, score, parts, rationale, created)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (sample_id, judge) DO UPDATE SET score = excluded.score,
+                       parts = excluded.parts, rationale = excluded.rationale, created = excluded.created""",
+                [sample_id, judge, score, json.dumps(dict(parts or {})), rationale, time.time()],
+            )
+            return db.execute(
+                "SELECT id FROM judgements WHERE sample_id = ? AND judge = ?", [sample_id, judge]
+            ).fetchone()[0]
+
+    def judgements(self, *, sample_id: int | None = None, judge: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            """SELECT * FROM judgements WHERE (:sample_id IS NULL OR sample_id = :sample_id)
+               AND (:judge IS NULL OR judge = :judge) ORDER BY id""",
+            {"sample_id": sample_id, "judge": judge},
+        )
+        return [_json_fields(row, parts={}) for row in rows]
+
+    # -- battles and votes ---------------------------------------------------------------------
+
+    def create_battle(self, sample_a: int, sample_b: int, *, voter: str | None = None) -> dict[str, Any]:
+        """A battle between two samples of the same prompt by different models; ``voter`` is
+        who it is served to (only they may vote on it). Returns the battle with its id."""
+        with self._write() as db:
+            rows = {
+                row[0]: row
+                for row in db.execute(
+                    "SELECT id, model, prompt_id, task FROM samples WHERE id IN (?, ?)", [sample_a, sample_b]
+                )
+            }
+            for sample in (sample_a, sample_b):
+                if sample not in rows:
+                    raise StoreError(f"unknown sample {sample!r}")
+            a, b = rows[sample_a], rows[sample_b]
+            if a[2] != b[2]:
+                raise StoreError(f"samples {sample_a} and {sample_b} answer different prompts")
+            if a[1] == b[1]:
+                raise StoreError(f"samples {sample_a} and {sample_b} are both by {a[1]!r}")
+            battle = {
+                "id": secrets.token_urlsafe(16), "task": a[3], "model_a": a[1], "model_b": b[1],
+                "prompt_id": a[2], "sample_a": sample_a, "sample_b": sample_b, "voter": voter,
+                "created": time.time(), "meta": None,
+            }
+            db["battles"].insert(battle)
+        return battle
+
+    def get_battle(self, battle_id: str) -> dict[str, Any] | None:
+        """The battle, with its ``vote`` (None until voted)."""
+        rows = self._query("SELECT * FROM battles WHERE id = ?", [battle_id])
+        if not rows:
+            return None
+        battle = _json_fields(rows[0], meta=None)
+        votes = self._query(
+            "SELECT outcome, voter, judge, anony, tstamp FROM votes WHERE battle_id = ?", [battle_id]
+        )
+        battle["vote"] = {**votes[0], "anony": bool(votes[0]["anony"])} if votes else None
+        return battle
+
+    def record_vote(
+        self, battle_id: str, outcome: str, *, voter: str | None = None, judge: str = "human",
+        anony: bool = True, tstamp: float | None = None,
+    ) -> dict[str, Any]:
+        """Record the one vote of a battle; returns it with the two model names revealed.
+
+        Raises :class:`InvalidOutcome`, :class:`UnknownBattle`, :class:`WrongVoter` (the
+        battle was served to another voter) or :class:`AlreadyVoted`; nothing is written then.
+        """
+        if not isinstance(outcome, str) or outcome not in OUTCOMES:
+            raise InvalidOutcome(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        if not isinstance(judge, str) or not judge:
+            raise VoteError("a vote needs a judge: 'human' or the automatic judge's name")
+        if not isinstance(battle_id, str):
+            raise UnknownBattle(f"no battle {battle_id!r}")
+        with self._write() as db:
+            battle = db.execute(
+                "SELECT model_a, model_b, voter, task FROM battles WHERE id = ?", [battle_id]
+            ).fetchone()
+            if battle is None:
+                raise UnknownBattle(f"no battle {battle_id!r}")
+            model_a, model_b, served_to, task = battle
+            if voter is not None and served_to is not None and voter != served_to:
+                raise WrongVoter(f"battle {battle_id!r} was served to another voter")
+            if db.execute("SELECT 1 FROM votes WHERE battle_id = ?", [battle_id]).fetchone():
+                raise AlreadyVoted(f"battle {battle_id!r} already has a vote")
+            vote = {
+                "battle_id": battle_id, "outcome": outcome, "voter": voter if voter is not None else served_to,
+                "judge": judge, "anony": int(bool(anony)), "tstamp": time.time() if tstamp is None else float(tstamp),
+            }
+            try:
+                db["votes"].insert(vote)
+            except sqlite3.IntegrityError as exc:  # another process won the race
+                raise AlreadyVoted(f"battle {battle_id!r} already has a vote") from exc
+        return {**vote, "anony": bool(anony), "task": task, "model_a": model_a, "model_b": model_b}
+
+    def vote_count(self, task: str | None = None) -> int:
+        rows = self._query(
+            "SELECT count(*) AS n FROM votes JOIN battles ON battles.id = votes.battle_id "
+            "WHERE :task IS NULL OR battles.task = :task",
+            {"task": task},
+        )
+        return rows[0]["n"]
+
+    def vote_records(self, task: str | None = None, judge: str | None = None) -> Iterator[dict[str, Any]]:
+        """Votes in time order as export records (the fields of :data:`arena.io.EXPORT_FIELDS`);
+        voters are left out: they identify people."""
+        sql = """
+            SELECT b.id AS battle_id, b.task, b.model_a, b.model_b, v.outcome AS winner, v.judge,
+                   v.anony, v.tstamp, coalesce(p.text, json_extract(b.meta, '$.prompt')) AS prompt,
+                   coalesce(b.sample_a, json_extract(b.meta, '$.sample_a')) AS sample_a,
+                   coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) AS sample_b
+            FROM votes v JOIN battles b ON b.id = v.battle_id LEFT JOIN prompts p ON p.id = b.prompt_id
+            WHERE (:task IS NULL OR b.task = :task) AND (:judge IS NULL OR v.judge = :judge)
+            ORDER BY v.tstamp, v.id"""
+        with self._read() as db:
+            for row in db.query(sql, {"task": task, "judge": judge}):
+                row["anony"] = bool(row["anony"])
+                yield row
+
+    def votes_frame(self, task: str | None = None, judge: str | None = None) -> pd.DataFrame:
+        """The vote table the rating functions take (see :mod:`arena.ratings`)."""
+        return pd.DataFrame(list(self.vote_records(task, judge)), columns=list(_VOTE_COLUMNS))
+
+    def import_votes(
+        self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None
+    ) -> int:
+        """Add votes read from files (:func:`arena.io.read_votes`) with their battles, all or
+        nothing; returns how many were added.
+
+        ``task`` fills in records without one. Unknown models are registered (kind
+        ``imported``). A record without ``battle_id`` gets a new one; one whose battle is
+        already in the store, or repeated in the input, is refused. FastChat's voter ids in
+        ``judge`` (``arena_user_…``) become human votes with that voter. Missing ``anony``
+        counts as anonymous and a missing ``tstamp`` as now.
+        """
+        if isinstance(votes, pd.DataFrame):
+            from arena.io import frame_records
+
+            records = list(frame_records(votes))
+        else:
+            records = [dict(record) for record in votes]
+        problems: list[str] = []
+        now = time.time()
+        battles, new_votes, seen = [], [], {}
+        models: dict[str, set[str]] = {}
+        for k, record in enumerate(records):
+            where = (
+                f"{record['file']}:{record['line']}" if record.get("file") and record.get("line")
+                else f"record {k + 1}"
+            )
+            problem = _import_problem(record, task)
+            battle_id = record.get("battle_id") or secrets.token_urlsafe(16)
+            if problem is None and battle_id in seen:
+                problem = f"battle {battle_id!r} appears twice (also at {seen[battle_id]})"
+            if problem:
+                problems.append(f"{where}: {problem}")
+                continue
+            seen[battle_id] = where
+            record_task = record.get("task") or task
+            for name in (record["model_a"], record["model_b"]):
+                models.setdefault(name, set()).add(record_task)
+            judge, voter = record.get("judge") or "human", None
+            if judge.startswith("arena_user"):
+                judge, voter = "human", record["judge"]
+            meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b") if record.get(key) is not None}
+            battles.append((battle_id, record_task, record["model_a"], record["model_b"], voter, now,
+                            json.dumps(meta) if meta else None))
+            anony = record.get("anony")
+            tstamp = record.get("tstamp")
+            new_votes.append((battle_id, record["winner"], voter, judge, 1 if anony is None else int(bool(anony)),
+                              now if tstamp is None else float(tstamp)))
+        with self._write() as db:
+            existing = set()
+            ids = [b[0] for b in battles]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                existing.update(row[0] for row in db.execute(f"SELECT id FROM battles WHERE id IN ({marks})", chunk))
+            problems += [f"{seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
+            if problems:
+                raise ImportConflict(problems)
+            db.conn.executemany(
+                "INSERT INTO models (name, tasks, kind, created) VALUES (?, ?, 'imported', ?) ON CONFLICT DO NOTHING",
+                [(name, json.dumps(sorted(tasks)), now) for name, tasks in models.items()],
+            )
+            db.conn.executemany(
+                "INSERT INTO battles (id, task, model_a, model_b, voter, created, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                battles,
+            )
+            db.conn.executemany(
+                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp) VALUES (?, ?, ?, ?, ?, ?)",
+                new_votes,
+            )
+        return len(new_votes)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def create_job(self, kind: str, config: Mapping[str, Any], *, run_dir: str | None = None) -> int:
+        with self._write() as db:
+            return db["jobs"].insert(
+                {"kind": kind, "config": json.dumps(dict(config)), "status": "queued", "run_dir": run_dir,
+                 "created": time.time()}
+            ).last_pk
+
+    def update_job(self, job_id: int, **changes: Any) -> dict[str, Any]:
+        """Change a job's ``status``, ``pid``, ``run_dir``, ``started``, ``finished`` or ``error``."""
+        unknown = set(changes) - set(_JOB_FIELDS)
+        if unknown:
+            raise StoreError(f"jobs have no field {', '.join(sorted(unknown))}")
+        if "status" in changes and changes["status"] not in JOB_STATUSES:
+            raise StoreError(f"job status must be one of {', '.join(JOB_STATUSES)}")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone() is None:
+                raise StoreError(f"unknown job {job_id!r}")
+            if changes:
+                db["jobs"].update(job_id, changes)
+        return self.get_job(job_id)  # type: ignore[return-value]
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return _json_fields(rows[0], config={}) if rows else None
+
+    def list_jobs(self, status: str | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM jobs WHERE :status IS NULL OR status = :status ORDER BY id", {"status": status}
+        )
+        return [_json_fields(row, config={}) for row in rows]
+
+
+def _import_problem(record: Mapping[str, Any], task: str | None) -> str | None:
+    for side in ("model_a", "model_b"):
+        name = record.get(side)
+        if not isinstance(name, str) or not name.strip():
+            return f"{side} is missing or not a name"
+    if record["model_a"] == record["model_b"]:
+        return f"model_a and model_b are both {record['model_a']!r}"
+    if record.get("winner") not in OUTCOMES:
+        return f"winner is {record.get('winner')!r}, expected one of {', '.join(OUTCOMES)}"
+    if not (record.get("task") or task):
+        return "no task: the record has none and no default task was given"
+    judge = record.get("judge")
+    if judge is not None and not isinstance(judge, str):
+        return f"judge is {judge!r}, expected a string"
+    return None
+
+
+def _model_row(row: dict[str, Any]) -> dict[str, Any]:
+    return _json_fields(row, tasks=[], meta={})
+
+
+def _json_fields(row: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    out = dict(row)
+    for name, default in defaults.items():
+        value = out.get(name)
+        out[name] = json.loads(value) if value is not None else default
+    return out

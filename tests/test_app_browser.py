@@ -1,0 +1,221 @@
+"""The studio in a real browser: Playwright driving Debian's Chromium against ``qwenrl studio``.
+
+The studio runs in a subprocess on a free loopback port, over a tmp workspace of tiny random
+checkpoints. Screenshots go to tests/artifacts/ (look at them). Needs /usr/bin/chromium
+(``apt-get install chromium``; .ci/run installs it): without it these tests fail, they never skip.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from arena.store import ArenaStore
+from tests.studio_support import StudioProcess, tiny_models  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PASSWORD = "browser-admin"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, tiny_models):
+    configs = tmp_path_factory.mktemp("configs")
+    (configs / "tiny_grpo_t2i.yaml").write_text(
+        f"model: {tiny_models / 'tiny-a'}\n"
+        "task: t2i\nreward: training/configs/rewards/shapes_t2i.yaml\n"
+        "num_prompts: 2\ngroup_size: 2\nrollout_batch_prompts: 2\nnum_steps: 4\nsde_window: [0, 2]\n"
+        "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 0\neval_at_start: false\n"
+        "train_batch_size: 4\nthreads: 1\n"
+    )
+    workspace = tmp_path_factory.mktemp("studio") / "workspace"
+    proc = StudioProcess(workspace, tiny_models, password=PASSWORD, configs_dir=configs)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
+                    "(apt-get install -y chromium; .ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="chromium-"), executable_path=str(CHROMIUM), headless=True, args=ARGS,
+            viewport={"width": 1300, "height": 1000},
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser, studio):
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(studio.url + "/")
+    yield page
+    page.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def vote(page, task: str, button: int) -> tuple[str, str]:
+    """Vote in an arena tab with button 0-3; returns the revealed (model_a, model_b)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Text to image" if task == "t2i" else "Editing").click()
+    expect(page.locator(f"#{task}-vote-{button}")).to_be_enabled(timeout=60_000)
+    expect(page.locator(f"#{task}-image-a img")).to_be_visible()
+    page.click(f"#{task}-vote-{button}")
+    reveal = page.locator(f"#{task}-reveal textarea")
+    expect(reveal).to_have_value(re.compile("A was"), timeout=30_000)
+    found = re.search(r"A was (.+); B was (.+)\.", reveal.input_value())
+    assert found, reveal.input_value()
+    return found.group(1), found.group(2)
+
+
+def stored_votes(studio, task: str):
+    with ArenaStore(studio.workspace / "arena.db") as store:
+        return store.votes_frame(task=task)
+
+
+def test_vote_text_to_image_reveals_and_stores(page, studio):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#t2i-prompt textarea")).not_to_have_value("", timeout=60_000)
+    shot(page, "arena_t2i_before_vote")
+    model_a, model_b = vote(page, "t2i", 0)
+    shot(page, "arena_t2i_revealed")
+    expect(page.locator("#t2i-vote-0")).to_be_disabled()
+    votes = stored_votes(studio, "t2i")
+    mine = votes[(votes.model_a == model_a) & (votes.model_b == model_b) & (votes.winner == "model_a")]
+    assert len(mine) >= 1 and set(mine.judge) == {"human"}
+    # the next battle re-enables voting
+    page.click("#t2i-next")
+    expect(page.locator("#t2i-vote-0")).to_be_enabled()
+    expect(page.locator("#t2i-reveal textarea")).to_have_value("")
+
+
+def test_vote_editing_shows_source_and_stores(page, studio):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Editing").click()
+    expect(page.locator("#edit-source img")).to_be_visible(timeout=60_000)
+    instruction = page.locator("#edit-prompt textarea").input_value()
+    assert instruction
+    model_a, model_b = vote(page, "edit", 3)
+    shot(page, "arena_edit_revealed")
+    votes = stored_votes(studio, "edit")
+    mine = votes[(votes.model_a == model_a) & (votes.model_b == model_b) & (votes.winner == "tie (bothbad)")]
+    assert len(mine) >= 1 and instruction in set(mine.prompt)
+
+
+def test_leaderboard_reflects_votes(page, studio):
+    from playwright.sync_api import expect
+
+    model_a, model_b = vote(page, "t2i", 1)
+    page.get_by_role("tab", name="Leaderboard").click()
+    page.click("#lb-refresh")
+    table = page.locator("#lb-table")
+    expect(table).to_contain_text(model_a, timeout=30_000)
+    expect(table).to_contain_text(model_b)
+    board = httpx.get(f"{studio.url}/api/v1/leaderboard", params={"task": "t2i"}).json()
+    n_votes = len(stored_votes(studio, "t2i").query("judge == 'human'"))
+    assert board["n_votes"] == n_votes
+    expect(page.locator("#lb-notes textarea")).to_have_value(re.compile(rf"^{n_votes} human vote"))
+    for row in board["rows"]:
+        expect(table).to_contain_text(row["model"])
+    shot(page, "leaderboard")
+
+
+def test_inspector_shows_a_rationale(page):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Reward inspector").click()
+    page.click("#ri-search")
+    rationale = page.locator("#ri-rationale textarea")
+    expect(rationale).to_have_value(re.compile(r"^shapes_t2i = \d\.\d{3}"), timeout=30_000)
+    assert "[alignment]" in rationale.input_value()
+    expect(page.locator("#ri-components")).to_contain_text("alignment")
+    page.locator("#ri-gallery button").nth(1).click()
+    expect(page.locator("#ri-total textarea")).to_have_value(re.compile(r"total \d\.\d{3}"))
+    shot(page, "inspector")
+
+
+def test_anonymous_launch_is_refused(page, studio):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Training").click()
+    expect(page.locator("#job-launch")).to_be_hidden()
+    page.fill("#admin-password input", "not the password")
+    page.click("#admin-login")
+    expect(page.locator("#admin-status textarea")).to_have_value("Wrong password.")
+    expect(page.locator("#job-launch")).to_be_hidden()
+    shot(page, "training_refused")
+    body = {"kind": "grpo", "config": "tiny_grpo_t2i.yaml"}
+    assert httpx.post(f"{studio.url}/api/v1/jobs", json=body).status_code == 401
+    assert httpx.post(f"{studio.url}/api/v1/jobs", json=body, headers={"Authorization": "Bearer nope"}).status_code == 403
+    # the Gradio event that launches is not callable from the Gradio API either
+    info = httpx.get(f"{studio.url}/gradio_api/info").json()
+    assert not [name for name in info.get("named_endpoints", {}) if "launch" in name]
+    with ArenaStore(studio.workspace / "arena.db") as store:
+        assert store.list_jobs() == []
+
+
+def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
+    from playwright.sync_api import expect
+
+    with ArenaStore(studio.workspace / "arena.db") as store:
+        before = {m["name"] for m in store.list_models()}
+    page.get_by_role("tab", name="Training").click()
+    page.fill("#admin-password input", PASSWORD)
+    page.click("#admin-login")
+    expect(page.locator("#admin-status textarea")).to_have_value("Logged in as admin.")
+    expect(page.locator("#job-launch")).to_be_visible()
+    expect(page.locator("#job-fields")).to_contain_text("group_size")
+    page.click("#job-launch")
+    expect(page.locator("#job-launch-msg textarea")).to_have_value(re.compile(r"Queued job \d+"))
+    expect(page.locator("#jobs-table")).to_contain_text("done", timeout=240_000)
+    expect(page.locator("#job-log textarea")).to_have_value(re.compile(r"step 1/1"))
+    shot(page, "training_done")
+
+    # the watcher registers the checkpoint and fills its gallery; it then meets the others
+    page.get_by_role("tab", name="Arena").click()
+    page.get_by_text("Models in the arena").click()
+    models = page.locator("#models-table")
+    expect(models).to_contain_text("grpo-t2i@step1", timeout=120_000)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        health = httpx.get(f"{studio.url}/api/v1/health").json()
+        if health["models"]["t2i"] > len(before):
+            break
+        time.sleep(1)
+    assert health["models"]["t2i"] == len(before) + 1, health
+    expect(models).to_contain_text("tiny-a → grpo-t2i@step1")
+    shot(page, "arena_models_after_training")
+    client = httpx.Client(base_url=studio.url)
+    met = set()
+    for _ in range(40):
+        b = client.get("/api/v1/battle", params={"task": "t2i"}).json()
+        v = client.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "tie"}).json()
+        met |= {v["model_a"], v["model_b"]}
+        if "grpo-t2i@step1" in met:
+            break
+    assert "grpo-t2i@step1" in met

@@ -1,0 +1,171 @@
+"""The studio workspace: bundled models, the arena gallery, the checkpoint watcher, the automatic arena."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from app.autojudge import AutoJudge, run_auto_arena
+from app.gallery import arena_pool, fill_model, initial_noise, model_slug, pool_seeds
+from app.workspace import CheckpointWatcher, Workspace
+from tests.studio_support import POOL_SIZE, REPO, filled_workspace, save_run_checkpoint, tiny_models  # noqa: F401
+
+
+def test_bundled_models_registered_with_manifest_names(filled_workspace):
+    ws = filled_workspace
+    models = {m["name"]: m for m in ws.store.list_models()}
+    assert set(models) == {"tiny-a", "tiny-b", "tiny-c"}
+    assert all(m["tasks"] == ["edit", "t2i"] and m["kind"] == "base" for m in models.values())
+    assert ws.lineage("tiny-a") == "tiny-a"
+
+
+def test_gallery_same_prompts_and_seeds_for_every_model(filled_workspace):
+    ws = filled_workspace
+    for task in ("t2i", "edit"):
+        keys = {}
+        for s in ws.arena_samples(task):
+            keys.setdefault(s["model"], set()).add((s["pool_id"], s["seed"]))
+            assert (ws.root / s["image_path"]).is_file()
+        assert len(keys) == 3
+        first = next(iter(keys.values()))
+        assert len(first) == POOL_SIZE and all(k == first for k in keys.values())
+    # editing prompts have their source image
+    assert all(ws.source_path(it.id).is_file() for it in arena_pool("edit", POOL_SIZE))
+
+
+def test_gallery_images_are_scored_with_rationales(filled_workspace):
+    ws = filled_workspace
+    sample = ws.arena_samples("t2i")[0]
+    [j] = ws.store.judgements(sample_id=sample["id"])
+    assert j["judge"] == "shapes_t2i" and 0.0 <= j["score"] <= 1.0
+    assert "alignment" in j["parts"] and j["rationale"].startswith("shapes_t2i =")
+    status = {r["model"]: r for r in ws.gallery_status()}
+    assert all(r["status"] == "ready" and r["done"] == r["total"] == 2 * POOL_SIZE for r in status.values())
+
+
+def test_gallery_noise_depends_on_the_seed_only():
+    a = initial_noise([5, 6, 7], (4, 8, 8))
+    b = initial_noise([7], (4, 8, 8))
+    assert np.array_equal(a[2].numpy(), b[0].numpy())
+    assert pool_seeds(3, 2) == [pool_seeds(3, 2)[0], pool_seeds(3, 2)[0] + 1]
+    assert model_slug("a/b c") != model_slug("a_b c") and "/" not in model_slug("../../etc")
+
+
+def test_watcher_registers_complete_checkpoints_only(tmp_path, tiny_models):
+    ws = Workspace.open(tmp_path / "ws", models_dir=tiny_models, pool_size=POOL_SIZE, num_steps=2)
+    run = ws.runs_dir / "grpo-0001"
+    # half-written: a temporary sibling (as write_checkpoint makes) and a folder without manifest
+    save_run_checkpoint(run, 1)
+    shutil.copytree(run / "checkpoints" / "step-000001", run / "checkpoints" / ".step-000002.tmp-abcd1234")
+    (run / "checkpoints" / ".step-000002.tmp-abcd1234" / "manifest.json").unlink()
+    (run / "checkpoints" / "step-000003").mkdir()
+    (run / "checkpoints" / "step-000003" / "transformer.safetensors").write_bytes(b"partial")
+
+    started = []
+
+    class FakeRunner:
+        def ensure(self):
+            started.append(ws.pending_gallery_models())
+            return True
+
+        def stop(self):
+            pass
+
+    seen = []
+    watcher = CheckpointWatcher(ws, FakeRunner(), on_new=seen.append)
+    assert watcher.tick() == ["grpo-t2i@step1"]
+    assert watcher.tick() == []  # registered once
+    assert seen == [["grpo-t2i@step1"]]
+    model = ws.store.get_model("grpo-t2i@step1")
+    assert model["parent"] == "tiny-a" and model["kind"] == "grpo"
+    assert ws.lineage("grpo-t2i@step1") == "tiny-a → grpo-t2i@step1"
+    assert "grpo-t2i@step1" in started[-1]
+    assert {m["name"] for m in ws.store.list_models()} == {"tiny-a", "tiny-b", "tiny-c", "grpo-t2i@step1"}
+
+    # the half-written folder completes (rename into place): now it is picked up
+    save_run_checkpoint(run, 3)
+    assert watcher.tick() == ["grpo-t2i@step3"]
+    fill_model(ws, "grpo-t2i@step3", log=lambda m: None)
+    status = {r["model"]: r["status"] for r in ws.gallery_status()}
+    assert status["grpo-t2i@step3"] == "ready" and status["grpo-t2i@step1"] == "pending"
+    ws.close()
+
+
+def test_broken_checkpoint_is_marked_failed(tmp_path, tiny_models):
+    from app.gallery import main as gallery_main
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models / "tiny-a", models / "tiny-a")
+    shutil.copytree(tiny_models / "tiny-b", models / "broken")
+    manifest = json.loads((models / "broken" / "manifest.json").read_text())
+    (models / "broken" / "manifest.json").write_text(json.dumps({**manifest, "name": "broken"}))
+    (models / "broken" / "transformer.safetensors").write_bytes(b"not safetensors")
+    ws = Workspace.open(tmp_path / "ws", models_dir=models, pool_size=2, num_steps=2)
+    assert gallery_main(["--workspace", str(ws.root)]) == 1
+    status = {r["model"]: r for r in ws.gallery_status()}
+    assert status["tiny-a"]["status"] == "ready"
+    assert status["broken"]["status"] == "failed" and status["broken"]["note"]
+    assert ws.pending_gallery_models() == []
+    ws.clear_gallery_failures()
+    assert ws.pending_gallery_models() == ["broken"]
+    ws.close()
+
+
+def test_oracle_outcomes():
+    judge = AutoJudge.__new__(AutoJudge)
+    judge._reward = None
+    scores = {1: 1.0, 2: 0.0, 3: 1.0, 4: 0.0}
+    judge.score = lambda s: scores[s["id"]]
+    assert judge.outcome({"id": 1}, {"id": 2}) == "model_a"
+    assert judge.outcome({"id": 2}, {"id": 1}) == "model_b"
+    assert judge.outcome({"id": 1}, {"id": 3}) == "tie"
+    assert judge.outcome({"id": 2}, {"id": 4}) == "tie (bothbad)"
+
+
+def test_auto_arena_votes_are_tagged_and_apart_from_human_votes(filled_workspace):
+    ws = filled_workspace
+    before_human = len(ws.votes_frame("t2i", "human"))
+    summary = run_auto_arena(ws, task="t2i", judge="oracle", battles=12, seed=1)
+    assert summary["judge"] == "oracle" and summary["battles"] == 12
+    auto = ws.votes_frame("t2i", "auto")
+    assert len(auto) >= 12 and set(auto["judge"]) <= {"oracle", "reward:shapes_t2i"}
+    assert len(ws.votes_frame("t2i", "human")) == before_human
+    reward = run_auto_arena(ws, task="t2i", judge=str(REPO / "training/configs/rewards/shapes_t2i.yaml"),
+                            battles=5, seed=2)
+    assert reward["judge"] == "reward:shapes_t2i"
+    with pytest.raises(ValueError, match="edit reward"):
+        run_auto_arena(ws, task="t2i", judge=str(REPO / "training/configs/rewards/shapes_edit.yaml"), battles=1)
+
+
+def test_arena_auto_cli(tmp_path, tiny_models):
+    from app.cli import arena
+
+    ws_dir = tmp_path / "ws"
+    Workspace.open(ws_dir, models_dir=tiny_models, pool_size=2, num_steps=2).close()
+    result = CliRunner().invoke(arena, ["auto", "--workspace", str(ws_dir), "--task", "edit", "--judge", "oracle",
+                                        "--battles", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    assert out["judge"] == "oracle" and out["battles"] == 6
+    assert {r["model"] for r in out["rows"]} <= {"tiny-a", "tiny-b", "tiny-c"}
+    bad = CliRunner().invoke(arena, ["auto", "--workspace", str(ws_dir), "--task", "t2i", "--judge", "nope.yaml",
+                                     "--battles", "1"])
+    assert bad.exit_code != 0 and "oracle" in bad.output
+
+
+def test_smoke_bundled_models_if_present(tmp_path):
+    """The real bundled models, when data/models has any (skipped on a fresh clone)."""
+    bundled = REPO / "data" / "models"
+    if not any(p.joinpath("manifest.json").is_file() for p in bundled.glob("*")):
+        pytest.skip("no bundled model in data/models yet")
+    ws = Workspace.open(tmp_path / "ws", pool_size=2, num_steps=4)
+    names = [m["name"] for m in ws.store.list_models()]
+    assert names and all(r["status"] == "pending" for r in ws.gallery_status())
+    fill_model(ws, names[0], log=lambda m: None)
+    assert {r["model"]: r["status"] for r in ws.gallery_status()}[names[0]] == "ready"
+    ws.close()

@@ -1,0 +1,110 @@
+"""On-policy distillation: batch mixing, velocity matching, checkpoints, resume, GRPO's auxiliary term."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.test_grpo import TIMING, small, tiny_policy, world  # noqa: F401  (the session fixture)
+from training.common import ConfigError, VelocityModel
+from training.distill import DistillConfig, draw_mixed, pick_timesteps, rollout_with_teachers, task_counts, train, velocity_gap
+from training.grpo import train as train_grpo
+
+
+def tiny(world, **values) -> DistillConfig:  # noqa: F811
+    base = dict(
+        student=world["base"], teachers={"t2i": world["teacher"], "edit": world["teacher"]}, batch_size=4, num_steps=4,
+        steps=2, eval_every=0, state_every=1, save_every=0, lr=1e-3, warmup_steps=0, cpu=True,
+    )
+    base.update(values)
+    return DistillConfig(**base)
+
+
+def test_batches_mix_tasks_by_weight():
+    assert task_counts({"t2i": 0.5, "edit": 0.5}, 16) == {"t2i": 8, "edit": 8}
+    assert task_counts({"t2i": 0.7, "edit": 0.3}, 16) == {"t2i": 11, "edit": 5}
+    assert task_counts({"t2i": 1.0, "edit": 0.0}, 5) == {"t2i": 5}
+    mixed = draw_mixed({"t2i": 0.5, "edit": 0.5}, 6, seed=0, step=3)
+    assert [t for t, _ in mixed] == ["t2i"] * 3 + ["edit"] * 3
+    assert all(it.task == t for t, it in mixed)
+    assert [it.text for _, it in mixed] == [it.text for _, it in draw_mixed({"t2i": 0.5, "edit": 0.5}, 6, seed=0, step=3)]
+    assert pick_timesteps(10, None, 0, 0) == list(range(10))
+    picked = pick_timesteps(10, 3, 0, 0)
+    assert len(picked) == 3 and picked == sorted(set(picked))
+
+
+def test_velocity_gap_is_zero_against_itself_and_positive_against_another_model():
+    student = tiny_policy(0)
+    mixed = draw_mixed({"t2i": 0.5, "edit": 0.5}, 4, seed=0, step=0)
+    kwargs = dict(num_steps=3, shift=1.0, noise_level=0.0, guidance_scale=1.0, teacher_guidance_scale=1.0, timesteps=[0, 2], seed=0)
+    model = VelocityModel(student)
+    rows = torch.arange(2)
+    same = rollout_with_teachers(student, {"t2i": student, "edit": student}, mixed, 0, 4, **kwargs)
+    assert [p.task for p in same] == ["t2i", "edit"]
+    assert all(torch.allclose(velocity_gap(model, p, rows, pos), torch.zeros(2), atol=1e-10) for p in same for pos in (0, 1))
+    other = tiny_policy(1)
+    diff = rollout_with_teachers(student, {"t2i": other, "edit": other}, mixed, 0, 4, **kwargs)
+    assert all((velocity_gap(model, p, rows, 0) > 0).all() for p in diff)
+
+
+def test_distillation_lowers_the_velocity_gap(world, tmp_path):  # noqa: F811
+    result = train(tiny(world, steps=12, batch_size=8, timesteps_per_trajectory=2), tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for task in ("t2i", "edit"):
+        gaps = [r[f"distill/velocity_gap/{task}"] for r in rows]
+        assert sum(gaps[-3:]) < 0.8 * sum(gaps[:3]), (task, gaps)
+    manifest = json.loads((Path(result["checkpoint"]) / "manifest.json").read_text())
+    assert manifest["trainer"] == "distill" and manifest["task"] == "t2i+edit" and manifest["name"] == "distill@step12"
+    assert manifest["parent"] == "tiny-base" and manifest["teachers"] == {"t2i": "tiny-teacher", "edit": "tiny-teacher"}
+    assert manifest["lineage"] == ["tiny-base", "distill@step12"]
+
+
+def test_distillation_resumes_exactly(world, tmp_path):  # noqa: F811
+    train(tiny(world, steps=4, state_every=2), tmp_path / "straight")
+    train(tiny(world, steps=2, state_every=2), tmp_path / "resumed")
+    train(tiny(world, steps=4, state_every=2), tmp_path / "resumed")
+    for stem in ("model", "optimizer"):
+        a = load_file(tmp_path / "straight" / "state" / f"{stem}.safetensors")
+        b = load_file(tmp_path / "resumed" / "state" / f"{stem}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), stem
+
+    def metrics(run):
+        return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    assert metrics("straight") == metrics("resumed")
+
+
+def test_evaluation_covers_every_task(world, tmp_path):  # noqa: F811
+    train(tiny(world, steps=1, eval_every=1, eval_limit=2, eval_num_steps=2), tmp_path / "run")
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"eval/t2i/accuracy", "eval/edit/accuracy", "eval/t2i/rewards/aesthetics/mean", "eval/edit/rewards/aesthetics/mean"} <= set(last)
+    assert (tmp_path / "run" / "samples" / "step-000001-edit.png").exists()
+
+
+def test_grpo_with_an_auxiliary_distillation_term(world, tmp_path):  # noqa: F811
+    cfg = small(world, steps=1, distill_teachers={"edit": world["teacher"]}, distill_weight=0.5, distill_prompts=2, distill_timesteps=2)
+    result = train_grpo(cfg, tmp_path / "run")
+    assert result["metrics"]["distill/velocity_gap/edit"] > 0
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"teachers": {}}, "teachers is empty"),
+        ({"teachers": {"t2i": "data/models/none"}}, "teacher for t2i 'data/models/none' not found"),
+        ({"task_weights": {"t2i": 1.0, "edit": 1.0}, "teachers": None}, "no edit teacher"),
+        ({"task_weights": {"t2i": -1.0}}, "negative"),
+        ({"timesteps_per_trajectory": 9}, "timesteps_per_trajectory"),
+        ({"student": "nowhere"}, "student 'nowhere' not found"),
+        ({"lr": -1.0}, "learning rate must be >= 0"),
+    ],
+)
+def test_bad_distill_configs_fail_clearly(world, values, message):  # noqa: F811
+    if values.get("teachers", 0) is None:
+        values = {**values, "teachers": {"t2i": world["teacher"]}}
+    with pytest.raises(ConfigError, match=message):
+        tiny(world, **values)

@@ -1,0 +1,472 @@
+"""On-policy distillation of task specialists into one student, by trajectory-level velocity matching.
+
+One step:
+
+1. draw ``batch_size`` prompts and edit tasks from the grammar's ``train`` split, mixed by
+   ``task_weights`` (e.g. half text-to-image, half editing);
+2. the student rolls out its own trajectories (ODE with ``noise_level`` 0, else SDE);
+3. at the visited states (all of them, or ``timesteps_per_trajectory`` picked per step), the
+   teacher for each sample's task — a specialist checkpoint from ``teachers`` — gives its velocity;
+4. loss = mean over samples and states of ‖v_student − v_teacher‖² (each a mean over latent
+   elements), one backward per state, gradient clipping, AdamW, optional EMA;
+5. log ``distill/velocity_gap/{task}`` and, every few steps, held-out accuracy per task.
+
+Because the states come from the student's own trajectories, the student learns what the teacher
+would do where the student actually goes (on-policy), not only on the teacher's path. The same
+functions give GRPO its auxiliary distillation term (``distill_teachers``/``distill_weight``).
+
+    python -m training.distill --config training/configs/shapes_distill.yaml --run runs/distill
+    accelerate launch --multi_gpu --num_processes 4 -m training.distill --config ... --run ...
+    qwenrl train distill --config training/configs/shapes_distill.yaml --set steps=100
+
+Rerunning the same command on the same ``--run`` folder resumes exactly from ``RUN/state/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from qwenrl.models.base import Conditioning, Policy
+from qwenrl.sampling import guided_velocity, rollout
+from training.common import (
+    DTYPES,
+    EMA,
+    TASKS,
+    ConfigError,
+    RunFolder,
+    VelocityModel,
+    check_model_path,
+    config_dict,
+    draw_items,
+    encode_items,
+    evaluate_policy,
+    export_checkpoint,
+    load_config,
+    load_model,
+    load_train_state,
+    log,
+    lr_at,
+    make_trainable,
+    maybe_ema,
+    model_lineage,
+    model_name,
+    named_trainable,
+    resolve_path,
+    reward_task,
+    save_samples,
+    save_train_state,
+    seed_from,
+    shard,
+)
+
+
+@dataclass
+class DistillConfig:
+    # -- models ---------------------------------------------------------------------------------
+    student: str = "data/models/shapes-base"
+    """Initial student: the base model or a specialist (checkpoint or diffusers pipeline folder)."""
+    teachers: dict[str, str] = field(default_factory=lambda: {"t2i": "data/models/shapes-grpo-t2i", "edit": "data/models/shapes-grpo-edit"})
+    """Task → teacher checkpoint; each sample is matched to the teacher of its task."""
+    task_weights: dict[str, float] = field(default_factory=lambda: {"t2i": 0.5, "edit": 0.5})
+    """Share of each task in every batch (normalised); every task with a positive weight needs a teacher."""
+    name: str | None = None
+    """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``distill``."""
+    trainable: str = "full"
+    """``full`` (the whole denoiser) or ``lora`` (peft adapters)."""
+    lora_rank: int = 16
+    """LoRA rank (``trainable: lora``)."""
+    lora_alpha: float | None = None
+    """LoRA alpha; default the rank."""
+    lora_targets: list[str] | None = None
+    """Module names LoRA adapts; default the attention projections."""
+    height: int | None = None
+    """Image height for diffusers pipelines (default the pipeline's)."""
+    width: int | None = None
+    """Image width for diffusers pipelines (default the pipeline's)."""
+    dtype: str = "float32"
+    """Weights dtype of diffusers pipelines: float32, bfloat16 or float16."""
+    mixed_precision: str = "no"
+    """accelerate mixed precision for the trained forward passes: no, fp16 or bf16."""
+    gradient_checkpointing: bool = False
+    """Recompute the denoiser's activations in the backward pass (large models)."""
+
+    # -- trajectories ---------------------------------------------------------------------------
+    batch_size: int = 16
+    """Student trajectories per step (all processes together), mixed by task_weights."""
+    num_steps: int = 10
+    """Sampling steps per trajectory."""
+    shift: float | None = None
+    """Sigma-schedule shift; default the student's ``default_shift``."""
+    noise_level: float = 0.0
+    """0: the student samples with the ODE; > 0: with the SDE (more diverse states)."""
+    guidance_scale: float = 1.0
+    """Guidance scale of the student's rollouts."""
+    teacher_guidance_scale: float = 1.0
+    """Guidance scale of the teachers' velocities (> 1 distils guidance into the student)."""
+    timesteps_per_trajectory: int | None = None
+    """States matched per trajectory, picked per step (None: every visited state)."""
+
+    # -- update ---------------------------------------------------------------------------------
+    steps: int = 200
+    """Distillation steps."""
+    lr: float = 2e-4
+    """AdamW learning rate."""
+    warmup_steps: int = 10
+    """Linear learning-rate warm-up, in steps."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (global norm)."""
+    train_batch_size: int = 32
+    """Samples per forward/backward (micro-batch)."""
+    ema_decay: float = 0.0
+    """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    eval_rewards: dict[str, str] = field(default_factory=lambda: {
+        "t2i": "training/configs/rewards/shapes_t2i.yaml", "edit": "training/configs/rewards/shapes_edit.yaml"})
+    """Task → reward YAML used to score held-out samples at evaluation."""
+    seed: int = 0
+    """Seeds prompts, rollout noise, timestep picks and LoRA initialisation."""
+    eval_every: int = 50
+    """Evaluate each task on held-out test prompts every N steps (0: never); also at the last step."""
+    eval_at_start: bool = True
+    """Also evaluate before the first step (a fresh run only)."""
+    eval_limit: int = 64
+    """Held-out prompts per task and evaluation."""
+    eval_num_steps: int | None = None
+    """Sampling steps for evaluation; default the checkpoint's."""
+    eval_guidance_scale: float | None = None
+    """Guidance scale for evaluation; default the checkpoint's."""
+    eval_grid_size: int = 32
+    """Images per task in each evaluation's sample grid."""
+    save_every: int = 100
+    """Write a loadable checkpoint every N steps (0: only at the end)."""
+    state_every: int = 10
+    """Write the resumable state every N steps (0: only at the end)."""
+    log_every: int = 1
+    """Print a progress line every N steps."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    cpu: bool | None = None
+    """Force the CPU (None: the CPU when no GPU is visible)."""
+
+    def __post_init__(self) -> None:
+        check_model_path(self.student, "student")
+        if not self.teachers:
+            raise ConfigError("teachers is empty; give task → specialist checkpoint, e.g. {t2i: data/models/shapes-grpo-t2i}")
+        for task, path in self.teachers.items():
+            if task not in TASKS:
+                raise ConfigError(f"teachers: unknown task {task!r}; use {TASKS}")
+            check_model_path(path, f"teacher for {task}")
+        for task, w in self.task_weights.items():
+            if task not in TASKS:
+                raise ConfigError(f"task_weights: unknown task {task!r}; use {TASKS}")
+            if w < 0:
+                raise ConfigError(f"task_weights[{task}] is negative; weights are shares >= 0")
+            if w > 0 and task not in self.teachers:
+                raise ConfigError(f"task_weights gives {task} weight {w} but teachers has no {task} teacher; add one or set its weight to 0")
+        if sum(self.task_weights.values()) <= 0:
+            raise ConfigError("task_weights must give at least one task a positive weight")
+        for task in self.tasks():
+            path = self.eval_rewards.get(task)
+            if path is None:
+                raise ConfigError(f"eval_rewards has no reward YAML for {task}")
+            if reward_task(path) != task:
+                raise ConfigError(f"eval_rewards[{task}] ({path}) is a reward for another task")
+        if self.batch_size < 1 or self.num_steps < 1 or self.train_batch_size < 1:
+            raise ConfigError("batch_size, num_steps and train_batch_size must be at least 1")
+        if self.timesteps_per_trajectory is not None and not 1 <= self.timesteps_per_trajectory <= self.num_steps:
+            raise ConfigError(f"timesteps_per_trajectory must lie in [1, num_steps={self.num_steps}] or be null (every state)")
+        if self.noise_level < 0:
+            raise ConfigError("noise_level must be >= 0 (0: ODE rollouts)")
+        if self.guidance_scale < 1 or self.teacher_guidance_scale < 1:
+            raise ConfigError("guidance scales must be >= 1 (1: no guidance)")
+        if self.shift is not None and self.shift <= 0:
+            raise ConfigError("shift must be positive (or null for the model's default)")
+        if self.steps < 0:
+            raise ConfigError("steps must be >= 0")
+        if self.lr < 0:
+            raise ConfigError(f"lr is {self.lr}; the learning rate must be >= 0 (2e-4 for the Shapes model)")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.adam_eps <= 0 or self.max_grad_norm <= 0:
+            raise ConfigError("warmup_steps and weight_decay must be >= 0, adam_eps and max_grad_norm > 0")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError("adam_betas must be two numbers in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
+        if self.trainable not in ("full", "lora"):
+            raise ConfigError(f"trainable must be 'full' or 'lora', got {self.trainable!r}")
+        if self.lora_rank < 1:
+            raise ConfigError("lora_rank must be at least 1")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {tuple(DTYPES)}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError("mixed_precision must be no, fp16 or bf16")
+        if min(self.eval_every, self.save_every, self.state_every) < 0 or self.eval_limit < 1 or self.log_every < 1:
+            raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "DistillConfig":
+        return load_config(cls, path, overrides, **values)
+
+    def tasks(self) -> list[str]:
+        """Tasks with a positive weight, in TASKS order."""
+        return [t for t in TASKS if self.task_weights.get(t, 0) > 0]
+
+
+# -- batches, rollouts and the loss (also used by GRPO's auxiliary term) ---------------------------
+
+
+def task_counts(task_weights: dict[str, float], n: int) -> dict[str, int]:
+    """``n`` split over tasks in proportion to their weights (largest remainder, TASKS order)."""
+    tasks = [t for t in TASKS if task_weights.get(t, 0) > 0]
+    total = sum(task_weights[t] for t in tasks)
+    exact = {t: n * task_weights[t] / total for t in tasks}
+    counts = {t: int(np.floor(exact[t])) for t in tasks}
+    for t in sorted(tasks, key=lambda t: (-(exact[t] - counts[t]), TASKS.index(t)))[: n - sum(counts.values())]:
+        counts[t] += 1
+    return counts
+
+
+def draw_mixed(task_weights: dict[str, float], n: int, seed: int, step: int, stream: int = 0) -> list[tuple[str, Any]]:
+    """(task, prompt or edit task) pairs for one step, grouped by task in TASKS order."""
+    return [(t, it) for t, k in task_counts(task_weights, n).items() for it in draw_items(t, k, seed, step, stream)]
+
+
+def pick_timesteps(num_steps: int, k: int | None, seed: int, step: int) -> list[int]:
+    """The trajectory states matched this step: all of them, or ``k`` drawn without replacement."""
+    if k is None or k >= num_steps:
+        return list(range(num_steps))
+    return sorted(np.random.default_rng([seed, step, 4]).choice(num_steps, size=k, replace=False).tolist())
+
+
+@dataclass
+class DistillPiece:
+    """Student trajectories of one task with the teacher's velocity at the matched states."""
+
+    task: str
+    index: np.ndarray  #: (n,) global sample indices
+    latents: torch.Tensor  #: (n, T+1, ...) the student's visited states
+    sigmas: torch.Tensor  #: (T+1,)
+    cond: Conditioning  #: the student's conditioning
+    timesteps: list[int]  #: the matched states (indices into the trajectory)
+    teacher_velocity: torch.Tensor  #: (n, len(timesteps), ...)
+    final: torch.Tensor  #: (n, ...) clean latents
+
+
+@torch.no_grad()
+def rollout_with_teachers(
+    policy: Policy,
+    teachers: dict[str, Policy],
+    mixed: list[tuple[str, Any]],
+    lo: int,
+    hi: int,
+    *,
+    num_steps: int,
+    shift: float,
+    noise_level: float,
+    guidance_scale: float,
+    teacher_guidance_scale: float,
+    timesteps: list[int],
+    seed: int,
+) -> list[DistillPiece]:
+    """The student's trajectories for items [lo, hi) of ``mixed`` (one rollout per task) and
+    each task's teacher velocity at the states ``timesteps``."""
+    pieces = []
+    for task in TASKS:
+        ids = [i for i in range(lo, hi) if mixed[i][0] == task]
+        if not ids:
+            continue
+        items = [mixed[i][1] for i in ids]
+        cond = encode_items(policy, items)
+        null = encode_items(policy, items, null=True) if guidance_scale != 1.0 else None
+        traj = rollout(policy, cond, num_steps=num_steps, shift=shift, guidance_scale=guidance_scale, null_cond=null,
+                       noise_level=noise_level, sde_window=None, generator=seed_from(seed, ids[0]))
+        teacher = teachers[task]
+        tcond = encode_items(teacher, items)
+        tnull = encode_items(teacher, items, null=True) if teacher_guidance_scale != 1.0 else None
+        v = torch.stack([
+            guided_velocity(teacher, traj.latents[:, k], traj.sigmas[k], tcond, teacher_guidance_scale, tnull) for k in timesteps
+        ], dim=1)
+        pieces.append(DistillPiece(task, np.array(ids), traj.latents, traj.sigmas, cond, list(timesteps), v, traj.final))
+    return pieces
+
+
+def velocity_gap(model: Callable[..., torch.Tensor], piece: DistillPiece, rows: torch.Tensor, pos: int) -> torch.Tensor:
+    """‖v_student − v_teacher‖² per sample (mean over latent elements) at matched state ``pos``."""
+    k = piece.timesteps[pos]
+    x = piece.latents[rows, k]
+    v = model(x, piece.sigmas[k], piece.cond.select(rows), 1.0, None)
+    return ((v - piece.teacher_velocity[rows, pos]) ** 2).mean(dim=tuple(range(1, x.ndim)))
+
+
+# -- the trainer ---------------------------------------------------------------------------------
+
+
+def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run (or resume) distillation in ``run_dir``; returns the last metrics row and checkpoint path."""
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+
+    from qwenrl.rewards import load_reward
+
+    accelerator = Accelerator(cpu=(not torch.cuda.is_available()) if cfg.cpu is None else cfg.cpu, mixed_precision=cfg.mixed_precision)
+    is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = RunFolder(run_dir, "distill")
+    if is_main:
+        run.check_and_write_config(config_dict(cfg))
+    accelerator.wait_for_everyone()
+    lo, hi = shard(cfg.batch_size, world, rank, "batch_size")
+    tasks = cfg.tasks()
+
+    # -- models ----------------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    load = dict(height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device)
+    policy = load_model(cfg.student, **load)
+    teachers = {t: load_model(cfg.teachers[t], **load).requires_grad_(False) for t in tasks}
+    for t in tasks:
+        if t not in policy.tasks or t not in teachers[t].tasks:
+            raise ConfigError(f"task {t}: the student does {policy.tasks} and its teacher does {teachers[t].tasks}")
+    parent, lineage = model_name(policy), model_lineage(policy)
+    teacher_names = {t: model_name(m) for t, m in teachers.items()}
+    params = make_trainable(policy, cfg.trainable, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.gradient_checkpointing)
+    named = named_trainable(policy)
+    shift = cfg.shift or policy.default_shift
+    rewards = {t: load_reward(resolve_path(cfg.eval_rewards[t])) for t in tasks}
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    start = 0
+    if run.resumable():
+        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema)["step"])
+        if is_main:
+            log("distill", f"resuming {run.path} at step {start}")
+    model, optimizer = accelerator.prepare(VelocityModel(policy), optimizer)
+    if is_main:
+        run.truncate_metrics(start)
+    checkpoint_name = cfg.name or "distill"
+    eval_seed = seed_from(cfg.seed, 10_000)
+
+    def evaluate_and_save(step: int) -> dict[str, float]:
+        out = {}
+        with maybe_ema(ema):
+            for t in tasks:
+                metrics, images, records = evaluate_policy(policy, t, rewards[t], limit=cfg.eval_limit, num_steps=cfg.eval_num_steps,
+                                                           guidance_scale=cfg.eval_guidance_scale, seed=eval_seed)
+                save_samples(run.samples, f"step-{step:06d}-{t}", images, records, cfg.eval_grid_size)
+                out.update({f"eval/{t}/{k}": v for k, v in metrics.items()})
+        return out
+
+    if start == 0 and cfg.eval_every and cfg.eval_at_start and is_main and cfg.steps > 0:
+        run.write_metrics({"step": 0, **evaluate_and_save(0)})
+    accelerator.wait_for_everyone()
+
+    row: dict[str, Any] = {}
+    checkpoint: Path | None = None
+    for step in range(start, cfg.steps):
+        t_start = time.perf_counter()
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+
+        # 1-3. A mixed batch; the student's own trajectories; the teachers' velocities along them.
+        mixed = draw_mixed(cfg.task_weights, cfg.batch_size, cfg.seed, step)
+        timesteps = pick_timesteps(cfg.num_steps, cfg.timesteps_per_trajectory, cfg.seed, step)
+        pieces = rollout_with_teachers(
+            policy, teachers, mixed, lo, hi, num_steps=cfg.num_steps, shift=shift, noise_level=cfg.noise_level,
+            guidance_scale=cfg.guidance_scale, teacher_guidance_scale=cfg.teacher_guidance_scale, timesteps=timesteps,
+            seed=seed_from(cfg.seed, step, 3),
+        )
+        t_rollout = time.perf_counter()
+
+        # 4. Velocity matching: one backward per matched state, one optimizer step.
+        jobs = [(pos, pc, list(range(i, min(i + cfg.train_batch_size, len(pc.index)))))
+                for pos in range(len(timesteps)) for pc in pieces for i in range(0, len(pc.index), cfg.train_batch_size)]
+        scale = world / (cfg.batch_size * len(timesteps))
+        gap_sums: dict[str, list[float]] = {}
+        for n, (pos, pc, rows) in enumerate(jobs):
+            with nullcontext() if n == len(jobs) - 1 else accelerator.no_sync(model):
+                gap = velocity_gap(model, pc, torch.as_tensor(rows, device=accelerator.device), pos)
+                accelerator.backward(gap.sum() * scale)
+            acc = gap_sums.setdefault(pc.task, [0.0, 0.0])
+            acc[0] += float(gap.detach().sum())
+            acc[1] += len(rows)
+        grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(step)
+        t_update = time.perf_counter()
+
+        # 5. Metrics, evaluation, checkpoints, state.
+        gaps = gather_object([(t, a, b) for t, (a, b) in gap_sums.items()])
+        row = {"step": step + 1}
+        total, count = 0.0, 0.0
+        for t in tasks:
+            a = sum(x for tk, x, _ in gaps if tk == t)
+            b = sum(y for tk, _, y in gaps if tk == t)
+            if b:
+                row[f"distill/velocity_gap/{t}"] = a / b
+            total, count = total + a, count + b
+        row.update({
+            "loss": total / max(count, 1.0),
+            "grad_norm": grad_norm,
+            "lr": lr,
+            "samples_per_s": cfg.batch_size / (t_update - t_start),
+            "step_seconds": t_update - t_start,
+            "rollout_seconds": t_rollout - t_start,
+            "update_seconds": t_update - t_rollout,
+        })
+        last = step + 1 == cfg.steps
+        if is_main:
+            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
+                row.update(evaluate_and_save(step + 1))
+            run.write_metrics(row)
+            if (step + 1) % cfg.log_every == 0 or last:
+                gaps_text = " ".join(f"{t} {row[f'distill/velocity_gap/{t}']:.4f}" for t in tasks if f"distill/velocity_gap/{t}" in row)
+                evals = " ".join(f"eval/{t} {row[f'eval/{t}/accuracy']:.2f}" for t in tasks if f"eval/{t}/accuracy" in row)
+                log("distill", f"step {step + 1}/{cfg.steps} velocity gap {gaps_text} {evals} {row['samples_per_s']:.1f} samples/s")
+            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or last:
+                name = f"{checkpoint_name}@step{step + 1}"
+                checkpoint = export_checkpoint(
+                    policy, run.checkpoint_path(step + 1), ema, name=name, parent=parent, lineage=lineage + [name],
+                    teachers=teacher_names, task="+".join(tasks), step=step + 1, trainer="distill", training=config_dict(cfg),
+                )
+            if (cfg.state_every and (step + 1) % cfg.state_every == 0) or last:
+                save_train_state(run.state, step=step + 1, params={n: p.detach() for n, p in named.items()},
+                                 optimizer=optimizer, ema=ema, extra={"trainer": "distill", "num_processes": world})
+        accelerator.wait_for_everyone()
+    if checkpoint is None and is_main and run.checkpoints.exists():
+        done = sorted(p for p in run.checkpoints.glob("step-*") if p.is_dir())
+        checkpoint = done[-1] if done else None
+    return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="YAML config (e.g. training/configs/shapes_distill.yaml)")
+    ap.add_argument("--run", required=True, help="run folder (created; resumed when it holds state/)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = DistillConfig.from_yaml(args.config, args.set)
+    except ConfigError as exc:
+        ap.error(str(exc))
+    train(cfg, args.run)
+
+
+if __name__ == "__main__":
+    main()
