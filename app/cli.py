@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -29,7 +28,12 @@ DEFAULT_WORKSPACE = "./workspace"
               help="sampling steps of gallery images (default: each checkpoint's)")
 @click.option("--configs-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="training configs the Training tab offers (default: training/configs)")
-def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir):
+@click.option("--rate-limit", default=20.0, show_default=True, type=click.FloatRange(0.1),
+              help="battles and votes per second per voter (a token bucket)")
+@click.option("--rate-burst", default=40.0, show_default=True, type=click.FloatRange(1),
+              help="requests a voter may make at once before the rate limit applies")
+def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
+           rate_limit, rate_burst):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -46,7 +50,7 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
     try:
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
-                                     configs_dir=configs_dir)
+                                     configs_dir=configs_dir, rate=rate_limit, burst=rate_burst)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     runtime.start()

@@ -72,8 +72,10 @@ class StudioRuntime:
         self.watcher.tick()  # register and start filling before the first page is served
         self.watcher.start()
         self.jobs.start()
+        self.service.start()
 
     def stop(self) -> None:
+        self.service.stop()
         self.watcher.stop()
         self.jobs.shutdown(cancel_running=True)
         self.workspace.close()

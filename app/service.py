@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -128,10 +129,23 @@ class AdminAuth:
 
 @dataclass
 class _TaskIndex:
-    """Gallery samples of one task: model → {(prompt_id, seed): sample}."""
+    """A snapshot of one task's arena: model → {(prompt_id, seed): sample}, and what the
+    matchmaker needs (battle counts and rating intervals among ``models``)."""
 
-    by_model: dict[str, dict[tuple[str, int], dict[str, Any]]] = field(default_factory=dict)
-    built: float = 0.0
+    by_model: dict[str, dict[tuple[int, int], dict[str, Any]]]
+    built: float
+    models: list[str]
+    counts: Any
+    intervals: dict[str, tuple[float, float]]
+    rated: float = 0.0  #: when counts and intervals were computed
+    _common: dict[tuple[str, str], list] = field(default_factory=dict)
+
+    def common(self, a: str, b: str) -> list:
+        """(prompt, seed) keys both models have images for (cached per pair)."""
+        key = (a, b) if a < b else (b, a)
+        if key not in self._common:
+            self._common[key] = sorted(set(self.by_model[a]) & set(self.by_model[b]))
+        return self._common[key]
 
 
 class ArenaService:
@@ -145,16 +159,17 @@ class ArenaService:
         burst: float = 40.0,
         ip_rate: float = 2000.0,
         ip_burst: float = 4000.0,
-        rounds: int = 200,
+        rounds: int = 1000,
         index_ttl_s: float = 2.0,
-        board_ttl_s: float = 2.0,
+        board_ttl_s: float = 5.0,
         seed: int | None = None,
         strategy: str = "info",
     ) -> None:
         self.ws = workspace
         self.strategy = strategy
-        self._mm: dict[str, tuple[float, tuple[str, ...], Any, dict[str, tuple[float, float]]]] = {}
-        self._mm_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
+        self._stop_refresher = threading.Event()
         self.rounds = rounds
         self.index_ttl_s = index_ttl_s
         self.board_ttl_s = board_ttl_s
@@ -163,11 +178,11 @@ class ArenaService:
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
         self._index: dict[str, _TaskIndex] = {}
-        self._index_lock = threading.Lock()
         self._boards: dict[tuple, tuple[float, int, Leaderboard]] = {}
         self._boards_lock = threading.Lock()
         self._png_cache: OrderedDict[str, bytes] = OrderedDict()
         self._png_lock = threading.Lock()
+        self._b64_cache: dict[str, str] = {}
 
     # -- rate limits ----------------------------------------------------------------------
     def throttle(self, voter: str, client_ip: str | None = None) -> None:
@@ -183,36 +198,84 @@ class ArenaService:
         return ("t2i", "edit")
 
     def _task_index(self, task: str) -> _TaskIndex:
-        now = time.monotonic()
-        with self._index_lock:
-            idx = self._index.get(task)
-            if idx is not None and now - idx.built < self.index_ttl_s:
-                return idx
-        by_model: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+        """The task's current snapshot; refreshed here only when no refresher thread runs."""
+        idx = self._index.get(task)
+        if idx is None:
+            with self._refresh_lock:  # the first request builds it; the others wait for it
+                idx = self._index.get(task)
+                if idx is None:
+                    return self.refresh(task)
+        if self._refresher is None and time.monotonic() - idx.built >= self.index_ttl_s:
+            if self._refresh_lock.acquire(blocking=False):  # else another thread is on it
+                try:
+                    return self.refresh(task)
+                finally:
+                    self._refresh_lock.release()
+        return idx
+
+    def refresh(self, task: str) -> _TaskIndex:
+        """Rebuild a task's snapshot: its gallery samples per model, and the matchmaking inputs
+        (battle counts and intervals of the human votes, recomputed every ``board_ttl_s`` or when
+        the models change). Requests only ever read snapshots."""
+        by_model: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
         for s in self.ws.arena_samples(task):
             by_model.setdefault(s["model"], {})[(s["prompt_id"], int(s["seed"]))] = s
-        idx = _TaskIndex(by_model, now)
-        with self._index_lock:
-            self._index[task] = idx
+        models = sorted(by_model)
+        old = self._index.get(task)
+        now = time.monotonic()
+        if old is not None and old.models == models and now - old.rated < self.board_ttl_s:
+            counts, intervals, rated = old.counts, old.intervals, old.rated
+        else:
+            counts, intervals, rated = None, {}, now
+            if len(models) >= 2:
+                frame = self.votes(task, "human")
+                counts = pair_counts(frame, models)
+                board = leaderboard(frame, rounds=self.rounds, seed=0, workers=1) if len(frame) else None
+                intervals = {r["model"]: (r["ci_low"], r["ci_high"]) for r in board.rows} if board else {}
+        idx = _TaskIndex(by_model, now, models, counts, intervals, rated)
+        self._index[task] = idx
         return idx
+
+    def start(self, interval_s: float = 1.0) -> None:
+        """Refresh the snapshots in a background thread, off the request path."""
+        if self._refresher is not None:
+            return
+        stop = self._stop_refresher = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                for task in self.tasks():
+                    try:
+                        self.refresh(task)
+                    except Exception as exc:  # keep serving the last snapshot
+                        print(f"arena refresh ({task}): {type(exc).__name__}: {exc}", file=sys.stderr)
+
+        self._refresher = threading.Thread(target=loop, name="arena-refresh", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        if self._refresher is not None:
+            self._stop_refresher.set()
+            self._refresher.join(timeout=5)
+            self._refresher = None
 
     def arena_models(self, task: str) -> list[str]:
         """Models that can appear in a battle of ``task`` now."""
-        return sorted(self._task_index(task).by_model)
+        return list(self._task_index(task).models)
 
     def new_battle(self, task: str, voter: str) -> Battle:
         """Pick a pair (matchmaking), a prompt both have, randomise sides, record the battle."""
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
         idx = self._task_index(task)
-        models = sorted(idx.by_model)
+        models = idx.models
         if len(models) < 2:
             raise ArenaError(f"the {task} arena needs two models with gallery images; the gallery is still filling", 503)
-        counts, intervals = self._matchmaking_inputs(task, models)
         with self._rng_lock:
             # next_pair shuffles the sides, so the left image is either model at random
-            left, right = next_pair(models, counts, strategy=self.strategy, seed=self._rng, intervals=intervals)
-            common = sorted(set(idx.by_model[left]) & set(idx.by_model[right]))
+            left, right = next_pair(models, idx.counts, strategy=self.strategy, seed=self._rng,
+                                    intervals=idx.intervals)
+            common = idx.common(left, right)
             if not common:
                 raise ArenaError(f"{task}: no prompt shared by the chosen models yet", 503)
             key = common[int(self._rng.integers(len(common)))]
@@ -227,31 +290,6 @@ class ArenaService:
             image_b=self.ws.root / sb["image_path"],
             source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
         )
-
-    def _matchmaking_inputs(self, task: str, models: list[str]):
-        """Battle counts and rating intervals of the human votes, refreshed every ``board_ttl_s``.
-
-        While one thread recomputes them, the others use the previous ones.
-        """
-        now = time.monotonic()
-        cached = self._mm.get(task)
-        usable = cached is not None and cached[1] == tuple(models)
-        if usable and now - cached[0] < self.board_ttl_s:
-            return cached[2], cached[3]
-        if usable:
-            if not self._mm_lock.acquire(blocking=False):
-                return cached[2], cached[3]  # another thread is refreshing them
-        else:
-            self._mm_lock.acquire()
-        try:
-            frame = self.votes(task, "human")
-            counts = pair_counts(frame, models)
-            board = self.leaderboard(task, "human", max_age_s=self.board_ttl_s)
-            intervals = {r["model"]: (r["ci_low"], r["ci_high"]) for r in board.rows}
-            self._mm[task] = (time.monotonic(), tuple(models), counts, intervals)
-            return counts, intervals
-        finally:
-            self._mm_lock.release()
 
     def vote(self, battle_id: str, winner: str, voter: str, judge: str = HUMAN_JUDGE) -> VoteResult:
         """Record a vote; reveals both models. ArenaError (with an HTTP status) when refused."""
@@ -287,7 +325,13 @@ class ArenaService:
         return data
 
     def png_base64(self, path: Path) -> str:
-        return base64.b64encode(self.png_bytes(path)).decode()
+        key = str(path)
+        data = self._b64_cache.get(key)
+        if data is None:
+            data = base64.b64encode(self.png_bytes(path)).decode()
+            if len(self._b64_cache) < 20_000:
+                self._b64_cache[key] = data
+        return data
 
     # -- leaderboards ---------------------------------------------------------------------
     def votes(self, task: str | None = None, votes: VoteFilter = "human"):

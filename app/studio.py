@@ -13,6 +13,7 @@ text components, never as raw HTML.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import yaml
 from PIL import Image
 
 from . import charts, inspector
-from .jobs import REPO_ROOT, JobError, JobManager, list_configs
+from .jobs import CONFIG_DIR, JobError, JobManager, list_configs, resolve_config
 from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
 
 TASK_LABELS = {"t2i": "Text to image", "edit": "Editing"}
@@ -32,11 +33,11 @@ BUTTONS = (("model_a", "A is better"), ("model_b", "B is better"), ("tie", "Tie"
 OUTCOME_TEXT = {"model_a": "A is better", "model_b": "B is better", "tie": "Tie", "tie (bothbad)": "Both are bad"}
 VOTER_COOKIE = "qwenrl_voter"
 _VOTER_RE = re.compile(r"^[0-9a-f]{32}$")
-DISPLAY_SCALE = 8
+DISPLAY_SCALE = 1  # images go out at their own size; CSS enlarges them with crisp pixels
 LEADERBOARD_HEADERS = ["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Online Elo", "TrueSkill μ", "TrueSkill σ",
                        "TrueSkill μ−3σ", "Votes", "Win rate", "Lineage"]
 CSS = """
-.pixelated img { image-rendering: pixelated; }
+.pixelated img { image-rendering: pixelated; object-fit: contain !important; }
 """
 
 
@@ -48,9 +49,19 @@ class Studio:
     jobs: JobManager | None
     auth: AdminAuth
 
+    status_ttl_s: float = 2.0
+    _status: tuple[float, list] = (0.0, [])
+
     @property
     def ws(self):
         return self.service.ws
+
+    def gallery_status(self) -> list[dict[str, Any]]:
+        """The workspace's model rows, shared by every open page for ``status_ttl_s``."""
+        now = time.monotonic()
+        if now - self._status[0] >= self.status_ttl_s:
+            self._status = (now, self.ws.gallery_status())
+        return self._status[1]
 
 
 def voter_id(request: gr.Request | None) -> str:
@@ -106,11 +117,11 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
     label = "Instruction" if task == "edit" else "Prompt"
     prompt = gr.Textbox(label=label, interactive=False, elem_id=f"{task}-prompt")
     with gr.Row():
-        source = gr.Image(label="Source", interactive=False, visible=(task == "edit"), type="pil",
+        source = gr.Image(label="Source", interactive=False, visible=(task == "edit"), type="pil", format="png",
                           elem_id=f"{task}-source", elem_classes="pixelated", height=280)
-        image_a = gr.Image(label="A", interactive=False, type="pil", elem_id=f"{task}-image-a",
+        image_a = gr.Image(label="A", interactive=False, type="pil", format="png", elem_id=f"{task}-image-a",
                            elem_classes="pixelated", height=280)
-        image_b = gr.Image(label="B", interactive=False, type="pil", elem_id=f"{task}-image-b",
+        image_b = gr.Image(label="B", interactive=False, type="pil", format="png", elem_id=f"{task}-image-b",
                            elem_classes="pixelated", height=280)
     with gr.Row():
         buttons = [gr.Button(text, elem_id=f"{task}-vote-{i}", interactive=False)
@@ -182,7 +193,7 @@ def leaderboard_rows(studio: Studio, task: str, votes: str) -> tuple[list[list[A
     return rows, board.warnings
 
 
-def _leaderboard_tab(studio: Studio) -> None:
+def _leaderboard_tab(studio: Studio) -> tuple:
     with gr.Row():
         task = gr.Radio([(v, k) for k, v in TASK_LABELS.items()], value="t2i", label="Task", elem_id="lb-task")
         votes = gr.Radio(list(VOTE_FILTERS), value="human", label="Votes", elem_id="lb-votes",
@@ -259,7 +270,7 @@ def _detail_updates(detail: dict | None, image, source, total, components, ratio
     }
 
 
-def _inspector_tab(studio: Studio) -> None:
+def _inspector_tab(studio: Studio) -> tuple:
     ws = studio.ws
     with gr.Row():
         task = gr.Radio([(v, k) for k, v in TASK_LABELS.items()], value="t2i", label="Task", elem_id="ri-task")
@@ -274,8 +285,8 @@ def _inspector_tab(studio: Studio) -> None:
     gallery = gr.Gallery(label="Samples (click one)", columns=8, height=300, format="png", allow_preview=False,
                          elem_id="ri-gallery", elem_classes="pixelated")
     with gr.Row():
-        d_source = gr.Image(label="Source", interactive=False, type="pil", elem_classes="pixelated", height=256)
-        d_image = gr.Image(label="Image", interactive=False, type="pil", elem_classes="pixelated", height=256)
+        d_source = gr.Image(label="Source", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256)
+        d_image = gr.Image(label="Image", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256)
         with gr.Column():
             d_prompt = gr.Textbox(label="Prompt / instruction", interactive=False, elem_id="ri-prompt")
             d_total = gr.Textbox(label="Total", interactive=False, elem_id="ri-total")
@@ -294,7 +305,7 @@ def _inspector_tab(studio: Studio) -> None:
             family=None if family_value in (None, "(all)") else family_value,
             score_min=float(lo), score_max=float(hi), order=order_value,
         )
-        items = [(show_image(ws.root / r["image_path"], 4),
+        items = [(show_image(ws.root / r["image_path"]),
                   f"{r['model']} · {'—' if r['score'] is None else format(r['score'], '.2f')}") for r in rows]
         first = inspector.sample_detail(ws, rows[0]["sample_id"]) if rows else None
         return {results: [r["sample_id"] for r in rows], gallery: items,
@@ -319,11 +330,11 @@ def _inspector_tab(studio: Studio) -> None:
         cmp_go = gr.Button("Compare", elem_id="ri-cmp-go")
     with gr.Row():
         with gr.Column():
-            ca_image = gr.Image(label="A", interactive=False, type="pil", elem_classes="pixelated", height=256)
+            ca_image = gr.Image(label="A", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256)
             ca_total = gr.Textbox(label="A: total", interactive=False)
             ca_rationale = gr.Textbox(label="A: rationale", interactive=False, lines=8)
         with gr.Column():
-            cb_image = gr.Image(label="B", interactive=False, type="pil", elem_classes="pixelated", height=256)
+            cb_image = gr.Image(label="B", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256)
             cb_total = gr.Textbox(label="B: total", interactive=False)
             cb_rationale = gr.Textbox(label="B: rationale", interactive=False, lines=8)
 
@@ -376,13 +387,13 @@ def _inspector_tab(studio: Studio) -> None:
 JOB_HEADERS = ["id", "kind", "status", "config", "overrides", "created", "note"]
 
 
-def config_fields(config: str | None) -> pd.DataFrame:
+def config_fields(config: str | None, config_dir: Path = CONFIG_DIR) -> pd.DataFrame:
     """Top-level scalar fields of a config (the ones the launcher lets the admin edit)."""
     rows = []
     if config:
         try:
-            data = yaml.safe_load((REPO_ROOT / config).read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            data = yaml.safe_load(resolve_config(config, config_dir).read_text()) or {}
+        except (OSError, yaml.YAMLError, JobError):
             data = {}
         for key, value in data.items() if isinstance(data, dict) else []:
             if isinstance(value, (str, int, float, bool)) or value is None:
@@ -390,9 +401,9 @@ def config_fields(config: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "value"])
 
 
-def changed_fields(config: str, table: Any) -> dict[str, str]:
+def changed_fields(config: str, table: Any, config_dir: Path = CONFIG_DIR) -> dict[str, str]:
     """The fields whose value the admin changed, as ``--set`` overrides."""
-    original = {r[0]: r[1] for r in config_fields(config).values.tolist()}
+    original = {r[0]: r[1] for r in config_fields(config, config_dir).values.tolist()}
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table, columns=["field", "value"])
     out = {}
     for key, value in frame.values.tolist():
@@ -403,14 +414,12 @@ def changed_fields(config: str, table: Any) -> dict[str, str]:
 
 
 def _jobs_frame(jobs: JobManager) -> pd.DataFrame:
-    import time as _time
-
     rows = []
     for j in reversed(jobs.store.list_jobs()):
         spec = j["config"]
         rows.append([j["id"], j["kind"], j["status"], Path(spec.get("config", "")).name,
                      " ".join(f"{k}={v}" for k, v in (spec.get("overrides") or {}).items()),
-                     _time.strftime("%H:%M:%S", _time.localtime(j["created"])), j.get("error") or ""])
+                     time.strftime("%H:%M:%S", time.localtime(j["created"])), j.get("error") or ""])
     return pd.DataFrame(rows, columns=JOB_HEADERS)
 
 
@@ -447,17 +456,19 @@ def _training_tab(studio: Studio) -> dict:
         configs = list_configs("grpo", studio.jobs.config_dir)
         return {admin: True, password: "", login_status: "Logged in as admin.", panel: gr.Group(visible=True),
                 config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
-                fields: config_fields(configs[0] if configs else None)}
+                fields: config_fields(configs[0] if configs else None, studio.jobs.config_dir)}
 
     def kind_changed(is_admin: bool, kind_value: str) -> dict:
         if not is_admin:
             return unchanged([config, fields])
         configs = list_configs(kind_value, studio.jobs.config_dir)
         return {config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
-                fields: config_fields(configs[0] if configs else None)}
+                fields: config_fields(configs[0] if configs else None, studio.jobs.config_dir)}
 
     def config_changed(is_admin: bool, config_value: str | None) -> dict:
-        return {fields: config_fields(config_value)} if is_admin else unchanged([fields])
+        if not is_admin or studio.jobs is None:
+            return unchanged([fields])
+        return {fields: config_fields(config_value, studio.jobs.config_dir)}
 
     def do_launch(is_admin: bool, kind_value: str, config_value: str | None, table: Any) -> dict:
         if not is_admin or studio.jobs is None:
@@ -465,7 +476,8 @@ def _training_tab(studio: Studio) -> dict:
         if not config_value:
             return {launch_msg: f"No {kind_value} config found under training/configs/."}
         try:
-            job_id = studio.jobs.submit(kind_value, config_value, changed_fields(config_value, table))
+            job_id = studio.jobs.submit(kind_value, config_value,
+                                        changed_fields(config_value, table, studio.jobs.config_dir))
         except JobError as exc:
             return {launch_msg: f"Refused: {exc}"}
         return {launch_msg: f"Queued job {job_id}.", **refresh_jobs(True, job_id)}
@@ -516,7 +528,7 @@ def _training_tab(studio: Studio) -> dict:
 
 def models_frame(studio: Studio) -> pd.DataFrame:
     rows = [[r["model"], r["lineage"], r["status"], f"{r['done']}/{r['total']}", r["note"]]
-            for r in studio.ws.gallery_status()]
+            for r in studio.gallery_status()]
     return pd.DataFrame(rows, columns=["model", "lineage", "gallery", "images", "note"])
 
 

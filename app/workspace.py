@@ -14,7 +14,8 @@ that appears later under ``data/models/`` or ``runs/*/checkpoints/`` and has its
 filled by ``GalleryRunner`` (a ``python -m app.gallery`` subprocess), so new models join the
 arena without a restart. Half-written checkpoints (temporary folders, no manifest) are skipped.
 
-Nothing here imports torch or gradio.
+Nothing here imports gradio, and nothing here samples: images are made in the gallery
+subprocess, so the server never runs a model.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from arena.store import ArenaStore
-from qwenrl.checkpoints import MANIFEST, CheckpointError, is_complete, read_manifest
+from qwenrl.checkpoints import CheckpointError, is_complete, read_manifest
 
 from .gallery import POOL_SIZE, REWARD_DIR, SEEDS_PER_PROMPT, TASKS, arena_pool, model_slug, pool_seeds
 
@@ -53,6 +53,9 @@ class Workspace:
         self.num_steps = num_steps
         self.batch_size = batch_size
         self._rewards: dict[str, Any] = {}
+        self._pool: dict[str, Any] = {}  # pool id → PoolItem
+        self._prompt_ids: dict[str, int] = {}  # pool id → store prompt id
+        self._pool_of: dict[int, tuple[Any, list[int]]] = {}  # store prompt id → (PoolItem, seeds)
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
@@ -109,9 +112,6 @@ class Workspace:
     # -- prompts and models -------------------------------------------------------------
     def register_prompts(self) -> None:
         """Add the arena pools to the store (idempotent) and map pool ids to store ids."""
-        self._pool: dict[str, Any] = {}
-        self._prompt_ids: dict[str, int] = {}
-        self._pool_of: dict[int, tuple[Any, list[int]]] = {}
         for task in TASKS:
             items = arena_pool(task, self.pool_size)
             rows = [{"task": task, "text": it.text, "family": it.family, "spec": it.record,

@@ -35,8 +35,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import trueskill
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 OUTCOMES: tuple[str, ...] = ("model_a", "model_b", "tie", "tie (bothbad)")
 """The four verdicts of an arena vote: A better, B better, tie, both bad."""
@@ -214,6 +212,8 @@ def _trueskill_arrays(
     two_beta2, tau2 = 2.0 * beta * beta, tau * tau
     mu = [mu0] * n_models
     var = [sigma0 * sigma0] * n_models
+    # The v and w functions of TrueSkill: the mean and variance corrections of a Gaussian
+    # truncated to a win (or to the draw band), as in trueskill.TrueSkill.v_win etc.
     for i, j, o in zip(a.tolist(), b.tolist(), outcome.tolist()):
         if o == B_WINS:  # the winner goes first
             i, j = j, i
@@ -229,9 +229,9 @@ def _trueskill_arrays(
             v = inv_sqrt2pi * exp(-0.5 * x * x) / cdf if cdf > 0.0 else -x
             w = v * (v + x)
         else:
-            at = abs(t)
+            at = t if t >= 0.0 else -t
             hi, lo = e - at, -e - at
-            denom = 0.5 * erfc(-hi * inv_sqrt2) - 0.5 * erfc(-lo * inv_sqrt2)
+            denom = 0.5 * (erfc(-hi * inv_sqrt2) - erfc(-lo * inv_sqrt2))
             pdf_hi = inv_sqrt2pi * exp(-0.5 * hi * hi)
             pdf_lo = inv_sqrt2pi * exp(-0.5 * lo * lo)
             if denom > 0.0:
@@ -241,12 +241,14 @@ def _trueskill_arrays(
                 v, w = hi, 1.0
             if t < 0.0:
                 v = -v
-        # w lies in (0, 1) mathematically; guard against rounding at the extremes.
-        w = min(max(w, 0.0), 1.0 - 1e-12)
-        mu[i] += vi / c * v
-        mu[j] -= vj / c * v
-        var[i] = vi * (1.0 - vi / c2 * w)
-        var[j] = vj * (1.0 - vj / c2 * w)
+        if not 0.0 < w < 1.0:  # true mathematically; guard against rounding at the extremes
+            w = 1e-12 if w <= 0.0 else 1.0 - 1e-12
+        vc = v / c
+        mu[i] += vi * vc
+        mu[j] -= vj * vc
+        wc = w / c2
+        var[i] = vi * (1.0 - vi * wc)
+        var[j] = vj * (1.0 - vj * wc)
     return np.array(mu), np.sqrt(np.array(var))
 
 
@@ -350,38 +352,65 @@ def components(votes: Votes) -> list[list[str]]:
 
 def _component_labels(pc: PairCounts) -> np.ndarray:
     m = len(pc.models)
-    graph = coo_matrix((np.ones(len(pc.i)), (pc.i, pc.j)), shape=(m, m))
-    return connected_components(graph, directed=False)[1]
+    linked = _adjacency(m, np.r_[pc.i, pc.j], np.r_[pc.j, pc.i])
+    labels = np.full(m, -1)
+    for node in range(m):
+        if labels[node] < 0:
+            labels[_reach(linked, node)] = labels.max() + 1
+    return labels
+
+
+def _adjacency(m: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    adjacency = np.zeros((m, m), dtype=bool)
+    adjacency[src, dst] = True
+    return adjacency
+
+
+def _reach(adjacency: np.ndarray, start: int) -> np.ndarray:
+    """Which nodes can be reached from ``start`` along the (directed) edges, breadth first."""
+    seen = np.zeros(len(adjacency), dtype=bool)
+    seen[start] = True
+    frontier = seen.copy()
+    while frontier.any():
+        frontier = adjacency[frontier].any(axis=0) & ~seen
+        seen |= frontier
+    return seen
+
+
+def _scored_against(pc: PairCounts) -> np.ndarray:
+    """Directed graph with an edge i → j when i won or tied at least once against j."""
+    won, lost = pc.score_i > 0, pc.n - pc.score_i > 0
+    return _adjacency(len(pc.models), np.r_[pc.i[won], pc.j[lost]], np.r_[pc.j[won], pc.i[lost]])
 
 
 def _has_finite_mle(pc: PairCounts) -> bool:
     """Whether the BT likelihood has a finite maximiser within this (connected) set of models:
     exactly when the directed graph "i scored against j" (a win or a tie) is strongly
     connected, i.e. no group of models never lost, or never won, against the rest."""
-    return not _unbounded_groups(pc)
+    if len(pc.models) < 2:
+        return True
+    graph = _scored_against(pc)
+    return bool(_reach(graph, 0).all() and _reach(graph.T, 0).all())
 
 
 def _unbounded_groups(pc: PairCounts) -> list[str]:
     """Descriptions of the groups whose BT ratings run off to ±∞ (empty when the MLE exists)."""
+    if _has_finite_mle(pc):
+        return []
+    graph = _scored_against(pc)
     m = len(pc.models)
-    if m < 2:
-        return []
-    won, lost = pc.score_i > 0, pc.n - pc.score_i > 0
-    src = np.concatenate([pc.i[won], pc.j[lost]])  # src scored against dst
-    dst = np.concatenate([pc.j[won], pc.i[lost]])
-    graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(m, m))
-    n_groups, group = connected_components(graph, directed=True, connection="strong")
-    if n_groups == 1:
-        return []
-    across = group[src] != group[dst]
-    scored_out = np.bincount(group[src][across], minlength=n_groups)
-    scored_on = np.bincount(group[dst][across], minlength=n_groups)
+    group = np.full(m, -1)
+    for node in range(m):  # strongly connected groups: reachable both ways
+        if group[node] < 0:
+            group[_reach(graph, node) & _reach(graph.T, node)] = group.max() + 1
+    between = graph & (group[:, None] != group[None, :])
     out = []
-    for g in range(n_groups):
-        names = ", ".join(sorted(pc.models[k] for k in np.flatnonzero(group == g)))
-        if scored_on[g] == 0:
+    for g in range(group.max() + 1):
+        members = group == g
+        names = ", ".join(sorted(pc.models[k] for k in np.flatnonzero(members)))
+        if not between[:, members].any():
             out.append(f"{names} never lost to the others")
-        elif scored_out[g] == 0:
+        elif not between[members, :].any():
             out.append(f"{names} never beat the others")
     return out
 

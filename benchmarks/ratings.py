@@ -51,8 +51,8 @@ import resource, subprocess, sys, time
 start = time.perf_counter()
 done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 wall = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(wall, peak, done.returncode)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, done.returncode)
 sys.stderr.write(done.stderr)
 """
 
@@ -139,10 +139,11 @@ def main() -> None:
         command = [sys.executable, "-m", "qwenrl", "elo", str(path), "--format", "json", "--bootstrap", str(args.rounds)]
         wrapper = subprocess.run([sys.executable, "-c", CLI_WRAPPER, *command], capture_output=True, text=True,
                                  cwd=ROOT, check=True)
-        wall, peak, code = wrapper.stdout.split()
+        wall, peak, cpu, code = wrapper.stdout.split()
         if int(code) != 0:
             raise SystemExit(f"qwenrl elo failed:\n{wrapper.stderr}")
         report["cli"] = {"command": "qwenrl elo votes.jsonl --format json", "wall_s": round(float(wall), 2),
+                         "cpu_s_all_processes": round(float(cpu), 2),
                          "peak_rss_mb_largest_process": round(float(peak)), "stderr": wrapper.stderr.strip()}
         print(f"qwenrl elo: {float(wall):.2f} s wall, {float(peak):.0f} MB peak", file=sys.stderr)
 
@@ -225,7 +226,8 @@ def markdown(report: dict) -> str:
         f"| full leaderboard (+ TrueSkill, counts), 1 process | {t['leaderboard_workers_1']} |",
         f"| full leaderboard, 2 processes | {t['leaderboard_workers_2']} |",
         "",
-        f"Peak memory of `qwenrl elo` (largest process): {cli['peak_rss_mb_largest_process']} MB.",
+        f"`qwenrl elo` used {cli['cpu_s_all_processes']} s of CPU over its processes; peak memory "
+        f"{cli['peak_rss_mb_largest_process']} MB (largest process).",
         f"TrueSkill through `trueskill.rate_1vs1`: {report['trueskill_package']['us_per_vote']} µs per vote, "
         f"so about {report['trueskill_package']['extrapolated_s_for_all_votes']} s for all votes "
         f"(measured on {report['trueskill_package']['sample_votes']:,}).",

@@ -140,7 +140,7 @@ def test_admin_routes(api):
     r = anonymous.post("/api/v1/jobs", json=body)
     assert r.status_code == 401
     assert anonymous.post("/api/v1/jobs", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
-    assert anonymous.post(f"/api/v1/jobs/1/cancel").status_code == 401
+    assert anonymous.post("/api/v1/jobs/1/cancel").status_code == 401
     assert anonymous.get("/api/v1/jobs").status_code == 401
     assert anonymous.post("/api/v1/admin/login", json={"password": "wrong"}).status_code == 403
     assert jobs.store.list_jobs() == []
@@ -193,3 +193,17 @@ def test_studio_serves_gradio_beside_the_api(tmp_path, tiny_models):
         assert c.get("/gradio_api/info").status_code == 200
     finally:
         runtime.stop()
+
+
+def test_battle_while_the_gallery_fills(tmp_path, tiny_models):
+    from app.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", models_dir=tiny_models, pool_size=2, num_steps=2)
+    try:
+        c = client(create_api(ArenaService(ws), None, AdminAuth(None)))
+        r = c.get("/api/v1/battle", params={"task": "edit"})
+        assert r.status_code == 503 and "filling" in r.json()["detail"]
+        assert c.get("/api/v1/leaderboard", params={"task": "edit"}).json()["rows"] == []
+        assert c.get("/api/v1/health").json()["models"] == {"t2i": 0, "edit": 0}
+    finally:
+        ws.close()

@@ -25,6 +25,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PASSWORD = "browser-admin"
+EVIL = '<img src=x onerror="window.__xss=1">'  # a model name that is HTML: must show as text
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,20 @@ def studio(tmp_path_factory, tiny_models):
         "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 0\neval_at_start: false\n"
         "train_batch_size: 4\nthreads: 1\n"
     )
+    import shutil
+
+    import torch
+
+    from qwenrl.models.shapes import ShapesPolicy
+    from tests.studio_support import TINY
+
+    models = tmp_path_factory.mktemp("browser-models")
+    for name in ("tiny-a", "tiny-b", "tiny-c"):
+        shutil.copytree(tiny_models / name, models / name)
+    torch.manual_seed(7)
+    ShapesPolicy(TINY).save(models / "evil", name=EVIL, parent=None, lineage=[EVIL], tasks=["t2i", "edit"])
     workspace = tmp_path_factory.mktemp("studio") / "workspace"
-    proc = StudioProcess(workspace, tiny_models, password=PASSWORD, configs_dir=configs)
+    proc = StudioProcess(workspace, models, password=PASSWORD, configs_dir=configs)
     try:
         proc.wait_ready()
         yield proc
@@ -66,8 +79,11 @@ def browser():
 def page(browser, studio):
     page = browser.new_page()
     page.set_default_timeout(30_000)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(studio.url + "/")
     yield page
+    assert not dialogs and not page.evaluate("window.__xss"), "user text was rendered as HTML"
     page.close()
 
 
@@ -157,6 +173,17 @@ def test_inspector_shows_a_rationale(page):
     page.locator("#ri-gallery button").nth(1).click()
     expect(page.locator("#ri-total textarea")).to_have_value(re.compile(r"total \d\.\d{3}"))
     shot(page, "inspector")
+
+
+def test_names_are_shown_as_text(page, studio):
+    from playwright.sync_api import expect
+
+    page.get_by_text("Models in the arena").click()
+    expect(page.locator("#models-table")).to_contain_text(EVIL, timeout=30_000)
+    page.get_by_role("tab", name="Leaderboard").click()
+    expect(page.locator("#lb-table")).to_be_visible()
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.evaluate("window.__xss") is None
 
 
 def test_anonymous_launch_is_refused(page, studio):

@@ -108,3 +108,21 @@ def test_bad_distill_configs_fail_clearly(world, values, message):  # noqa: F811
         values = {**values, "teachers": {"t2i": world["teacher"]}}
     with pytest.raises(ConfigError, match=message):
         tiny(world, **values)
+
+
+def test_seed_recipe_end_to_end_on_tiny_models(world, tmp_path):  # noqa: F811
+    from training.recipe import seed_recipe
+
+    g = ["steps=1", "num_prompts=2", "group_size=2", "rollout_batch_prompts=1", "eval_every=0", "num_steps=4", "sde_window=[0, 2]"]
+    d = ["steps=1", "batch_size=2", "eval_every=0", "num_steps=4", "timesteps_per_trajectory=2"]
+    results = seed_recipe(out=tmp_path / "out", base=world["base"], models_dir=tmp_path / "models",
+                          overrides={"t2i": g, "edit": g, "distill": d}, bench_limit=2)
+    assert list(results["table"]) == ["shapes-base", "shapes-grpo-t2i", "shapes-grpo-edit", "shapes-distilled"]
+    assert {"t2i/test", "edit/test", "t2i/compositional", "edit/compositional"} <= set(results["table"]["shapes-base"])
+    assert "| shapes-distilled |" in (tmp_path / "out" / "results.md").read_text()
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["seconds"]["total"] > 0
+    distilled = json.loads((tmp_path / "models" / "shapes-distilled" / "manifest.json").read_text())
+    assert distilled["name"] == "shapes-distilled" and distilled["lineage"] == ["tiny-base", "shapes-distilled"]
+    assert distilled["teachers"] == {"t2i": "shapes-grpo-t2i", "edit": "shapes-grpo-edit"}
+    t2i = json.loads((tmp_path / "models" / "shapes-grpo-t2i" / "manifest.json").read_text())
+    assert t2i["parent"] == "tiny-base" and t2i["trainer"] == "grpo" and t2i["run_checkpoint"] == "grpo-t2i@step1"

@@ -275,12 +275,14 @@ def test_one_lora_step_on_a_tiny_diffusers_pipeline(world, tmp_path, family):
 
     build_tiny_pipeline(family).save_pretrained(tmp_path / family)
     result = train(small(world, model=str(tmp_path / family), height=32, width=32, trainable="lora", lora_rank=4, steps=1,
-                         num_steps=3, group_size=2, beta=0.01), tmp_path / "run")
+                         num_steps=3, group_size=2, beta=0.01, eval_every=1, eval_at_start=False, eval_limit=2, eval_num_steps=2),
+                   tmp_path / "run")
     manifest = json.loads((Path(result["checkpoint"]) / "manifest.json").read_text())
     assert manifest["policy"] == "diffusers" and manifest["trainable"] == "lora" and manifest["parent"] == family
     lora = load_file(Path(result["checkpoint"]) / "lora.safetensors")
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)  # B starts at zero: it moved
     assert result["metrics"]["updates"] == 2
+    assert "eval/reward/mean" in result["metrics"] and "eval/accuracy" not in result["metrics"]  # no strict checker off the Shapes world
 
 
 # -- configs and CLI ------------------------------------------------------------------------------
@@ -364,3 +366,14 @@ def test_cli_smoke(world, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "qwenrl", "train", "grpo", "--run", str(tmp_path / "bad"), *sets, "--set", "group_size=1"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "group_size is 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_commands_have_help():
+    from click.testing import CliRunner
+
+    from training.cli import experiment, train as train_group
+
+    runner = CliRunner()
+    for group, args in ((train_group, ["grpo", "--help"]), (train_group, ["distill", "--help"]), (experiment, ["seed-recipe", "--help"])):
+        res = runner.invoke(group, args)
+        assert res.exit_code == 0 and "Example" in res.output, res.output

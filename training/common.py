@@ -177,6 +177,34 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
 
+def check_shared_fields(cfg: Any) -> None:
+    """Checks of the fields both trainer configs have (optimizer, trained part, precision, cadence)."""
+    if cfg.steps < 0:
+        raise ConfigError("steps must be >= 0")
+    if cfg.lr < 0:
+        raise ConfigError(f"lr is {cfg.lr}; the learning rate must be >= 0 (3e-4 full fine-tuning of the Shapes model, 1e-4 LoRA on real models)")
+    if cfg.warmup_steps < 0 or cfg.weight_decay < 0 or cfg.adam_eps <= 0 or cfg.max_grad_norm <= 0:
+        raise ConfigError("warmup_steps and weight_decay must be >= 0; adam_eps and max_grad_norm > 0")
+    if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
+        raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
+    if cfg.trainable not in ("full", "lora"):
+        raise ConfigError(f"trainable must be 'full' or 'lora', got {cfg.trainable!r}")
+    if cfg.lora_rank < 1:
+        raise ConfigError("lora_rank must be at least 1")
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ConfigError("mixed_precision must be no, fp16 or bf16")
+    if cfg.shift is not None and cfg.shift <= 0:
+        raise ConfigError("shift must be positive (or null for the model's default)")
+    if cfg.num_steps < 1 or cfg.train_batch_size < 1:
+        raise ConfigError("num_steps (sampling steps) and train_batch_size must be at least 1")
+    if min(cfg.eval_every, cfg.save_every, cfg.state_every) < 0 or cfg.eval_limit < 1 or cfg.log_every < 1:
+        raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
+
+
 def config_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
@@ -418,10 +446,12 @@ class RunFolder:
         tmp.replace(cfile)
 
     def truncate_metrics(self, step: int) -> None:
-        """Drop metric lines past ``step`` (written after the state a resume starts from)."""
+        """Drop metric lines past ``step`` (written after the state a resume starts from);
+        a fresh start (``step`` 0) drops them all."""
         if not self.metrics_path.exists():
             return
-        keep = [line for line in self.metrics_path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        keep = [line for line in lines if step > 0 and json.loads(line).get("step", 0) <= step]
         self.metrics_path.write_text("".join(line + "\n" for line in keep))
 
     def write_metrics(self, row: dict[str, Any]) -> None:
@@ -430,6 +460,21 @@ class RunFolder:
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:06d}"
+
+    def latest_checkpoint(self) -> Path | None:
+        done = sorted(p for p in self.checkpoints.glob("step-*") if is_complete(p)) if self.checkpoints.exists() else []
+        return done[-1] if done else None
+
+    def save_step(self, step: int, cfg: Any, *, policy: Policy, ema: EMA | None, optimizer: torch.optim.Optimizer,
+                  params: dict[str, nn.Parameter], num_processes: int, **manifest: Any) -> None:
+        """After ``step`` steps: a loadable checkpoint every ``cfg.save_every`` steps and the
+        resumable state every ``cfg.state_every`` steps, both at the last step (main process)."""
+        last = step == cfg.steps
+        if (cfg.save_every and step % cfg.save_every == 0) or last:
+            export_checkpoint(policy, self.checkpoint_path(step), ema, step=step, trainer=self.trainer, training=config_dict(cfg), **manifest)
+        if (cfg.state_every and step % cfg.state_every == 0) or last:
+            save_train_state(self.state, step=step, params={n: p.detach() for n, p in params.items()}, optimizer=optimizer, ema=ema,
+                             extra={"trainer": self.trainer, "num_processes": num_processes})
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -441,6 +486,15 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
             v = None
         out[k] = v
     return out
+
+
+def make_accelerator(cfg: Any):
+    """The accelerate ``Accelerator`` for a trainer config (the CPU when asked or when no GPU is visible)."""
+    from accelerate import Accelerator
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return Accelerator(cpu=(not torch.cuda.is_available()) if cfg.cpu is None else cfg.cpu, mixed_precision=cfg.mixed_precision)
 
 
 def log(trainer: str, msg: str) -> None:

@@ -37,23 +37,23 @@ import torch
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout
 from training.common import (
-    DTYPES,
     EMA,
     TASKS,
     ConfigError,
     RunFolder,
     VelocityModel,
     check_model_path,
+    check_shared_fields,
     config_dict,
     draw_items,
     encode_items,
     evaluate_policy,
-    export_checkpoint,
     load_config,
     load_model,
     load_train_state,
     log,
     lr_at,
+    make_accelerator,
     make_trainable,
     maybe_ema,
     model_lineage,
@@ -62,7 +62,6 @@ from training.common import (
     resolve_path,
     reward_task,
     save_samples,
-    save_train_state,
     seed_from,
     shard,
 )
@@ -186,36 +185,15 @@ class DistillConfig:
                 raise ConfigError(f"eval_rewards has no reward YAML for {task}")
             if reward_task(path) != task:
                 raise ConfigError(f"eval_rewards[{task}] ({path}) is a reward for another task")
-        if self.batch_size < 1 or self.num_steps < 1 or self.train_batch_size < 1:
-            raise ConfigError("batch_size, num_steps and train_batch_size must be at least 1")
+        check_shared_fields(self)
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
         if self.timesteps_per_trajectory is not None and not 1 <= self.timesteps_per_trajectory <= self.num_steps:
             raise ConfigError(f"timesteps_per_trajectory must lie in [1, num_steps={self.num_steps}] or be null (every state)")
         if self.noise_level < 0:
             raise ConfigError("noise_level must be >= 0 (0: ODE rollouts)")
         if self.guidance_scale < 1 or self.teacher_guidance_scale < 1:
             raise ConfigError("guidance scales must be >= 1 (1: no guidance)")
-        if self.shift is not None and self.shift <= 0:
-            raise ConfigError("shift must be positive (or null for the model's default)")
-        if self.steps < 0:
-            raise ConfigError("steps must be >= 0")
-        if self.lr < 0:
-            raise ConfigError(f"lr is {self.lr}; the learning rate must be >= 0 (2e-4 for the Shapes model)")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.adam_eps <= 0 or self.max_grad_norm <= 0:
-            raise ConfigError("warmup_steps and weight_decay must be >= 0, adam_eps and max_grad_norm > 0")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ConfigError("adam_betas must be two numbers in [0, 1)")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
-        if self.trainable not in ("full", "lora"):
-            raise ConfigError(f"trainable must be 'full' or 'lora', got {self.trainable!r}")
-        if self.lora_rank < 1:
-            raise ConfigError("lora_rank must be at least 1")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {tuple(DTYPES)}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError("mixed_precision must be no, fp16 or bf16")
-        if min(self.eval_every, self.save_every, self.state_every) < 0 or self.eval_limit < 1 or self.log_every < 1:
-            raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "DistillConfig":
@@ -312,20 +290,32 @@ def velocity_gap(model: Callable[..., torch.Tensor], piece: DistillPiece, rows: 
     return ((v - piece.teacher_velocity[rows, pos]) ** 2).mean(dim=tuple(range(1, x.ndim)))
 
 
+def gather_gaps(gap_sums: dict[str, list[float]], tasks: list[str]) -> dict[str, float]:
+    """``distill/velocity_gap/{task}`` over all processes from this process's [sum, count] per
+    task, and their pooled mean as ``distill/velocity_gap``."""
+    from accelerate.utils import gather_object
+
+    gathered = gather_object([(t, a, b) for t, (a, b) in gap_sums.items()])
+    out, total, count = {}, 0.0, 0.0
+    for t in tasks:
+        a = sum(x for tk, x, _ in gathered if tk == t)
+        b = sum(y for tk, _, y in gathered if tk == t)
+        if b:
+            out[f"distill/velocity_gap/{t}"] = a / b
+        total, count = total + a, count + b
+    out["distill/velocity_gap"] = total / max(count, 1.0)
+    return out
+
+
 # -- the trainer ---------------------------------------------------------------------------------
 
 
 def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) distillation in ``run_dir``; returns the last metrics row and checkpoint path."""
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object
-
     from qwenrl.rewards import load_reward
 
-    accelerator = Accelerator(cpu=(not torch.cuda.is_available()) if cfg.cpu is None else cfg.cpu, mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(cfg)
     is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     run = RunFolder(run_dir, "distill")
     if is_main:
         run.check_and_write_config(config_dict(cfg))
@@ -358,7 +348,7 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     if is_main:
         run.truncate_metrics(start)
     checkpoint_name = cfg.name or "distill"
-    eval_seed = seed_from(cfg.seed, 10_000)
+    eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
 
     def evaluate_and_save(step: int) -> dict[str, float]:
         out = {}
@@ -375,7 +365,6 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     row: dict[str, Any] = {}
-    checkpoint: Path | None = None
     for step in range(start, cfg.steps):
         t_start = time.perf_counter()
         lr = lr_at(step, cfg.lr, cfg.warmup_steps)
@@ -412,24 +401,18 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
         t_update = time.perf_counter()
 
         # 5. Metrics, evaluation, checkpoints, state.
-        gaps = gather_object([(t, a, b) for t, (a, b) in gap_sums.items()])
-        row = {"step": step + 1}
-        total, count = 0.0, 0.0
-        for t in tasks:
-            a = sum(x for tk, x, _ in gaps if tk == t)
-            b = sum(y for tk, _, y in gaps if tk == t)
-            if b:
-                row[f"distill/velocity_gap/{t}"] = a / b
-            total, count = total + a, count + b
-        row.update({
-            "loss": total / max(count, 1.0),
+        gaps = gather_gaps(gap_sums, tasks)
+        row = {
+            "step": step + 1,
+            **gaps,
+            "loss": gaps.pop("distill/velocity_gap"),
             "grad_norm": grad_norm,
             "lr": lr,
             "samples_per_s": cfg.batch_size / (t_update - t_start),
             "step_seconds": t_update - t_start,
             "rollout_seconds": t_rollout - t_start,
             "update_seconds": t_update - t_rollout,
-        })
+        }
         last = step + 1 == cfg.steps
         if is_main:
             if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
@@ -439,19 +422,11 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
                 gaps_text = " ".join(f"{t} {row[f'distill/velocity_gap/{t}']:.4f}" for t in tasks if f"distill/velocity_gap/{t}" in row)
                 evals = " ".join(f"eval/{t} {row[f'eval/{t}/accuracy']:.2f}" for t in tasks if f"eval/{t}/accuracy" in row)
                 log("distill", f"step {step + 1}/{cfg.steps} velocity gap {gaps_text} {evals} {row['samples_per_s']:.1f} samples/s")
-            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or last:
-                name = f"{checkpoint_name}@step{step + 1}"
-                checkpoint = export_checkpoint(
-                    policy, run.checkpoint_path(step + 1), ema, name=name, parent=parent, lineage=lineage + [name],
-                    teachers=teacher_names, task="+".join(tasks), step=step + 1, trainer="distill", training=config_dict(cfg),
-                )
-            if (cfg.state_every and (step + 1) % cfg.state_every == 0) or last:
-                save_train_state(run.state, step=step + 1, params={n: p.detach() for n, p in named.items()},
-                                 optimizer=optimizer, ema=ema, extra={"trainer": "distill", "num_processes": world})
+            name = f"{checkpoint_name}@step{step + 1}"
+            run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
+                          name=name, parent=parent, lineage=lineage + [name], teachers=teacher_names, task="+".join(tasks))
         accelerator.wait_for_everyone()
-    if checkpoint is None and is_main and run.checkpoints.exists():
-        done = sorted(p for p in run.checkpoints.glob("step-*") if p.is_dir())
-        checkpoint = done[-1] if done else None
+    checkpoint = run.latest_checkpoint()
     return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}
 
 

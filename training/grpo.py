@@ -44,18 +44,17 @@ import torch
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout, sde_step
 from training.common import (
-    DTYPES,
     EMA,
     TASKS,
     ConfigError,
     RunFolder,
     VelocityModel,
     check_model_path,
+    check_shared_fields,
     config_dict,
     draw_items,
     encode_items,
     evaluate_policy,
-    export_checkpoint,
     frozen_copy,
     load_config,
     load_model,
@@ -63,6 +62,7 @@ from training.common import (
     log,
     lora_enabled,
     lr_at,
+    make_accelerator,
     make_trainable,
     maybe_ema,
     model_lineage,
@@ -71,7 +71,6 @@ from training.common import (
     resolve_path,
     reward_task,
     save_samples,
-    save_train_state,
     seed_from,
     shard,
 )
@@ -218,7 +217,7 @@ class GRPOConfig:
         if self.num_prompts < 1:
             raise ConfigError("num_prompts must be at least 1")
         if self.num_steps < 1:
-            raise ConfigError("num_steps (sampling steps) must be at least 1")
+            raise ConfigError("num_steps (sampling steps) must be at least 1")  # before the window is checked against it
         if self.sde_window is not None:
             w = self.sde_window
             if len(w) != 2 or not 0 <= w[0] < w[1] <= self.num_steps:
@@ -228,8 +227,6 @@ class GRPOConfig:
                 )
         if self.noise_level <= 0:
             raise ConfigError("noise_level must be > 0: GRPO needs SDE steps with log-probabilities (0.7 is typical)")
-        if self.shift is not None and self.shift <= 0:
-            raise ConfigError("shift must be positive (or null for the model's default)")
         if self.cfg_mode not in CFG_MODES:
             raise ConfigError(f"cfg_mode must be one of {CFG_MODES}, got {self.cfg_mode!r}")
         if self.cfg_mode != "none" and self.guidance_scale <= 1.0:
@@ -244,32 +241,13 @@ class GRPOConfig:
             raise ConfigError("adv_clip_max must be positive (5 is typical)")
         if self.reward_range_threshold < 0:
             raise ConfigError("reward_range_threshold must be >= 0 (0 keeps every group with any spread)")
-        if self.steps < 0:
-            raise ConfigError("steps must be >= 0")
-        if self.lr < 0:
-            raise ConfigError(f"lr is {self.lr}; the learning rate must be >= 0 (3e-4 full fine-tuning of the Shapes model, 1e-4 LoRA on real models)")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.adam_eps <= 0:
-            raise ConfigError("warmup_steps and weight_decay must be >= 0 and adam_eps > 0")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
-        if self.max_grad_norm <= 0:
-            raise ConfigError("max_grad_norm must be positive")
+        check_shared_fields(self)
         if self.clip_range <= 0:
             raise ConfigError("clip_range must be positive (1e-4 to 1e-3 for log-probs averaged over latent elements)")
         if self.beta < 0:
             raise ConfigError("beta (KL weight) must be >= 0")
-        if self.num_inner_epochs < 1 or self.updates_per_epoch < 1 or self.train_batch_size < 1:
-            raise ConfigError("num_inner_epochs, updates_per_epoch and train_batch_size must be at least 1")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
-        if self.trainable not in ("full", "lora"):
-            raise ConfigError(f"trainable must be 'full' or 'lora', got {self.trainable!r}")
-        if self.lora_rank < 1:
-            raise ConfigError("lora_rank must be at least 1")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError("mixed_precision must be no, fp16 or bf16")
+        if self.num_inner_epochs < 1 or self.updates_per_epoch < 1:
+            raise ConfigError("num_inner_epochs and updates_per_epoch must be at least 1")
         if self.distill_weight < 0:
             raise ConfigError("distill_weight must be >= 0")
         if self.distill_weight > 0:
@@ -283,8 +261,6 @@ class GRPOConfig:
             check_model_path(path, f"distill teacher for {t}")
         if self.distill_weight > 0 and self.distill_timesteps > self.num_steps:
             raise ConfigError(f"distill_timesteps ({self.distill_timesteps}) cannot exceed num_steps ({self.num_steps})")
-        if min(self.eval_every, self.save_every, self.state_every) < 0 or self.eval_limit < 1 or self.log_every < 1:
-            raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "GRPOConfig":
@@ -439,17 +415,13 @@ STAT_KEYS = ("policy_loss", "kl", "approx_kl", "clipfrac", "ratio_deviation", "c
 
 def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) GRPO in ``run_dir``; returns the last metrics row and checkpoint path."""
-    from accelerate import Accelerator
     from accelerate.utils import gather_object
 
-    from qwenrl.rewards import Judgement, load_reward, reward_stats
-    from qwenrl.rewards.base import Sample
+    from qwenrl.rewards import Judgement, Sample, load_reward, reward_stats
     from training import distill
 
-    accelerator = Accelerator(cpu=(not torch.cuda.is_available()) if cfg.cpu is None else cfg.cpu, mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(cfg)
     is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     run = RunFolder(run_dir, "grpo")
     if is_main:
         run.check_and_write_config(config_dict(cfg))
@@ -477,7 +449,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                 with policy.disabled_adapters():
                     return guided_velocity(policy, x, sigma, cond, scale, null)
         else:
-            frozen = frozen_copy(policy)
+            frozen = frozen_copy(policy)  # taken before a resume loads trained weights: it stays the base
 
             def reference(x, sigma, cond, scale, null):
                 return guided_velocity(frozen, x, sigma, cond, scale, null)
@@ -497,7 +469,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     if is_main:
         run.truncate_metrics(start)
     checkpoint_name = cfg.name or f"grpo-{cfg.task}"
-    eval_seed = seed_from(cfg.seed, 10_000)
+    eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
 
     def evaluate_and_save(step: int) -> dict[str, float]:
         """Held-out metrics (main process), the sample grid and its rationales."""
@@ -514,7 +486,6 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     row: dict[str, Any] = {}
-    checkpoint: Path | None = None
     for step in range(start, cfg.steps):
         t_start = time.perf_counter()
         lr = lr_at(step, cfg.lr, cfg.warmup_steps)
@@ -534,7 +505,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         judged = reward(samples)
         local = [(int(g), j.score, j.parts) for g, j in zip((g for pc in pieces for g in pc.index), judged)]
         everything = sorted(gather_object(local), key=lambda x: x[0])
-        rewards = np.array([np.nan if s is None else s for _, s, _ in everything], dtype=np.float64).reshape(P, G)
+        rewards = np.array([np.nan if score is None else score for _, score, _ in everything], dtype=np.float64).reshape(P, G)
         t_reward = time.perf_counter()
 
         # 4. Group-relative advantages; groups without reward spread are dropped.
@@ -588,15 +559,14 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                         r = torch.as_tensor(rows, device=accelerator.device)
                         if kind == "grpo":
                             t = torch.as_tensor([trained_steps[k] for k in order[pc.index[rows], pos]], device=accelerator.device)
-                            loss, stats = grpo_loss(model, reference, pc, r, t, advantages[pc.index[rows]],
-                                                    noise_level=cfg.noise_level, clip_range=cfg.clip_range, beta=cfg.beta)
-                            if scale > 0:
-                                sums += torch.stack([stats[k].double().cpu() for k in STAT_KEYS])
+                            loss, diag = grpo_loss(model, reference, pc, r, t, advantages[pc.index[rows]],
+                                                   noise_level=cfg.noise_level, clip_range=cfg.clip_range, beta=cfg.beta)
+                            if scale > 0:  # not the zero-weight pass
+                                sums += torch.stack([diag[k].double().cpu() for k in STAT_KEYS])
                         else:
                             loss = distill.velocity_gap(model, pc, r, pos)
-                            gap_sums.setdefault(pc.task, [0.0, 0.0])
-                            gap_sums[pc.task][0] += float(loss.detach().sum())
-                            gap_sums[pc.task][1] += len(rows)
+                            acc = gap_sums.setdefault(pc.task, [0.0, 0.0])
+                            acc[0], acc[1] = acc[0] + float(loss.detach().sum()), acc[1] + len(rows)
                         accelerator.backward(loss.sum() * scale)
                 grad_norms.append(float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm)))
                 optimizer.step()
@@ -606,11 +576,9 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         t_update = time.perf_counter()
 
         # 7. Metrics: global sums over processes, written by the main process.
-        sums = accelerator.reduce(sums.to(accelerator.device), "sum").cpu()
-        s = dict(zip(STAT_KEYS, sums.tolist()))
-        c = max(s["count"], 1.0)
-        judgements = [Judgement(score, "", parts, reward.name) for _, score, parts in everything]
-        stats = reward_stats(judgements)
+        totals = dict(zip(STAT_KEYS, accelerator.reduce(sums.to(accelerator.device), "sum").cpu().tolist()))
+        c = max(totals["count"], 1.0)
+        components = reward_stats([Judgement(score, "", parts, reward.name) for _, score, parts in everything])
         valid = rewards[~np.isnan(rewards)]
         group_std = np.array([r[~np.isnan(r)].std() if (~np.isnan(r)).any() else 0.0 for r in rewards])
         row = {
@@ -618,15 +586,15 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
             "reward/mean": float(valid.mean()) if valid.size else float("nan"),
             "reward/std": float(valid.std()) if valid.size else float("nan"),
             "reward/frac_none": float(np.isnan(rewards).mean()),
-            **{k: v for k, v in stats.items() if not k.startswith("rewards/total/")},
+            **{k: v for k, v in components.items() if not k.startswith("rewards/total/")},
             "frac_reward_zero_std": float(np.mean(~(group_std > 1e-8))),
             "frac_groups_filtered": float(1 - keep_groups.mean()),
-            "loss": (s["policy_loss"] + cfg.beta * s["kl"]) / c,
-            "policy_loss": s["policy_loss"] / c,
-            "kl": s["kl"] / c,
-            "approx_kl": s["approx_kl"] / c,
-            "clipfrac": s["clipfrac"] / c,
-            "ratio_deviation": s["ratio_deviation"] / c,
+            "loss": (totals["policy_loss"] + cfg.beta * totals["kl"]) / c,
+            "policy_loss": totals["policy_loss"] / c,
+            "kl": totals["kl"] / c,
+            "approx_kl": totals["approx_kl"] / c,
+            "clipfrac": totals["clipfrac"] / c,
+            "ratio_deviation": totals["ratio_deviation"] / c,
             "grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
             "updates": len(grad_norms),
             "guided_fraction": float(guided.mean()),
@@ -638,11 +606,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
             "update_seconds": t_update - t_reward,
         }
         if teachers:
-            gaps = gather_object([(task, v[0], v[1]) for task, v in gap_sums.items()])
-            for task in teachers:
-                tot = [(a, b) for tk, a, b in gaps if tk == task]
-                if tot:
-                    row[f"distill/velocity_gap/{task}"] = sum(a for a, _ in tot) / max(sum(b for _, b in tot), 1)
+            row.update(distill.gather_gaps(gap_sums, list(teachers)))
         last = step + 1 == cfg.steps
         if is_main:
             if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
@@ -655,19 +619,11 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                     + (f" eval {row['eval/accuracy']:.2f}" if "eval/accuracy" in row else "")
                     + f" kl {row['kl']:.2e} |ratio-1| {row['ratio_deviation']:.1e} clipfrac {row['clipfrac']:.2f}"
                     f" filtered {row['frac_groups_filtered']:.2f} {row['samples_per_s']:.1f} samples/s")
-            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or last:
-                name = f"{checkpoint_name}@step{step + 1}"
-                checkpoint = export_checkpoint(
-                    policy, run.checkpoint_path(step + 1), ema, name=name, parent=parent, lineage=lineage + [name],
-                    task=cfg.task, step=step + 1, trainer="grpo", training=config_dict(cfg),
-                )
-            if (cfg.state_every and (step + 1) % cfg.state_every == 0) or last:
-                save_train_state(run.state, step=step + 1, params={n: p.detach() for n, p in named.items()},
-                                 optimizer=optimizer, ema=ema, extra={"trainer": "grpo", "num_processes": world})
+            name = f"{checkpoint_name}@step{step + 1}"
+            run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
+                          name=name, parent=parent, lineage=lineage + [name], task=cfg.task)
         accelerator.wait_for_everyone()
-    if checkpoint is None and is_main and run.checkpoints.exists():
-        done = sorted(p for p in run.checkpoints.glob("step-*") if p.is_dir())
-        checkpoint = done[-1] if done else None
+    checkpoint = run.latest_checkpoint()
     return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}
 
 

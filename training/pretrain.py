@@ -138,24 +138,24 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
     vae.requires_grad_(True)
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.ae_lr)
     step = 0
-    rng = np.random.default_rng(cfg.seed)
     if state and state.get("stage") == "ae":
         vae.load_state_dict(state["vae"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
-        rng.bit_generator.state = json.loads(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
     val = torch.as_tensor(scene_batch(np.random.default_rng(10_000 + cfg.seed), 256))
     n_pal = policy.config["palette_size"]
     t0, start = time.time(), step
     while step < cfg.ae_steps:
+        # Randomness is a function of (seed, stage, step), so a resumed run draws what it would have.
+        rng = np.random.default_rng((cfg.seed, 0, step))
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         idx = torch.as_tensor(scene_batch(rng, cfg.ae_batch_size))
         x = F.one_hot(idx, n_pal).permute(0, 3, 1, 2).float()
         lr = cfg.ae_lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.ae_steps)))
         for g in opt.param_groups:
             g["lr"] = lr
         post = vae.encode(x).latent_dist
-        logits = vae.decode(post.sample()).sample
+        logits = vae.decode(post.sample(generator=gen)).sample
         ce = F.cross_entropy(logits, idx)
         kl = post.kl().mean() / post.mean[0].numel()
         loss = ce + cfg.ae_kl_weight * kl
@@ -173,8 +173,7 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"stage": "ae", "step": step, "ce": ce.item(), "kl": kl.item(), "val_pixel_acc": pix, "val_exact": exact}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.ae_steps:
-            save_state(run, {"stage": "ae", "step": step, "vae": vae.state_dict(), "opt": opt.state_dict(),
-                             "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()})
+            save_state(run, {"stage": "ae", "step": step, "vae": vae.state_dict(), "opt": opt.state_dict()})
     vae.requires_grad_(False)
     # Normalise latents to zero mean, unit variance over training scenes.
     with torch.no_grad():
@@ -224,18 +223,17 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
     ema = copy.deepcopy(policy).requires_grad_(False)
     step = 0
-    rng = np.random.default_rng(cfg.seed + 1)
     if state and state.get("stage") == "dit":
         policy.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
-        rng.bit_generator.state = json.loads(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
     pool = build_pool(policy, cfg, run) if cfg.pool_size else None
     t0, losses = time.time(), []
     start = step
     while step < cfg.steps:
+        rng = np.random.default_rng((cfg.seed, 1, step))
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         if pool is not None:
             pick = rng.integers(0, len(pool[0]), cfg.batch_size)
             texts = [pool[0][i] for i in pick]
@@ -252,8 +250,8 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
         texts = ["" if d else t for t, d in zip(texts, drop)]
         hidden, pooled = policy._encode_text(texts)
         cond = Conditioning({"hidden": hidden, "pooled": pooled, "source": src})
-        sigma = torch.sigmoid(torch.randn(len(texts)))  # logit-normal(0, 1), as SD3
-        noise = torch.randn_like(x0)
+        sigma = torch.sigmoid(torch.randn(len(texts), generator=gen))  # logit-normal(0, 1), as SD3
+        noise = torch.randn(x0.shape, generator=gen)
         s = sigma.view(-1, 1, 1, 1)
         xt = (1 - s) * x0 + s * noise
         v = policy.velocity(xt, sigma, cond)
@@ -279,7 +277,7 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
             losses = []
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_state(run, {"stage": "dit", "step": step, "model": policy.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                             "config": json.dumps(policy.config), "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state()})
+                             "config": json.dumps(policy.config)})
         if step % cfg.export_every == 0 or step == cfg.steps:
             ema.save(run / "checkpoints" / f"step-{step:06d}", name="shapes-base", lineage=["shapes-base"], parent=None, task="t2i+edit", step=step, trainer="pretrain")
 

@@ -15,6 +15,7 @@ Built from the classes real pipelines use:
 
 from __future__ import annotations
 
+import copy
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # latent normalisation, measured on training scenes after the autoencoder is trained
     "latent_shift": 0.0,
     "latent_scale": 1.0,
+}
+
+# A tiny configuration (about 30k denoiser parameters) for tests and smoke runs.
+TINY_CONFIG: dict[str, Any] = {
+    "vae": {"block_out_channels": [16, 16, 16]},
+    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1},
+    "transformer": {"num_layers": 1, "attention_head_dim": 8, "num_attention_heads": 2},
 }
 
 
@@ -244,13 +252,15 @@ class ShapesPolicy(Policy):
     # -- checkpoints --------------------------------------------------------------------
     def save(self, path: str | Path, **manifest: Any) -> Path:
         tok_json = self.tokenizer.to_str()
-        lora = getattr(self, "lora", None)
-        if lora:
-            self.merge_lora()
+        source = self
+        if getattr(self, "lora", None):
+            # Checkpoints hold plain weights: merge a copy, so training goes on with its adapters.
+            source = copy.deepcopy(self)
+            source.merge_lora()
         tensors = {
-            "transformer": self.transformer.state_dict(),
-            "text_encoder": self.text_encoder.state_dict(),
-            "vae": self.vae.state_dict(),
+            "transformer": source.transformer.state_dict(),
+            "text_encoder": source.text_encoder.state_dict(),
+            "vae": source.vae.state_dict(),
         }
         meta = {"policy": "shapes", "config": self.config, "tokenizer": "tokenizer.json", "tasks": list(self.tasks)}
         meta.update(manifest)
