@@ -76,8 +76,9 @@ def list_configs(kind: str, config_dir: Path = CONFIG_DIR) -> list[str]:
     """Config files for a trainer kind, relative to the repository (``*grpo*.yaml``, ``*distill*.yaml``)."""
     if kind not in TRAINERS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(TRAINERS)}")
-    return sorted(str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
-                  for p in config_dir.glob(f"*{kind}*.yaml"))
+    # the Shapes configs first: they run on any machine; the others want a GPU
+    paths = sorted(config_dir.glob(f"*{kind}*.yaml"), key=lambda p: (not p.name.startswith("shapes"), p.name))
+    return [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in paths]
 
 
 def resolve_config(config: str | Path, config_dir: Path = CONFIG_DIR) -> Path:

@@ -207,3 +207,26 @@ def test_battle_while_the_gallery_fills(tmp_path, tiny_models):
         assert c.get("/api/v1/health").json()["models"] == {"t2i": 0, "edit": 0}
     finally:
         ws.close()
+
+
+def test_leaderboard_is_reproduced_offline_by_qwenrl_elo(api, tmp_path):
+    """The exported votes give the same table with `qwenrl elo` as the studio shows."""
+    from click.testing import CliRunner
+
+    from arena.cli import elo
+
+    app, _, _ = api
+    c = client(app)
+    for winner in ("model_a", "model_b", "tie", "model_a", "tie (bothbad)", "model_b"):
+        b = c.get("/api/v1/battle").json()
+        c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": winner})
+    path = tmp_path / "votes.jsonl"
+    path.write_bytes(c.get("/api/v1/votes/export", params={"task": "t2i", "votes": "human"}).content)
+    result = CliRunner().invoke(elo, [str(path), "--task", "t2i", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    offline = {r["model"]: r for r in json.loads(result.output[result.output.index("["):])}
+    board = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    assert set(offline) == {r["model"] for r in board["rows"]}
+    for row in board["rows"]:
+        for key in ("elo", "ci_low", "ci_high", "elo_online", "trueskill_mu", "votes", "rank_ub"):
+            assert row[key] == pytest.approx(offline[row["model"]][key], abs=1e-6), key

@@ -45,9 +45,10 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_bad_configs_fail_clearly(tmp_path):
-    with pytest.raises(ValueError, match="unknown pretrain config keys"):
+    with pytest.raises(ValueError, match="unknown PretrainConfig key"):
         PretrainConfig.from_yaml(None, ["batchsize=3"])
     with pytest.raises(ValueError, match="edit_fraction"):
         PretrainConfig.from_yaml(None, ["edit_fraction=2"])
+    assert PretrainConfig.from_yaml(None, ["lr=1e-4"]).lr == 1e-4  # YAML reads 1e-4 as a string
     with pytest.raises(ValueError, match="batch sizes"):
         PretrainConfig(batch_size=1)

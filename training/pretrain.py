@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from qwenrl.models.base import Conditioning
 from qwenrl.models.shapes import ShapesPolicy
 from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
 from qwenrl.world.scene import render, render_indices
+from training.common import load_config
 
 
 @dataclass
@@ -75,15 +76,7 @@ class PretrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] = ()) -> "PretrainConfig":
-        raw = yaml.safe_load(Path(path).read_text()) if path else {}
-        known = {f.name for f in fields(cls)}
-        for item in overrides:
-            key, _, value = item.partition("=")
-            raw[key] = yaml.safe_load(value)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown pretrain config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**raw)
+        return load_config(cls, path, overrides)
 
 
 def scene_batch(rng: np.random.Generator, n: int) -> np.ndarray:
