@@ -32,9 +32,11 @@ COPY arena ./arena
 COPY training ./training
 COPY app ./app
 COPY data ./data
-# the constraint keeps the torch installed above (a local version such as 2.13.0+cpu matches it)
+# Editable, as `make install` does: the code finds data/ (prompt sets, bundled models) and
+# training/configs/ beside itself. The constraint keeps the torch installed above (a local
+# version such as 2.13.0+cpu matches it).
 RUN echo "torch==${TORCH_VERSION}" > /tmp/torch-constraint.txt \
- && pip install -c /tmp/torch-constraint.txt . \
+ && pip install -c /tmp/torch-constraint.txt -e . \
  && rm /tmp/torch-constraint.txt
 
 RUN mkdir -p /workspace && chown studio:studio /workspace

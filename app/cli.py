@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -77,16 +78,19 @@ def arena():
 @click.option("--strategy", type=click.Choice(["info", "random"]), default="info", show_default=True)
 @click.option("--models-dir", default=None, type=click.Path(file_okay=False),
               help="bundled models to register first (default: data/models)")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="another checkpoint folder to register (repeatable), e.g. runs/grpo-t2i/checkpoints/step-000300")
 @click.option("--fill/--no-fill", default=True, show_default=True,
               help="first generate the gallery images still missing (in this process)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary and leaderboard as JSON")
-def auto(workspace, task, judge, battles, seed, strategy, models_dir, fill, as_json):
+def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoints, fill, as_json):
     """Fill the store with automatically judged votes, tagged with the judge.
 
     \b
     Examples:
       qwenrl arena auto --workspace ./workspace --task t2i --judge oracle --battles 2000
       qwenrl arena auto --task edit --judge training/configs/rewards/shapes_edit.yaml --battles 500
+      qwenrl arena auto --task t2i --battles 3000 --checkpoint runs/grpo-t2i/checkpoints/step-000300
     Then: qwenrl votes export ... or the Leaderboard tab with "auto" votes.
     """
     from arena.ratings import leaderboard
@@ -95,8 +99,20 @@ def auto(workspace, task, judge, battles, seed, strategy, models_dir, fill, as_j
     from .gallery import fill_model
     from .workspace import Workspace
 
+    from qwenrl.checkpoints import CheckpointError, read_manifest
+
     ws = Workspace.open(workspace, models_dir=models_dir)
     try:
+        known = {m["source"] for m in ws.store.list_models()}
+        for folder in checkpoints:
+            path = Path(folder).resolve()
+            if str(path) in known:
+                continue
+            try:
+                name = ws.register_checkpoint(path, read_manifest(path))
+            except CheckpointError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"registered {name} ({ws.lineage(name)})" if name else f"{path}: no arena task", err=True)
         if fill:
             for name in ws.pending_gallery_models():
                 fill_model(ws, name, log=lambda msg: click.echo(msg, err=True))

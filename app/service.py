@@ -270,7 +270,10 @@ class ArenaService:
         idx = self._task_index(task)
         models = idx.models
         if len(models) < 2:
-            raise ArenaError(f"the {task} arena needs two models with gallery images; the gallery is still filling", 503)
+            registered = len(self.ws.store.list_models(task))
+            why = ("the gallery is still filling" if registered >= 2 else
+                   f"{registered} model(s) registered: add checkpoints to data/models or train one")
+            raise ArenaError(f"the {task} arena needs two models with gallery images; {why}", 503)
         with self._rng_lock:
             # next_pair shuffles the sides, so the left image is either model at random
             left, right = next_pair(models, idx.counts, strategy=self.strategy, seed=self._rng,

@@ -202,9 +202,9 @@ def _leaderboard_tab(studio: Studio) -> tuple:
     table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="lb-table", wrap=True)
     notes = gr.Textbox(label="Notes", interactive=False, elem_id="lb-notes")
     with gr.Row():
-        intervals = gr.Plot(label="Intervals")
-        heatmap = gr.Plot(label="Win rates")
-    history = gr.Plot(label="Elo over time")
+        intervals = gr.Plot(label="Intervals", elem_id="lb-intervals")
+        heatmap = gr.Plot(label="Win rates", elem_id="lb-heatmap")
+    history = gr.Plot(label="Elo over time", elem_id="lb-history")
     with gr.Row():
         dl_jsonl = gr.DownloadButton("Download votes (JSON lines)", elem_id="lb-download-jsonl")
         dl_csv = gr.DownloadButton("Download votes (CSV)", elem_id="lb-download-csv")

@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -301,21 +302,38 @@ def _tasks_from(task: Any) -> list[str]:
 class GalleryRunner:
     """Keeps one ``python -m app.gallery`` subprocess running while models wait for images."""
 
-    def __init__(self, ws: Workspace, python: str = sys.executable, env: dict[str, str] | None = None):
+    def __init__(self, ws: Workspace, python: str = sys.executable, env: dict[str, str] | None = None,
+                 retry_s: float = 60.0):
         self.ws = ws
         self.python = python
         self.env = env
+        self.retry_s = retry_s
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._spawned_for: set[str] = set()
+        self._failed_at: float | None = None  # when a filler last exited without finishing
 
     def ensure(self) -> bool:
-        """Start a filler if some model is pending and none runs; True if one is running."""
+        """Start a filler if some model is pending and none runs; True if one is running.
+
+        A filler that crashed, or left the models it was started for still pending, is not
+        restarted before ``retry_s`` (no busy loop of subprocesses that each import torch).
+        """
         with self._lock:
-            if self._proc is not None and self._proc.poll() is None:
-                return True
-            self._proc = None
-            if not self.ws.pending_gallery_models():
+            if self._proc is not None:
+                if self._proc.poll() is None:
+                    return True
+                pending = set(self.ws.pending_gallery_models())
+                if self._proc.returncode != 0 or pending & self._spawned_for:
+                    self._failed_at = time.monotonic()
+                self._proc = None
+            pending_list = self.ws.pending_gallery_models()
+            if not pending_list:
                 return False
+            if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_s:
+                return False
+            self._failed_at = None
+            self._spawned_for = set(pending_list)
             env = dict(os.environ if self.env is None else self.env)
             env.setdefault("OMP_NUM_THREADS", "1")
             env.setdefault("PYTHONUNBUFFERED", "1")

@@ -13,10 +13,10 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch is imported only where tensors are read or written
+    import torch
 
 MANIFEST = "manifest.json"
 FORMAT = "qwenrl-checkpoint"
@@ -47,7 +47,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 def write_checkpoint(
     path: str | Path,
-    tensors: dict[str, dict[str, torch.Tensor]],
+    tensors: dict[str, dict[str, "torch.Tensor"]],
     manifest: dict[str, Any],
     files: dict[str, Callable[[Path], None]] | None = None,
 ) -> Path:
@@ -56,6 +56,8 @@ def write_checkpoint(
     ``files`` maps extra file names to writers called with the destination path (tokenizer
     files, configs). An existing folder at ``path`` is replaced only once the new one is complete.
     """
+    from safetensors.torch import save_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -80,7 +82,9 @@ def write_checkpoint(
     return path
 
 
-def read_tensors(path: str | Path, stem: str) -> dict[str, torch.Tensor]:
+def read_tensors(path: str | Path, stem: str) -> dict[str, "torch.Tensor"]:
+    from safetensors.torch import load_file
+
     f = Path(path) / f"{stem}.safetensors"
     if not f.exists():
         raise CheckpointError(f"{path}: missing {f.name}")

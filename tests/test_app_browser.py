@@ -158,6 +158,8 @@ def test_leaderboard_reflects_votes(page, studio):
     expect(page.locator("#lb-notes textarea")).to_have_value(re.compile(rf"^{n_votes} human vote"))
     for row in board["rows"]:
         expect(table).to_contain_text(row["model"])
+    for chart in ("lb-intervals", "lb-heatmap", "lb-history"):
+        expect(page.locator(f"#{chart} .js-plotly-plot")).to_be_visible(timeout=30_000)
     shot(page, "leaderboard")
 
 

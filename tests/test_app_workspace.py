@@ -146,12 +146,14 @@ def test_arena_auto_cli(tmp_path, tiny_models):
 
     ws_dir = tmp_path / "ws"
     Workspace.open(ws_dir, models_dir=tiny_models, pool_size=2, num_steps=2).close()
+    extra = save_run_checkpoint(tmp_path / "elsewhere", 7)
     result = CliRunner().invoke(arena, ["auto", "--workspace", str(ws_dir), "--task", "edit", "--judge", "oracle",
-                                        "--battles", "6", "--json"])
+                                        "--battles", "6", "--json", "--checkpoint", str(extra)])
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output[result.output.index("{"):])
+    out = json.loads(result.output[result.output.index("{\n"):])
     assert out["judge"] == "oracle" and out["battles"] == 6
-    assert {r["model"] for r in out["rows"]} <= {"tiny-a", "tiny-b", "tiny-c"}
+    assert "grpo-t2i@step7" in out["models"]
+    assert {r["model"] for r in out["rows"]} <= {"tiny-a", "tiny-b", "tiny-c", "grpo-t2i@step7"}
     bad = CliRunner().invoke(arena, ["auto", "--workspace", str(ws_dir), "--task", "t2i", "--judge", "nope.yaml",
                                      "--battles", "1"])
     assert bad.exit_code != 0 and "oracle" in bad.output
@@ -167,4 +169,19 @@ def test_smoke_bundled_models_if_present(tmp_path):
     assert names and all(r["status"] == "pending" for r in ws.gallery_status())
     fill_model(ws, names[0], log=lambda m: None)
     assert {r["model"]: r["status"] for r in ws.gallery_status()}[names[0]] == "ready"
+    ws.close()
+
+
+def test_gallery_runner_backs_off_after_a_crash(tmp_path, tiny_models):
+    from app.workspace import GalleryRunner
+
+    ws = Workspace.open(tmp_path / "ws", models_dir=tiny_models, pool_size=2, num_steps=2)
+    # a "python" that fails at once stands in for a filler that cannot even start
+    runner = GalleryRunner(ws, python="/bin/false", retry_s=3600)
+    assert runner.ensure() is True
+    runner._proc.wait()
+    assert runner.ensure() is False and runner._proc is None  # not restarted right away
+    runner.retry_s = 0
+    assert runner.ensure() is True
+    runner.stop()
     ws.close()
