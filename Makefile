@@ -34,8 +34,14 @@ test: install
 studio: install
 	$(BIN)/qwenrl studio --workspace $(WORKSPACE)
 
+# One at a time: each benchmark wants the cores to itself.
 bench: install
 	$(BIN)/python benchmarks/ratings.py
+	$(BIN)/python benchmarks/world_parse.py
+	$(BIN)/python benchmarks/rewards.py
+	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/grpo.py
+	$(BIN)/python benchmarks/arena_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
