@@ -203,7 +203,7 @@ def test_editing_the_wrong_object_fails():
     new_color = task.target.objects[k].color
     other = task.source.objects[wrong]
     if (new_color, other.shape) in {(o.color, o.shape) for o in task.source.objects}:
-        pytest.skip("the wrong edit would duplicate a pair")
+        pytest.fail("seed 7 should give a recolour whose wrong edit duplicates no pair; pick another seed")
     img = render(with_object(task.source, wrong, color=new_color))
     result = check_image(task, img)
     assert not result.passed
@@ -226,7 +226,7 @@ def test_add_checks_kind_and_named_size():
                 assert not result.passed
                 assert result.reasons == [f"the added {new.color} {new.shape} is {other_size}, not {new.size}"]
                 return
-    pytest.skip("no room for the wrongly sized object")
+    pytest.fail("seed 8 should leave room for the wrongly sized object; pick another seed")
 
 
 def test_remove_that_left_the_object_fails():
