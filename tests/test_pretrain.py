@@ -29,7 +29,7 @@ def test_a_few_steps_lower_both_losses(tmp_path):
     assert dit[-1]["loss"] < dit[0]["loss"]
     ckpt = run / "checkpoints" / "step-000030"
     manifest = json.loads((ckpt / "manifest.json").read_text())
-    assert manifest["name"] == "shapes-base" and manifest["step"] == 30 and manifest["policy"] == "shapes"
+    assert manifest["name"] == "shapes-base@step30" and manifest["step"] == 30 and manifest["policy"] == "shapes"
 
 
 def test_resume_continues_exactly(tmp_path):

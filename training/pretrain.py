@@ -272,7 +272,8 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
             save_state(run, {"stage": "dit", "step": step, "model": policy.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                              "config": json.dumps(policy.config)})
         if step % cfg.export_every == 0 or step == cfg.steps:
-            ema.save(run / "checkpoints" / f"step-{step:06d}", name="shapes-base", lineage=["shapes-base"], parent=None, task="t2i+edit", step=step, trainer="pretrain")
+            ema.save(run / "checkpoints" / f"step-{step:06d}", name=f"shapes-base@step{step}", lineage=[f"shapes-base@step{step}"],
+                     parent=None, tasks=["t2i", "edit"], task="t2i+edit", step=step, trainer="pretrain")
 
 
 def main(argv: list[str] | None = None) -> None:
