@@ -76,26 +76,65 @@ def check_model_path(path: str | Path, what: str = "model") -> None:
 
 def reward_task(path: str | Path) -> str | None:
     """The ``task:`` of a reward YAML (read without building its judges); ConfigError if missing."""
-    p = resolve_path(path)
-    if not p.is_file():
-        raise ConfigError(f"reward config {str(path)!r} not found; see training/configs/rewards/ for examples")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"reward config {p}: invalid YAML ({exc})") from exc
+    data = read_yaml(path, "reward config", "; see training/configs/rewards/ for examples")
     return data.get("task") if isinstance(data, dict) else None
 
 
+def read_yaml(path: str | Path, what: str = "config file", hint: str = "") -> Any:
+    """The YAML document at ``path`` (resolved from the repository too); ConfigError when it is
+    missing or not valid YAML."""
+    p = resolve_path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(path)!r} not found{hint}")
+    try:
+        return yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {p}: invalid YAML ({exc})") from exc
+
+
 def field_docs(cls: type) -> dict[str, str]:
-    """Each dataclass field's docstring (the string literal right after the field)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    """Each dataclass field's docstring (the string literal right after the field), base classes included."""
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str):
+                    docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """Bookkeeping fields every trainer config shares: seed, evaluation, checkpoints, logging."""
+
+    seed: int = 0
+    """Seeds prompts, rollout noise, shuffles, timestep picks and LoRA initialisation."""
+    eval_every: int = 50
+    """Evaluate on held-out test prompts every N steps (0: never); also at the last step."""
+    eval_at_start: bool = True
+    """Also evaluate before the first step (a fresh run only)."""
+    eval_limit: int = 64
+    """Held-out prompts per task and evaluation."""
+    eval_num_steps: int | None = None
+    """Sampling steps for evaluation; default the checkpoint's."""
+    eval_guidance_scale: float | None = None
+    """Guidance scale for evaluation; default the checkpoint's."""
+    eval_grid_size: int = 32
+    """Images per task in each evaluation's sample grid (RUN/samples/step-N.png, rationales in .json)."""
+    save_every: int = 100
+    """Write a loadable checkpoint every N steps (0: only at the end)."""
+    state_every: int = 10
+    """Write the resumable state (RUN/state) every N steps (0: only at the end)."""
+    log_every: int = 1
+    """Print a progress line every N steps."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    cpu: bool | None = None
+    """Force the CPU (None: the CPU when no GPU is visible)."""
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -150,15 +189,9 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     keys reach into mapping fields, e.g. ``distill_teachers.t2i=data/models/x``), then ``values``."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = resolve_path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(path)!r} not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML ({exc})") from exc
+        raw = read_yaml(path)
         if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping of config fields")
+            raise ConfigError(f"{resolve_path(path)}: expected a mapping of config fields")
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:

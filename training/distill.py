@@ -41,6 +41,7 @@ from training.common import (
     TASKS,
     ConfigError,
     RunFolder,
+    RunSettings,
     VelocityModel,
     check_model_path,
     check_shared_fields,
@@ -68,7 +69,7 @@ from training.common import (
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(RunSettings):
     # -- models ---------------------------------------------------------------------------------
     student: str = "data/models/shapes-base"
     """Initial student: the base model or a specialist (checkpoint or diffusers pipeline folder)."""
@@ -137,31 +138,6 @@ class DistillConfig:
     eval_rewards: dict[str, str] = field(default_factory=lambda: {
         "t2i": "training/configs/rewards/shapes_t2i.yaml", "edit": "training/configs/rewards/shapes_edit.yaml"})
     """Task → reward YAML used to score held-out samples at evaluation."""
-    seed: int = 0
-    """Seeds prompts, rollout noise, timestep picks and LoRA initialisation."""
-    eval_every: int = 50
-    """Evaluate each task on held-out test prompts every N steps (0: never); also at the last step."""
-    eval_at_start: bool = True
-    """Also evaluate before the first step (a fresh run only)."""
-    eval_limit: int = 64
-    """Held-out prompts per task and evaluation."""
-    eval_num_steps: int | None = None
-    """Sampling steps for evaluation; default the checkpoint's."""
-    eval_guidance_scale: float | None = None
-    """Guidance scale for evaluation; default the checkpoint's."""
-    eval_grid_size: int = 32
-    """Images per task in each evaluation's sample grid."""
-    save_every: int = 100
-    """Write a loadable checkpoint every N steps (0: only at the end)."""
-    state_every: int = 10
-    """Write the resumable state every N steps (0: only at the end)."""
-    log_every: int = 1
-    """Print a progress line every N steps."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)."""
-    cpu: bool | None = None
-    """Force the CPU (None: the CPU when no GPU is visible)."""
-
     def __post_init__(self) -> None:
         check_model_path(self.student, "student")
         if not self.teachers:

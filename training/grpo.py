@@ -48,6 +48,7 @@ from training.common import (
     TASKS,
     ConfigError,
     RunFolder,
+    RunSettings,
     VelocityModel,
     check_model_path,
     check_shared_fields,
@@ -80,7 +81,7 @@ STD_MODES = ("group", "batch")
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(RunSettings):
     # -- what to train ------------------------------------------------------------------------
     model: str = "data/models/shapes-base"
     """Model to fine-tune: a QwenRL checkpoint folder or a diffusers pipeline folder."""
@@ -178,32 +179,6 @@ class GRPOConfig:
     """Prompts per teacher task rolled out (ODE) each step for the auxiliary term."""
     distill_timesteps: int = 3
     """Trajectory states per sample matched to the teacher in the auxiliary term."""
-
-    # -- bookkeeping ----------------------------------------------------------------------------
-    seed: int = 0
-    """Seeds prompts, rollout noise, shuffles and LoRA initialisation."""
-    eval_every: int = 50
-    """Evaluate on held-out test prompts every N steps (0: never); also at the last step."""
-    eval_at_start: bool = True
-    """Also evaluate before the first step (a fresh run only)."""
-    eval_limit: int = 64
-    """Held-out prompts per evaluation."""
-    eval_num_steps: int | None = None
-    """Sampling steps for evaluation; default the checkpoint's."""
-    eval_guidance_scale: float | None = None
-    """Guidance scale for evaluation; default the checkpoint's."""
-    eval_grid_size: int = 32
-    """Images in each evaluation's sample grid (RUN/samples/step-N.png, rationales in .json)."""
-    save_every: int = 100
-    """Write a loadable checkpoint every N steps (0: only at the end)."""
-    state_every: int = 10
-    """Write the resumable state (RUN/state) every N steps (0: only at the end)."""
-    log_every: int = 1
-    """Print a progress line every N steps."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)."""
-    cpu: bool | None = None
-    """Force the CPU (None: the CPU when no GPU is visible)."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
