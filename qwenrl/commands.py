@@ -87,7 +87,7 @@ def generate(model, prompt, source, instruction, n, steps, guidance, seed, out, 
 @click.option("--steps", default=None, type=int, help="sampling steps (default: the checkpoint's)")
 @click.option("--guidance", default=None, type=float, help="guidance scale (default: the checkpoint's)")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--limit", default=None, type=int, help="use only the first N prompts")
+@click.option("--limit", default=None, type=int, help="an evenly spaced subset of N prompts (every family keeps its share)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON object instead of a table")
 def bench(model, task, split, samples_per_prompt, steps, guidance, seed, limit, as_json):
     """GenEval-style strict accuracy of a model on a Shapes prompt split, per family.

@@ -70,7 +70,7 @@ def evaluate(
     defaults = policy_sampling_defaults(policy)
     num_steps = num_steps or defaults["num_steps"]
     guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
-    prompts = load_prompt_set(task, split)[:limit]
+    prompts = load_prompt_set(task, split, limit=limit)
     items = [p for p in prompts for _ in range(samples_per_prompt)]
     t0 = time.perf_counter()
     images = generate_for(

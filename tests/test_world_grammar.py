@@ -189,3 +189,15 @@ def test_balanced_counts():
     assert balanced_counts(10, ("a", "b", "c"), {"a": 1, "b": 100, "c": 100}) == {"a": 1, "b": 5, "c": 4}
     with pytest.raises(ValueError, match="distinct prompts"):
         balanced_counts(10, ("a", "b"), {"a": 2, "b": 3})
+
+
+def test_limited_prompt_sets_keep_every_family():
+    from qwenrl.world.prompt_sets import load_prompt_set
+
+    full = load_prompt_set("t2i", "test")
+    subset = load_prompt_set("t2i", "test", limit=25)
+    assert len(subset) == 25 and all(p in full for p in subset)
+    assert {p.family for p in subset} == {p.family for p in full}
+    assert load_prompt_set("t2i", "test", limit=10_000) == full
+    with pytest.raises(ValueError, match="limit"):
+        load_prompt_set("edit", "test", limit=0)

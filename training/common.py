@@ -591,15 +591,15 @@ def shard(n: int, num_processes: int, index: int, what: str) -> tuple[int, int]:
 def evaluate_policy(policy: Policy, task: str, reward: Any, *, limit: int, num_steps: int | None, guidance_scale: float | None,
                     seed: int, split: str = "test") -> tuple[dict[str, float], np.ndarray, list[dict[str, Any]]]:
     """Held-out metrics for one task: strict checker accuracy (Shapes world, via
-    ``qwenrl.evaluation``) and the composite reward with each component, on the first
-    ``limit`` prompts of ``split``. Returns (metrics, images, records with rationales)."""
+    ``qwenrl.evaluation``) and the composite reward with each component, on an evenly spaced
+    subset of ``limit`` prompts of ``split`` (every family represented). Returns (metrics, images, records with rationales)."""
     from qwenrl.evaluation import evaluate, generate_for, policy_sampling_defaults
     from qwenrl.models.shapes import ShapesPolicy
     from qwenrl.rewards import Sample, reward_stats
     from qwenrl.world.prompt_sets import load_prompt_set
 
     metrics: dict[str, float] = {}
-    items = load_prompt_set(task, split)[:limit]
+    items = load_prompt_set(task, split, limit=limit)
     if isinstance(policy, ShapesPolicy):
         res = evaluate(policy, task, split, limit=limit, num_steps=num_steps, guidance_scale=guidance_scale, seed=seed, keep_images=True)
         images, passed = res["images"], [r["passed"] for r in res["records"]]

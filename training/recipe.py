@@ -54,7 +54,7 @@ def bench(model: str | Path, splits: tuple[str, ...], limit: int | None) -> dict
         reward = load_reward(REWARDS[task])
         for split in splits:
             res = evaluate(policy, task, split, limit=limit, keep_images=True)
-            items = load_prompt_set(task, split)[:limit]
+            items = load_prompt_set(task, split, limit=limit)
             judged = reward([Sample.from_spec(img, it) for img, it in zip(res["images"], items)])
             scores = [j.score for j in judged if j.score is not None]
             aesthetics = [j.parts["aesthetics"] for j in judged if "aesthetics" in j.parts]

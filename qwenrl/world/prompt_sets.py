@@ -131,14 +131,22 @@ def write_prompt_sets(root: Path | str | None = None, seed: int = DEFAULT_SEED) 
     return written
 
 
-def load_prompt_set(task: str, split: str, root: Path | str | None = None) -> list[PromptOrTask]:
-    """The prompts (``t2i``) or edit tasks (``edit``) of a split: train, test or compositional."""
+def load_prompt_set(task: str, split: str, root: Path | str | None = None, limit: int | None = None) -> list[PromptOrTask]:
+    """The prompts (``t2i``) or edit tasks (``edit``) of a split: train, test or compositional.
+
+    With ``limit``, an evenly spaced subset of that many items: the files are ordered by
+    family, so a subset keeps every family's share (the first N items would not)."""
     path = prompt_set_path(task, split, root)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; write the prompt sets with `python -m qwenrl.world.prompt_sets`")
     parse = T2IPrompt.from_dict if task == "t2i" else EditTask.from_dict
     with path.open() as fh:
-        return [parse(json.loads(line)) for line in fh if line.strip()]
+        items = [parse(json.loads(line)) for line in fh if line.strip()]
+    if limit is not None and limit < len(items):
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        items = [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+    return items
 
 
 def main(argv: list[str] | None = None) -> None:
