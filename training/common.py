@@ -108,6 +108,30 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 @dataclasses.dataclass
+class ModelSettings:
+    """How a trainer holds its model: which weights train, and how diffusers pipelines load."""
+
+    trainable: str = "full"
+    """``full`` (the whole denoiser; the KL reference is a frozen copy) or ``lora`` (peft adapters; the reference is the model with adapters off)."""
+    lora_rank: int = 16
+    """LoRA rank (``trainable: lora``)."""
+    lora_alpha: float | None = None
+    """LoRA alpha; default the rank."""
+    lora_targets: list[str] | None = None
+    """Module names LoRA adapts; default the attention projections of the joint blocks."""
+    height: int | None = None
+    """Image height for diffusers pipelines (default the pipeline's); ignored by Shapes checkpoints."""
+    width: int | None = None
+    """Image width for diffusers pipelines (default the pipeline's)."""
+    dtype: str = "float32"
+    """Weights dtype of a diffusers pipeline: float32, bfloat16 or float16 (LoRA weights stay fp32)."""
+    mixed_precision: str = "no"
+    """accelerate mixed precision for the trained forward passes: no, fp16 or bf16."""
+    gradient_checkpointing: bool = False
+    """Recompute the denoiser's activations in the backward pass (large models)."""
+
+
+@dataclasses.dataclass
 class RunSettings:
     """Bookkeeping fields every trainer config shares: seed, evaluation, checkpoints, logging."""
 

@@ -41,6 +41,7 @@ from training.common import (
     TASKS,
     ConfigError,
     RunFolder,
+    ModelSettings,
     RunSettings,
     VelocityModel,
     check_model_path,
@@ -69,7 +70,7 @@ from training.common import (
 
 
 @dataclass
-class DistillConfig(RunSettings):
+class DistillConfig(ModelSettings, RunSettings):
     # -- models ---------------------------------------------------------------------------------
     student: str = "data/models/shapes-base"
     """Initial student: the base model or a specialist (checkpoint or diffusers pipeline folder)."""
@@ -79,24 +80,6 @@ class DistillConfig(RunSettings):
     """Share of each task in every batch (normalised); every task with a positive weight needs a teacher."""
     name: str | None = None
     """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``distill``."""
-    trainable: str = "full"
-    """``full`` (the whole denoiser) or ``lora`` (peft adapters)."""
-    lora_rank: int = 16
-    """LoRA rank (``trainable: lora``)."""
-    lora_alpha: float | None = None
-    """LoRA alpha; default the rank."""
-    lora_targets: list[str] | None = None
-    """Module names LoRA adapts; default the attention projections."""
-    height: int | None = None
-    """Image height for diffusers pipelines (default the pipeline's)."""
-    width: int | None = None
-    """Image width for diffusers pipelines (default the pipeline's)."""
-    dtype: str = "float32"
-    """Weights dtype of diffusers pipelines: float32, bfloat16 or float16."""
-    mixed_precision: str = "no"
-    """accelerate mixed precision for the trained forward passes: no, fp16 or bf16."""
-    gradient_checkpointing: bool = False
-    """Recompute the denoiser's activations in the backward pass (large models)."""
 
     # -- trajectories ---------------------------------------------------------------------------
     batch_size: int = 16

@@ -47,6 +47,7 @@ from training.common import (
     EMA,
     TASKS,
     ConfigError,
+    ModelSettings,
     RunFolder,
     RunSettings,
     VelocityModel,
@@ -81,7 +82,7 @@ STD_MODES = ("group", "batch")
 
 
 @dataclass
-class GRPOConfig(RunSettings):
+class GRPOConfig(ModelSettings, RunSettings):
     # -- what to train ------------------------------------------------------------------------
     model: str = "data/models/shapes-base"
     """Model to fine-tune: a QwenRL checkpoint folder or a diffusers pipeline folder."""
@@ -91,24 +92,6 @@ class GRPOConfig(RunSettings):
     """Composite reward YAML (see docs/rewards.md); its ``task`` must match ``task``."""
     name: str | None = None
     """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``grpo-{task}``."""
-    trainable: str = "full"
-    """``full`` (the whole denoiser; the KL reference is a frozen copy) or ``lora`` (peft adapters; the reference is the model with adapters off)."""
-    lora_rank: int = 16
-    """LoRA rank (``trainable: lora``)."""
-    lora_alpha: float | None = None
-    """LoRA alpha; default the rank."""
-    lora_targets: list[str] | None = None
-    """Module names LoRA adapts; default the attention projections of the joint blocks."""
-    height: int | None = None
-    """Image height for diffusers pipelines (default the pipeline's); ignored by Shapes checkpoints."""
-    width: int | None = None
-    """Image width for diffusers pipelines (default the pipeline's)."""
-    dtype: str = "float32"
-    """Weights dtype of a diffusers pipeline: float32, bfloat16 or float16 (LoRA weights stay fp32)."""
-    mixed_precision: str = "no"
-    """accelerate mixed precision for the trained forward passes: no, fp16 or bf16."""
-    gradient_checkpointing: bool = False
-    """Recompute the denoiser's activations in the backward pass (large models)."""
 
     # -- sampling -------------------------------------------------------------------------------
     num_prompts: int = 8
