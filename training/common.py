@@ -554,6 +554,23 @@ def make_accelerator(cfg: Any):
     return Accelerator(cpu=(not torch.cuda.is_available()) if cfg.cpu is None else cfg.cpu, mixed_precision=cfg.mixed_precision)
 
 
+def start_optimizer(cfg: Any, run: "RunFolder", policy: Policy, params: list[nn.Parameter], named: dict[str, nn.Parameter],
+                    accelerator: Any, trainer: str) -> tuple[nn.Module, Any, "EMA | None", int]:
+    """AdamW and the optional EMA over ``params``, restored from the run's state when it has one,
+    then wrapped by accelerate. Returns (model, optimizer, ema, first step)."""
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    start = 0
+    if run.resumable():
+        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema)["step"])
+        if accelerator.is_main_process:
+            log(trainer, f"resuming {run.path} at step {start}")
+    model, optimizer = accelerator.prepare(VelocityModel(policy), optimizer)
+    if accelerator.is_main_process:
+        run.truncate_metrics(start)
+    return model, optimizer, ema, start
+
+
 def log(trainer: str, msg: str) -> None:
     print(f"[{trainer} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 

@@ -37,13 +37,11 @@ import torch
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout
 from training.common import (
-    EMA,
     TASKS,
     ConfigError,
     RunFolder,
     ModelSettings,
     RunSettings,
-    VelocityModel,
     check_model_path,
     check_shared_fields,
     config_dict,
@@ -52,7 +50,6 @@ from training.common import (
     evaluate_policy,
     load_config,
     load_model,
-    load_train_state,
     log,
     lr_at,
     make_accelerator,
@@ -66,6 +63,7 @@ from training.common import (
     save_samples,
     seed_from,
     shard,
+    start_optimizer,
 )
 
 
@@ -296,16 +294,7 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     named = named_trainable(policy)
     shift = cfg.shift or policy.default_shift
     rewards = {t: load_reward(resolve_path(cfg.eval_rewards[t])) for t in tasks}
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    start = 0
-    if run.resumable():
-        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema)["step"])
-        if is_main:
-            log("distill", f"resuming {run.path} at step {start}")
-    model, optimizer = accelerator.prepare(VelocityModel(policy), optimizer)
-    if is_main:
-        run.truncate_metrics(start)
+    model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "distill")
     checkpoint_name = cfg.name or "distill"
     eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
 

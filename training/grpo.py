@@ -44,13 +44,11 @@ import torch
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout, sde_step
 from training.common import (
-    EMA,
     TASKS,
     ConfigError,
     ModelSettings,
     RunFolder,
     RunSettings,
-    VelocityModel,
     check_model_path,
     check_shared_fields,
     config_dict,
@@ -60,7 +58,6 @@ from training.common import (
     frozen_copy,
     load_config,
     load_model,
-    load_train_state,
     log,
     lora_enabled,
     lr_at,
@@ -75,6 +72,7 @@ from training.common import (
     save_samples,
     seed_from,
     shard,
+    start_optimizer,
 )
 
 CFG_MODES = ("none", "guided", "hybrid")
@@ -416,16 +414,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         teachers = {t: load_model(p, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device).requires_grad_(False)
                     for t, p in cfg.distill_teachers.items()}
     reward = load_reward(resolve_path(cfg.reward))
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    start = 0
-    if run.resumable():
-        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema)["step"])
-        if is_main:
-            log("grpo", f"resuming {run.path} at step {start}")
-    model, optimizer = accelerator.prepare(VelocityModel(policy), optimizer)
-    if is_main:
-        run.truncate_metrics(start)
+    model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "grpo")
     checkpoint_name = cfg.name or f"grpo-{cfg.task}"
     eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
 
