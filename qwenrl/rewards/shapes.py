@@ -28,14 +28,15 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..world.check import (
-    MIN_SHAPE_CONFIDENCE,
     MOVE_MAX_ACROSS,
     MOVE_MIN,
     PLACE_TOLERANCE,
     PRESERVE_TOLERANCE,
     RELATION_MARGIN,
+    Ledger,
     check_edit,
     check_t2i,
+    recognisable,
 )
 from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
 from ..world.parse import COLOR_THRESHOLD, UNKNOWN, ParsedObject, ParsedScene, object_centroid, parse
@@ -69,10 +70,6 @@ def _seen(parsed: ParsedScene) -> str:
     return "; ".join(f"{o.size} {o.color} {o.shape} at {_at(o.centroid)}" for o in parsed.objects) + (
         f" on {parsed.background}"
     )
-
-
-def _recognisable(o: ParsedObject) -> bool:
-    return o.shape_confidence >= MIN_SHAPE_CONFIDENCE
 
 
 def _fmt_credit(c: float) -> str:
@@ -133,7 +130,7 @@ class ShapesAlignment(_ShapesJudge):
 
     def align(self, spec: dict[str, Any], parsed: ParsedScene) -> Judgement:
         objs = parsed.objects
-        usable = [i for i, o in enumerate(objs) if _recognisable(o)]
+        usable = [i for i, o in enumerate(objs) if recognisable(o)]
         # One slot per wanted object; an object fills at most one slot (optimal assignment).
         slots: list[tuple[int, dict[str, Any]]] = [(g, o) for g, o in enumerate(spec["objects"]) for _ in range(o["count"])]
         sim = np.zeros((len(slots), len(usable)))
@@ -273,7 +270,7 @@ def _short(want: dict[str, Any]) -> str:
 
 
 def _extra(o: ParsedObject) -> str:
-    if not _recognisable(o):
+    if not recognisable(o):
         return f"unrecognisable {o.color} blob at {_at(o.centroid)} (IoU {o.shape_confidence:.2f})"
     return f"extra {o.size} {o.color} {o.shape} at {_at(o.centroid)}"
 
@@ -320,7 +317,7 @@ class ShapesAesthetics(_ShapesJudge):
         w = self.options.weights
         purity = float(max(0.0, 1.0 - st["mean_distance"] / self.options.purity_scale))
         background = float(st["background_clean"])
-        fragments = [o for o in p.objects if o.area < FRAGMENT_AREA or not _recognisable(o)]
+        fragments = [o for o in p.objects if o.area < FRAGMENT_AREA or not recognisable(o)]
         specks = max(0.0, 1.0 - 0.2 * p.speck_count - 0.34 * len(fragments))
         edges = float(st["edge_sharpness"])
         parts = {"purity": purity, "background": background, "specks": specks, "edges": edges}
@@ -452,35 +449,9 @@ def _name(o: Obj, with_size: bool = True) -> str:
     return describe(o.color, o.shape, o.size if with_size else None)
 
 
-class _Ledger:
-    """Which parsed objects are accounted for, as in the checker."""
-
-    def __init__(self, parsed: ParsedScene) -> None:
-        self.objects = parsed.objects
-        self.claimed: set[int] = set()
-
-    def candidates(self, color: str | None = None, shape: str | None = None, size: str | None = None) -> list[int]:
-        return [
-            i
-            for i, o in enumerate(self.objects)
-            if i not in self.claimed
-            and _recognisable(o)
-            and (color is None or o.color == color)
-            and (shape is None or o.shape == shape)
-            and (size is None or o.size == size)
-        ]
-
-    def closest(self, idx: list[int], point: tuple[float, float]) -> tuple[int | None, float]:
-        if not idx:
-            return None, float("inf")
-        d = [float(np.hypot(self.objects[i].centroid[0] - point[0], self.objects[i].centroid[1] - point[1])) for i in idx]
-        k = int(np.argmin(d))
-        return idx[k], d[k]
-
-
 def analyse_edit(task: EditTask, parsed: ParsedScene, source: np.ndarray, image: np.ndarray) -> EditAnalysis:
-    src, tgt, fam, k = task.source, task.target, task.family, task.target_index
-    led = _Ledger(parsed)
+    src, tgt, fam = task.source, task.target, task.family
+    led = Ledger(parsed)
     kept: list[tuple[str, float, str]] = []
 
     def keep(obj: Obj) -> None:
@@ -521,7 +492,7 @@ def analyse_edit(task: EditTask, parsed: ParsedScene, source: np.ndarray, image:
     return EditAnalysis(change_name, change, note, kept, extras, pixels, pixel_note)
 
 
-def _change(task: EditTask, led: _Ledger, parsed: ParsedScene) -> tuple[str, float, str]:
+def _change(task: EditTask, led: Ledger, parsed: ParsedScene) -> tuple[str, float, str]:
     src, tgt, fam, k = task.source, task.target, task.family, task.target_index
     if fam == "background":
         ok = parsed.background == tgt.background

@@ -56,7 +56,7 @@ class CheckResult:
         }
 
 
-class _Ledger:
+class Ledger:
     """Requirements and reasons as they are checked, plus which objects are accounted for."""
 
     def __init__(self, parsed: ParsedScene) -> None:
@@ -71,15 +71,15 @@ class _Ledger:
         if not met:
             self.reasons.append(reason or f"not met: {description}")
 
-    def candidates(self, color: str, shape: str, size: str | None = None) -> list[int]:
-        """Unclaimed recognisable objects of that colour and shape (and size)."""
+    def candidates(self, color: str | None = None, shape: str | None = None, size: str | None = None) -> list[int]:
+        """Unclaimed recognisable objects of that colour, shape and size (None: any)."""
         return [
             i
             for i, o in enumerate(self.objects)
             if i not in self.claimed
-            and _recognisable(o)
-            and o.color == color
-            and o.shape == shape
+            and recognisable(o)
+            and (color is None or o.color == color)
+            and (shape is None or o.shape == shape)
             and (size is None or o.size == size)
         ]
 
@@ -100,7 +100,7 @@ class _Ledger:
         return CheckResult(passed, self.reasons, self.requirements, self.parsed)
 
 
-def _recognisable(o: ParsedObject) -> bool:
+def recognisable(o: ParsedObject) -> bool:
     return o.shape_confidence >= MIN_SHAPE_CONFIDENCE
 
 
@@ -113,7 +113,7 @@ def _at(point: tuple[float, float]) -> str:
 
 
 def _describe_extra(o: ParsedObject) -> str:
-    if not _recognisable(o):
+    if not recognisable(o):
         return (
             f"unrecognisable {o.color} blob at {_at(o.centroid)} "
             f"(best fit {o.shape}, IoU {o.shape_confidence:.2f})"
@@ -145,7 +145,7 @@ def _relation_holds(rel: str, a: tuple[float, float], b: tuple[float, float]) ->
 def check_t2i(prompt: T2IPrompt, parsed: ParsedScene) -> CheckResult:
     """Whether ``parsed`` shows exactly what ``prompt`` describes."""
     spec = prompt.spec
-    ledger = _Ledger(parsed)
+    ledger = Ledger(parsed)
     found: list[list[int]] = []
     for o in spec["objects"]:
         color, shape, count, size = o["color"], o["shape"], o["count"], o.get("size")
@@ -190,7 +190,7 @@ def check_t2i(prompt: T2IPrompt, parsed: ParsedScene) -> CheckResult:
 # ---------------------------------------------------------------------------------------
 
 
-def _what_is_there(ledger: _Ledger, point: tuple[float, float]) -> str:
+def _what_is_there(ledger: Ledger, point: tuple[float, float]) -> str:
     """A note on an unclaimed object near ``point``, for reasons."""
     near = [i for i, o in enumerate(ledger.objects) if i not in ledger.claimed and _distance(o.centroid, point) <= 4.0]
     if not near:
@@ -199,7 +199,7 @@ def _what_is_there(ledger: _Ledger, point: tuple[float, float]) -> str:
     return f"; a {o.size} {o.color} {o.shape} is there instead"
 
 
-def _require_kept(ledger: _Ledger, obj: Obj) -> None:
+def _require_kept(ledger: Ledger, obj: Obj) -> None:
     """``obj`` is still there: same attributes, centroid within PRESERVE_TOLERANCE."""
     expected = object_centroid(obj)
     i, d = ledger.closest(ledger.candidates(obj.color, obj.shape, obj.size), expected)
@@ -216,7 +216,7 @@ def _require_kept(ledger: _Ledger, obj: Obj) -> None:
     ledger.require(f"the {name} is unchanged", False, reason)
 
 
-def _require_changed_in_place(ledger: _Ledger, before: Obj, after: Obj, description: str) -> None:
+def _require_changed_in_place(ledger: Ledger, before: Obj, after: Obj, description: str) -> None:
     """``before`` became ``after`` where it stood (recolour, replace, resize)."""
     expected = object_centroid(after)
     i, d = ledger.closest(ledger.candidates(after.color, after.shape, after.size), expected)
@@ -237,7 +237,7 @@ def _require_changed_in_place(ledger: _Ledger, before: Obj, after: Obj, descript
     ledger.require(description, False, reason)
 
 
-def _require_moved(ledger: _Ledger, before: Obj, after: Obj, direction: str) -> None:
+def _require_moved(ledger: Ledger, before: Obj, after: Obj, direction: str) -> None:
     start = object_centroid(before)
     end = object_centroid(after)
     unit = np.sign([end[0] - start[0], end[1] - start[1]])
@@ -262,7 +262,7 @@ def _require_moved(ledger: _Ledger, before: Obj, after: Obj, direction: str) -> 
 def check_edit(task: EditTask, parsed: ParsedScene) -> CheckResult:
     """Whether ``parsed`` (the edited image) carries out ``task`` and preserves the rest."""
     src, tgt = task.source, task.target
-    ledger = _Ledger(parsed)
+    ledger = Ledger(parsed)
     family = task.family
     k = task.target_index
 
