@@ -107,6 +107,22 @@ def test_reward_range_filter_drops_groups_without_signal():
     np.testing.assert_array_equal(reward_range_mask(r, 0.0), [False, True, True, False])
 
 
+def test_family_weights_steer_the_drawn_prompts():
+    from collections import Counter
+
+    weights = {"position": 3.0, "two_objects": 1.0}
+    drawn = [it for step in range(40) for it in draw_items("t2i", 8, 0, step, family_weights=weights)]
+    counts = Counter(it.family for it in drawn)
+    assert set(counts) == {"position", "two_objects"}  # families left out get weight 0
+    assert 0.65 < counts["position"] / len(drawn) < 0.85  # 3:1 → 0.75
+    assert all(it.split == "train" for it in drawn)
+    assert [it.text for it in draw_items("t2i", 8, 0, 5, family_weights=weights)] == [it.text for it in drawn[40:48]]  # pure in (seed, step)
+    edits = draw_items("edit", 16, 0, 0, family_weights={"move": 1.0})
+    assert {it.family for it in edits} == {"move"} and all(it.split == "train" for it in edits)
+    uniform = Counter(it.family for step in range(40) for it in draw_items("t2i", 8, 0, step))
+    assert len(uniform) == 5
+
+
 def test_hybrid_cfg_guides_the_configured_fraction_of_groups(world):
     cfg = small(world, num_prompts=8, rollout_batch_prompts=1, cfg_mode="hybrid", guidance_scale=2.0, hybrid_guided_fraction=0.25)
     picks = [guided_prompts(cfg, step) for step in range(5)]
@@ -307,6 +323,9 @@ def test_one_lora_step_on_a_tiny_diffusers_pipeline(world, tmp_path, family):
         ({"distill_weight": 0.5}, "needs distill_teachers"),
         ({"distill_teachers": {"t2i": "data/models/none"}}, "distill teacher for t2i 'data/models/none' not found"),
         ({"trainable": "half"}, "trainable must be"),
+        ({"family_weights": {"move": 1.0}}, r"unknown t2i families \['move'\]"),
+        ({"family_weights": {"position": -1.0}}, "weights must be numbers >= 0"),
+        ({"family_weights": {"position": 0.0}}, "at least one family needs a positive weight"),
     ],
 )
 def test_bad_configs_fail_clearly(world, values, message):

@@ -588,16 +588,38 @@ def seed_from(*values: int) -> int:
 # -- prompts ---------------------------------------------------------------------------------
 
 
-def draw_items(task: str, n: int, seed: int, step: int, stream: int = 0) -> list:
+def draw_items(task: str, n: int, seed: int, step: int, stream: int = 0, family_weights: dict[str, float] | None = None) -> list:
     """``n`` training prompts (``T2IPrompt``) or edit tasks (``EditTask``) from the grammar's
     ``train`` split, a pure function of (task, seed, step, stream): every process draws the
-    same global batch, and a resumed run draws what the uninterrupted run would have."""
+    same global batch, and a resumed run draws what the uninterrupted run would have.
+
+    Families are drawn uniformly, or in proportion to ``family_weights`` (family → weight;
+    families left out get weight 0), e.g. to spend rollouts where the base still fails."""
     from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split
 
     rng = np.random.default_rng([seed, step, stream, TASKS.index(task)])
+    families: list[str | None] = [None] * n
+    if family_weights:
+        names = sorted(family_weights)
+        p = np.array([family_weights[f] for f in names], dtype=np.float64)
+        families = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
     if task == "t2i":
-        return [sample_t2i_prompt_in_split(rng, "train") for _ in range(n)]
-    return [sample_edit(rng, split="train") for _ in range(n)]
+        return [sample_t2i_prompt_in_split(rng, "train", family=f) for f in families]
+    return [sample_edit(rng, family=f, split="train") for f in families]
+
+
+def check_family_weights(task: str, weights: dict[str, float], field_name: str = "family_weights") -> None:
+    """Raise ConfigError unless ``weights`` maps families of ``task`` to non-negative weights, not all 0."""
+    from qwenrl.world.grammar import EDIT_FAMILIES, T2I_FAMILIES
+
+    known = T2I_FAMILIES if task == "t2i" else EDIT_FAMILIES
+    unknown = sorted(set(weights) - set(known))
+    if unknown:
+        raise ConfigError(f"{field_name}: unknown {task} families {unknown}; use some of {list(known)}")
+    if any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
+        raise ConfigError(f"{field_name}: weights must be numbers >= 0, got {weights}")
+    if weights and sum(weights.values()) <= 0:
+        raise ConfigError(f"{field_name}: at least one family needs a positive weight (or leave it empty for uniform)")
 
 
 def item_sources(items: list) -> np.ndarray | None:

@@ -50,6 +50,7 @@ from training.common import (
     RunFolder,
     RunSettings,
     check_model_path,
+    check_family_weights,
     check_shared_fields,
     config_dict,
     draw_items,
@@ -112,6 +113,8 @@ class GRPOConfig(ModelSettings, RunSettings):
     """Guidance scale of guided groups (> 1 when cfg_mode is guided or hybrid)."""
     hybrid_guided_fraction: float = 0.25
     """With cfg_mode hybrid: the fraction of each step's groups sampled and trained with guidance."""
+    family_weights: dict[str, float] = field(default_factory=dict)
+    """Prompt families drawn in proportion to these weights (family → weight, others 0); empty: uniform over families."""
     rollout_batch_prompts: int = 8
     """Prompts rolled out together (batch of this × G); must divide the prompts of each process."""
 
@@ -168,6 +171,7 @@ class GRPOConfig(ModelSettings, RunSettings):
         rtask = reward_task(self.reward)
         if rtask != self.task:
             raise ConfigError(f"reward config {self.reward} is for task {rtask!r} but task is {self.task!r}; use a {self.task} reward YAML")
+        check_family_weights(self.task, self.family_weights)
         if self.group_size < 2:
             raise ConfigError(f"group_size is {self.group_size}: GRPO compares samples of one prompt, so use at least 2 (8 is typical)")
         if self.num_prompts < 1:
@@ -440,7 +444,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
             g["lr"] = lr
 
         # 1. Prompts: the same global batch on every process; this one keeps prompts [lo, hi).
-        items = draw_items(cfg.task, P, cfg.seed, step)
+        items = draw_items(cfg.task, P, cfg.seed, step, family_weights=cfg.family_weights)
         guided = guided_prompts(cfg, step)
 
         # 2. Rollouts: G samples per prompt, log-probs recorded on the SDE steps.
