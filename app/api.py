@@ -4,6 +4,7 @@ Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/
 
     GET  /api/v1/health                     liveness (used by the Docker HEALTHCHECK)
     GET  /api/v1/battle?task=t2i|edit       a new anonymous battle for this client
+    POST /api/v1/battle/live                {"prompt"}: a text-to-image battle on your own prompt
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
     GET  /api/v1/leaderboard?task=…&votes=human|auto|all
     GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…
@@ -49,6 +50,10 @@ class BattleOut(BaseModel):
     source_png: str | None = Field(None, description="editing: the source image, base64 PNG")
     image_a: str = Field(description="left image (model_a), base64 PNG")
     image_b: str = Field(description="right image (model_b), base64 PNG")
+
+
+class LiveIn(BaseModel):
+    prompt: str = Field(max_length=1000, description="a text-to-image prompt in the Shapes grammar, e.g. 'a red circle left of a blue square'")
 
 
 class VoteIn(BaseModel):
@@ -206,6 +211,19 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
             "source_png": service.png_base64(b.source) if b.source is not None else None,
+            "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
+        })
+
+    @api.post("/battle/live", response_model=BattleOut, tags=["arena"],
+              responses={422: {"description": "empty, too long, or words the models do not know"},
+                         429: {"description": "rate limited"}, 503: {"description": "live prompts off or unavailable"}})
+    def live_battle(request: Request, body: LiveIn) -> Response:
+        """A battle on your own text-to-image prompt, sampled now by two arena models (Shapes models only)."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        b = service.live_battle("t2i", body.prompt, voter)
+        return _json({
+            "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family, "source_png": None,
             "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
         })
 

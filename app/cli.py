@@ -33,8 +33,10 @@ DEFAULT_WORKSPACE = "./workspace"
               help="battles and votes per second per voter (a token bucket)")
 @click.option("--rate-burst", default=40.0, show_default=True, type=click.FloatRange(1),
               help="requests a voter may make at once before the rate limit applies")
+@click.option("--live-prompts/--no-live-prompts", default=True, show_default=True,
+              help="let visitors battle on their own text-to-image prompt (Shapes models only: they sample in a blink)")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst):
+           rate_limit, rate_burst, live_prompts):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -51,7 +53,8 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
     try:
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
-                                     configs_dir=configs_dir, rate=rate_limit, burst=rate_burst)
+                                     configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
+                                     live_prompts=live_prompts)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     runtime.start()

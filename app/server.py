@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from .api import create_api
 from .jobs import CONFIG_DIR, JobManager
+from .live import LiveGenerator
 from .service import AdminAuth, ArenaService
 from .studio import CSS, Studio, build_studio
 from .workspace import CheckpointWatcher, GalleryRunner, Workspace
@@ -52,10 +53,12 @@ class StudioRuntime:
         workspace_settings: dict[str, Any] | None = None,
         trainers: dict[str, str] | None = None,
         configs_dir: str | Path | None = None,
+        live_prompts: bool = True,
     ) -> "StudioRuntime":
         ws = Workspace.open(root, models_dir=models_dir, **(workspace_settings or {}))
         ws.clear_gallery_failures()  # a restart retries models whose gallery failed
-        service = ArenaService(ws, rate=rate, burst=burst)
+        live = LiveGenerator(ws.root) if live_prompts else None
+        service = ArenaService(ws, rate=rate, burst=burst, live=live)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR)
         jobs.recover()
@@ -76,6 +79,8 @@ class StudioRuntime:
 
     def stop(self) -> None:
         self.service.stop()
+        if self.service.live is not None:
+            self.service.live.close()
         self.watcher.stop()
         self.jobs.shutdown(cancel_running=True)
         self.workspace.close()

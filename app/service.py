@@ -32,6 +32,8 @@ from arena.matchmaking import next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
 from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
 
+from .live import LiveError, clean_prompt, image_path_for, is_fast
+
 VoteFilter = Literal["human", "auto", "all"]
 VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
 HUMAN_JUDGE = "human"
@@ -164,8 +166,11 @@ class ArenaService:
         board_ttl_s: float = 5.0,
         seed: int | None = None,
         strategy: str = "info",
+        live=None,
     ) -> None:
         self.ws = workspace
+        self.live = live  #: an app.live.LiveGenerator, or None (live prompts off)
+        self._fast_cache: dict[str, bool] = {}
         self.strategy = strategy
         self._refresh_lock = threading.Lock()
         self._refresher: threading.Thread | None = None
@@ -293,6 +298,53 @@ class ArenaService:
             image_b=self.ws.root / sb["image_path"],
             source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
         )
+
+    def live_models(self, task: str) -> list[str]:
+        """Arena models of ``task`` fast enough for live prompts (empty when live prompts are off)."""
+        if self.live is None or task != "t2i":
+            return []
+        return [m for m in self._task_index(task).models if self._fast(m)]
+
+    def _fast(self, model: str) -> bool:
+        if model not in self._fast_cache:
+            row = self.ws.store.get_model(model)
+            self._fast_cache[model] = bool(row and row.get("source") and is_fast(row["source"]))
+        return self._fast_cache[model]
+
+    def live_battle(self, task: str, text: str, voter: str) -> Battle:
+        """A battle on the visitor's own prompt: two arena models (matchmaking among the fast
+        ones) sample it now with a fresh seed; the battle and its vote are stored like any other."""
+        if task != "t2i":
+            raise ArenaError("live prompts are for text-to-image; editing battles use the gallery's source images", 400)
+        if self.live is None:
+            raise ArenaError("live prompts are off in this studio", 503)
+        models = self.live_models(task)
+        if len(models) < 2:
+            raise ArenaError("live prompts need two arena models that sample quickly on this machine (Shapes checkpoints)", 503)
+        try:
+            text = clean_prompt(text, shapes=True)  # every fast model is a Shapes model
+        except LiveError as exc:
+            raise ArenaError(str(exc), 422) from exc
+        idx = self._task_index(task)
+        keep = [idx.models.index(m) for m in models]
+        counts = idx.counts[np.ix_(keep, keep)] if idx.counts is not None else np.zeros((len(models), len(models)), dtype=np.int64)
+        with self._rng_lock:
+            left, right = next_pair(models, counts, strategy=self.strategy, seed=self._rng,
+                                    intervals={m: idx.intervals[m] for m in models if m in idx.intervals})
+            seed = int(self._rng.integers(1, 2**31 - 1))
+        prompt_id = self.ws.store.add_prompt(task, text, family="user")
+        samples = []
+        for model in (left, right):
+            out = image_path_for(model, text, seed)
+            try:
+                made = self.live.generate(self.ws.store.get_model(model)["source"], text, seed, out)
+            except LiveError as exc:
+                raise ArenaError(str(exc), 503) from exc
+            sample_id = self.ws.store.add_sample(model, prompt_id, seed, out, content_hash=made.get("content_hash"))
+            samples.append({"id": sample_id, "image_path": out})
+        battle_id = self.ws.create_battle(samples[0], samples[1], voter)
+        return Battle(battle_id=battle_id, task=task, prompt=text, family="user",
+                      image_a=self.ws.root / samples[0]["image_path"], image_b=self.ws.root / samples[1]["image_path"])
 
     def vote(self, battle_id: str, winner: str, voter: str, judge: str = HUMAN_JUDGE) -> VoteResult:
         """Record a vote; reveals both models. ArenaError (with an HTTP status) when refused."""

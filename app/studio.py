@@ -25,6 +25,7 @@ from PIL import Image
 
 from . import charts, inspector
 from .jobs import CONFIG_DIR, JobError, JobManager, list_configs, resolve_config
+from .live import MAX_PROMPT_CHARS
 from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
 
 TASK_LABELS = {"t2i": "Text to image", "edit": "Editing"}
@@ -129,10 +130,16 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
     reveal = gr.Textbox(label="Result", interactive=False, elem_id=f"{task}-reveal", lines=2)
     next_button = gr.Button("Next battle", variant="primary", elem_id=f"{task}-next")
     view = ArenaView(task, state, prompt, source, image_a, image_b, buttons, reveal, next_button)
+    own_prompt = own_go = None
+    if task == "t2i" and studio.service.live is not None:
+        with gr.Row():
+            own_prompt = gr.Textbox(label="Or battle on your own prompt (Shapes words, e.g. “two red squares above a blue circle”)",
+                                    max_length=MAX_PROMPT_CHARS, elem_id="t2i-own-prompt", scale=4)
+            own_go = gr.Button("Battle on my prompt", elem_id="t2i-own-go", scale=1)
 
-    def new_battle(request: gr.Request) -> dict:
+    def show_battle(make) -> dict:
         try:
-            battle = studio.service.new_battle(task, voter_id(request))
+            battle = make()
         except ArenaError as exc:
             return {state: None, prompt: "", reveal: str(exc), image_a: None, image_b: None,
                     **{b: gr.Button(interactive=False) for b in buttons}}
@@ -145,6 +152,18 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
             reveal: "",
             **{b: gr.Button(interactive=True) for b in buttons},
         }
+
+    def new_battle(request: gr.Request) -> dict:
+        return show_battle(lambda: studio.service.new_battle(task, voter_id(request)))
+
+    def own_battle(text: str, request: gr.Request) -> dict:
+        voter = voter_id(request)
+
+        def make():
+            studio.service.throttle(voter)
+            return studio.service.live_battle(task, text, voter)
+
+        return show_battle(make)
 
     def make_vote(outcome: str):
         def vote(current: dict | None, request: gr.Request) -> dict:
@@ -167,6 +186,9 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
         return vote
 
     next_button.click(new_battle, None, view.outputs, api_name=f"new_battle_{task}")
+    if own_go is not None:
+        own_go.click(own_battle, [own_prompt], view.outputs, api_name="live_battle_t2i")
+        own_prompt.submit(own_battle, [own_prompt], view.outputs, api_name=False)
     for (outcome, _), button in zip(BUTTONS, buttons):
         name = outcome.replace(" (bothbad)", "_bothbad").replace("model_", "")
         button.click(make_vote(outcome), [state], view.outputs, api_name=f"vote_{task}_{name}")

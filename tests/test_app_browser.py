@@ -129,6 +129,24 @@ def test_vote_text_to_image_reveals_and_stores(page, studio):
     expect(page.locator("#t2i-reveal textarea")).to_have_value("")
 
 
+def test_battle_on_my_own_prompt(page, studio):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Text to image").click()
+    own = page.locator("#t2i-own-prompt textarea")
+    own.fill("a purple elephant")
+    page.click("#t2i-own-go")
+    expect(page.locator("#t2i-reveal textarea")).to_have_value(re.compile("not known: elephant"), timeout=30_000)
+    own.fill("two red squares above a blue circle")
+    page.click("#t2i-own-go")
+    expect(page.locator("#t2i-prompt textarea")).to_have_value("two red squares above a blue circle", timeout=60_000)
+    model_a, model_b = vote(page, "t2i", 1)
+    shot(page, "arena_t2i_own_prompt_revealed")
+    votes = stored_votes(studio, "t2i")
+    mine = votes[(votes.prompt == "two red squares above a blue circle") & (votes.winner == "model_b")]
+    assert len(mine) == 1 and mine.iloc[0].model_a == model_a and mine.iloc[0].model_b == model_b
+
+
 def test_vote_editing_shows_source_and_stores(page, studio):
     from playwright.sync_api import expect
 

@@ -1,0 +1,194 @@
+"""Battles on a visitor's own prompt, generated live by the two arena models.
+
+Only models that are fast on a CPU take part (Shapes checkpoints: a pair of images costs a
+fraction of a second); for others the studio answers that live prompts are off. The prompt is
+checked before anything runs: non-empty, at most ``MAX_PROMPT_CHARS`` characters, and, for
+Shapes models, only words of the Shapes grammar (its models know no others).
+
+Generation runs in one worker subprocess (``python -m app.live``), so the studio's server never
+imports torch: the server writes one JSON request per line to the worker's stdin and reads one
+JSON answer per line from its stdout. The worker keeps the last few models loaded, samples
+exactly as the gallery does (the checkpoint's sampling defaults, initial noise from the seed)
+and writes the PNG where it is told, inside the workspace. A worker that dies or hangs is
+replaced on the next request; the request that saw it fails with a clear error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+MAX_PROMPT_CHARS = 200
+LIVE_DIR = "live"  #: under the workspace root
+FAST_POLICIES = ("shapes",)  #: manifest "policy" kinds fast enough to sample while a visitor waits
+
+
+class LiveError(ValueError):
+    """A live request that cannot be served; the message says why (shown to the visitor)."""
+
+
+def clean_prompt(text: Any, shapes: bool = True) -> str:
+    """The prompt, whitespace collapsed; LiveError when it is empty, too long or (``shapes``)
+    has words the Shapes grammar does not know."""
+    if not isinstance(text, str):
+        raise LiveError("type a prompt first")
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if not cleaned:
+        raise LiveError("type a prompt first")
+    if len(cleaned) > MAX_PROMPT_CHARS:
+        raise LiveError(f"the prompt has {len(cleaned)} characters; at most {MAX_PROMPT_CHARS}")
+    if shapes:
+        from qwenrl.world.grammar import VOCAB
+
+        unknown = sorted({w for w in cleaned.lower().split() if w not in VOCAB})
+        if unknown:
+            raise LiveError(
+                f"the Shapes models only know the words of their grammar; not known: {', '.join(unknown[:8])}. "
+                "Try e.g. “a red circle left of a blue square” or “three green triangles on a yellow background”."
+            )
+        cleaned = cleaned.lower()
+    return cleaned
+
+
+def is_fast(source: str | Path) -> bool:
+    """Whether the checkpoint at ``source`` is a kind the live worker samples quickly."""
+    from qwenrl.checkpoints import CheckpointError, read_manifest
+
+    try:
+        return read_manifest(Path(source)).get("policy") in FAST_POLICIES
+    except (CheckpointError, OSError):
+        return False
+
+
+def image_path_for(model: str, text: str, seed: int) -> str:
+    """Where a live image goes, relative to the workspace root (derived, never user-supplied)."""
+    from .gallery import model_slug
+
+    key = hashlib.sha1(f"{text}\0{seed}".encode()).hexdigest()[:16]
+    return f"{LIVE_DIR}/{model_slug(model)}/{key}.png"
+
+
+# -- server side -------------------------------------------------------------------------------
+
+
+class LiveGenerator:
+    """The studio's handle on the worker: one request at a time, each with a timeout."""
+
+    def __init__(self, root: Path, *, python: str = sys.executable, timeout_s: float = 60.0) -> None:
+        self.root = Path(root)
+        self.python = python
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+
+    def _ensure(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            self._proc = subprocess.Popen(
+                [self.python, "-m", "app.live", "--workspace", str(self.root)], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
+        return self._proc
+
+    def generate(self, source: str, text: str, seed: int, out: str) -> dict[str, Any]:
+        """Sample one image of ``text`` from the checkpoint ``source`` into ``root/out``;
+        returns {"content_hash"}. LiveError when the worker fails or takes too long."""
+        request = json.dumps({"source": source, "text": text, "seed": int(seed), "out": out})
+        with self._lock:
+            proc = self._ensure()
+            try:
+                proc.stdin.write(request + "\n")
+                proc.stdin.flush()
+                ready, _, _ = select.select([proc.stdout], [], [], self.timeout_s)
+                line = proc.stdout.readline() if ready else ""
+            except (BrokenPipeError, OSError, ValueError):
+                line = ""
+            if not line:
+                self.close()
+                raise LiveError("the live generator did not answer; try again")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise LiveError(answer["error"])
+        return answer
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# -- worker side -------------------------------------------------------------------------------
+
+
+def _sample(policy, text: str, seed: int):
+    from qwenrl.evaluation import policy_sampling_defaults
+
+    from .gallery import PoolItem, generate
+
+    defaults = policy_sampling_defaults(policy)
+    item = PoolItem(id="live", task="t2i", text=text, family="user", record={})
+    return generate(policy, [item], [seed], num_steps=defaults["num_steps"], guidance_scale=defaults["guidance_scale"])[0]
+
+
+def worker(root: Path, requests, answers, max_models: int = 4) -> None:
+    """Answer each JSON request line of ``requests`` with one JSON line on ``answers``."""
+    from PIL import Image
+
+    from qwenrl.models import load_policy
+
+    root = root.resolve()
+    policies: OrderedDict[str, Any] = OrderedDict()
+    for line in requests:
+        try:
+            req = json.loads(line)
+            out = (root / req["out"]).resolve()
+            if root not in out.parents or not str(req["out"]).startswith(LIVE_DIR + "/"):
+                raise LiveError(f"output path {req['out']!r} is outside the workspace's {LIVE_DIR}/ folder")
+            source = str(req["source"])
+            if not is_fast(source):
+                raise LiveError(f"{source} is not a model the live worker samples (only {FAST_POLICIES})")
+            if source not in policies:
+                policies[source] = load_policy(source)
+                while len(policies) > max_models:
+                    policies.popitem(last=False)
+            policies.move_to_end(source)
+            image = _sample(policies[source], str(req["text"]), int(req["seed"]))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp.png")
+            Image.fromarray(image).save(tmp)
+            os.replace(tmp, out)
+            answer = {"content_hash": hashlib.sha256(image.tobytes()).hexdigest()[:32]}
+        except Exception as exc:  # one bad request must not kill the worker
+            answer = {"error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, LiveError) else str(exc)}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="The studio's live-prompt worker (JSON lines on stdin/stdout).")
+    ap.add_argument("--workspace", required=True, type=Path)
+    args = ap.parse_args(argv)
+    # the protocol keeps the real stdout; anything else printed there (by us, a library or C
+    # code writing to file descriptor 1) goes to stderr instead
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import torch
+
+    torch.set_num_threads(1)
+    worker(args.workspace, sys.stdin, answers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Live prompts: a visitor's own text-to-image prompt, sampled now by two arena models."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.api import create_api
+from app.inspector import agreement
+from app.live import MAX_PROMPT_CHARS, LiveError, LiveGenerator, clean_prompt, image_path_for, worker
+from app.service import AdminAuth, ArenaError, ArenaService
+from tests.studio_support import filled_workspace, tiny_models  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def live_service(filled_workspace):
+    live = LiveGenerator(filled_workspace.root, timeout_s=120)
+    yield ArenaService(filled_workspace, rate=1000, burst=1000, seed=0, live=live)
+    live.close()
+
+
+def test_prompts_are_checked_before_anything_runs():
+    assert clean_prompt("  A red   circle\tleft of a blue square ") == "a red circle left of a blue square"
+    for bad, message in [("", "type a prompt"), ("   ", "type a prompt"), (None, "type a prompt"),
+                         ("a red " * 60, f"at most {MAX_PROMPT_CHARS}"),
+                         ("a <script>alert(1)</script> circle", r"not known: <script>alert\(1\)</script>"),
+                         ("a purple elephant", "not known: elephant")]:
+        with pytest.raises(LiveError, match=message):
+            clean_prompt(bad)
+    assert clean_prompt("a photo of a cat", shapes=False) == "a photo of a cat"  # real models take any words
+
+
+def test_image_paths_are_derived_never_user_supplied():
+    a = image_path_for("tiny-a", "a red circle", 7)
+    assert a.startswith("live/tiny-a-") and a.endswith(".png")
+    assert a == image_path_for("tiny-a", "a red circle", 7) != image_path_for("tiny-a", "a red circle", 8)
+    assert "/../" not in image_path_for("../../etc", "a red circle", 1)
+
+
+def test_worker_samples_and_survives_bad_requests(filled_workspace, tiny_models):
+    root = filled_workspace.root
+    source = str(tiny_models / "tiny-a")
+    out = image_path_for("tiny-a", "a red circle", 3)
+    requests = [
+        json.dumps({"source": source, "text": "a red circle", "seed": 3, "out": out}),
+        json.dumps({"source": source, "text": "a red circle", "seed": 3, "out": "../escape.png"}),
+        json.dumps({"source": str(root), "text": "a red circle", "seed": 3, "out": out}),
+        "not json",
+        json.dumps({"source": source, "text": "a red circle", "seed": 3, "out": out}),
+    ]
+    answers = io.StringIO()
+    worker(root, requests, answers)
+    first, escape, not_a_model, garbage, again = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert Image.open(root / out).size == (32, 32)
+    assert "outside the workspace" in escape["error"] and not (root.parent / "escape.png").exists()
+    assert "not a model the live worker samples" in not_a_model["error"]
+    assert "error" in garbage
+    assert again["content_hash"] == first["content_hash"]  # same seed, same image
+
+
+def test_live_battle_vote_and_reveal(live_service):
+    service = live_service
+    battle = service.live_battle("t2i", "two red squares above a blue circle", "voter-1")
+    assert battle.prompt == "two red squares above a blue circle" and battle.family == "user" and battle.source is None
+    assert Image.open(battle.image_a).size == (32, 32) and Image.open(battle.image_b).size == (32, 32)
+    result = service.vote(battle.battle_id, "model_b", "voter-1")
+    assert {result.model_a, result.model_b} <= {"tiny-a", "tiny-b", "tiny-c"} and result.model_a != result.model_b
+    stored = service.ws.store.get_battle(battle.battle_id)
+    assert stored["vote"]["outcome"] == "model_b" and stored["vote"]["judge"] == "human"
+    exported = [r for r in service.ws.store.vote_records(task="t2i") if r["battle_id"] == battle.battle_id]
+    assert [r["prompt"] for r in exported] == [battle.prompt]  # the export (and so `qwenrl elo`) sees the prompt
+    assert battle.prompt not in {s["prompt"] for s in service.ws.arena_samples("t2i")}  # not mixed into the gallery pool
+    overall = agreement(service.ws, "t2i")["overall"]  # unjudged live samples count as missing, not as errors
+    assert overall["votes"] >= 1 and overall["missing"] >= 1
+    with pytest.raises(ArenaError, match="another"):
+        service.vote(battle.battle_id, "model_a", "voter-2")
+
+
+def test_live_battle_refusals(live_service, filled_workspace):
+    with pytest.raises(ArenaError, match="not known: elephant") as exc:
+        live_service.live_battle("t2i", "a purple elephant", "v")
+    assert exc.value.status == 422
+    with pytest.raises(ArenaError, match="text-to-image") as exc:
+        live_service.live_battle("edit", "make the circle red", "v")
+    off = ArenaService(filled_workspace, seed=0)
+    with pytest.raises(ArenaError, match="live prompts are off") as exc:
+        off.live_battle("t2i", "a red circle", "v")
+    assert exc.value.status == 503
+
+
+def test_live_battle_through_the_rest_api(live_service):
+    c = TestClient(create_api(live_service, None, AdminAuth(None)))
+    r = c.post("/api/v1/battle/live", json={"prompt": "a green triangle left of a yellow circle"})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["prompt"] == "a green triangle left of a yellow circle" and b["family"] == "user" and b["source_png"] is None
+    v = c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "tie"})
+    assert v.status_code == 200 and v.json()["model_a"] != v.json()["model_b"]
+    bad = c.post("/api/v1/battle/live", json={"prompt": "a cat"})
+    assert bad.status_code == 422 and "not known: cat" in bad.text
+
+
+def test_a_dead_worker_is_replaced(live_service):
+    live_service.live._ensure().kill()
+    live_service.live._proc.wait()
+    battle = live_service.live_battle("t2i", "a blue square", "voter-3")  # restarted on demand
+    assert Image.open(battle.image_a).size == (32, 32)
