@@ -83,10 +83,12 @@ def arena():
               help="bundled models to register first (default: data/models)")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="another checkpoint folder to register (repeatable), e.g. runs/grpo-t2i/checkpoints/step-000300")
+@click.option("--pool-size", default=None, type=click.IntRange(2, 250),
+              help="arena prompts per task (default: the workspace's, 48 for a new one; 250 = the whole test split)")
 @click.option("--fill/--no-fill", default=True, show_default=True,
               help="first generate the gallery images still missing (in this process)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary and leaderboard as JSON")
-def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoints, fill, as_json):
+def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoints, pool_size, fill, as_json):
     """Fill the store with automatically judged votes, tagged with the judge.
 
     \b
@@ -104,7 +106,7 @@ def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoint
 
     from qwenrl.checkpoints import CheckpointError, read_manifest
 
-    ws = Workspace.open(workspace, models_dir=models_dir)
+    ws = Workspace.open(workspace, models_dir=models_dir, pool_size=pool_size)
     try:
         known = {m["source"] for m in ws.store.list_models()}
         for folder in checkpoints:

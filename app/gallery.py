@@ -1,9 +1,10 @@
 """The arena gallery: every model's images for one fixed prompt pool, scored with rationales.
 
 For each task a model does, the gallery holds one image per (prompt, seed) of the arena pool
-(the first ``POOL_SIZE`` prompts of ``data/prompts/{task}_test.jsonl``), sampled from the
-same initial noise for every model (the noise depends only on the seed, never on the batch),
-so that two models meet on equal terms, as image arenas do. Each image is scored by the
+(``POOL_SIZE`` prompts evenly spaced through ``data/prompts/{task}_test.jsonl``, so every
+family is represented), sampled from the same initial noise for every model (the noise
+depends only on the seed, never on the batch), so that two models meet on equal terms, as
+image arenas do. Each image is scored by the
 task's composite reward (``training/configs/rewards/shapes_{task}.yaml``) and its judgement
 (total, parts, rationale) is stored beside it.
 
@@ -55,18 +56,18 @@ class PoolItem:
 
 
 def arena_pool(task: str, size: int = POOL_SIZE, prompt_dir: Path = PROMPT_DIR) -> list[PoolItem]:
-    """The first ``size`` prompts of the task's test split."""
+    """``size`` prompts of the task's test split, evenly spaced through the file (which is
+    ordered by family, so every family keeps its share); the whole split when ``size`` is larger."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     items = []
     with open(prompt_dir / f"{task}_test.jsonl") as fh:
         for line in fh:
-            if not line.strip():
-                continue
-            d = json.loads(line)
-            items.append(PoolItem(d["id"], task, d["text"], d.get("family", ""), d))
-            if len(items) >= size:
-                break
+            if line.strip():
+                d = json.loads(line)
+                items.append(PoolItem(d["id"], task, d["text"], d.get("family", ""), d))
+    if size < len(items):
+        items = [items[i] for i in np.linspace(0, len(items) - 1, size).round().astype(int)]
     return items
 
 
