@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/grpo.py
+	$(BIN)/python benchmarks/grpo_signal.py
 	$(BIN)/python benchmarks/arena_load.py
 
 clean:
