@@ -4,9 +4,9 @@ For each task a model does, the gallery holds one image per (prompt, seed) of th
 (``POOL_SIZE`` prompts evenly spaced through ``data/prompts/{task}_test.jsonl``, so every
 family is represented), sampled from the same initial noise for every model (the noise
 depends only on the seed, never on the batch), so that two models meet on equal terms, as
-image arenas do. Each image is scored by the
-task's composite reward (``training/configs/rewards/shapes_{task}.yaml``) and its judgement
-(total, parts, rationale) is stored beside it.
+image arenas do. Each image is scored by the task's composite reward
+(``training/configs/rewards/shapes_{task}.yaml``) and its judgement (total, parts, rationale)
+is stored beside it.
 
 Filling runs in a subprocess, so the studio's server never imports torch:
 

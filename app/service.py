@@ -299,13 +299,8 @@ class ArenaService:
             source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
         )
 
-    def live_models(self, task: str) -> list[str]:
-        """Arena models of ``task`` fast enough for live prompts (empty when live prompts are off)."""
-        if self.live is None or task != "t2i":
-            return []
-        return [m for m in self._task_index(task).models if self._fast(m)]
-
     def _fast(self, model: str) -> bool:
+        """Whether ``model`` samples quickly enough for live prompts (read once from its manifest)."""
         if model not in self._fast_cache:
             row = self.ws.store.get_model(model)
             self._fast_cache[model] = bool(row and row.get("source") and is_fast(row["source"]))
@@ -318,15 +313,15 @@ class ArenaService:
             raise ArenaError("live prompts are for text-to-image; editing battles use the gallery's source images", 400)
         if self.live is None:
             raise ArenaError("live prompts are off in this studio", 503)
-        models = self.live_models(task)
+        idx = self._task_index(task)
+        keep = [i for i, m in enumerate(idx.models) if self._fast(m)]
+        models = [idx.models[i] for i in keep]
         if len(models) < 2:
             raise ArenaError("live prompts need two arena models that sample quickly on this machine (Shapes checkpoints)", 503)
         try:
             text = clean_prompt(text, shapes=True)  # every fast model is a Shapes model
         except LiveError as exc:
             raise ArenaError(str(exc), 422) from exc
-        idx = self._task_index(task)
-        keep = [idx.models.index(m) for m in models]
         counts = idx.counts[np.ix_(keep, keep)] if idx.counts is not None else np.zeros((len(models), len(models)), dtype=np.int64)
         with self._rng_lock:
             left, right = next_pair(models, counts, strategy=self.strategy, seed=self._rng,
