@@ -116,7 +116,11 @@ class LiveGenerator:
             if not line:
                 self.close()
                 raise LiveError("the live generator did not answer; try again")
-        answer = json.loads(line)
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            self.close()
+            raise LiveError("the live generator answered nonsense; try again") from None
         if "error" in answer:
             raise LiveError(answer["error"])
         return answer
