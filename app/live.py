@@ -113,14 +113,13 @@ class LiveGenerator:
                 line = proc.stdout.readline() if ready else ""
             except (BrokenPipeError, OSError, ValueError):
                 line = ""
-            if not line:
+            try:
+                answer = json.loads(line) if line else None
+            except json.JSONDecodeError:
+                answer = None
+            if not isinstance(answer, dict):  # silent, dead, hung or garbled: start afresh next time
                 self.close()
                 raise LiveError("the live generator did not answer; try again")
-        try:
-            answer = json.loads(line)
-        except json.JSONDecodeError:
-            self.close()
-            raise LiveError("the live generator answered nonsense; try again") from None
         if "error" in answer:
             raise LiveError(answer["error"])
         return answer
