@@ -47,9 +47,9 @@ def clean_prompt(text: Any, shapes: bool = True) -> str:
     if len(cleaned) > MAX_PROMPT_CHARS:
         raise LiveError(f"the prompt has {len(cleaned)} characters; at most {MAX_PROMPT_CHARS}")
     if shapes:
-        from qwenrl.world.grammar import VOCAB
+        from qwenrl.world.grammar import unknown_words
 
-        unknown = sorted({w for w in cleaned.lower().split() if w not in VOCAB})
+        unknown = unknown_words(cleaned)
         if unknown:
             raise LiveError(
                 f"the Shapes models only know the words of their grammar; not known: {', '.join(unknown[:8])}. "

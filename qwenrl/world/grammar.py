@@ -75,10 +75,15 @@ class GrammarError(ValueError):
     """A prompt or instruction outside the Shapes grammar."""
 
 
+def unknown_words(text: str) -> list[str]:
+    """The distinct words of ``text`` outside the vocabulary, sorted (case-insensitive)."""
+    return sorted({w for w in text.lower().split() if w not in VOCAB})
+
+
 def check_words(text: str) -> list[str]:
     """The words of ``text``; raises GrammarError naming any word outside the vocabulary."""
     words = text.lower().split()
-    unknown = sorted({w for w in words if w not in VOCAB})
+    unknown = unknown_words(text)
     if unknown:
         raise GrammarError(
             f"unknown word(s) {unknown} in {text!r}; the Shapes world knows: {' '.join(VOCAB)}"
