@@ -44,7 +44,7 @@ def rightward(image: np.ndarray) -> float:
 def batch_gradients(policy, params, cfg, reward, family: str | None, batch: int) -> dict[str, torch.Tensor]:
     """Policy gradients of one batch's GRPO loss, one per reward, on shared rollouts."""
     from qwenrl.rewards import Sample
-    from training.common import draw_items
+    from training.common import VelocityModel, draw_items
     from training.grpo import group_advantages, grpo_loss, rollout_groups
 
     P, G = cfg.num_prompts, cfg.group_size
@@ -57,9 +57,7 @@ def batch_gradients(policy, params, cfg, reward, family: str | None, batch: int)
         "strict": np.array([j.parts["strict"] for j in judged], dtype=np.float64),
     }
 
-    def velocity(x, sigma, cond, scale, null):
-        return policy.velocity(x, sigma, cond).float()
-
+    velocity = VelocityModel(policy)  # what the trainer differentiates
     out = {}
     rows = torch.arange(P * G)
     for name, r in rewards.items():
@@ -87,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.batches < 3:
+        ap.error("--batches must be at least 3 (a standard error needs two or more pairs)")
     torch.set_num_threads(args.threads)
 
     from qwenrl.models import load_policy
