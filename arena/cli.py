@@ -17,6 +17,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
 import click  # noqa: E402
@@ -30,8 +31,11 @@ from arena.store import ArenaStore  # noqa: E402
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--task", help="Only votes of this task (t2i, edit…); the files must carry a task field.")
-@click.option("--judge", help="Only votes by this judge: 'human' or an automatic judge's name.")
+@click.option("--judge", help="Only votes by this judge: 'human' (with FastChat's arena_user_… voters) or an "
+                             "automatic judge's name.")
 @click.option("--anony-only", is_flag=True, help="Only votes cast while the models were hidden.")
+@click.option("--strict", is_flag=True,
+              help="Refuse self-battles (model_a = model_b) as malformed instead of leaving them out with a warning.")
 @click.option(
     "--ci", type=click.Choice(["bootstrap", "sandwich"]), default="bootstrap", show_default=True,
     help="How the 95% intervals are computed.",
@@ -66,7 +70,7 @@ from arena.store import ArenaStore  # noqa: E402
     help="Processes to share the work (default: 2 for large inputs on a multi-core machine).",
 )
 def elo(
-    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, ci: str, rounds: int,
+    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, strict: bool, ci: str, rounds: int,
     seed: int, anchor: str | None, l2: float, min_votes: int, output_format: str, input_format: str,
     workers: int | None,
 ) -> None:
@@ -75,7 +79,8 @@ def elo(
 
     FILES are vote logs as `qwenrl votes export` writes them (JSON lines or CSV), or FastChat /
     GenAI-Arena `clean_battle` JSON lists. The numbers match FastChat's: online Elo with K=4,
-    Bradley–Terry on the 400·log10 scale, ties as half a win.
+    Bradley–Terry on the 400·log10 scale, ties as half a win. Self-battles (the same model on
+    both sides) carry no information and are left out with one warning (--strict refuses them).
 
     \b
     Examples:
@@ -89,7 +94,8 @@ def elo(
         for path in files:
             if os.path.getsize(path) > 32 << 20:
                 click.echo(f"reading {path}…", err=True)
-        votes = vote_io.read_votes(list(files), input_format=input_format, fields=vote_io.RATING_FIELDS, workers=workers)
+        votes = read_with_warnings(list(files), input_format=input_format, fields=vote_io.RATING_FIELDS,
+                                   workers=workers, strict=strict)
         votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
         if len(votes) > 100_000:
             click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
@@ -104,6 +110,19 @@ def elo(
     click.echo(format_leaderboard(board, output_format), nl=False)
 
 
+def read_with_warnings(files: list[str], **options) -> pd.DataFrame:
+    """``arena.io.read_votes``, its warning (left-out self-battles) printed on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", vote_io.SelfBattleWarning)
+        votes = vote_io.read_votes(files, **options)
+    for warning in caught:
+        if issubclass(warning.category, vote_io.SelfBattleWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return votes
+
+
 def _filter(votes: pd.DataFrame, *, task: str | None, judge: str | None, anony_only: bool) -> pd.DataFrame:
     for name, wanted in (("task", task), ("judge", judge)):
         if wanted is None:
@@ -111,9 +130,15 @@ def _filter(votes: pd.DataFrame, *, task: str | None, judge: str | None, anony_o
         present = votes[name].dropna().unique().tolist()
         if not present:
             raise ValueError(f"the votes have no {name} field, so --{name} cannot select any")
-        votes = votes[votes[name] == wanted]
+        if name == "judge" and wanted == "human":  # FastChat logs name each voter (arena_user_…)
+            humans = {value for value in present if vote_io.is_human_judge(value)}
+            votes = votes[votes[name].isin(humans)]
+        else:
+            votes = votes[votes[name] == wanted]
         if len(votes) == 0:
-            raise ValueError(f"no votes with {name} {wanted!r}; the files have {', '.join(map(str, sorted(present)))}")
+            shown = sorted(map(str, present))
+            listed = ", ".join(shown[:10]) + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+            raise ValueError(f"no votes with {name} {wanted!r}; the files have {listed}")
     if anony_only:
         votes = votes[votes["anony"].fillna(False).to_numpy(dtype=bool)]
         if len(votes) == 0:
@@ -216,16 +241,19 @@ def export_votes(store_path: str, out: str, output_format: str | None, task: str
 @click.option("--task", help="Task for records that carry none (FastChat logs carry none).")
 @click.option("--input-format", type=click.Choice(["auto", *vote_io.FORMATS]), default="auto", show_default=True,
               help="Format of the files; auto looks at the name, then the first byte.")
-def import_votes(files: Sequence[str], store_path: str, task: str | None, input_format: str) -> None:
+@click.option("--strict", is_flag=True,
+              help="Refuse self-battles (model_a = model_b) as malformed instead of leaving them out with a warning.")
+def import_votes(files: Sequence[str], store_path: str, task: str | None, input_format: str, strict: bool) -> None:
     """Add votes from files to a store, all or nothing: one malformed record or one battle
-    already in the store, and nothing is added.
+    already in the store, and nothing is added. Self-battles are left out with one warning
+    (--strict refuses them); fields the store does not know are ignored.
 
     \b
     Example:
       qwenrl votes import --store workspace/arena.db --task t2i clean_battle_20240220.json
     """
     try:
-        frame = vote_io.read_votes(list(files), input_format=input_format)
+        frame = read_with_warnings(list(files), input_format=input_format, strict=strict)
         with ArenaStore(store_path) as store:
             count = store.import_votes(frame, task=task)
     except (ValueError, OSError) as exc:  # VoteFileError and StoreError are ValueErrors

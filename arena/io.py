@@ -14,6 +14,12 @@ FastChat's ``question_id`` stands in for a missing ``battle_id``.
 Reading is all-or-nothing: every malformed record is reported as ``file:line: what is wrong``
 (for a JSON list, the line where the record starts) in one :class:`VoteFileError`, and nothing
 is returned. Large JSON-lines files are parsed by two processes at once.
+
+Self-battles (the same model as ``model_a`` and ``model_b``) appear in published logs (GenAI-Arena's
+``clean_battle_20240220.json`` has one). They carry no information — online Elo moves a model by
++K/2 − K/2 = 0, Bradley–Terry gets nothing from them — so they are left out, with one
+:class:`SelfBattleWarning` giving their count and first positions; ``strict=True`` refuses them
+like any malformed record instead.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +59,10 @@ _CATEGORICAL = ("task", "model_a", "model_b", "winner", "judge")
 _MAX_PROBLEMS = 20
 _PARALLEL_BYTES = 32 << 20  # JSON-lines files larger than this are parsed by two processes
 _BLOCK_BYTES = 4 << 20  # read and decoded at a time
+
+
+class SelfBattleWarning(UserWarning):
+    """Self-battles were left out of the votes read (``strict=False``)."""
 
 
 class VoteFileError(ValueError):
@@ -98,6 +109,7 @@ def read_votes(
     input_format: str = "auto",
     fields: Sequence[str] = EXPORT_FIELDS,
     workers: int | None = None,
+    strict: bool = False,
 ) -> pd.DataFrame:
     """Read and validate vote files into one table, in file order.
 
@@ -105,6 +117,9 @@ def read_votes(
     ``model_a``, ``model_b``, ``winner`` and ``judge`` are categoricals, ``anony`` a nullable
     boolean, ``tstamp`` float seconds (NaN when missing). Raises :class:`VoteFileError` listing
     every malformed record (of every file) and returns nothing in that case.
+
+    Self-battles are left out with one :class:`SelfBattleWarning` (their count and the first
+    few ``file:line``); with ``strict`` they are malformed records like any other.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -122,12 +137,36 @@ def read_votes(
         reader = {"jsonl": _read_jsonl, "csv": _read_csv, "json": _read_json_list}[fmt]
         file_parts = reader(path, fields, workers)
         for part in file_parts:
+            if strict and part.self_battles:
+                part.problems = sorted(part.problems + [
+                    (line, f"model_a and model_b are both {_show(name)}") for line, name in part.self_battles])
+                part.total_problems += len(part.self_battles)
             total_problems += part.total_problems
             problems.extend((path, line, message) for line, message in part.problems)
         parts.extend(file_parts)
     if total_problems:
         raise VoteFileError(problems, total_problems)
+    left_out = [(part.path, line) for part in parts for line, _ in part.self_battles]
+    if left_out:
+        for part in parts:
+            part.drop_self_battles()
+        warnings.warn(SelfBattleWarning(self_battle_message(left_out)), stacklevel=2)
     return _assemble(parts, fields)
+
+
+def is_human_judge(judge: Any) -> bool:
+    """Whether a vote's ``judge`` is a person: ``human``, or a FastChat / GenAI-Arena voter id
+    (``arena_user_…``), which is how those logs mark human votes."""
+    return isinstance(judge, str) and (judge == "human" or judge.startswith("arena_user"))
+
+
+def self_battle_message(positions: Sequence[tuple[str, int]], shown: int = 5) -> str:
+    """The one warning about left-out self-battles: how many, and where the first ones are."""
+    where = ", ".join(f"{path}:{line}" for path, line in positions[:shown])
+    more = f" and {len(positions) - shown} more" if len(positions) > shown else ""
+    noun = "self-battle" if len(positions) == 1 else "self-battles"
+    return (f"left out {len(positions)} {noun} (model_a and model_b the same model; such a vote carries no "
+            f"information and changes no rating): {where}{more}; --strict refuses them instead")
 
 
 @dataclass
@@ -140,6 +179,31 @@ class _Part:
     problems: list[tuple[int, str]] = field(default_factory=list)
     total_problems: int = 0
     line_count: int = 0  # physical lines in the range (JSON lines only)
+    self_battles: list[tuple[int, str]] = field(default_factory=list)  # (line, model), else valid records
+    self_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def drop_self_battles(self) -> None:
+        """Remove the self-battle rows from the columns. Coded fields are coded afresh, in
+        first-seen order, so the table is exactly the one of a file without those rows (the
+        model order decides how the bootstrap draws)."""
+        if not len(self.self_rows):
+            return
+        keep = np.ones(len(self.lines), dtype=bool)
+        keep[self.self_rows] = False
+        for name, values in self.columns.items():
+            if isinstance(values, tuple):
+                codes = values[0][keep]
+                used, first = np.unique(codes, return_index=True)
+                order = used[np.argsort(first, kind="stable")]
+                remap = np.zeros(len(values[1]), dtype=np.int64)
+                remap[order] = np.arange(len(order))
+                self.columns[name] = (remap[codes], [values[1][k] for k in order.tolist()])
+            elif isinstance(values, np.ndarray):
+                self.columns[name] = values[keep]
+            else:
+                self.columns[name] = [v for v, k in zip(values, keep.tolist()) if k]
+        self.lines = self.lines[keep]
+        self.self_battles, self.self_rows = [], np.zeros(0, dtype=np.int64)
 
 
 def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list[_Part]:
@@ -165,6 +229,7 @@ def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list
     for part in parts:
         part.lines += offset
         part.problems = [(line + offset, message) for line, message in part.problems]
+        part.self_battles = [(line + offset, name) for line, name in part.self_battles]
         offset += part.line_count
     return parts
 
@@ -536,18 +601,18 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
                 rows = [k for k, v in enumerate(values) if v is not None and not _safe(test, v)]
             report(rows, name, values.__getitem__, expected)
             out[name] = values
-    # The same model on both sides is a malformed vote, not a draw.
+    # The same model on both sides: not a draw but no vote at all (read_votes leaves it out or,
+    # strict, refuses it).
     a_codes, a_names = out["model_a"]
     b_codes, b_names = out["model_b"]
     b_index = {name: k for k, name in enumerate(b_names) if type(name) is str}
     lookup = np.array([b_index.get(name, -2) if type(name) is str else -2 for name in a_names], dtype=np.int64)
-    same = np.flatnonzero(lookup[a_codes] == b_codes) if len(a_codes) else []
-    for row in np.asarray(same).tolist():
-        if row not in bad_rows:
-            problems.append((int(lines[row]), f"model_a and model_b are both {_show(a_names[a_codes[row]])}"))
-            total += 1
+    same = np.flatnonzero(lookup[a_codes] == b_codes) if len(a_codes) else np.zeros(0, dtype=np.int64)
+    self_rows = np.array([row for row in same.tolist() if row not in bad_rows], dtype=np.int64)
+    self_battles = [(int(lines[row]), a_names[a_codes[row]]) for row in self_rows.tolist()]
     problems.sort()
-    return _Part(path, out, lines, problems[: _MAX_PROBLEMS * 5], total)
+    return _Part(path, out, lines, problems[: _MAX_PROBLEMS * 5], total,
+                 self_battles=self_battles, self_rows=self_rows)
 
 
 def _safe(test: Callable[[Any], bool], value: Any) -> bool:
@@ -726,6 +791,6 @@ def frame_records(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 
 
 __all__ = [
-    "EXPORT_FIELDS", "FORMATS", "RATING_FIELDS", "VoteFileError", "detect_format", "frame_records",
-    "read_votes", "write_votes",
+    "EXPORT_FIELDS", "FORMATS", "RATING_FIELDS", "SelfBattleWarning", "VoteFileError", "detect_format",
+    "frame_records", "is_human_judge", "read_votes", "self_battle_message", "write_votes",
 ]

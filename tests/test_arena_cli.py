@@ -129,3 +129,98 @@ def test_arena_imports_without_torch_or_gradio():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# Published logs with their quirks, through the commands
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def published(tmp_path):
+    """A GenAI-Arena-style clean_battle list: voter ids as judges, extra fields, self-battles
+    (one non-anonymous "both bad" tie, as in clean_battle_20240220.json, one anonymous)."""
+    from tests.test_arena_io import PUBLISHED, write_published
+
+    path = tmp_path / "clean_battle_20240220.json"
+    starts = write_published(path, PUBLISHED)
+    return path, starts, PUBLISHED
+
+
+def rows_of(result):
+    assert result.exit_code == 0, result.output
+    return {row["model"]: row for row in json.loads(result.stdout)}
+
+
+def test_elo_reads_a_published_log_with_self_battles(published, tmp_path):
+    path, starts, records = published
+    result = run(elo, [path, "--format", "json", "--bootstrap", "20"])
+    rows = rows_of(result)
+    warnings = [line for line in result.stderr.splitlines() if "self-battle" in line]
+    assert warnings == [
+        f"warning: left out 2 self-battles (model_a and model_b the same model; such a vote carries no information "
+        f"and changes no rating): {path}:{starts[2]}, {path}:{starts[4]}; --strict refuses them instead"]
+    assert sum(r["votes"] for r in rows.values()) == 2 * 5
+    clean = tmp_path / "by_hand.json"
+    clean.write_text(json.dumps([r for r in records if r["model_a"] != r["model_b"]]))
+    assert rows == rows_of(run(elo, [clean, "--format", "json", "--bootstrap", "20"]))
+    assert "self-battle" not in run(elo, [clean, "--bootstrap", "5"]).stderr
+    strict = run(elo, [path, "--strict"])
+    assert strict.exit_code != 0 and f"{path}:{starts[2]}: model_a and model_b are both 'SDXLTurbo'" in strict.output
+
+
+def test_elo_filters_on_a_published_log(published):
+    path, _, records = published
+    anony = rows_of(run(elo, [path, "--format", "json", "--ci", "sandwich", "--anony-only"]))
+    expected = [r for r in records if r["anony"] and r["model_a"] != r["model_b"]]
+    assert sum(r["votes"] for r in anony.values()) == 2 * len(expected) == 2 * 4
+    # FastChat logs name each voter in judge: --judge human selects them, as `votes import` does
+    human = rows_of(run(elo, [path, "--format", "json", "--ci", "sandwich", "--judge", "human", "--anony-only"]))
+    assert human == anony
+    one_voter = rows_of(run(elo, [path, "--format", "json", "--ci", "sandwich", "--judge", "arena_user_1"]))
+    assert set(one_voter) == {"SDXL", "LCM", "PixArt"} and sum(r["votes"] for r in one_voter.values()) == 4
+    no_task = run(elo, [path, "--task", "t2i", "--anony-only"])
+    assert no_task.exit_code != 0 and "the votes have no task field" in no_task.output
+    robots = run(elo, [path, "--judge", "oracle"])
+    assert robots.exit_code != 0 and "no votes with judge 'oracle'; the files have arena_user_1" in robots.output
+
+
+def test_filters_combine_on_exported_votes_with_self_battles(vote_file, tmp_path):
+    frame = vote_io.read_votes(vote_file)
+    extra = frame.iloc[:3].copy()
+    extra["model_b"] = extra["model_a"]
+    extra["battle_id"] = ["self-1", "self-2", "self-3"]
+    path = tmp_path / "with_self.jsonl"
+    vote_io.write_votes(list(vote_io.frame_records(frame)) + list(vote_io.frame_records(extra)), path)
+    for options in (["--task", "t2i"], ["--judge", "human"], ["--anony-only"],
+                    ["--task", "t2i", "--judge", "human", "--anony-only"], ["--task", "edit", "--judge", "oracle"]):
+        with_self = run(elo, [path, "--format", "json", "--ci", "sandwich", *options])
+        assert "left out 3 self-battles" in with_self.stderr, options
+        assert rows_of(with_self) == rows_of(run(elo, [vote_file, "--format", "json", "--ci", "sandwich", *options]))
+    picked = rows_of(run(elo, [path, "--format", "json", "--ci", "sandwich", "--task", "t2i", "--judge", "human",
+                               "--anony-only"]))
+    wanted = frame[(frame.task == "t2i") & (frame.judge == "human") & frame.anony.astype(bool)]
+    assert sum(r["votes"] for r in picked.values()) == 2 * len(wanted) > 0
+
+
+def test_votes_import_of_a_published_log(published, tmp_path):
+    path, starts, _ = published
+    db = tmp_path / "arena.db"
+    strict = run(votes, ["import", "--store", db, "--task", "t2i", "--strict", path])
+    assert strict.exit_code != 0 and f"{path}:{starts[4]}: model_a and model_b are both 'SDXL'" in strict.output
+    with ArenaStore(db) as store:
+        assert store.vote_count() == 0 and store.list_models() == []  # nothing half-imported
+    result = run(votes, ["import", "--store", db, "--task", "t2i", path])
+    assert result.exit_code == 0, result.output
+    assert "imported 5 votes" in result.stderr and "warning: left out 2 self-battles" in result.stderr
+    with ArenaStore(db) as store:
+        stored = {r["battle_id"]: r for r in store.vote_records()}
+        assert set(stored) == {"q1", "q2", "q4", "q6", "q7"}
+        assert {r["judge"] for r in stored.values()} == {"human"} and store.get_battle("q1")["vote"]["voter"] == "arena_user_1"
+    broken = tmp_path / "broken.json"
+    broken.write_text(path.read_text().replace('"winner": "model_b"', '"winner": "right"', 1))
+    other = tmp_path / "other.db"
+    refused = run(votes, ["import", "--store", other, "--task", "t2i", broken])
+    assert refused.exit_code != 0 and "winner is 'right'" in refused.output
+    with ArenaStore(other) as store:
+        assert store.vote_count() == 0

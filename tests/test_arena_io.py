@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from arena import io as vote_io
-from arena.io import VoteFileError, detect_format, read_votes, write_votes
+from arena.io import SelfBattleWarning, VoteFileError, detect_format, read_votes, write_votes
+from arena.ratings import leaderboard, online_elo
 
 RECORDS = [
     {"battle_id": "b1", "task": "t2i", "model_a": "base", "model_b": "grpo", "winner": "model_b",
@@ -121,7 +122,7 @@ def test_every_malformed_record_is_reported_with_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(BAD_JSONL)
     with pytest.raises(VoteFileError) as caught:
-        read_votes(path)
+        read_votes(path, strict=True)
     message = str(caught.value)
     expected = [
         "bad.jsonl:2: model_a and model_b are both 'a'",
@@ -142,6 +143,10 @@ def test_every_malformed_record_is_reported_with_file_and_line(tmp_path):
         assert str(tmp_path / fragment) in message or fragment in message, fragment
     assert all(line.startswith(str(path) + ":") for line in message.splitlines())
     assert ":1:" not in message
+    # not strict: the self-battle on line 2 is no longer a problem, the others still fail the file
+    with pytest.raises(VoteFileError) as caught:
+        read_votes(path)
+    assert "bad.jsonl:2:" not in str(caught.value) and "bad.jsonl:3: winner is 'draw'" in str(caught.value)
 
 
 def test_malformed_json_lists_report_the_line_where_the_record_starts(tmp_path):
@@ -200,3 +205,137 @@ def test_unknown_fields_and_formats_are_refused(tmp_path):
         read_votes([], fields=["colour"])
     with pytest.raises(ValueError, match="input format"):
         read_votes([], input_format="xml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Published logs as published: GenAI-Arena / FastChat clean_battle files and their quirks
+# ---------------------------------------------------------------------------------------------
+
+# As GenAI-Arena publishes clean_battle_*.json (indent=2): voter ids in judge, FastChat's extra
+# fields (some nested), and self-battles — one non-anonymous "both bad" tie, one anonymous win.
+PUBLISHED = [
+    {"question_id": "q1", "model_a": "SDXL", "model_b": "LCM", "winner": "model_a", "judge": "arena_user_1",
+     "anony": True, "tstamp": 1707700001.5, "language": "English", "turn": 1,
+     "conversation_a": [{"role": "user", "content": "a cat"}], "dedup_tag": {"high_freq": False, "sampled": True}},
+    {"question_id": "q2", "model_a": "PixArt", "model_b": "SDXL", "winner": "tie (bothbad)", "judge": "arena_user_2",
+     "anony": False, "tstamp": 1707700002.5, "category_tag": {"criteria": [1, 2]}},
+    {"question_id": "q3", "model_a": "SDXLTurbo", "model_b": "SDXLTurbo", "winner": "tie (bothbad)",
+     "judge": "arena_user_3", "anony": False, "tstamp": 1707700003.5, "language": "unknown"},
+    {"question_id": "q4", "model_a": "LCM", "model_b": "PixArt", "winner": "model_b", "judge": "arena_user_1",
+     "anony": True, "tstamp": 1707700004.5},
+    {"question_id": "q5", "model_a": "SDXL", "model_b": "SDXL", "winner": "model_a", "judge": "arena_user_4",
+     "anony": True, "tstamp": 1707700005.5},
+    {"question_id": "q6", "model_a": "SDXLTurbo", "model_b": "LCM", "winner": "model_b", "judge": "arena_user_2",
+     "anony": True, "tstamp": 1707700006.5, "new_field_from_2025": None},
+    {"question_id": "q7", "model_a": "PixArt", "model_b": "SDXLTurbo", "winner": "tie", "judge": "arena_user_5",
+     "anony": True, "tstamp": 1707700007.5},
+]
+
+
+def write_published(path, records):
+    """Write records as a JSON list, each indented over several lines; returns each one's first line."""
+    chunks, starts, line = [], [], 2
+    for record in records:
+        text = json.dumps(record, indent=2)
+        starts.append(line)
+        chunks.append(text)
+        line += text.count("\n") + 1
+    path.write_text("[\n" + ",\n".join(chunks) + "\n]\n")
+    return starts
+
+
+def fastchat_online_elo(records, k=4.0, scale=400.0, base=10.0, init=1000.0):
+    """FastChat's compute_online_elo, as published: every record, self-battles included."""
+    rating = {}
+    for r in sorted(records, key=lambda r: r["tstamp"]):
+        a, b = r["model_a"], r["model_b"]
+        ra, rb = rating.setdefault(a, init), rating.setdefault(b, init)
+        ea = 1 / (1 + base ** ((rb - ra) / scale))
+        eb = 1 / (1 + base ** ((ra - rb) / scale))
+        sa = {"model_a": 1.0, "model_b": 0.0}.get(r["winner"], 0.5)
+        rating[a] += k * (sa - ea)
+        rating[b] += k * (1 - sa - eb)
+    return rating
+
+
+def test_self_battles_are_left_out_with_one_warning(tmp_path):
+    path = tmp_path / "clean_battle_20240220.json"
+    starts = write_published(path, PUBLISHED)
+    with pytest.warns(SelfBattleWarning) as caught:
+        frame = read_votes(path)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("left out 2 self-battles")
+    assert f"{path}:{starts[2]}, {path}:{starts[4]};" in message and "--strict" in message
+    assert frame["battle_id"].tolist() == ["q1", "q2", "q4", "q6", "q7"]
+    assert frame["line"].tolist() == [starts[k] for k in (0, 1, 3, 5, 6)]
+    assert (frame["model_a"] != frame["model_b"]).all()
+    with pytest.raises(VoteFileError) as refused:
+        read_votes(path, strict=True)
+    assert str(refused.value).splitlines() == [
+        f"{path}:{starts[2]}: model_a and model_b are both 'SDXLTurbo'",
+        f"{path}:{starts[4]}: model_a and model_b are both 'SDXL'",
+    ]
+
+
+def test_a_self_battle_changes_no_rating(tmp_path):
+    quirky, clean = tmp_path / "quirky.json", tmp_path / "clean.json"
+    write_published(quirky, PUBLISHED)
+    without = [r for r in PUBLISHED if r["model_a"] != r["model_b"]]
+    clean.write_text(json.dumps(without))
+    with pytest.warns(SelfBattleWarning):
+        left_out = read_votes(quirky)
+    board = leaderboard(left_out, rounds=50, seed=0)
+    assert board.rows == leaderboard(read_votes(clean), rounds=50, seed=0).rows
+    # FastChat's own online Elo, fed every record (self-battles too), gives the same numbers
+    reference = fastchat_online_elo(PUBLISHED)
+    assert online_elo(left_out) == pytest.approx({m: v for m, v in reference.items()}, abs=1e-9)
+
+
+def test_many_self_battles_are_counted_and_the_first_few_placed(tmp_path):
+    lines = ['{"model_a": "a", "model_b": "b", "winner": "model_a"}']
+    lines += ['{"model_a": "c", "model_b": "c", "winner": "tie", "extra": [1, {"x": 2}]}'] * 8
+    path = tmp_path / "votes.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(SelfBattleWarning, match=r"left out 8 self-battles .*votes.jsonl:6 and 3 more") as caught:
+        frame = read_votes(path)
+    assert len(caught) == 1 and len(frame) == 1 and "votes.jsonl:7" not in str(caught[0].message)
+    assert "c" not in set(frame["model_a"]) | set(frame["model_b"])
+
+
+def test_self_battles_across_files_and_formats_make_one_warning(tmp_path, monkeypatch):
+    csv_path, jsonl = tmp_path / "a.csv", tmp_path / "b.jsonl"
+    csv_path.write_text("model_a,model_b,winner,colour\nx,y,tie,red\nx,x,model_b,blue\n")
+    records = [{"model_a": "y", "model_b": "z", "winner": "model_a"}] * 2000 + [
+        {"model_a": "z", "model_b": "z", "winner": "model_a"}]
+    write_votes(records, jsonl)
+    monkeypatch.setattr(vote_io, "_PARALLEL_BYTES", 1)  # two processes, line numbers shifted
+    with pytest.warns(SelfBattleWarning) as caught:
+        frame = read_votes([csv_path, jsonl], workers=2)
+    assert len(caught) == 1
+    assert f"left out 2 self-battles" in str(caught[0].message)
+    assert f"{csv_path}:3, {jsonl}:2001;" in str(caught[0].message)
+    assert len(frame) == 2001 and frame["file"].tolist()[0] == str(csv_path)
+
+
+def test_uninterpretable_records_still_fail_the_whole_file(tmp_path):
+    """Self-battles are forgiven; a missing model, an unknown winner or broken JSON are not."""
+    cases = {
+        "missing_model": ([{**PUBLISHED[0]}, {k: v for k, v in PUBLISHED[1].items() if k != "model_b"}],
+                          "model_b is missing"),
+        "unknown_winner": ([PUBLISHED[0], {**PUBLISHED[3], "winner": "leftvote"}], "winner is 'leftvote'"),
+        "self_battle_and_bad_winner": ([PUBLISHED[0], {**PUBLISHED[2], "winner": "?"}], "winner is '?'"),
+    }
+    for name, (records, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        starts = write_published(path, records)
+        with pytest.raises(VoteFileError) as caught:
+            read_votes(path)
+        assert str(caught.value).splitlines()[0].startswith(f"{path}:{starts[1]}: {message}"), name
+    broken = tmp_path / "broken.json"
+    write_published(broken, PUBLISHED)
+    text = broken.read_text().splitlines()
+    text[20] = text[20] + " oops"
+    broken.write_text("\n".join(text))
+    with pytest.raises(VoteFileError, match=r"broken.json:21: not valid JSON"):
+        read_votes(broken)
