@@ -556,16 +556,19 @@ class ArenaStore:
         return pd.DataFrame(list(self.vote_records(task, judge)), columns=list(_VOTE_COLUMNS))
 
     def import_votes(
-        self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None
+        self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None,
+        skip_existing: bool = False, source: str | None = None,
     ) -> int:
         """Add votes read from files (:func:`arena.io.read_votes`) with their battles, all or
         nothing; returns how many were added.
 
         ``task`` fills in records without one. Unknown models are registered (kind
-        ``imported``). A record without ``battle_id`` gets a new one; one whose battle is
-        already in the store, or repeated in the input, is refused. FastChat's voter ids in
-        ``judge`` (``arena_user_…``) become human votes with that voter. Missing ``anony``
-        counts as anonymous and a missing ``tstamp`` as now.
+        ``imported``). A record without ``battle_id`` gets a new one; one repeated in the input
+        is refused, and so is one whose battle is already in the store, unless
+        ``skip_existing`` (then it is left out, which makes importing the same file again a
+        no-op). FastChat's voter ids in ``judge`` (``arena_user_…``) become human votes with
+        that voter. Missing ``anony`` counts as anonymous and a missing ``tstamp`` as now.
+        ``source`` (where the votes come from) is kept in each battle's ``meta``.
         """
         if isinstance(votes, pd.DataFrame):
             from arena.io import frame_records
@@ -597,6 +600,8 @@ class ArenaStore:
             if judge.startswith("arena_user"):
                 judge, voter = "human", record["judge"]
             meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b") if record.get(key) is not None}
+            if source is not None:
+                meta["source"] = source
             battles.append((battle_id, record_task, record["model_a"], record["model_b"], voter, now,
                             json.dumps(meta) if meta else None))
             anony = record.get("anony")
@@ -610,7 +615,13 @@ class ArenaStore:
                 chunk = ids[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
                 existing.update(row[0] for row in db.execute(f"SELECT id FROM battles WHERE id IN ({marks})", chunk))
-            problems += [f"{seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
+            if skip_existing and existing:
+                battles = [b for b in battles if b[0] not in existing]
+                new_votes = [v for v in new_votes if v[0] not in existing]
+                used = {name for b in battles for name in (b[2], b[3])}
+                models = {name: tasks for name, tasks in models.items() if name in used}
+            else:
+                problems += [f"{seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
             if problems:
                 raise ImportConflict(problems)
             db.conn.executemany(

@@ -256,3 +256,20 @@ def test_in_memory_store():
         battle = new_battle(store, samples)
         store.record_vote(battle["id"], "model_a")
         assert store.vote_count() == 1
+
+
+def test_import_can_skip_battles_already_in_the_store(store):
+    records = [
+        {"battle_id": "s1", "task": "t2i", "model_a": "a", "model_b": "b", "winner": "model_a", "judge": "oracle"},
+        {"battle_id": "s2", "task": "t2i", "model_a": "b", "model_b": "c", "winner": "tie", "judge": "oracle"},
+    ]
+    assert store.import_votes(records[:1], source="seed.jsonl") == 1
+    assert store.import_votes(records, skip_existing=True, source="seed.jsonl") == 1  # s1 is skipped
+    assert store.import_votes(records, skip_existing=True) == 0  # idempotent
+    assert [r["battle_id"] for r in store.vote_records()] == ["s1", "s2"]
+    assert store.get_battle("s2")["meta"] == {"source": "seed.jsonl"}
+    assert {m["name"] for m in store.list_models()} == {"a", "b", "c"}
+    with pytest.raises(ImportConflict, match="appears twice"):  # repeats within the input are still refused
+        store.import_votes([records[1], {**records[1], "battle_id": "s3"}, {**records[1], "battle_id": "s3"}],
+                           skip_existing=True)
+    assert store.vote_count() == 2
