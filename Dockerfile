@@ -32,6 +32,8 @@ COPY arena ./arena
 COPY training ./training
 COPY app ./app
 COPY data ./data
+# the bundled automatic-arena votes a new workspace's leaderboard starts with
+COPY benchmarks/results/seed_recipe_votes.jsonl ./benchmarks/results/
 # Editable, as `make install` does: the code finds data/ (prompt sets, bundled models) and
 # training/configs/ beside itself. The constraint keeps the torch installed above (a local
 # version such as 2.13.0+cpu matches it).

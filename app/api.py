@@ -6,7 +6,7 @@ Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/
     GET  /api/v1/battle?task=t2i|edit       a new anonymous battle for this client
     POST /api/v1/battle/live                {"prompt"}: a text-to-image battle on your own prompt
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
-    GET  /api/v1/leaderboard?task=…&votes=human|auto|all
+    GET  /api/v1/leaderboard?task=…&votes=human|auto|all   (default: human once people voted, else auto)
     GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…
     POST /api/v1/admin/login                {"password"} → admin cookie
     GET  /api/v1/jobs                       (admin) jobs and their status
@@ -90,7 +90,8 @@ class LeaderboardRow(BaseModel):
 
 class LeaderboardOut(BaseModel):
     task: str
-    votes: str
+    votes: str = Field(description="the votes rated: human, auto or all")
+    why: str = Field("", description="without ?votes=, which votes the board shows and why")
     n_votes: int
     ci: str
     rounds: int
@@ -241,10 +242,14 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
 
     @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
     def board(task: Literal["t2i", "edit"] = Query("t2i"),
-              votes: Literal["human", "auto", "all"] = Query("human")) -> LeaderboardOut:
+              votes: Literal["human", "auto", "all"] | None = Query(
+                  None, description="default: human votes once there are any, else the automatic ones")) -> LeaderboardOut:
         """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`."""
+        why = ""
+        if votes is None:
+            votes, why = service.default_view(task)
         lb = service.leaderboard(task, votes)
-        return LeaderboardOut(task=task, votes=votes, n_votes=lb.votes, ci=lb.ci_method, rounds=lb.rounds,
+        return LeaderboardOut(task=task, votes=votes, why=why, n_votes=lb.votes, ci=lb.ci_method, rounds=lb.rounds,
                               warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
 
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,

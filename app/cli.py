@@ -34,9 +34,14 @@ DEFAULT_WORKSPACE = "./workspace"
 @click.option("--rate-burst", default=40.0, show_default=True, type=click.FloatRange(1),
               help="requests a voter may make at once before the rate limit applies")
 @click.option("--live-prompts/--no-live-prompts", default=True, show_default=True,
-              help="let visitors battle on their own text-to-image prompt (Shapes models only: they sample in a blink)")
+              help="let visitors battle on their own prompt or edit instruction (Shapes models only: they sample in a blink)")
+@click.option("--seed-votes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="automatic votes to start the leaderboard with (default: the bundled "
+                   "benchmarks/results/seed_recipe_votes.jsonl); only votes between models this workspace has are "
+                   "imported, each once")
+@click.option("--no-seed-votes", is_flag=True, help="import no bundled votes")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, live_prompts):
+           rate_limit, rate_burst, live_prompts, seed_votes, no_seed_votes):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -48,13 +53,16 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
     import uvicorn
 
     from .server import StudioRuntime
+    from .workspace import SEED_VOTES
 
     settings = {"pool_size": pool_size, "num_steps": gallery_steps}
     try:
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     live_prompts=live_prompts)
+                                     live_prompts=live_prompts,
+                                     seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),
+                                     log=lambda line: click.echo(line, err=True))
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     runtime.start()

@@ -24,7 +24,7 @@ from .jobs import CONFIG_DIR, JobManager
 from .live import LiveGenerator
 from .service import AdminAuth, ArenaService
 from .studio import CSS, Studio, build_studio
-from .workspace import CheckpointWatcher, GalleryRunner, Workspace
+from .workspace import SEED_VOTES, CheckpointWatcher, GalleryRunner, Workspace
 
 ADMIN_ENV = "QWENRL_ADMIN_PASSWORD"
 
@@ -54,15 +54,30 @@ class StudioRuntime:
         trainers: dict[str, str] | None = None,
         configs_dir: str | Path | None = None,
         live_prompts: bool = True,
+        seed_votes: str | Path | None = SEED_VOTES,
+        log=print,
     ) -> "StudioRuntime":
+        """``seed_votes``: a file of automatic votes to import (between the models this
+        workspace has; again whenever a model joins); None imports none. The bundled file may
+        be absent (a trimmed install): then nothing is imported."""
         ws = Workspace.open(root, models_dir=models_dir, **(workspace_settings or {}))
         ws.clear_gallery_failures()  # a restart retries models whose gallery failed
+        on_new = None
+        if seed_votes is not None and Path(seed_votes).is_file():
+            log(ws.import_seed_votes(seed_votes).summary())
+
+            def on_new(names: list[str]) -> None:  # a model the bundled votes name may have joined
+                done = ws.import_seed_votes(seed_votes)
+                if done.imported:
+                    log(done.summary())
+        elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
+            raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
         service = ArenaService(ws, rate=rate, burst=burst, live=live)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR)
         jobs.recover()
-        watcher = CheckpointWatcher(ws, GalleryRunner(ws), interval_s=watch_interval_s)
+        watcher = CheckpointWatcher(ws, GalleryRunner(ws), interval_s=watch_interval_s, on_new=on_new)
         auth = AdminAuth(admin_password if admin_password is not None else os.environ.get(ADMIN_ENV))
         api = create_api(service, jobs, auth)
         blocks = build_studio(Studio(service, jobs, auth), refresh_s=ui_refresh_s)

@@ -37,6 +37,7 @@ from .live import LiveError, clean_prompt, image_path_for, is_fast
 VoteFilter = Literal["human", "auto", "all"]
 VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
 HUMAN_JUDGE = "human"
+TASK_NAMES = {"t2i": "text-to-image", "edit": "editing"}
 
 
 class ArenaError(ValueError):
@@ -389,6 +390,34 @@ class ArenaService:
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
         return self.ws.votes_frame(task=task, judges=votes)
+
+    def default_view(self, task: str) -> tuple[VoteFilter, str]:
+        """Which votes the leaderboard of ``task`` opens on, and why (a sentence for the page).
+
+        Human votes once there are any (people's judgement is the point of an arena); until
+        then the automatic ones (a new workspace has the bundled automatic-arena votes), so the
+        first leaderboard a newcomer sees is not empty.
+        """
+        if task not in self.tasks():
+            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
+        counts = self.ws.store.judge_counts(task)
+        human = counts.get(HUMAN_JUDGE, 0)
+        auto = {judge: n for judge, n in counts.items() if judge != HUMAN_JUDGE}
+        name = TASK_NAMES[task]
+        if human:
+            return "human", f"Showing human votes: people have voted {human} time(s) on {name} battles."
+        if not auto:
+            return "human", (f"No {name} votes yet: vote in the Arena tab, or let a program judge "
+                             "(qwenrl arena auto).")
+        judges = ", ".join(f"{judge} ({n})" for judge, n in sorted(auto.items()))
+        why = (f"Showing automatic votes: nobody has voted on {name} battles yet; these "
+               f"{sum(auto.values())} were judged by a program: {judges}.")
+        seed = getattr(self.ws, "seed_votes", None)
+        bundled = seed.by_task.get(task, 0) if seed is not None else 0
+        if bundled:
+            why += (f" {bundled} of them come with the studio: the automatic arena of the bundled models "
+                    f"({seed.path}).")
+        return "auto", why + " Human votes take over once people vote."
 
     def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0) -> Leaderboard:
         """Leaderboard of a task, cached while the task's vote count is unchanged.

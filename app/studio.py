@@ -221,6 +221,9 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         votes = gr.Radio(list(VOTE_FILTERS), value="human", label="Votes", elem_id="lb-votes",
                          info="human votes, automatic judges (oracle, rewards), or both")
         refresh = gr.Button("Refresh", elem_id="lb-refresh")
+    # True once the visitor picks the votes themselves; until then the board follows the default view
+    picked = gr.State(False)
+    view = gr.Textbox(label="Showing", interactive=False, elem_id="lb-view")
     table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="lb-table", wrap=True)
     notes = gr.Textbox(label="Notes", interactive=False, elem_id="lb-notes")
     with gr.Row():
@@ -231,7 +234,10 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         dl_jsonl = gr.DownloadButton("Download votes (JSON lines)", elem_id="lb-download-jsonl")
         dl_csv = gr.DownloadButton("Download votes (CSV)", elem_id="lb-download-csv")
 
-    def refresh_board(task_value: str, votes_value: str) -> dict:
+    def show_board(task_value: str, votes_value: str, is_picked: bool) -> dict:
+        why = f"Showing {votes_value} votes, as you chose."
+        if not is_picked:
+            votes_value, why = studio.service.default_view(task_value)
         rows, warnings = leaderboard_rows(studio, task_value, votes_value)
         board = studio.service.leaderboard(task_value, votes_value)  # type: ignore[arg-type]
         files = export_files(studio, task_value, votes_value)
@@ -240,6 +246,8 @@ def _leaderboard_tab(studio: Studio) -> tuple:
                f"95% intervals from {board.rounds} bootstrap rounds. Reproduce offline: " \
                f"qwenrl elo {files['jsonl'].name} --task {task_value}"
         return {
+            votes: votes_value,
+            view: why,
             table: pd.DataFrame(rows, columns=LEADERBOARD_HEADERS),
             notes: "\n".join([note, *warnings]),
             intervals: charts.intervals_figure(board.rows),
@@ -249,10 +257,15 @@ def _leaderboard_tab(studio: Studio) -> tuple:
             dl_csv: gr.DownloadButton(value=str(files["csv"])),
         }
 
-    outputs = [table, notes, intervals, heatmap, history, dl_jsonl, dl_csv]
-    for trigger in (refresh.click, task.change, votes.change):
-        trigger(refresh_board, [task, votes], outputs, api_visibility="undocumented")
-    return refresh_board, [task, votes], outputs
+    def pick_votes(task_value: str, votes_value: str) -> dict:
+        return {picked: True, **show_board(task_value, votes_value, True)}
+
+    outputs = [votes, view, table, notes, intervals, heatmap, history, dl_jsonl, dl_csv]
+    # .input, not .change: setting the votes radio from show_board must not count as a choice
+    for trigger in (refresh.click, task.input):
+        trigger(show_board, [task, votes, picked], outputs, api_visibility="undocumented")
+    votes.input(pick_votes, [task, votes], [picked, *outputs], api_visibility="undocumented")
+    return show_board, [task, votes, picked], outputs
 
 
 def export_files(studio: Studio, task: str, votes: str) -> dict[str, Path]:

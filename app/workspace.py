@@ -9,7 +9,10 @@ Layout of a workspace folder::
     logs/gallery.log      output of the gallery subprocesses
 
 ``Workspace.open`` creates what is missing and registers the bundled models
-(``data/models/*/manifest.json``). ``CheckpointWatcher`` registers every complete checkpoint
+(``data/models/*/manifest.json``). ``Workspace.import_seed_votes`` adds the bundled
+automatic-arena votes (``benchmarks/results/seed_recipe_votes.jsonl``) between the models this
+workspace has, so that a new studio's leaderboard is never empty; the studio calls it at
+every start (it skips what is already there). ``CheckpointWatcher`` registers every complete checkpoint
 that appears later under ``data/models/`` or ``runs/*/checkpoints/`` and has its gallery
 filled by ``GalleryRunner`` (a ``python -m app.gallery`` subprocess), so new models join the
 arena without a restart. Half-written checkpoints (temporary folders, no manifest) are skipped.
@@ -20,6 +23,7 @@ subprocess, so the server never runs a model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -27,9 +31,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arena.io import frame_records, is_human_judge, read_votes
 from arena.store import ArenaStore
 from qwenrl.checkpoints import CheckpointError, is_complete, read_manifest
 
@@ -37,7 +43,35 @@ from .gallery import POOL_SIZE, REWARD_DIR, SEEDS_PER_PROMPT, TASKS, arena_pool,
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODELS = REPO_ROOT / "data" / "models"
+SEED_VOTES = REPO_ROOT / "benchmarks" / "results" / "seed_recipe_votes.jsonl"
 STORE_NAME = "arena.db"
+
+
+@dataclass
+class SeedVotes:
+    """What :meth:`Workspace.import_seed_votes` did with a file of bundled automatic votes."""
+
+    path: str
+    imported: int = 0  #: votes added now
+    present: int = 0  #: votes already in the store (an earlier start imported them)
+    by_task: dict[str, int] = field(default_factory=dict)  #: votes of the file now in the store, per task
+    judges: list[str] = field(default_factory=list)
+    unknown_models: dict[str, int] = field(default_factory=dict)  #: model not in this workspace → votes left out
+    left_out_human: int = 0  #: human votes in the file: never imported as bundled votes
+    left_out_task: int = 0  #: votes of no arena task
+
+    def summary(self) -> str:
+        """One line for the studio's start-up log."""
+        text = (f"bundled votes {self.path}: {self.imported} imported, {self.present} already there "
+                f"(automatic, judge {', '.join(self.judges) or '—'})")
+        if self.unknown_models:
+            names = ", ".join(f"{m} ({n})" for m, n in sorted(self.unknown_models.items()))
+            text += f"; left out the votes naming models this workspace does not have: {names}"
+        if self.left_out_human:
+            text += f"; left out {self.left_out_human} human votes"
+        if self.left_out_task:
+            text += f"; left out {self.left_out_task} votes of no arena task"
+        return text
 
 
 class Workspace:
@@ -57,6 +91,7 @@ class Workspace:
         self._pool: dict[str, Any] = {}  # pool id → PoolItem
         self._prompt_ids: dict[str, int] = {}  # pool id → store prompt id
         self._pool_of: dict[int, tuple[Any, list[int]]] = {}  # store prompt id → (PoolItem, seeds)
+        self.seed_votes: SeedVotes | None = None  #: the last import_seed_votes
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
@@ -201,6 +236,51 @@ class Workspace:
     def lineage(self, name: str) -> str:
         """``shapes-base → grpo-t2i@step300``."""
         return " → ".join(self.store.lineage(name))
+
+    def arena_model_names(self, task: str) -> set[str]:
+        """Models registered from a checkpoint for ``task`` (not names imported with votes)."""
+        return {m["name"] for m in self.store.list_models(task) if m.get("source") and m["kind"] != "imported"}
+
+    def import_seed_votes(self, path: str | Path = SEED_VOTES) -> SeedVotes:
+        """Add a file of automatic-arena votes (``qwenrl votes export`` format) to the store.
+
+        Only votes between two models this workspace has for the vote's task are added: a
+        rating of a model nobody can battle here would only puzzle, and a model that joins
+        later gets its votes at the next call. Votes already in the store are skipped, so
+        calling this at every start is harmless. Human votes in the file are left out (bundled
+        votes are never mixed with the workspace's people); sample ids are dropped (they name
+        images of another store). Raises ``VoteFileError`` for a malformed file, adding nothing.
+        """
+        path = Path(path)
+        shown = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+        result = SeedVotes(shown)
+        frame = read_votes(path, strict=True)
+        arena = {task: self.arena_model_names(task) for task in TASKS}
+        keep: list[dict[str, Any]] = []
+        for record in frame_records(frame):
+            task = record.get("task")
+            if task not in arena:
+                result.left_out_task += 1
+                continue
+            if record.get("judge") is None or is_human_judge(record["judge"]):
+                result.left_out_human += 1
+                continue
+            missing = [m for m in (record["model_a"], record["model_b"]) if m not in arena[task]]
+            for name in missing:
+                result.unknown_models[name] = result.unknown_models.get(name, 0) + 1
+            if missing:
+                continue
+            kept = {k: v for k, v in record.items() if k not in ("sample_a", "sample_b")}
+            if not kept.get("battle_id"):  # a stable id, so that the next start finds it present
+                key = f"{shown}:{record.get('line')}:{record['model_a']}:{record['model_b']}:{record.get('tstamp')}"
+                kept["battle_id"] = "seed-" + hashlib.sha1(key.encode()).hexdigest()[:20]
+            keep.append(kept)
+            result.by_task[task] = result.by_task.get(task, 0) + 1
+        result.judges = sorted({r["judge"] for r in keep})
+        result.imported = self.store.import_votes(keep, skip_existing=True, source=shown) if keep else 0
+        result.present = len(keep) - result.imported
+        self.seed_votes = result
+        return result
 
     # -- gallery ------------------------------------------------------------------------
     def gallery_total(self, model: dict[str, Any]) -> int:

@@ -535,6 +535,15 @@ class ArenaStore:
         )
         return rows[0]["n"]
 
+    def judge_counts(self, task: str | None = None) -> dict[str, int]:
+        """Votes per judge (``human``, ``oracle``…) of a task, or of every task."""
+        rows = self._query(
+            "SELECT votes.judge, count(*) AS n FROM votes JOIN battles ON battles.id = votes.battle_id "
+            "WHERE :task IS NULL OR battles.task = :task GROUP BY votes.judge ORDER BY votes.judge",
+            {"task": task},
+        )
+        return {row["judge"]: row["n"] for row in rows}
+
     def vote_records(self, task: str | None = None, judge: str | None = None) -> Iterator[dict[str, Any]]:
         """Votes in time order as export records (the fields of :data:`arena.io.EXPORT_FIELDS`);
         voters are left out: they identify people."""
