@@ -4,7 +4,9 @@ Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/
 
     GET  /api/v1/health                     liveness (used by the Docker HEALTHCHECK)
     GET  /api/v1/battle?task=t2i|edit       a new anonymous battle for this client
-    POST /api/v1/battle/live                {"prompt"}: a text-to-image battle on your own prompt
+    POST /api/v1/battle/live                {"prompt", "task", "source_id"}: a battle on your own prompt
+                                            or, for editing, your instruction over a gallery source
+    GET  /api/v1/sources                    the gallery's editing source images (ids for live edits)
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
     GET  /api/v1/leaderboard?task=…&votes=human|auto|all   (default: human once people voted, else auto)
     GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…
@@ -48,12 +50,24 @@ class BattleOut(BaseModel):
     prompt: str = Field(description="the prompt (text-to-image) or the edit instruction")
     family: str = Field(description="prompt family (single, counting, recolor, ...)")
     source_png: str | None = Field(None, description="editing: the source image, base64 PNG")
+    source_id: str | None = Field(None, description="editing: the source's gallery id (POST /battle/live edits it)")
     image_a: str = Field(description="left image (model_a), base64 PNG")
     image_b: str = Field(description="right image (model_b), base64 PNG")
 
 
 class LiveIn(BaseModel):
-    prompt: str = Field(max_length=1000, description="a text-to-image prompt in the Shapes grammar, e.g. 'a red circle left of a blue square'")
+    prompt: str = Field(max_length=1000, description="a text-to-image prompt or an edit instruction in the Shapes "
+                                                     "grammar, e.g. 'a red circle left of a blue square', "
+                                                     "'make the background blue'")
+    task: Literal["t2i", "edit"] = "t2i"
+    source_id: str | None = Field(None, max_length=128, description="editing: the gallery id of the source image "
+                                                                    "(a battle's source_id, or one of GET /sources)")
+
+
+class SourceOut(BaseModel):
+    source_id: str
+    description: str = Field(description="the scene in words")
+    source_png: str = Field(description="base64 PNG")
 
 
 class VoteIn(BaseModel):
@@ -211,22 +225,32 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         b = service.new_battle(task, voter)
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
-            "source_png": service.png_base64(b.source) if b.source is not None else None,
+            "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
             "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
         })
 
     @api.post("/battle/live", response_model=BattleOut, tags=["arena"],
-              responses={422: {"description": "empty, too long, or words the models do not know"},
+              responses={404: {"description": "no such source image in the gallery"},
+                         422: {"description": "empty, too long, words the models do not know, not an edit "
+                                              "instruction, or no source_id for an edit"},
                          429: {"description": "rate limited"}, 503: {"description": "live prompts off or unavailable"}})
     def live_battle(request: Request, body: LiveIn) -> Response:
-        """A battle on your own text-to-image prompt, sampled now by two arena models (Shapes models only)."""
+        """A battle on your own prompt (task t2i) or on your edit instruction over a gallery source image
+        (task edit, source_id), sampled now by two arena models (Shapes models only)."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.live_battle("t2i", body.prompt, voter)
+        b = service.live_battle(body.task, body.prompt, voter, source_id=body.source_id)
         return _json({
-            "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family, "source_png": None,
+            "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
+            "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
             "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
         })
+
+    @api.get("/sources", response_model=list[SourceOut], tags=["arena"])
+    def sources() -> Response:
+        """The gallery's editing source images: a live edit (POST /battle/live, task edit) names one by its id."""
+        return _json([{"source_id": src["source_id"], "description": src["description"],
+                       "source_png": service.png_base64(src["path"])} for src in service.edit_sources()])
 
     @api.post("/vote", response_model=VoteOut, tags=["arena"],
               responses={403: {"description": "battle served to another client"},

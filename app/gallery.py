@@ -94,18 +94,21 @@ def initial_noise(seeds: list[int], latent_shape: tuple[int, ...]):
 
 def generate(policy, items: list[PoolItem], seeds: list[int], *, num_steps: int, guidance_scale: float,
              batch_size: int = 32) -> np.ndarray:
-    """Images (N, H, W, 3) uint8 for (item, seed) pairs by ODE sampling; edits use their source."""
+    """Images (N, H, W, 3) uint8 for (item, seed) pairs by ODE sampling; edits use their source
+    (``item.record["source"]``, a scene)."""
     import torch
 
     from qwenrl.sampling import rollout
-    from qwenrl.world.scene import render
+    from qwenrl.world.scene import Scene, render
 
     out = []
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
             chunk, chunk_seeds = items[start:start + batch_size], seeds[start:start + batch_size]
             texts = [it.text for it in chunk]
-            sources = np.stack([render(it.spec().source) for it in chunk]) if chunk[0].task == "edit" else None
+            # an edit's source scene, from the pool record (a live edit's record holds only it)
+            sources = (np.stack([render(Scene.from_dict(it.record["source"])) for it in chunk])
+                       if chunk[0].task == "edit" else None)
             cond = policy.encode_prompts(texts, sources)
             null = policy.null_conditioning(len(texts), sources) if guidance_scale != 1.0 else None
             traj = rollout(

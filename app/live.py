@@ -1,9 +1,12 @@
-"""Battles on a visitor's own prompt, generated live by the two arena models.
+"""Battles on a visitor's own prompt or edit instruction, generated live by two arena models.
 
 Only models that are fast on a CPU take part (Shapes checkpoints: a pair of images costs a
 fraction of a second); for others the studio answers that live prompts are off. The prompt is
 checked before anything runs: non-empty, at most ``MAX_PROMPT_CHARS`` characters, and, for
-Shapes models, only words of the Shapes grammar (its models know no others).
+Shapes models, only words of the Shapes grammar (its models know no others); an edit
+instruction must also start as the grammar's do (``make``, ``change``, ``add``…). An edit
+applies to a source image of the arena gallery, named by its pool id and sent to the worker as
+its scene (never as a file a visitor chose).
 
 Generation runs in one worker subprocess (``python -m app.live``), so the studio's server never
 imports torch: the server writes one JSON request per line to the worker's stdin and reads one
@@ -59,6 +62,21 @@ def clean_prompt(text: Any, shapes: bool = True) -> str:
     return cleaned
 
 
+def clean_instruction(text: Any, shapes: bool = True) -> str:
+    """An edit instruction, checked like a prompt (:func:`clean_prompt`); for Shapes models it
+    must also start with one of the grammar's edit verbs."""
+    cleaned = clean_prompt(text, shapes=shapes)
+    if shapes:
+        from qwenrl.world.grammar import EDIT_VERBS
+
+        if cleaned.split()[0] not in EDIT_VERBS:
+            raise LiveError(
+                f"an edit instruction starts with one of: {', '.join(EDIT_VERBS)}. "
+                "Try e.g. “make the background blue” or “add a small red circle”."
+            )
+    return cleaned
+
+
 def is_fast(source: str | Path) -> bool:
     """Whether the checkpoint at ``source`` is a kind the live worker samples quickly."""
     from qwenrl.checkpoints import CheckpointError, read_manifest
@@ -69,12 +87,13 @@ def is_fast(source: str | Path) -> bool:
         return False
 
 
-def image_path_for(model: str, text: str, seed: int) -> str:
-    """Where a live image goes, relative to the workspace root (derived, never user-supplied)."""
+def image_path_for(model: str, text: str, seed: int, source_id: str | None = None) -> str:
+    """Where a live image goes, relative to the workspace root (derived, never user-supplied);
+    an edit's path depends on its source too."""
     from .gallery import model_slug
 
-    key = hashlib.sha1(f"{text}\0{seed}".encode()).hexdigest()[:16]
-    return f"{LIVE_DIR}/{model_slug(model)}/{key}.png"
+    key = f"{text}\0{seed}" + (f"\0{source_id}" if source_id is not None else "")
+    return f"{LIVE_DIR}/{model_slug(model)}/{hashlib.sha1(key.encode()).hexdigest()[:16]}.png"
 
 
 # -- server side -------------------------------------------------------------------------------
@@ -100,10 +119,15 @@ class LiveGenerator:
             )
         return self._proc
 
-    def generate(self, source: str, text: str, seed: int, out: str) -> dict[str, Any]:
-        """Sample one image of ``text`` from the checkpoint ``source`` into ``root/out``;
+    def generate(self, source: str, text: str, seed: int, out: str, *,
+                 edit_source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Sample one image of ``text`` from the checkpoint ``source`` into ``root/out`` (with
+        ``edit_source``, a Shapes scene as ``Scene.to_dict`` gives it, an edit of that scene);
         returns {"content_hash"}. LiveError when the worker fails or takes too long."""
-        request = json.dumps({"source": source, "text": text, "seed": int(seed), "out": out})
+        request = {"source": source, "text": text, "seed": int(seed), "out": out}
+        if edit_source is not None:
+            request["edit_source"] = edit_source
+        request = json.dumps(request)
         with self._lock:
             proc = self._ensure()
             try:
@@ -134,13 +158,16 @@ class LiveGenerator:
 # -- worker side -------------------------------------------------------------------------------
 
 
-def _sample(policy, text: str, seed: int):
+def _sample(policy, text: str, seed: int, edit_source: dict[str, Any] | None = None):
     from qwenrl.evaluation import policy_sampling_defaults
 
     from .gallery import PoolItem, generate
 
     defaults = policy_sampling_defaults(policy)
-    item = PoolItem(id="live", task="t2i", text=text, family="user", record={})
+    if edit_source is None:
+        item = PoolItem(id="live", task="t2i", text=text, family="user", record={})
+    else:
+        item = PoolItem(id="live", task="edit", text=text, family="user", record={"source": edit_source})
     return generate(policy, [item], [seed], num_steps=defaults["num_steps"], guidance_scale=defaults["guidance_scale"])[0]
 
 
@@ -166,7 +193,12 @@ def worker(root: Path, requests, answers, max_models: int = 4) -> None:
                 while len(policies) > max_models:
                     policies.popitem(last=False)
             policies.move_to_end(source)
-            image = _sample(policies[source], str(req["text"]), int(req["seed"]))
+            edit_source = req.get("edit_source")
+            if edit_source is not None:
+                from qwenrl.world.scene import Scene
+
+                edit_source = Scene.from_dict(edit_source).to_dict()  # a scene, or an error here
+            image = _sample(policies[source], str(req["text"]), int(req["seed"]), edit_source)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".tmp.png")
             Image.fromarray(image).save(tmp)

@@ -32,7 +32,7 @@ from arena.matchmaking import next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
 from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
 
-from .live import LiveError, clean_prompt, image_path_for, is_fast
+from .live import LiveError, clean_instruction, clean_prompt, image_path_for, is_fast
 
 VoteFilter = Literal["human", "auto", "all"]
 VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
@@ -65,6 +65,7 @@ class Battle:
     image_a: Path
     image_b: Path
     source: Path | None = None
+    source_id: str | None = None  #: editing: the gallery id of the source image (for a live edit of it)
 
 
 @dataclass
@@ -298,6 +299,7 @@ class ArenaService:
             image_a=self.ws.root / sa["image_path"],
             image_b=self.ws.root / sb["image_path"],
             source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
+            source_id=sa["pool_id"] if task == "edit" else None,
         )
 
     def _fast(self, model: str) -> bool:
@@ -307,20 +309,30 @@ class ArenaService:
             self._fast_cache[model] = bool(row and row.get("source") and is_fast(row["source"]))
         return self._fast_cache[model]
 
-    def live_battle(self, task: str, text: str, voter: str) -> Battle:
-        """A battle on the visitor's own prompt: two arena models (matchmaking among the fast
-        ones) sample it now with a fresh seed; the battle and its vote are stored like any other."""
-        if task != "t2i":
-            raise ArenaError("live prompts are for text-to-image; editing battles use the gallery's source images", 400)
+    def live_battle(self, task: str, text: str, voter: str, source_id: str | None = None) -> Battle:
+        """A battle on the visitor's own prompt (text-to-image) or instruction (editing, over the
+        gallery source ``source_id``): two arena models (matchmaking among the fast ones) sample
+        it now with a fresh seed; the battle and its vote are stored like any other (family
+        ``user``). ArenaError: 422 for a bad text, 404 for an unknown source, 503 when off."""
+        if task not in self.tasks():
+            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
         if self.live is None:
             raise ArenaError("live prompts are off in this studio", 503)
+        source = None
+        if task == "edit":
+            if not source_id:
+                raise ArenaError("an edit needs a source image: give the source_id of a gallery source "
+                                 "(a battle's, or one of GET /api/v1/sources)", 422)
+            source = self.ws.edit_source(source_id)
+            if source is None:
+                raise ArenaError(f"no source image {str(source_id)[:64]!r} in the gallery", 404)
         idx = self._task_index(task)
         keep = [i for i, m in enumerate(idx.models) if self._fast(m)]
         models = [idx.models[i] for i in keep]
         if len(models) < 2:
             raise ArenaError("live prompts need two arena models that sample quickly on this machine (Shapes checkpoints)", 503)
-        try:
-            text = clean_prompt(text, shapes=True)  # every fast model is a Shapes model
+        try:  # every fast model is a Shapes model
+            text = clean_instruction(text, shapes=True) if task == "edit" else clean_prompt(text, shapes=True)
         except LiveError as exc:
             raise ArenaError(str(exc), 422) from exc
         counts = idx.counts[np.ix_(keep, keep)] if idx.counts is not None else np.zeros((len(models), len(models)), dtype=np.int64)
@@ -328,19 +340,30 @@ class ArenaService:
             left, right = next_pair(models, counts, strategy=self.strategy, seed=self._rng,
                                     intervals={m: idx.intervals[m] for m in models if m in idx.intervals})
             seed = int(self._rng.integers(1, 2**31 - 1))
-        prompt_id = self.ws.store.add_prompt(task, text, family="user")
+        if source is None:
+            prompt_id = self.ws.store.add_prompt(task, text, family="user")
+        else:  # what the edit applies to is stored with it: the source scene and its gallery id
+            prompt_id = self.ws.store.add_prompt(
+                task, text, family="user", spec={"source": source["scene"], "source_id": source["source_id"]},
+                source_image=str(source["path"].relative_to(self.ws.root)))
         samples = []
         for model in (left, right):
-            out = image_path_for(model, text, seed)
+            out = image_path_for(model, text, seed, source["source_id"] if source else None)
             try:
-                made = self.live.generate(self.ws.store.get_model(model)["source"], text, seed, out)
+                made = self.live.generate(self.ws.store.get_model(model)["source"], text, seed, out,
+                                          edit_source=source["scene"] if source else None)
             except LiveError as exc:
                 raise ArenaError(str(exc), 503) from exc
             sample_id = self.ws.store.add_sample(model, prompt_id, seed, out, content_hash=made.get("content_hash"))
             samples.append({"id": sample_id, "image_path": out})
         battle_id = self.ws.create_battle(samples[0], samples[1], voter)
         return Battle(battle_id=battle_id, task=task, prompt=text, family="user",
-                      image_a=self.ws.root / samples[0]["image_path"], image_b=self.ws.root / samples[1]["image_path"])
+                      image_a=self.ws.root / samples[0]["image_path"], image_b=self.ws.root / samples[1]["image_path"],
+                      source=source["path"] if source else None, source_id=source["source_id"] if source else None)
+
+    def edit_sources(self) -> list[dict[str, Any]]:
+        """Gallery source images a live edit may use (``source_id``, ``description``, ``path``)."""
+        return self.ws.edit_sources()
 
     def vote(self, battle_id: str, winner: str, voter: str, judge: str = HUMAN_JUDGE) -> VoteResult:
         """Record a vote; reveals both models. ArenaError (with an HTTP status) when refused."""

@@ -107,10 +107,25 @@ class ArenaView:
     buttons: list[gr.Button]
     reveal: gr.Textbox
     next_button: gr.Button
+    own_source: gr.Dropdown | None = None  #: editing with live prompts: the source chooser
 
     @property
     def outputs(self) -> list:
         return [self.state, self.prompt, self.source, self.image_a, self.image_b, *self.buttons, self.reveal]
+
+
+CURRENT_SOURCE = "current"
+
+
+def battle_state(battle) -> dict:
+    """What a page keeps of its open battle (``gr.State``): the id, whether voted, its source."""
+    return {"battle_id": battle.battle_id, "voted": False, "source_id": battle.source_id}
+
+
+def source_choices(studio: Studio) -> list[tuple[str, str]]:
+    """The editing source chooser: this battle's source first, then every gallery source."""
+    return [("this battle's source image", CURRENT_SOURCE)] + [
+        (f"{src['description']}  [{src['source_id']}]", src["source_id"]) for src in studio.service.edit_sources()]
 
 
 def _arena_tab(studio: Studio, task: str) -> ArenaView:
@@ -130,12 +145,24 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
     reveal = gr.Textbox(label="Result", interactive=False, elem_id=f"{task}-reveal", lines=2)
     next_button = gr.Button("Next battle", variant="primary", elem_id=f"{task}-next")
     view = ArenaView(task, state, prompt, source, image_a, image_b, buttons, reveal, next_button)
-    own_prompt = own_go = None
+    own_prompt = own_go = own_source = own_preview = None
     if task == "t2i" and studio.service.live is not None:
         with gr.Row():
             own_prompt = gr.Textbox(label="Or battle on your own prompt (Shapes words, e.g. “two red squares above a blue circle”)",
                                     max_length=MAX_PROMPT_CHARS, elem_id="t2i-own-prompt", scale=4)
             own_go = gr.Button("Battle on my prompt", elem_id="t2i-own-go", scale=1)
+    if task == "edit" and studio.service.live is not None:
+        with gr.Row():
+            with gr.Column(scale=4):
+                own_prompt = gr.Textbox(
+                    label="Or battle on your own instruction (Shapes words, e.g. “make the background blue”, "
+                          "“add a small red circle”)", max_length=MAX_PROMPT_CHARS, elem_id="edit-own-prompt")
+                own_source = gr.Dropdown(source_choices(studio), value=CURRENT_SOURCE, label="over the source image",
+                                         elem_id="edit-own-source")
+                own_go = gr.Button("Battle on my instruction", elem_id="edit-own-go")
+            own_preview = gr.Image(label="Source to edit", interactive=False, type="pil", format="png", scale=1,
+                                   elem_id="edit-own-preview", elem_classes="pixelated", height=140, visible=False)
+        view.own_source = own_source
 
     def show_battle(make) -> dict:
         try:
@@ -144,7 +171,7 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
             return {state: None, prompt: "", reveal: str(exc), image_a: None, image_b: None,
                     **{b: gr.Button(interactive=False) for b in buttons}}
         return {
-            state: {"battle_id": battle.battle_id, "voted": False},
+            state: battle_state(battle),
             prompt: battle.prompt,
             source: show_image(battle.source),
             image_a: gr.Image(value=show_image(battle.image_a), label="A"),
@@ -164,6 +191,22 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
             return studio.service.live_battle(task, text, voter)
 
         return show_battle(make)
+
+    def own_edit(text: str, chosen: str | None, current: dict | None, request: gr.Request) -> dict:
+        voter = voter_id(request)
+        source_id = (current or {}).get("source_id") if chosen in (None, CURRENT_SOURCE) else chosen
+        if not source_id:
+            return {reveal: "No source image yet: wait for a battle, or choose a source from the gallery."}
+
+        def make():
+            studio.service.throttle(voter)
+            return studio.service.live_battle(task, text, voter, source_id=source_id)
+
+        return show_battle(make)
+
+    def preview(chosen: str | None) -> dict:
+        found = studio.ws.edit_source(chosen) if chosen not in (None, CURRENT_SOURCE) else None
+        return {own_preview: gr.Image(value=show_image(found["path"]) if found else None, visible=found is not None)}
 
     def make_vote(outcome: str):
         def vote(current: dict | None, request: gr.Request) -> dict:
@@ -186,9 +229,13 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
         return vote
 
     next_button.click(new_battle, None, view.outputs, api_name=f"new_battle_{task}")
-    if own_go is not None:
+    if own_go is not None and task == "t2i":
         own_go.click(own_battle, [own_prompt], view.outputs, api_name="live_battle_t2i")
         own_prompt.submit(own_battle, [own_prompt], view.outputs, api_name=False)
+    if own_go is not None and task == "edit":
+        own_go.click(own_edit, [own_prompt, own_source, state], view.outputs, api_name="live_battle_edit")
+        own_prompt.submit(own_edit, [own_prompt, own_source, state], view.outputs, api_name=False)
+        own_source.change(preview, [own_source], [own_preview], api_visibility="private")
     for (outcome, _), button in zip(BUTTONS, buttons):
         name = outcome.replace(" (bothbad)", "_bothbad").replace("model_", "")
         button.click(make_vote(outcome), [state], view.outputs, api_name=f"vote_{task}_{name}")
@@ -288,10 +335,14 @@ def export_files(studio: Studio, task: str, votes: str) -> dict[str, Path]:
 # ---------------------------------------------------------------------------------------------
 
 
+NO_SAMPLE = ("No sample matches: the gallery may still be filling (see “Models in the arena”), "
+             "or the filters leave none out; widen them and press Search.")
+
+
 def _detail_updates(detail: dict | None, image, source, total, components, rationale, prompt) -> dict:
-    if detail is None:
+    if detail is None:  # the rationale panel says why it is empty, never nothing
         return {image: None, source: None, total: "", components: pd.DataFrame(columns=["component", "score"]),
-                rationale: "", prompt: ""}
+                rationale: NO_SAMPLE, prompt: ""}
     score = detail["score"]
     return {
         image: show_image(detail["image"]),
@@ -343,7 +394,9 @@ def _inspector_tab(studio: Studio) -> tuple:
         items = [(show_image(ws.root / r["image_path"]),
                   f"{r['model']} · {'—' if r['score'] is None else format(r['score'], '.2f')}") for r in rows]
         first = inspector.sample_detail(ws, rows[0]["sample_id"]) if rows else None
-        return {results: [r["sample_id"] for r in rows], gallery: items,
+        # the first sample is shown and marked selected, so the detail panels are never blank
+        return {results: [r["sample_id"] for r in rows],
+                gallery: gr.Gallery(value=items, selected_index=0 if items else None),
                 **_detail_updates(first, *detail_outputs)}
 
     def pick(ids: list[int], evt: gr.SelectData) -> dict:
@@ -352,9 +405,11 @@ def _inspector_tab(studio: Studio) -> tuple:
             return _detail_updates(None, *detail_outputs)
         return _detail_updates(inspector.sample_detail(ws, ids[index]), *detail_outputs)
 
-    task.change(choices, [task], [model, family], api_visibility="undocumented")
     search_inputs = [task, model, family, order, score_min, score_max]
-    search.click(run_search, search_inputs, [results, gallery, *detail_outputs], api_visibility="undocumented")
+    search_outputs = [results, gallery, *detail_outputs]
+    task.change(choices, [task], [model, family], api_visibility="undocumented").then(
+        run_search, search_inputs, search_outputs, api_visibility="undocumented")
+    search.click(run_search, search_inputs, search_outputs, api_visibility="undocumented")
     gallery.select(pick, [results], detail_outputs, api_visibility="undocumented")
 
     gr.Markdown("### Side by side: two models, same prompt and seed")
@@ -411,8 +466,9 @@ def _inspector_tab(studio: Studio) -> tuple:
         }
 
     stats_go.click(stats, [task], [distribution, agreement], api_visibility="undocumented")
-    return (choices, [task], [model, family]), (compare_choices, [task], [cmp_a, cmp_b, cmp_prompt]), \
-        (stats, [task], [distribution, agreement])
+    # what the tab runs when it opens: the first page of samples (lowest scores first), the choosers, the charts
+    return (run_search, search_inputs, search_outputs), (choices, [task], [model, family]), \
+        (compare_choices, [task], [cmp_a, cmp_b, cmp_prompt]), (stats, [task], [distribution, agreement])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,6 +647,8 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
 
         def first_battles(request: gr.Request) -> dict:
             out: dict = {models: models_frame(studio)}
+            for chooser in choosers:  # the gallery may have filled since the page was built
+                out[chooser] = gr.Dropdown(choices=source_choices(studio), value=CURRENT_SOURCE)
             for view in views:
                 try:
                     battle = studio.service.new_battle(view.task, voter_id(request))
@@ -598,7 +656,7 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                     out[view.reveal] = str(exc)
                     continue
                 out.update({
-                    view.state: {"battle_id": battle.battle_id, "voted": False},
+                    view.state: battle_state(battle),
                     view.prompt: battle.prompt,
                     view.source: show_image(battle.source),
                     view.image_a: show_image(battle.image_a),
@@ -607,7 +665,8 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                 })
             return out
 
-        load_outputs = [models] + [c for v in views for c in v.outputs]
+        choosers = [v.own_source for v in views if v.own_source is not None]
+        load_outputs = [models] + [c for v in views for c in v.outputs] + choosers
         blocks.load(first_battles, None, load_outputs, api_visibility="private")
         fn, inputs, outputs = lb_refresh
         lb_tab.select(fn, inputs, outputs, api_visibility="private")

@@ -162,6 +162,25 @@ class Workspace:
         """The store's id of an arena-pool prompt (``t2i-test-0000`` → an integer)."""
         return self._prompt_ids[pool_id]
 
+    def edit_sources(self) -> list[dict[str, Any]]:
+        """Source images a visitor may edit live: the editing pool's, once the gallery made them.
+        Each: ``source_id`` (the pool id), ``description`` (the scene in words), ``path``."""
+        out = []
+        for pool_id, item in self._pool.items():
+            path = self.source_path(pool_id)
+            if item.task == "edit" and path.is_file():
+                out.append({"source_id": pool_id, "description": describe_scene(item.record["source"]), "path": path})
+        return out
+
+    def edit_source(self, source_id: Any) -> dict[str, Any] | None:
+        """The source ``source_id`` (from :meth:`edit_sources`) with its ``scene``, or None when
+        there is no such source image in the gallery (ids are looked up, never used as paths)."""
+        item = self._pool.get(source_id) if isinstance(source_id, str) else None
+        if item is None or item.task != "edit" or not self.source_path(source_id).is_file():
+            return None
+        return {"source_id": source_id, "description": describe_scene(item.record["source"]),
+                "path": self.source_path(source_id), "scene": item.record["source"]}
+
     def pool_item(self, prompt_id: int):
         """The pool item of a store prompt id, or None for a prompt outside the arena pool."""
         entry = self._pool_of.get(int(prompt_id))
@@ -371,6 +390,12 @@ class Workspace:
         if judges == "auto":
             frame = frame[frame["judge"] != "human"].reset_index(drop=True)
         return frame
+
+
+def describe_scene(scene: dict[str, Any]) -> str:
+    """A Shapes scene in words: ``large green square, small cyan triangle on gray``."""
+    objects = ", ".join(f"{o['size']} {o['color']} {o['shape']}" for o in scene.get("objects", []))
+    return f"{objects or 'nothing'} on {scene.get('background', '?')}"
 
 
 def _tasks_from(task: Any) -> list[str]:

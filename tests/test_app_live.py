@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -11,7 +12,15 @@ from PIL import Image
 
 from app.api import create_api
 from app.inspector import agreement
-from app.live import MAX_PROMPT_CHARS, LiveError, LiveGenerator, clean_prompt, image_path_for, worker
+from app.live import (
+    MAX_PROMPT_CHARS,
+    LiveError,
+    LiveGenerator,
+    clean_instruction,
+    clean_prompt,
+    image_path_for,
+    worker,
+)
 from app.service import AdminAuth, ArenaError, ArenaService
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401
 
@@ -84,8 +93,9 @@ def test_live_battle_refusals(live_service, filled_workspace):
     with pytest.raises(ArenaError, match="not known: elephant") as exc:
         live_service.live_battle("t2i", "a purple elephant", "v")
     assert exc.value.status == 422
-    with pytest.raises(ArenaError, match="text-to-image") as exc:
-        live_service.live_battle("edit", "make the circle red", "v")
+    with pytest.raises(ArenaError, match="unknown task") as exc:
+        live_service.live_battle("video", "a red circle", "v")
+    assert exc.value.status == 400
     off = ArenaService(filled_workspace, seed=0)
     with pytest.raises(ArenaError, match="live prompts are off") as exc:
         off.live_battle("t2i", "a red circle", "v")
@@ -109,3 +119,108 @@ def test_a_dead_worker_is_replaced(live_service):
     live_service.live._proc.wait()
     battle = live_service.live_battle("t2i", "a blue square", "voter-3")  # restarted on demand
     assert Image.open(battle.image_a).size == (32, 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Live editing: the visitor's instruction over a gallery source image
+# ---------------------------------------------------------------------------------------------
+
+
+def test_edit_instructions_are_checked_like_prompts():
+    import numpy as np
+
+    from qwenrl.world.grammar import sample_edit
+
+    assert clean_instruction("  Make the   background BLUE ") == "make the background blue"
+    for bad, message in [("", "type a prompt"), ("make " * 50, f"at most {MAX_PROMPT_CHARS}"),
+                         ("make the circle sparkle", "not known: sparkle"),
+                         ("a red circle", "starts with one of: add, change, make, move, remove, replace, turn")]:
+        with pytest.raises(LiveError, match=message):
+            clean_instruction(bad)
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # every instruction the grammar writes is one a visitor may type
+        task = sample_edit(rng)
+        assert clean_instruction(task.instruction) == task.instruction
+
+
+def test_worker_edits_the_source_it_is_given(filled_workspace, tiny_models):
+    ws = filled_workspace
+    first, second = ws.edit_sources()[:2]
+    source = str(tiny_models / "tiny-a")
+    text = "make the background blue"
+    requests = [json.dumps({"source": source, "text": text, "seed": 5, "out": image_path_for("tiny-a", text, 5, src["source_id"]),
+                            "edit_source": ws.edit_source(src["source_id"])["scene"]}) for src in (first, second, first)]
+    requests.append(json.dumps({"source": source, "text": text, "seed": 5, "out": image_path_for("tiny-a", text, 5, "x"),
+                                "edit_source": {"background": "white", "objects": [{"shape": "blob"}]}}))
+    answers = io.StringIO()
+    worker(ws.root, requests, answers)
+    a, b, a_again, bad = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert a["content_hash"] == a_again["content_hash"] != b["content_hash"]  # the source conditions the edit
+    assert "error" in bad
+
+
+def test_live_edit_battle_vote_and_storage(live_service):
+    service = live_service
+    source_id = service.edit_sources()[1]["source_id"]
+    battle = service.live_battle("edit", "Add a small red circle", "voter-e", source_id=source_id)
+    assert battle.task == "edit" and battle.prompt == "add a small red circle" and battle.family == "user"
+    assert battle.source_id == source_id and battle.source == service.ws.source_path(source_id)
+    assert Image.open(battle.image_a).size == (32, 32) and Image.open(battle.image_b).size == (32, 32)
+    result = service.vote(battle.battle_id, "tie", "voter-e")
+    assert result.task == "edit" and result.model_a != result.model_b
+    stored = service.ws.store.get_battle(battle.battle_id)
+    prompt = service.ws.store._query("SELECT * FROM prompts WHERE id = ?", [stored["prompt_id"]])[0]
+    assert (prompt["task"], prompt["text"], prompt["family"]) == ("edit", "add a small red circle", "user")
+    assert json.loads(prompt["spec"]) == {"source": service.ws.edit_source(source_id)["scene"], "source_id": source_id}
+    assert prompt["source_image"] == f"gallery/sources/{source_id}.png"
+    exported = [r for r in service.ws.store.vote_records(task="edit") if r["battle_id"] == battle.battle_id]
+    assert [(r["prompt"], r["winner"], r["judge"]) for r in exported] == [("add a small red circle", "tie", "human")]
+    assert "add a small red circle" not in {s["prompt"] for s in service.ws.arena_samples("edit")}
+    # over the source of a gallery battle, as the editing tab does by default
+    gallery = service.new_battle("edit", "voter-e")
+    assert gallery.source_id is not None
+    again = service.live_battle("edit", "make the background blue", "voter-e", source_id=gallery.source_id)
+    assert again.source == gallery.source
+
+
+def test_live_edit_refusals(live_service):
+    source_id = live_service.edit_sources()[0]["source_id"]
+    cases = [
+        ("make the circle sparkle", source_id, 422, "not known: sparkle"),
+        ("", source_id, 422, "type a prompt"),
+        ("a red circle", source_id, 422, "starts with one of"),
+        ("make the background blue", None, 422, "an edit needs a source image"),
+        ("make the background blue", "edit-test-9999", 404, "no source image 'edit-test-9999'"),
+        ("make the background blue", "../../../etc/passwd", 404, "no source image"),
+        ("make the background blue", "t2i-test-0000", 404, "no source image"),
+    ]
+    for text, source, status, message in cases:
+        with pytest.raises(ArenaError, match=message) as exc:
+            live_service.live_battle("edit", text, "v", source_id=source)
+        assert exc.value.status == status, (text, source)
+
+
+def test_live_edit_through_the_rest_api(live_service):
+    c = TestClient(create_api(live_service, None, AdminAuth(None)))
+    sources = c.get("/api/v1/sources").json()
+    assert sources and all(set(s) == {"source_id", "description", "source_png"} for s in sources)
+    assert Image.open(io.BytesIO(base64.b64decode(sources[0]["source_png"]))).size == (32, 32)
+    gallery = c.get("/api/v1/battle", params={"task": "edit"}).json()
+    assert gallery["source_id"] in {s["source_id"] for s in sources}
+    r = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": "remove the large green square",
+                                            "source_id": gallery["source_id"]})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert (b["task"], b["prompt"], b["family"], b["source_id"]) == (
+        "edit", "remove the large green square", "user", gallery["source_id"])
+    assert b["source_png"] == gallery["source_png"]
+    v = c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"})
+    assert v.status_code == 200 and v.json()["task"] == "edit"
+    bad = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": "paint it", "source_id": gallery["source_id"]})
+    assert bad.status_code == 422 and "not known: it, paint" in bad.text
+    missing = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": "make the background blue"})
+    assert missing.status_code == 422 and "source" in missing.json()["detail"]
+    unknown = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": "make the background blue",
+                                                  "source_id": "nope"})
+    assert unknown.status_code == 404
+    assert c.post("/api/v1/battle/live", json={"task": "video", "prompt": "a red circle"}).status_code == 422

@@ -36,6 +36,8 @@ EDIT_FAMILIES: tuple[str, ...] = ("recolor", "background", "add", "remove", "rep
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 NUMBERS: tuple[str, ...] = ("one", "two", "three", "four")
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+EDIT_VERBS: tuple[str, ...] = ("add", "change", "make", "move", "remove", "replace", "turn")
+"""The words an edit instruction starts with (every family's phrasings)."""
 MOVE_STEP = 8  # pixels an object moves in a ``move`` edit
 BACKGROUND_TEMPLATES: tuple[str, ...] = (
     "change the background to {bg}",
