@@ -202,6 +202,14 @@ class VLMLocalJudge(_VLMJudge):
                 f"judge {self.name!r}: model_path {path} is not a local model folder (no config.json); "
                 "download the weights first (e.g. `hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir DIR`)"
             )
+        #: the only image size the model reads, when its folder's manifest.json names one (a
+        #: judge trained on Shapes-world images); None: any size the processor accepts
+        self.input_size = model_input_size(path)
+        if self.input_size and self.options.image_size and self.options.image_size != self.input_size:
+            raise RewardConfigError(
+                f"judge {self.name!r}: the model at {path} reads {self.input_size}×{self.input_size} images "
+                f"(its manifest.json), but image_size is {self.options.image_size}; set image_size: null or {self.input_size}"
+            )
         self._model: Any = None
         self._processor: Any = None
 
@@ -239,30 +247,66 @@ class VLMLocalJudge(_VLMJudge):
 
     def generate(self, samples: list[Sample]) -> list[str]:
         """The model's raw answers for ``samples`` (one batch, greedy)."""
-        import torch
-        from PIL import Image
-
         self.load()
-        proc = self._processor
-        texts, images = [], []
+        requests = []
         for s in samples:
             imgs = self.images_for(s)
-            content = [{"type": "image"} for _ in imgs] + [{"type": "text", "text": self.rubric.render(s)}]
-            texts.append(proc.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
-            images.append([Image.fromarray(im) for im in imgs])
-        inputs = proc(text=texts, images=images, padding=True, return_tensors="pt").to(self._model.device)
+            if self.input_size:
+                for im in imgs:
+                    if im.shape[:2] != (self.input_size, self.input_size):
+                        raise ValueError(
+                            f"judge {self.name!r}: the model at {self.options.model_path} reads "
+                            f"{self.input_size}×{self.input_size} images; got {im.shape[1]}×{im.shape[0]} "
+                            f"(set image_size: {self.input_size} to resize, nearest-neighbour)"
+                        )
+            requests.append((imgs, self.rubric.render(s)))
         max_new = self.options.max_new_tokens or (16 if self.options.mode == "pointwise" else 512)
-        tok = proc.tokenizer
-        with torch.inference_mode():
-            ids = self._model.generate(
-                **inputs, do_sample=False, max_new_tokens=max_new,
-                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            )
+        ids = generate_token_ids(self._model, self._processor, requests, max_new)
         self.count("requests", len(samples))
-        return self.decode(ids[:, inputs["input_ids"].shape[1] :])
+        return self.decode(ids)
 
     def decode(self, token_ids: Any) -> list[str]:
         return self._processor.batch_decode(token_ids, skip_special_tokens=True)
+
+
+def model_input_size(path: str | Path) -> int | None:
+    """The image side a model folder's ``manifest.json`` fixes (``image_size``), else None."""
+    mpath = Path(path) / "manifest.json"
+    if not mpath.is_file():
+        return None
+    try:
+        size = json.loads(mpath.read_text()).get("image_size")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise RewardConfigError(f"{mpath}: not a JSON object ({exc})") from exc
+    return int(size) if size else None
+
+
+def chat_inputs(processor: Any, requests: list[tuple[list[np.ndarray], str]]) -> Any:
+    """Model inputs for a batch of (images, text) user turns, each ending with the generation
+    prompt: the chat template with one image placeholder per image, then the processor."""
+    from PIL import Image
+
+    texts, images = [], []
+    for imgs, text in requests:
+        content = [{"type": "image"} for _ in imgs] + [{"type": "text", "text": text}]
+        texts.append(processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
+        images.append([Image.fromarray(im) for im in imgs])
+    return processor(text=texts, images=images, padding=True, return_tensors="pt")
+
+
+def generate_token_ids(model: Any, processor: Any, requests: list[tuple[list[np.ndarray], str]], max_new_tokens: int) -> Any:
+    """Greedy answers (new token ids, left-padded batch) to (images, text) user turns, with the
+    KV cache; the shared core of ``VLMLocalJudge`` and ``qwenrl judge serve``."""
+    import torch
+
+    inputs = chat_inputs(processor, requests).to(model.device)
+    tok = processor.tokenizer
+    with torch.inference_mode():
+        ids = model.generate(
+            **inputs, do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        )
+    return ids[:, inputs["input_ids"].shape[1] :]
 
 
 class QwenStyleProcessor:
@@ -315,6 +359,9 @@ class QwenStyleProcessor:
             parts = t.split(self.image_token)
             expanded.append(parts[0] + "".join(self.image_token * next(counts) + p for p in parts[1:]))
         enc = self.tokenizer(expanded, padding=padding, return_tensors=return_tensors)
+        # Which tokens are image tokens: transformers builds the 3D (M-RoPE) positions of the
+        # vision tokens from this; without it they would get plain 1D text positions.
+        enc["mm_token_type_ids"] = (enc["input_ids"] == self.tokenizer.convert_tokens_to_ids(self.image_token)).int()
         enc.update(vision)
         return enc
 

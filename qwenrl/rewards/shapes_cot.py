@@ -1,0 +1,297 @@
+"""The learned Shapes judge's chain of thought: what it is trained to write, and how to read it.
+
+The programmatic judges explain themselves at length (every distance, IoU and partial
+credit). A tiny vision-language judge has to write its reasoning token by token, inside a
+reward call, so it is trained on a compact version that keeps the programmatic form and
+what decides the verdict — the strict checker's requirements, what the image shows (the
+parser's objects), and each requirement met or not — and drops the measurements:
+
+    Requirements: (1) one red circle (2) one blue square (3) left of (4) nothing else.
+    Seen: small red circle 7 12; large blue square 20 5; on white.
+    (1) met (2) met (3) not met (4) met.
+    Score: 7/10
+
+* Requirements are the strict checker's, in its order (``qwenrl.world.check``): text to
+  image — each object group, the relation, nothing else, the background when named;
+  editing — each object that must stay (with where it was in the source, ``x y``), the
+  change, the background kept (unless the edit is about it), nothing else.
+* Seen lists the parser's objects of the (result) image in its order (top to bottom), each
+  as ``size colour shape x y`` (centroid, rounded); an object the checker cannot recognise
+  (template IoU under 0.5) is a ``blob``; specks are not objects. Then the background.
+* Each requirement is ``met`` or ``not met``, as the strict checker decides.
+* ``Score: 10/10`` exactly when the checker passes; otherwise the soft score, rounded to
+  tenths and capped at 9: the alignment judge's for text to image, the mean of the
+  instruction and identity judges' for editing. So pass/fail is "Score is 10", and the
+  score still ranks the failures the way the partial-credit judges do.
+
+``target_for`` writes the text for a sample; ``read_answer`` reads an answer back
+(requirements, seen objects, verdicts, score); ``seen_agrees`` checks the seen objects
+against the parser. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..world.check import check_edit, check_t2i, recognisable
+from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
+from ..world.parse import ParsedScene, object_centroid, parse
+from ..world.scene import Obj
+from .base import Sample
+from .vlm import parse_score
+
+#: shape word for an object the checker cannot recognise
+BLOB = "blob"
+#: pixels a seen object's position may be off and still agree with the parser
+SEEN_TOLERANCE = 2.0
+
+
+@dataclass(frozen=True)
+class CotTarget:
+    """What the judge should answer for one sample, and the facts it stands for."""
+
+    text: str
+    score10: int
+    passed: bool
+    soft: float
+    verdicts: tuple[bool, ...]
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+
+
+def _xy(point: tuple[float, float]) -> str:
+    return f"{int(math.floor(point[0] + 0.5))} {int(math.floor(point[1] + 0.5))}"
+
+
+def _placed(o: Obj) -> str:
+    """A source object with where it stands: ``small cyan triangle 6 24``."""
+    return f"{o.size} {o.color} {o.shape} {_xy(object_centroid(o))}"
+
+
+def t2i_requirements(prompt: T2IPrompt) -> list[str]:
+    """Short names of the strict checker's text-to-image requirements, in its order."""
+    spec = prompt.spec
+    names = []
+    for o in spec["objects"]:
+        n = o["count"]
+        names.append(" ".join(w for w in (NUMBERS[n - 1], o.get("size"), o["color"], noun(o["shape"], n)) if w))
+    if spec.get("relation"):
+        names.append(spec["relation"]["rel"])
+    names.append("nothing else")
+    if spec.get("background"):
+        names.append(f"{spec['background']} background")
+    return names
+
+
+def edit_requirements(task: EditTask) -> list[str]:
+    """Short names of the strict checker's editing requirements, in its order."""
+    src, tgt, fam, k = task.source, task.target, task.family, task.target_index
+    names = [f"{_placed(tgt.objects[ti])} kept" for _, ti in task.preserved]
+    if fam == "background":
+        names.append(f"{tgt.background} background")
+    elif fam in ("recolor", "replace", "resize"):
+        after = tgt.objects[k]
+        what = {"recolor": after.color, "replace": after.shape, "resize": after.size}[fam]
+        names.append(f"{_placed(src.objects[k])} now {what}")
+    elif fam == "move":
+        names.append(f"{_placed(src.objects[k])} moved {task.instruction.split()[-1]}")
+    elif fam == "add":
+        new = tgt.objects[k]
+        size = new.size if new.size in task.instruction.split() else None
+        names.append(f"{describe(new.color, new.shape, size)} added")
+    elif fam == "remove":
+        kept = {si for si, _ in task.preserved}
+        names += [f"{_placed(o)} gone" for si, o in enumerate(src.objects) if si not in kept]
+    else:
+        raise ValueError(f"unknown edit family {fam!r}")
+    if fam != "background":
+        names.append("background kept")
+    names.append("nothing else")
+    return names
+
+
+def seen_text(parsed: ParsedScene) -> str:
+    """The parser's objects and background: ``small red circle 7 12; on white``."""
+    objs = [f"{o.size} {o.color} {o.shape if recognisable(o) else BLOB} {_xy(o.centroid)}" for o in parsed.objects]
+    return "; ".join(objs + [f"on {parsed.background}"]) if objs else f"nothing on {parsed.background}"
+
+
+def score10(passed: bool, soft: float) -> int:
+    """10 for a pass; otherwise the soft score in tenths, rounded half up and capped at 9."""
+    return 10 if passed else min(9, int(math.floor(10 * soft + 0.5)))
+
+
+def answer_text(requirements: list[str], seen: str, verdicts: list[bool], score: int) -> str:
+    req = " ".join(f"({i}) {n}" for i, n in enumerate(requirements, 1))
+    checks = " ".join(f"({i}) {'met' if v else 'not met'}" for i, v in enumerate(verdicts, 1))
+    return f"Requirements: {req}.\nSeen: {seen}.\n{checks}.\nScore: {score}/10"
+
+
+def soft_score(sample: Sample) -> float:
+    """The partial-credit score the judge's failing scores follow: alignment (text to image),
+    the mean of instruction and identity (editing)."""
+    from .shapes import ShapesAlignment, ShapesIdentity, ShapesInstruction
+
+    if sample.task == "t2i":
+        judges = [ShapesAlignment()]
+    else:
+        judges = [ShapesInstruction(), ShapesIdentity()]
+    scores = [j([sample])[0].score for j in judges]
+    if any(s is None for s in scores):
+        raise ValueError("the programmatic judges could not score this sample (not a Shapes-world image, or no spec)")
+    return float(np.mean(scores))
+
+
+def target_for(sample: Sample) -> CotTarget:
+    """The answer the learned judge is trained to give for ``sample`` (a Shapes sample with its
+    spec: a ``T2IPrompt`` or an ``EditTask``)."""
+    from .shapes import parsed_scene
+
+    parsed = parsed_scene(sample)
+    if parsed is None:
+        raise ValueError(f"not a Shapes-world image (shape {sample.image.shape})")
+    if sample.task == "t2i":
+        if not isinstance(sample.spec, T2IPrompt):
+            raise ValueError("a text-to-image target needs the prompt's T2IPrompt spec")
+        result, names = check_t2i(sample.spec, parsed), t2i_requirements(sample.spec)
+    else:
+        if not isinstance(sample.spec, EditTask):
+            raise ValueError("an editing target needs the EditTask spec")
+        result, names = check_edit(sample.spec, parsed), edit_requirements(sample.spec)
+    verdicts = [bool(met) for _, met in result.requirements]
+    if len(verdicts) != len(names):  # the names must follow the checker one for one
+        raise AssertionError(f"{len(names)} names for {len(verdicts)} requirements: {names} / {result.requirements}")
+    soft = soft_score(sample)
+    s10 = score10(result.passed, soft)
+    return CotTarget(answer_text(names, seen_text(parsed), verdicts, s10), s10, result.passed, soft, tuple(verdicts))
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+
+_REQ_RE = re.compile(r"Requirements:\s*(?P<body>.*?)\.\s*\n\s*Seen:", re.S)
+_SEEN_RE = re.compile(r"Seen:\s*(?P<body>.*?)\.\s*\n", re.S)
+_VERDICT_RE = re.compile(r"\((?P<n>\d+)\)\s*(?P<v>not met|met)\b")
+_NUMBERED_RE = re.compile(r"\((\d+)\)\s*")
+_OBJ_RE = re.compile(r"^(?P<size>\w+) (?P<color>\w+) (?P<shape>\w+) (?P<x>\d+) (?P<y>\d+)$")
+
+
+@dataclass
+class CotReading:
+    """What an answer says; a part that could not be read is None and ``problems`` says why."""
+
+    requirements: list[str] | None = None
+    seen: list[tuple[str, str, str, int, int]] | None = None  # (size, colour, shape, x, y)
+    background: str | None = None
+    verdicts: list[bool] | None = None
+    score: float | None = None  # in [0, 1]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passes(self) -> bool | None:
+        """The judge's verdict: a score of 10/10 passes (None when there is no score)."""
+        return None if self.score is None else self.score >= 0.95
+
+    @property
+    def consistent(self) -> bool | None:
+        """Whether the score follows the verdicts (10/10 exactly when every requirement is met)."""
+        if self.score is None or not self.verdicts:
+            return None
+        return self.passes == all(self.verdicts)
+
+
+def read_answer(text: str) -> CotReading:
+    """Read a judge answer in the format above; never raises on a malformed answer."""
+    r = CotReading()
+    r.score, why = parse_score(text, "cot")
+    if r.score is None:
+        r.problems.append(f"score: {why}")
+    m = _REQ_RE.search(text)
+    if m:
+        parts = _NUMBERED_RE.split(m.group("body"))
+        # split gives ['', '1', 'name ', '2', 'name ', ...]
+        r.requirements = [p.strip() for p in parts[2::2]]
+    else:
+        r.problems.append("no 'Requirements: ... Seen:' part")
+    m = _SEEN_RE.search(text)
+    if m:
+        body = m.group("body").strip()
+        items = [s.strip() for s in body.split(";")]
+        objects: list[tuple[str, str, str, int, int]] = []
+        if len(items) == 1 and items[0].startswith("nothing on "):
+            r.background = items[0][len("nothing on "):]
+        else:
+            if items and items[-1].startswith("on "):
+                r.background = items.pop()[3:]
+            else:
+                r.problems.append("seen: no background")
+            for it in items:
+                om = _OBJ_RE.match(it)
+                if om is None:
+                    r.problems.append(f"seen: cannot read {it!r}")
+                    continue
+                objects.append((om["size"], om["color"], om["shape"], int(om["x"]), int(om["y"])))
+        r.seen = objects
+    else:
+        r.problems.append("no 'Seen:' part")
+    after_seen = text[m.end():] if m else text
+    verdicts = {int(v["n"]): v["v"] == "met" for v in _VERDICT_RE.finditer(after_seen)}
+    if verdicts and sorted(verdicts) == list(range(1, len(verdicts) + 1)):
+        r.verdicts = [verdicts[i] for i in range(1, len(verdicts) + 1)]
+    else:
+        r.problems.append("verdicts: not numbered (1) to (n)")
+    return r
+
+
+def seen_agrees(reading: CotReading, parsed: ParsedScene, tolerance: float = SEEN_TOLERANCE) -> bool:
+    """True when the answer's Seen part states what the parser finds: the same background and
+    the same objects (size, colour, shape or blob), each within ``tolerance`` px of its centroid."""
+    if reading.seen is None or reading.background != parsed.background:
+        return False
+    facts = [(o.size, o.color, o.shape if recognisable(o) else BLOB, o.centroid) for o in parsed.objects]
+    if len(facts) != len(reading.seen):
+        return False
+    if not facts:
+        return True
+    from scipy.optimize import linear_sum_assignment
+
+    cost = np.full((len(facts), len(facts)), 1e6)
+    for i, (size, color, shape, (x, y)) in enumerate(facts):
+        for j, (s2, c2, sh2, x2, y2) in enumerate(reading.seen):
+            if (size, color, shape) == (s2, c2, sh2):
+                d = math.hypot(x - x2, y - y2)
+                if d <= tolerance:
+                    cost[i, j] = d
+    rows, cols = linear_sum_assignment(cost)
+    return bool(np.all(cost[rows, cols] < 1e6))
+
+
+def checker_verdicts(sample: Sample) -> tuple[bool, list[bool]]:
+    """(passed, per-requirement verdicts) of the strict checker on ``sample``."""
+    image_parse = parse(sample.image)
+    result = check_t2i(sample.spec, image_parse) if sample.task == "t2i" else check_edit(sample.spec, image_parse)
+    return result.passed, [bool(m) for _, m in result.requirements]
+
+
+def corpus_words() -> list[str]:
+    """Every word, number and mark the judge's answers can contain (for its tokenizer)."""
+    from ..world.grammar import DIRECTIONS, VOCAB
+    from ..world.scene import PALETTE_NAMES, SHAPES, SIZES
+
+    words = set(VOCAB) | set(PALETTE_NAMES) | set(SHAPES) | set(SIZES) | set(DIRECTIONS) | {BLOB}
+    words |= {"Requirements", "Seen", "Score", "met", "not", "nothing", "else", "kept", "now", "moved", "added",
+              "gone", "on", "background"}
+    return sorted(words)
+
+
+def describe_target(target: CotTarget) -> dict[str, Any]:
+    return {"text": target.text, "score10": target.score10, "passed": target.passed, "soft": target.soft}
