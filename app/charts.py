@@ -87,3 +87,24 @@ def metrics_figure(rows: list[dict[str, Any]], title: str = "Training metrics") 
         fig.add_trace(go.Scatter(x=part["step"], y=part[key], mode="lines+markers", name=key))
     fig.update_layout(title=title, xaxis_title="step", height=360)
     return fig
+
+
+
+def eval_figure(rows: list[dict[str, Any]], title: str = "Held-out accuracy (strict checker, test split)") -> go.Figure:
+    """Held-out accuracy from ``metrics.jsonl`` rows against ``step``: ``eval/accuracy`` (GRPO) or
+    ``eval/{task}/accuracy`` (distillation) as solid lines, the per-family ``…/families/*`` dotted."""
+    rows = [r for r in rows if isinstance(r.get("step"), (int, float))
+            and any(k.startswith("eval/") and k.endswith("accuracy") for k in r)]
+    if not rows:
+        return _empty(title, "no held-out evaluation yet")
+    frame = pd.DataFrame(rows)
+    overall = sorted(k for k in frame.columns if k.startswith("eval/") and k.endswith("/accuracy"))
+    families = sorted(k for k in frame.columns if k.startswith("eval/") and "/families/" in k)
+    fig = go.Figure()
+    for key in overall + families:
+        part = frame[["step", key]].dropna()
+        name = key.removeprefix("eval/").removesuffix("/accuracy").replace("families/", "") or "overall"
+        fig.add_trace(go.Scatter(x=part["step"], y=part[key], mode="lines+markers", name=name if key != "eval/accuracy" else "overall",
+                                 line={"width": 4} if key in overall else {"dash": "dot"}))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="accuracy", yaxis_range=[0, 1], height=360)
+    return fig

@@ -83,7 +83,8 @@ def generate(model, prompt, source, instruction, n, steps, guidance, seed, out, 
 @click.option("--model", required=True, help="checkpoint folder (e.g. data/models/shapes-base)")
 @click.option("--task", type=click.Choice(["t2i", "edit"]), required=True)
 @click.option("--split", type=click.Choice(["test", "train", "compositional"]), default="test", show_default=True)
-@click.option("--samples-per-prompt", default=1, show_default=True)
+@click.option("--samples-per-prompt", default=1, show_default=True, type=click.IntRange(min=1),
+              help="images per prompt (distinct seeds); above 1, pass@k is reported for k = 1, 2, 4, … up to it")
 @click.option("--steps", default=None, type=int, help="sampling steps (default: the checkpoint's)")
 @click.option("--guidance", default=None, type=float, help="guidance scale (default: the checkpoint's)")
 @click.option("--seed", default=0, show_default=True)
@@ -92,9 +93,13 @@ def generate(model, prompt, source, instruction, n, steps, guidance, seed, out, 
 def bench(model, task, split, samples_per_prompt, steps, guidance, seed, limit, as_json):
     """GenEval-style strict accuracy of a model on a Shapes prompt split, per family.
 
+    With --samples-per-prompt K, also the unbiased pass@k (k = 1, 2, 4, …, K): the chance that
+    at least one of k samples passes, the ceiling RL can reach within the model's own samples.
+
     \b
-    Example:
+    Examples:
       qwenrl bench --model data/models/shapes-base --task t2i --split test --json
+      qwenrl bench --model data/models/shapes-base --task t2i --samples-per-prompt 16
     """
     from .evaluation import evaluate
 
@@ -109,6 +114,9 @@ def bench(model, task, split, samples_per_prompt, steps, guidance, seed, limit, 
         click.echo(json.dumps({k: v for k, v in res.items() if k != "records"}))
         return
     click.echo(f"{model}  task={task}  split={split}  images={res['n_images']}  ({res['seconds']:.1f}s)")
+    pk = res["pass_at_k"] if samples_per_prompt > 1 else None
+    ks = list(pk["overall"]) if pk else []
+    click.echo(f"  {'family':<14} {'pass rate':>9}" + "".join(f" {'pass@' + k:>8}" for k in ks))
     for fam, acc in res["families"].items():
-        click.echo(f"  {fam:<14} {100 * acc:6.1f}%")
-    click.echo(f"  {'overall':<14} {100 * res['overall']:6.1f}%")
+        click.echo(f"  {fam:<14} {100 * acc:8.1f}%" + "".join(f" {100 * pk['families'][fam][k]:7.1f}%" for k in ks))
+    click.echo(f"  {'overall':<14} {100 * res['overall']:8.1f}%" + "".join(f" {100 * pk['overall'][k]:7.1f}%" for k in ks))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import defaultdict
@@ -23,6 +24,40 @@ def policy_sampling_defaults(policy: Policy) -> dict[str, Any]:
     cfg = getattr(policy, "config", {}) or {}
     s = cfg.get("sampling", {}) if isinstance(cfg, dict) else {}
     return {"num_steps": int(s.get("num_steps", 20)), "guidance_scale": float(s.get("guidance_scale", 1.0))}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` passed: 1 − C(n−c, k) / C(n, k), the
+    chance that at least one of ``k`` samples drawn without replacement passes (Chen et al., 2021)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_k_values(n: int) -> list[int]:
+    """The k reported for ``n`` samples per prompt: 1, 2, 4, … up to n, and n itself."""
+    ks = [1 << i for i in range(n.bit_length()) if 1 << i <= n]
+    return ks if ks[-1] == n else ks + [n]
+
+
+def pass_at_k_table(passed_per_prompt: list[list[bool]], families: list[str]) -> dict[str, Any]:
+    """pass@k for k in ``pass_k_values(n)``, averaged over prompts, overall and per family.
+    ``passed_per_prompt[i]`` holds the n outcomes of prompt i (the same n for every prompt)."""
+    if not passed_per_prompt:
+        return {"n": 0, "overall": {}, "families": {}}
+    n = len(passed_per_prompt[0])
+    ks = pass_k_values(n)
+    per_prompt = [[pass_at_k(n, sum(p), k) for k in ks] for p in passed_per_prompt]
+    by_family: dict[str, list[list[float]]] = defaultdict(list)
+    for fam, row in zip(families, per_prompt):
+        by_family[fam].append(row)
+
+    def mean(rows: list[list[float]]) -> dict[str, float]:
+        return {str(k): float(v) for k, v in zip(ks, np.mean(rows, axis=0))}
+
+    return {"n": n, "overall": mean(per_prompt), "families": {f: mean(r) for f, r in sorted(by_family.items())}}
 
 
 def generate_for(
@@ -64,7 +99,13 @@ def evaluate(
     progress: bool = False,
     keep_images: bool = False,
 ) -> dict[str, Any]:
-    """Strict pass rate per family and overall on ``data/prompts/{task}_{split}.jsonl``."""
+    """Strict pass rate per family and overall on ``data/prompts/{task}_{split}.jsonl``.
+
+    With ``samples_per_prompt`` n > 1, each prompt is sampled n times (distinct noise) and the
+    result also carries ``pass_at_k``: unbiased pass@k for k = 1, 2, 4, …, n, overall and per
+    family (``overall`` is then the mean pass rate, i.e. pass@1)."""
+    if samples_per_prompt < 1:
+        raise ValueError(f"samples_per_prompt must be at least 1, got {samples_per_prompt}")
     if task not in getattr(policy, "tasks", ("t2i",)):
         raise ValueError(f"this policy does not do {task!r} (it does {policy.tasks})")
     defaults = policy_sampling_defaults(policy)
@@ -84,6 +125,8 @@ def evaluate(
         passed[item.family].append(result.passed)
         records.append({"text": item.text, "family": item.family, "passed": result.passed, "reasons": result.reasons})
     flat = [p for v in passed.values() for p in v]
+    outcomes = [r["passed"] for r in records]
+    per_prompt = [outcomes[i : i + samples_per_prompt] for i in range(0, len(outcomes), samples_per_prompt)]
     out = {
         "task": task,
         "split": split,
@@ -94,6 +137,8 @@ def evaluate(
         "num_steps": num_steps,
         "guidance_scale": guidance_scale,
         "seconds": time.perf_counter() - t0,
+        "samples_per_prompt": samples_per_prompt,
+        "pass_at_k": pass_at_k_table(per_prompt, [p.family for p in prompts]),
         "records": records,
     }
     if keep_images:

@@ -69,3 +69,49 @@ def test_bench_json(tiny_ckpt, task):
 def test_bench_unknown_model(tmp_path):
     res = run("bench", "--model", tmp_path / "nope", "--task", "t2i")
     assert res.exit_code != 0 and "no such model folder" in res.output
+
+
+# -- pass@k ----------------------------------------------------------------------------------------
+
+
+def test_pass_at_k_against_hand_computed_values():
+    from qwenrl.evaluation import pass_at_k, pass_k_values
+
+    assert pass_at_k(16, 0, 1) == 0.0 and pass_at_k(16, 16, 16) == 1.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 − C(3,2)/C(4,2) = 1 − 3/6
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)  # 1 − C(3,2)/C(5,2) = 1 − 3/10
+    assert pass_at_k(16, 3, 4) == pytest.approx(1 - (13 * 12 * 11 * 10) / (16 * 15 * 14 * 13))
+    assert pass_at_k(8, 6, 3) == 1.0  # fewer than 3 failures: any 3 include a pass
+    assert pass_k_values(16) == [1, 2, 4, 8, 16] and pass_k_values(6) == [1, 2, 4, 6] and pass_k_values(1) == [1]
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        pass_at_k(4, 1, 5)
+    with pytest.raises(ValueError, match="0 <= c <= n"):
+        pass_at_k(4, 5, 1)
+
+
+def test_pass_at_k_table_averages_prompts_per_family():
+    from qwenrl.evaluation import pass_at_k_table
+
+    table = pass_at_k_table([[True, False, False, False], [False] * 4, [True, True, False, False]], ["a", "a", "b"])
+    assert table["n"] == 4
+    assert table["families"]["a"]["1"] == pytest.approx((0.25 + 0.0) / 2)
+    assert table["families"]["a"]["2"] == pytest.approx((0.5 + 0.0) / 2)
+    assert table["families"]["b"]["2"] == pytest.approx(1 - 1 / 6)
+    assert table["overall"]["4"] == pytest.approx(2 / 3)
+    assert table["overall"]["1"] == pytest.approx((0.25 + 0 + 0.5) / 3)
+
+
+def test_bench_reports_pass_at_k(tiny_ckpt):
+    res = run("bench", "--model", tiny_ckpt, "--task", "t2i", "--limit", 5, "--samples-per-prompt", 4, "--steps", 2, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    pk = out["pass_at_k"]
+    assert pk["n"] == 4 and list(pk["overall"]) == ["1", "2", "4"]
+    assert pk["overall"]["1"] == pytest.approx(out["overall"])  # pass@1 is the mean pass rate
+    assert pk["overall"]["1"] <= pk["overall"]["2"] <= pk["overall"]["4"]
+    assert set(pk["families"]) == set(out["families"])
+    table = run("bench", "--model", tiny_ckpt, "--task", "t2i", "--limit", 5, "--samples-per-prompt", 4, "--steps", 2)
+    assert table.exit_code == 0 and "pass@4" in table.output and "overall" in table.output
+    bad = run("bench", "--model", tiny_ckpt, "--task", "t2i", "--samples-per-prompt", 0)
+    assert bad.exit_code != 0 and "samples-per-prompt" in bad.output

@@ -359,7 +359,8 @@ class VelocityModel(nn.Module):
 
 
 class EMA:
-    """Exponential moving average of the trained parameters (fp32 shadows), with warm-up."""
+    """Exponential moving average of the trained parameters (fp32 shadows), with warm-up.
+    Also the forward-process objective's old policy: a shadow that lags the trained weights."""
 
     def __init__(self, params: list[nn.Parameter], decay: float) -> None:
         self.params = list(params)
@@ -367,8 +368,9 @@ class EMA:
         self.shadow = [p.detach().float().clone() for p in self.params]
 
     @torch.no_grad()
-    def update(self, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
+    def update(self, step: int, decay: float | None = None) -> None:
+        """shadow ← d·shadow + (1 − d)·θ, with d = ``decay`` if given, else the warmed-up EMA decay."""
+        d = min(self.decay, (1 + step) / (10 + step)) if decay is None else decay
         for s, p in zip(self.shadow, self.params):
             s.lerp_(p.detach().float(), 1 - d)
 
@@ -411,8 +413,9 @@ def export_checkpoint(policy: Policy, path: Path, ema: EMA | None, **manifest: A
 
 
 def save_train_state(path: Path, *, step: int, params: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-                     ema: EMA | None, extra: dict[str, Any]) -> Path:
-    """Everything needed to continue exactly: trained weights, optimizer, EMA, step (safetensors + JSON)."""
+                     ema: EMA | None, extra: dict[str, Any], old: EMA | None = None) -> Path:
+    """Everything needed to continue exactly: trained weights, optimizer, EMA, the old policy's
+    shadow (forward-process objective), step (safetensors + JSON)."""
     sd = optimizer.state_dict()
     opt_tensors: dict[str, torch.Tensor] = {}
     opt_values: dict[str, Any] = {}
@@ -425,6 +428,8 @@ def save_train_state(path: Path, *, step: int, params: dict[str, torch.Tensor], 
     tensors = {"model": dict(params), "optimizer": opt_tensors}
     if ema is not None:
         tensors["ema"] = {name: s for name, s in zip(params, ema.shadow)}
+    if old is not None:
+        tensors["old"] = {name: s for name, s in zip(params, old.shadow)}
     manifest = {
         "kind": "train-state",
         "step": step,
@@ -435,7 +440,8 @@ def save_train_state(path: Path, *, step: int, params: dict[str, torch.Tensor], 
     return write_checkpoint(path, {k: v for k, v in tensors.items() if v}, manifest)
 
 
-def load_train_state(path: Path, *, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, ema: EMA | None) -> dict[str, Any]:
+def load_train_state(path: Path, *, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, ema: EMA | None,
+                     old: EMA | None = None) -> dict[str, Any]:
     """Restore what ``save_train_state`` wrote; returns its manifest (``step``, extras)."""
     manifest = read_manifest(path)
     if manifest.get("kind") != "train-state":
@@ -462,6 +468,11 @@ def load_train_state(path: Path, *, params: dict[str, nn.Parameter], optimizer: 
         if saved is None:
             raise CheckpointError(f"{path}: no EMA weights saved, but ema_decay > 0 (the run was started without EMA)")
         ema.shadow = [saved[name].clone() for name in params]
+    if old is not None:
+        if not (path / "old.safetensors").exists():
+            raise CheckpointError(f"{path}: no old-policy weights saved (the run was started with another objective)")
+        saved = read_tensors(path, "old")
+        old.shadow = [saved[name].clone() for name in params]
     return manifest
 
 
@@ -523,7 +534,7 @@ class RunFolder:
         return done[-1] if done else None
 
     def save_step(self, step: int, cfg: Any, *, policy: Policy, ema: EMA | None, optimizer: torch.optim.Optimizer,
-                  params: dict[str, nn.Parameter], num_processes: int, **manifest: Any) -> None:
+                  params: dict[str, nn.Parameter], num_processes: int, old: EMA | None = None, **manifest: Any) -> None:
         """After ``step`` steps: a loadable checkpoint every ``cfg.save_every`` steps and the
         resumable state every ``cfg.state_every`` steps, both at the last step (main process)."""
         last = step == cfg.steps
@@ -531,7 +542,7 @@ class RunFolder:
             export_checkpoint(policy, self.checkpoint_path(step), ema, step=step, trainer=self.trainer, training=config_dict(cfg), **manifest)
         if (cfg.state_every and step % cfg.state_every == 0) or last:
             save_train_state(self.state, step=step, params={n: p.detach() for n, p in params.items()}, optimizer=optimizer, ema=ema,
-                             extra={"trainer": self.trainer, "num_processes": num_processes})
+                             old=old, extra={"trainer": self.trainer, "num_processes": num_processes})
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -555,14 +566,15 @@ def make_accelerator(cfg: Any):
 
 
 def start_optimizer(cfg: Any, run: "RunFolder", policy: Policy, params: list[nn.Parameter], named: dict[str, nn.Parameter],
-                    accelerator: Any, trainer: str) -> tuple[nn.Module, Any, "EMA | None", int]:
-    """AdamW and the optional EMA over ``params``, restored from the run's state when it has one,
-    then wrapped by accelerate. Returns (model, optimizer, ema, first step)."""
+                    accelerator: Any, trainer: str, old: EMA | None = None) -> tuple[nn.Module, Any, "EMA | None", int]:
+    """AdamW and the optional EMA over ``params``, restored from the run's state when it has one
+    (with the ``old`` policy's shadow, if given), then wrapped by accelerate. Returns (model,
+    optimizer, ema, first step)."""
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
     start = 0
     if run.resumable():
-        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema)["step"])
+        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema, old=old)["step"])
         if accelerator.is_main_process:
             log(trainer, f"resuming {run.path} at step {start}")
     model, optimizer = accelerator.prepare(VelocityModel(policy), optimizer)

@@ -1,19 +1,36 @@
-"""GRPO for flow-matching image generators (Flow-GRPO), in one file that reads top to bottom.
+"""Group-relative RL for flow-matching image generators, in one file that reads top to bottom.
+
+Two policy-optimisation objectives share everything but the rollout and the loss
+(``objective``):
+
+* ``flow_grpo`` — Flow-GRPO (Liu et al., 2025): SDE rollouts whose step log-probabilities are
+  recorded, a clipped likelihood-ratio objective over the trained timesteps;
+* ``nft`` — the forward-process objective of DiffusionNFT (Zheng et al., 2025): rollouts with
+  any sampler (the ODE evaluation schedule by default), only the clean final samples kept, and
+  a flow-matching loss on them that pulls an implicit positive velocity toward the target for
+  good samples and an implicit negative one for bad samples.
 
 One step:
 
 1. draw ``num_prompts`` prompts (or edit tasks) from the grammar's ``train`` split, seeded by step;
-2. roll out ``group_size`` samples per prompt with the SDE sampler, recording each SDE step's
-   log-probability (only steps inside ``sde_window`` are stochastic and trained);
+2. roll out ``group_size`` samples per prompt: ``flow_grpo`` with the SDE sampler, recording each
+   SDE step's log-probability (only steps inside ``sde_window`` are stochastic and trained);
+   ``nft`` with the ODE sampler, by the old policy (or the current one), keeping the clean
+   latents (re-encoded from the decoded images by default);
 3. judge every image with the composite reward (``reward``: a YAML of judges with rationales);
-4. group-relative advantages (r − mean of its group) / (std + 1e-4), std per group or over the
-   batch, clipped to ±``adv_clip_max``; groups whose reward range is below
-   ``reward_range_threshold`` carry no signal and are dropped from the update;
-5. the clipped-ratio objective over the trained timesteps plus the KL to the reference,
-   β·‖μθ − μref‖² / (2·std²) (the reference is the frozen base, or the model with its LoRA
-   adapters switched off), one backward per timestep, gradient clipping, AdamW, optional EMA;
-   ``num_inner_epochs`` passes, each of ``updates_per_epoch`` optimizer steps over a shuffled
-   share of the samples and their timesteps in shuffled order;
+4. group-relative advantages (r − mean of its group), divided by the std of the group, of the
+   batch, or by nothing (``std_mode``), clipped to ±``adv_clip_max``; groups whose reward range
+   is below ``reward_range_threshold`` carry no signal and are dropped from the update;
+5. the loss, then gradient clipping, AdamW, optional EMA; ``num_inner_epochs`` passes, each of
+   ``updates_per_epoch`` optimizer steps over a shuffled share of the samples:
+   * ``flow_grpo``: the clipped-ratio objective over the trained timesteps plus the KL to the
+     reference, β·‖μθ − μref‖² / (2·std²), one backward per timestep in shuffled order;
+   * ``nft``: with optimality o = ½ + ½·clip(advantage, −1, 1), a σ per sample from
+     ``nft_timesteps``, x_σ = (1 − σ)·x₀ + σ·ε and the target u = ε − x₀,
+     o·‖v⁺ − u‖² + (1 − o)·‖v⁻ − u‖², where v⁺ = (1 − b)·v_old + b·v_θ and
+     v⁻ = (1 + b)·v_old − b·v_θ (b = ``nft_beta``), plus β·‖v_θ − v_ref‖² (KL in velocity space);
+     after the step the old policy moves toward the current one, θ_old ← η·θ_old + (1 − η)·θ;
+   (the reference is the frozen base, or the model with its LoRA adapters switched off);
 6. log ``metrics.jsonl``; evaluate on held-out ``test`` prompts, write checkpoints and the
    resumable state every few steps.
 
@@ -24,6 +41,7 @@ gives the same result on 1 or N processes for the same global batch, up to float
     accelerate launch --multi_gpu --num_processes 8 -m training.grpo \\
         --config training/configs/sd35_medium_grpo.yaml --run runs/sd35 --set lr=1e-4
     qwenrl train grpo --config training/configs/shapes_grpo_edit.yaml --set steps=50
+    qwenrl train grpo --config training/configs/shapes_grpo_t2i.yaml --set objective=flow_grpo   # see docs
 
 Rerunning the same command on the same ``--run`` folder resumes exactly from ``RUN/state/``.
 See docs/training.md for every config field and metric.
@@ -32,6 +50,7 @@ See docs/training.md for every config field and metric.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -44,6 +63,7 @@ import torch
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout, sde_step
 from training.common import (
+    EMA,
     TASKS,
     ConfigError,
     ModelSettings,
@@ -76,8 +96,13 @@ from training.common import (
     start_optimizer,
 )
 
+OBJECTIVES = ("flow_grpo", "nft")
 CFG_MODES = ("none", "guided", "hybrid")
-STD_MODES = ("group", "batch")
+STD_MODES = ("group", "batch", "none")
+NFT_SAMPLERS = ("old", "current")
+NFT_TIMESTEPS = ("logit_normal", "uniform")
+#: fields only one objective reads; set away from their defaults with the other objective, they are an error
+SDE_ONLY = ("noise_level", "sde_window", "clip_range")
 
 
 @dataclass
@@ -91,6 +116,8 @@ class GRPOConfig(ModelSettings, RunSettings):
     """Composite reward YAML (see docs/rewards.md); its ``task`` must match ``task``."""
     name: str | None = None
     """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``grpo-{task}``."""
+    objective: str = "flow_grpo"
+    """Policy-optimisation objective: ``flow_grpo`` (SDE rollouts, clipped likelihood ratio) or ``nft`` (forward process: ODE rollouts, flow-matching loss on the clean samples; see the nft_* fields)."""
 
     # -- sampling -------------------------------------------------------------------------------
     num_prompts: int = 8
@@ -102,9 +129,9 @@ class GRPOConfig(ModelSettings, RunSettings):
     shift: float | None = None
     """Sigma-schedule shift; default the model's ``default_shift``."""
     noise_level: float = 0.7
-    """SDE noise level (Flow-GRPO's a); must be > 0."""
+    """SDE noise level (Flow-GRPO's a); must be > 0. flow_grpo only (nft samples with the ODE)."""
     sde_window: list[int] | None = field(default_factory=lambda: [0, 5])
-    """[start, end): steps taken with the SDE and trained; the others are ODE steps. None: every step."""
+    """[start, end): steps taken with the SDE and trained; the others are ODE steps. None: every step. flow_grpo only."""
     share_noise: bool = False
     """Start the G samples of a prompt from the same initial noise."""
     cfg_mode: str = "none"
@@ -120,7 +147,7 @@ class GRPOConfig(ModelSettings, RunSettings):
 
     # -- advantages -----------------------------------------------------------------------------
     std_mode: str = "group"
-    """Advantage normalisation: ``group`` (std of each prompt's group) or ``batch`` (std over the whole batch)."""
+    """Advantage normalisation: ``group`` (std of each prompt's group), ``batch`` (std over the whole batch) or ``none`` (r − group mean as it is)."""
     adv_clip_max: float = 5.0
     """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
     reward_range_threshold: float = 0.02
@@ -142,9 +169,9 @@ class GRPOConfig(ModelSettings, RunSettings):
     max_grad_norm: float = 1.0
     """Gradient clipping (global norm)."""
     clip_range: float = 1e-3
-    """PPO clip range on the ratio (log-probs are means over latent elements, so ratios stay near 1)."""
+    """PPO clip range on the ratio (log-probs are means over latent elements, so ratios stay near 1). flow_grpo only."""
     beta: float = 0.01
-    """Weight of the KL to the reference policy (0 disables it and the reference)."""
+    """Weight of the KL to the reference policy (0 disables it and the reference); with nft, of ‖v_θ − v_ref‖² (KL in velocity space)."""
     num_inner_epochs: int = 1
     """Passes over each step's samples."""
     updates_per_epoch: int = 2
@@ -153,6 +180,28 @@ class GRPOConfig(ModelSettings, RunSettings):
     """Samples per forward/backward (micro-batch) in the update."""
     ema_decay: float = 0.0
     """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
+
+    # -- the forward-process objective (objective: nft) --------------------------------------------
+    nft_beta: float = 1.0
+    """b: v⁺ = (1 − b)·v_old + b·v_θ and v⁻ = (1 + b)·v_old − b·v_θ; > 0. With b = 1 and every optimality 1 the loss is plain flow matching."""
+    nft_old_decay: float = 0.5
+    """η: after every step the old policy moves to η·θ_old + (1 − η)·θ (0: the old policy is the current one); in [0, 1)."""
+    nft_old_decay_warmup: int = 0
+    """η rises linearly from 0 to nft_old_decay over this many steps (0: constant η)."""
+    nft_sample_with: str = "old"
+    """Which policy draws the rollouts: ``old`` (DiffusionNFT) or ``current``."""
+    nft_timesteps: str = "logit_normal"
+    """σ of the loss, per sample: ``logit_normal`` (sigmoid of N(nft_logit_mean, nft_logit_std²)) or ``uniform`` on (0, 1)."""
+    nft_logit_mean: float = 0.0
+    """Mean of the logit-normal σ distribution."""
+    nft_logit_std: float = 1.0
+    """Standard deviation of the logit-normal σ distribution; > 0."""
+    nft_text_dropout: float = 0.1
+    """Share of loss samples trained on the empty prompt, so the unconditional velocity that guidance uses keeps up; in [0, 1)."""
+    nft_guided_loss: bool = False
+    """Train the guided velocity (at the rollout's guidance scale) instead of the conditional one (false: CFG-free training)."""
+    nft_reencode: bool = True
+    """Train on the decoded images re-encoded by the autoencoder (the latents of what was judged) instead of the sampler's final latents."""
 
     # -- on-policy distillation as an auxiliary term ----------------------------------------------
     distill_teachers: dict[str, str] = field(default_factory=dict)
@@ -178,14 +227,17 @@ class GRPOConfig(ModelSettings, RunSettings):
             raise ConfigError("num_prompts must be at least 1")
         if self.num_steps < 1:
             raise ConfigError("num_steps (sampling steps) must be at least 1")  # before the window is checked against it
-        if self.sde_window is not None:
+        if self.objective == "flow_grpo" and self.sde_window is not None:
             w = self.sde_window
             if len(w) != 2 or not 0 <= w[0] < w[1] <= self.num_steps:
                 raise ConfigError(
                     f"sde_window {w} lies outside the schedule of {self.num_steps} steps; use [start, end] with "
                     f"0 <= start < end <= num_steps, e.g. [0, {max(1, self.num_steps // 2)}], or null for every step"
                 )
-        if self.noise_level <= 0:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; set objective to one of {OBJECTIVES} (see docs/training.md)")
+        self._check_objective_fields()
+        if self.objective == "flow_grpo" and self.noise_level <= 0:
             raise ConfigError("noise_level must be > 0: GRPO needs SDE steps with log-probabilities (0.7 is typical)")
         if self.cfg_mode not in CFG_MODES:
             raise ConfigError(f"cfg_mode must be one of {CFG_MODES}, got {self.cfg_mode!r}")
@@ -204,6 +256,20 @@ class GRPOConfig(ModelSettings, RunSettings):
         check_shared_fields(self)
         if self.clip_range <= 0:
             raise ConfigError("clip_range must be positive (1e-4 to 1e-3 for log-probs averaged over latent elements)")
+        if self.nft_beta <= 0:
+            raise ConfigError(f"nft_beta is {self.nft_beta}; it must be > 0 (1.0 is typical; small values move the implicit policies less per step)")
+        if not 0.0 <= self.nft_old_decay < 1.0:
+            raise ConfigError(f"nft_old_decay is {self.nft_old_decay}; use a value in [0, 1) (0.5 is typical; 0 makes the old policy the current one)")
+        if self.nft_old_decay_warmup < 0:
+            raise ConfigError("nft_old_decay_warmup must be >= 0 (0: constant nft_old_decay)")
+        if self.nft_sample_with not in NFT_SAMPLERS:
+            raise ConfigError(f"nft_sample_with must be one of {NFT_SAMPLERS}, got {self.nft_sample_with!r}")
+        if self.nft_timesteps not in NFT_TIMESTEPS:
+            raise ConfigError(f"nft_timesteps must be one of {NFT_TIMESTEPS}, got {self.nft_timesteps!r}")
+        if self.nft_logit_std <= 0:
+            raise ConfigError("nft_logit_std must be > 0 (1.0 is typical)")
+        if not 0.0 <= self.nft_text_dropout < 1.0:
+            raise ConfigError("nft_text_dropout must lie in [0, 1) (0.1 is typical)")
         if self.beta < 0:
             raise ConfigError("beta (KL weight) must be >= 0")
         if self.num_inner_epochs < 1 or self.updates_per_epoch < 1:
@@ -222,33 +288,64 @@ class GRPOConfig(ModelSettings, RunSettings):
         if self.distill_weight > 0 and self.distill_timesteps > self.num_steps:
             raise ConfigError(f"distill_timesteps ({self.distill_timesteps}) cannot exceed num_steps ({self.num_steps})")
 
+    def _check_objective_fields(self) -> None:
+        """A field that only the other objective reads, set away from its default, is an error
+        (it would be silently ignored): name it and the two ways out."""
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                    for f in dataclasses.fields(self)}
+        if self.objective == "nft":
+            foreign, owner = [k for k in SDE_ONLY if getattr(self, k) != defaults[k]], "flow_grpo"
+            why = "objective nft samples with the ODE and needs no log-probabilities"
+        else:
+            foreign, owner = [k for k in defaults if k.startswith("nft_") and getattr(self, k) != defaults[k]], "nft"
+            why = "objective flow_grpo does not read them"
+        if foreign:
+            raise ConfigError(f"{', '.join(foreign)}: field(s) of objective {owner}, but objective is {self.objective!r} ({why}); "
+                              f"remove them from the config, or set objective: {owner}")
+
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "GRPOConfig":
         return load_config(cls, path, overrides, **values)
 
     def trained_steps(self) -> list[int]:
-        """Indices of the SDE (trained) sampling steps."""
+        """Indices of the SDE (trained) sampling steps (flow_grpo; none with nft)."""
+        if self.objective == "nft":
+            return []
         return list(range(*self.sde_window)) if self.sde_window is not None else list(range(self.num_steps))
+
+    def old_decay_at(self, step: int) -> float:
+        """η after ``step`` steps (nft): linear from 0 to ``nft_old_decay`` over the warm-up."""
+        if self.nft_old_decay_warmup <= 0:
+            return self.nft_old_decay
+        return self.nft_old_decay * min(1.0, (step + 1) / self.nft_old_decay_warmup)
 
 
 # -- advantages and filtering (pure functions, numpy) ------------------------------------------
 
 
 def group_advantages(rewards: np.ndarray, std_mode: str = "group", adv_clip_max: float = 5.0, eps: float = 1e-4) -> np.ndarray:
-    """(r − group mean) / (std + eps) for rewards (P, G); std per group or over the batch.
-    Missing rewards (NaN) get advantage 0 and are left out of the means and stds."""
+    """(r − group mean) / (std + eps) for rewards (P, G); std per group, over the batch, or no
+    division (``none``). Missing rewards (NaN) get advantage 0 and are left out of the means and stds."""
     r = np.asarray(rewards, dtype=np.float64)
     valid = ~np.isnan(r)
     count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
     mean = np.where(valid, r, 0.0).sum(axis=1, keepdims=True) / count
     if std_mode == "group":
-        std = np.sqrt((np.where(valid, r - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / count)
+        scale = np.sqrt((np.where(valid, r - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / count) + eps
     elif std_mode == "batch":
-        std = np.nanstd(r) if valid.any() else 0.0
+        scale = (np.nanstd(r) if valid.any() else 0.0) + eps
+    elif std_mode == "none":
+        scale = 1.0
     else:
         raise ValueError(f"std_mode must be one of {STD_MODES}")
-    adv = np.where(valid, (r - mean) / (std + eps), 0.0)
+    adv = np.where(valid, (r - mean) / scale, 0.0)
     return np.clip(adv, -adv_clip_max, adv_clip_max)
+
+
+def nft_optimality(advantages: np.ndarray) -> np.ndarray:
+    """DiffusionNFT's optimality probability o = ½ + ½·clip(advantage, −1, 1), in [0, 1]: 1 for
+    the best samples of a group, 0 for the worst, ½ for the group's average."""
+    return 0.5 + 0.5 * np.clip(np.asarray(advantages, dtype=np.float64), -1.0, 1.0)
 
 
 def reward_range_mask(rewards: np.ndarray, threshold: float) -> np.ndarray:
@@ -279,24 +376,27 @@ def guided_prompts(cfg: GRPOConfig, step: int) -> np.ndarray:
 
 @dataclass
 class RolloutPiece:
-    """Trajectories of some whole groups sampled together (one guidance setting)."""
+    """Samples of some whole groups drawn together (one guidance setting)."""
 
     index: np.ndarray  #: (n,) global sample indices, prompt * G + j
-    latents: torch.Tensor  #: (n, T+1, ...) visited states
-    log_probs: torch.Tensor  #: (n, T) recorded log-probs (0 on ODE steps)
-    sigmas: torch.Tensor  #: (T+1,)
+    latents: torch.Tensor  #: flow_grpo: (n, T+1, ...) visited states; nft: (n, ...) clean latents
+    log_probs: torch.Tensor | None  #: (n, T) recorded log-probs (0 on ODE steps); None with nft
+    sigmas: torch.Tensor | None  #: (T+1,); None with nft
     cond: Conditioning
-    null_cond: Conditioning | None
+    null_cond: Conditioning | None  #: with guidance, and with nft's text dropout
     guidance_scale: float
     images: np.ndarray  #: (n, H, W, 3) uint8
     items: list  #: the prompt or edit task of each row
 
 
-def rollout_groups(policy: Policy, items: list, guided: np.ndarray, lo: int, hi: int, cfg: GRPOConfig, shift: float, step: int) -> list[RolloutPiece]:
-    """G SDE trajectories for each prompt in [lo, hi), in batches of ``rollout_batch_prompts``
-    prompts, guided and unguided groups apart. Noise is seeded by (seed, step, first prompt of
-    the batch), so the samples do not depend on how prompts are spread over processes."""
-    G = cfg.group_size
+def rollout_groups(policy: Policy, items: list, guided: np.ndarray, lo: int, hi: int, cfg: GRPOConfig, shift: float, step: int,
+                   old: EMA | None = None) -> list[RolloutPiece]:
+    """G samples for each prompt in [lo, hi), in batches of ``rollout_batch_prompts`` prompts,
+    guided and unguided groups apart. flow_grpo: SDE trajectories with their log-probs; nft: ODE
+    samples (by the ``old`` policy's weights when ``nft_sample_with`` is old), clean latents only.
+    Noise is seeded by (seed, step, first prompt of the batch), so the samples do not depend on
+    how prompts are spread over processes."""
+    G, nft = cfg.group_size, cfg.objective == "nft"
     pieces = []
     for start in range(lo, hi, cfg.rollout_batch_prompts):
         batch = range(start, start + cfg.rollout_batch_prompts)
@@ -307,16 +407,30 @@ def rollout_groups(policy: Policy, items: list, guided: np.ndarray, lo: int, hi:
             group_items = [items[i] for i in ids]
             scale = cfg.guidance_scale if with_guidance else 1.0
             cond = encode_items(policy, group_items, G)
-            null = encode_items(policy, group_items, G, null=True) if with_guidance else None
-            traj = rollout(
-                policy, cond, num_steps=cfg.num_steps, shift=shift, guidance_scale=scale, null_cond=null,
-                noise_level=cfg.noise_level, sde_window=tuple(cfg.sde_window) if cfg.sde_window else None,
-                generator=seed_from(cfg.seed, step, start, int(with_guidance)), group_size=G, share_noise=cfg.share_noise,
-            )
+            null = encode_items(policy, group_items, G, null=True) if with_guidance or (nft and cfg.nft_text_dropout > 0) else None
+            generator = seed_from(cfg.seed, step, start, int(with_guidance))
+            if not nft:
+                traj = rollout(
+                    policy, cond, num_steps=cfg.num_steps, shift=shift, guidance_scale=scale, null_cond=null,
+                    noise_level=cfg.noise_level, sde_window=tuple(cfg.sde_window) if cfg.sde_window else None,
+                    generator=generator, group_size=G, share_noise=cfg.share_noise,
+                )
+                images = policy.decode(traj.final)
+                latents, log_probs, sigmas = traj.latents, traj.log_probs, traj.sigmas
+            else:
+                with maybe_ema(old if cfg.nft_sample_with == "old" else None):
+                    traj = rollout(
+                        policy, cond, num_steps=cfg.num_steps, shift=shift, guidance_scale=scale, null_cond=null if with_guidance else None,
+                        noise_level=0.0, generator=generator, group_size=G, share_noise=cfg.share_noise, return_trajectory=False,
+                    )
+                images = policy.decode(traj.final)
+                with torch.no_grad():
+                    latents = policy.encode_images(images).float() if cfg.nft_reencode else traj.final
+                log_probs = sigmas = None
             pieces.append(RolloutPiece(
                 index=np.array([i * G + j for i in ids for j in range(G)]),
-                latents=traj.latents, log_probs=traj.log_probs, sigmas=traj.sigmas, cond=cond, null_cond=null,
-                guidance_scale=scale, images=policy.decode(traj.final), items=[it for it in group_items for _ in range(G)],
+                latents=latents, log_probs=log_probs, sigmas=sigmas, cond=cond, null_cond=null,
+                guidance_scale=scale, images=images, items=[it for it in group_items for _ in range(G)],
             ))
     return pieces
 
@@ -370,6 +484,96 @@ def grpo_loss(
 STAT_KEYS = ("policy_loss", "kl", "approx_kl", "clipfrac", "ratio_deviation", "count")
 
 
+def nft_loss(v: torch.Tensor, v_old: torch.Tensor, target: torch.Tensor, optimality: torch.Tensor, nft_beta: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DiffusionNFT's loss per sample (b,), with its positive and negative parts:
+    o·‖v⁺ − u‖² + (1 − o)·‖v⁻ − u‖², v⁺ = (1 − b)·v_old + b·v, v⁻ = (1 + b)·v_old − b·v, means
+    over latent elements. Minimising it moves v toward u on good samples (o near 1) and away on
+    bad ones; with b = 1 and o = 1 it is plain flow matching, ‖v − u‖²."""
+    v_pos = (1 - nft_beta) * v_old + nft_beta * v
+    v_neg = (1 + nft_beta) * v_old - nft_beta * v
+    dims = tuple(range(1, v.ndim))
+    pos = ((v_pos - target) ** 2).mean(dim=dims)
+    neg = ((v_neg - target) ** 2).mean(dim=dims)
+    return optimality * pos + (1 - optimality) * neg, pos, neg
+
+
+@dataclass
+class NFTDraws:
+    """One inner epoch's random draws for the forward process, for every sample of the global
+    batch (indexed by global sample index, so they do not depend on the process layout)."""
+
+    sigma: torch.Tensor  #: (P·G,) noise level of each loss sample, in (0, 1)
+    noise: torch.Tensor  #: (P·G, ...) ε
+    drop_text: torch.Tensor  #: (P·G,) bool, trained on the empty prompt
+
+
+def nft_draws(cfg: GRPOConfig, step: int, epoch: int, n: int, latent_shape: tuple[int, ...], device: torch.device) -> NFTDraws:
+    gen = torch.Generator().manual_seed(seed_from(cfg.seed, step, epoch, 4))
+    if cfg.nft_timesteps == "logit_normal":
+        sigma = torch.sigmoid(cfg.nft_logit_mean + cfg.nft_logit_std * torch.randn(n, generator=gen))
+    else:
+        sigma = torch.rand(n, generator=gen)
+    sigma = sigma.clamp(1e-4, 1 - 1e-4)
+    noise = torch.randn((n, *latent_shape), generator=gen)
+    drop = torch.rand(n, generator=gen) < cfg.nft_text_dropout
+    return NFTDraws(sigma.to(device), noise.to(device), drop.to(device))
+
+
+def nft_batch_loss(
+    model: Callable[..., torch.Tensor],
+    old_velocity: Callable[..., torch.Tensor],
+    reference: Callable[..., torch.Tensor] | None,
+    piece: RolloutPiece,
+    rows: torch.Tensor,
+    draws: NFTDraws,
+    optimality: torch.Tensor,
+    *,
+    nft_beta: float,
+    beta: float,
+    guided_loss: bool,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-sample loss (b,) of ``rows`` of ``piece``: ``nft_loss`` on the forward process at the
+    drawn σ, plus β·‖v_θ − v_ref‖², and summed diagnostics. ``model`` gives velocities with
+    gradients; ``old_velocity`` and ``reference`` are called without."""
+    g = torch.as_tensor(piece.index, device=rows.device)[rows]
+    x0, noise = piece.latents[rows], draws.noise[g]
+    s = draws.sigma[g].view(-1, *([1] * (x0.ndim - 1)))
+    xt, target = (1 - s) * x0 + s * noise, noise - x0
+    cond = piece.cond.select(rows)
+    null = piece.null_cond.select(rows) if piece.null_cond is not None else None
+    if guided_loss and piece.guidance_scale != 1.0:
+        scale = piece.guidance_scale
+    else:  # CFG-free: the conditional velocity, on the empty prompt for the dropped rows
+        if null is not None:
+            cond = cond.where(draws.drop_text[g], null)
+        null, scale = None, 1.0
+    sigma = draws.sigma[g]
+    with torch.no_grad():
+        v_old = old_velocity(xt, sigma, cond, scale, null)
+    v = model(xt, sigma, cond, scale, null)
+    loss, pos, neg = nft_loss(v, v_old, target, optimality, nft_beta)
+    kl = torch.zeros_like(loss)
+    if beta > 0 and reference is not None:
+        with torch.no_grad():
+            v_ref = reference(xt, sigma, cond, scale, null)
+        kl = ((v - v_ref) ** 2).mean(dim=tuple(range(1, v.ndim)))
+    with torch.no_grad():
+        stats = {
+            "nft_loss": loss.sum(),
+            "loss_pos": pos.sum(),
+            "loss_neg": neg.sum(),
+            "optimality": optimality.sum(),
+            "kl": kl.sum(),
+            "velocity_gap": ((v - v_old) ** 2).mean(dim=tuple(range(1, v.ndim))).sum(),
+            "count": torch.tensor(float(len(rows))),
+        }
+    return loss + beta * kl, stats
+
+
+NFT_STAT_KEYS = ("nft_loss", "loss_pos", "loss_neg", "optimality", "kl", "velocity_gap", "count")
+
+
 # -- the trainer ---------------------------------------------------------------------------------
 
 
@@ -390,8 +594,10 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     if (hi - lo) % cfg.rollout_batch_prompts:
         raise ConfigError(f"rollout_batch_prompts ({cfg.rollout_batch_prompts}) must divide the {hi - lo} prompts of each of {world} processes")
     G, P = cfg.group_size, cfg.num_prompts
+    nft = cfg.objective == "nft"
     trained_steps = cfg.trained_steps()
     T = len(trained_steps)
+    stat_keys = NFT_STAT_KEYS if nft else STAT_KEYS
 
     # -- models: the policy and its trained part, the reference, the teachers -----------------------
     torch.manual_seed(cfg.seed)  # LoRA initialisation: the same on every process and every run
@@ -413,12 +619,19 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
 
             def reference(x, sigma, cond, scale, null):
                 return guided_velocity(frozen, x, sigma, cond, scale, null)
+    # nft's old policy: a lagging shadow of the trained weights (for LoRA, of the adapters)
+    old = EMA(params, cfg.nft_old_decay) if nft else None
+
+    def old_velocity(x, sigma, cond, scale, null):  # with η = 0 the old policy is the current one: no swap
+        with maybe_ema(old if cfg.nft_old_decay > 0 else None):
+            return guided_velocity(policy, x, sigma, cond, scale, null)
+
     teachers = {}
     if cfg.distill_weight > 0:
         teachers = {t: load_model(p, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device).requires_grad_(False)
                     for t, p in cfg.distill_teachers.items()}
     reward = load_reward(resolve_path(cfg.reward))
-    model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "grpo")
+    model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "grpo", old=old)
     checkpoint_name = cfg.name or f"grpo-{cfg.task}"
     eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
 
@@ -447,8 +660,9 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         items = draw_items(cfg.task, P, cfg.seed, step, family_weights=cfg.family_weights)
         guided = guided_prompts(cfg, step)
 
-        # 2. Rollouts: G samples per prompt, log-probs recorded on the SDE steps.
-        pieces = rollout_groups(policy, items, guided, lo, hi, cfg, shift, step)
+        # 2. Rollouts: G samples per prompt; flow_grpo records log-probs on the SDE steps, nft
+        #    keeps the clean latents of ODE samples.
+        pieces = rollout_groups(policy, items, guided, lo, hi, cfg, shift, step, old=old)
         t_rollout = time.perf_counter()
 
         # 3. Rewards with rationales; judged where sampled, gathered everywhere.
@@ -459,8 +673,10 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         rewards = np.array([np.nan if score is None else score for _, score, _ in everything], dtype=np.float64).reshape(P, G)
         t_reward = time.perf_counter()
 
-        # 4. Group-relative advantages; groups without reward spread are dropped.
-        advantages = torch.as_tensor(group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max).ravel(), dtype=torch.float32, device=accelerator.device)
+        # 4. Group-relative advantages (nft: mapped to optimalities in [0, 1]); groups without
+        #    reward spread are dropped.
+        adv = group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max).ravel()
+        advantages = torch.as_tensor(nft_optimality(adv) if nft else adv, dtype=torch.float32, device=accelerator.device)
         keep_groups = reward_range_mask(rewards, cfg.reward_range_threshold)
         keep = np.repeat(keep_groups, G) & ~np.isnan(rewards.ravel())
 
@@ -479,13 +695,17 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         # 6. Update: per inner epoch, `updates_per_epoch` optimizer steps over shuffled shares of
         #    the kept samples; within one, every trained timestep (shuffled per sample) gets its own
         #    backward. Shares and orders are drawn on global indices, identical on every process.
-        sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
+        #    nft: one loss sample per kept sample and epoch, at a σ, ε and text dropout drawn per epoch.
+        sums = torch.zeros(len(stat_keys), dtype=torch.float64)
         gap_sums: dict[str, list[float]] = {}
         grad_norms = []
         for epoch in range(cfg.num_inner_epochs):
             rng = np.random.default_rng([cfg.seed, step, epoch, 1])
             shares = np.array_split(rng.permutation(np.flatnonzero(keep)), cfg.updates_per_epoch)
-            order = np.argsort(rng.random((P * G, T)), axis=1)  # per-sample timestep order
+            if nft:
+                draws = nft_draws(cfg, step, epoch, P * G, tuple(policy.latent_shape()), accelerator.device)
+            else:
+                order = np.argsort(rng.random((P * G, T)), axis=1)  # per-sample timestep order
             for share in shares:
                 if len(share) == 0 and not distill_pieces:
                     continue
@@ -494,16 +714,17 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                 for pc in pieces:
                     rows = [r for r, g in enumerate(pc.index) if g in members]
                     micro += [(pc, rows[i : i + cfg.train_batch_size]) for i in range(0, len(rows), cfg.train_batch_size)]
-                jobs: list[tuple[str, Any, Any, list[int], float]] = [
-                    ("grpo", pos, pc, rows, world / (len(share) * T)) for pos in range(T) for pc, rows in micro
-                ]
+                if nft:
+                    jobs: list[tuple[str, Any, Any, list[int], float]] = [("nft", 0, pc, rows, world / len(share)) for pc, rows in micro]
+                else:
+                    jobs = [("grpo", pos, pc, rows, world / (len(share) * T)) for pos in range(T) for pc, rows in micro]
                 for pos in range(len(distill_pieces[0].timesteps) if distill_pieces else 0):
                     for dp in distill_pieces:
                         for i in range(0, len(dp.index), cfg.train_batch_size):
                             rows = list(range(i, min(i + cfg.train_batch_size, len(dp.index))))
                             jobs.append(("distill", pos, dp, rows, cfg.distill_weight * world / (n_distill * len(dp.timesteps))))
                 if not jobs:  # this process holds none of the share: a zero-weight pass keeps DDP in step
-                    jobs = [("grpo", 0, pieces[0], [0], 0.0)]
+                    jobs = [("nft" if nft else "grpo", 0, pieces[0], [0], 0.0)]
                 for n, (kind, pos, pc, rows, scale) in enumerate(jobs):
                     sync = n == len(jobs) - 1
                     with nullcontext() if sync else accelerator.no_sync(model):
@@ -513,7 +734,12 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                             loss, diag = grpo_loss(model, reference, pc, r, t, advantages[pc.index[rows]],
                                                    noise_level=cfg.noise_level, clip_range=cfg.clip_range, beta=cfg.beta)
                             if scale > 0:  # not the zero-weight pass
-                                sums += torch.stack([diag[k].double().cpu() for k in STAT_KEYS])
+                                sums += torch.stack([diag[k].double().cpu() for k in stat_keys])
+                        elif kind == "nft":
+                            loss, diag = nft_batch_loss(model, old_velocity, reference, pc, r, draws, advantages[pc.index[rows]],
+                                                        nft_beta=cfg.nft_beta, beta=cfg.beta, guided_loss=cfg.nft_guided_loss)
+                            if scale > 0:
+                                sums += torch.stack([diag[k].double().cpu() for k in stat_keys])
                         else:
                             loss = distill.velocity_gap(model, pc, r, pos)
                             acc = gap_sums.setdefault(pc.task, [0.0, 0.0])
@@ -524,10 +750,12 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
                     ema.update(step)
+        if old is not None:  # nft: the old policy follows the trained one, θ_old ← η·θ_old + (1 − η)·θ
+            old.update(step, decay=cfg.old_decay_at(step))
         t_update = time.perf_counter()
 
         # 7. Metrics: global sums over processes, written by the main process.
-        totals = dict(zip(STAT_KEYS, accelerator.reduce(sums.to(accelerator.device), "sum").cpu().tolist()))
+        totals = dict(zip(stat_keys, accelerator.reduce(sums.to(accelerator.device), "sum").cpu().tolist()))
         c = max(totals["count"], 1.0)
         components = reward_stats([Judgement(score, "", parts, reward.name) for _, score, parts in everything])
         valid = rewards[~np.isnan(rewards)]
@@ -540,12 +768,20 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
             **{k: v for k, v in components.items() if not k.startswith("rewards/total/")},
             "frac_reward_zero_std": float(np.mean(~(group_std > 1e-8))),
             "frac_groups_filtered": float(1 - keep_groups.mean()),
-            "loss": (totals["policy_loss"] + cfg.beta * totals["kl"]) / c,
-            "policy_loss": totals["policy_loss"] / c,
+            "loss": (totals["nft_loss" if nft else "policy_loss"] + cfg.beta * totals["kl"]) / c,
             "kl": totals["kl"] / c,
-            "approx_kl": totals["approx_kl"] / c,
-            "clipfrac": totals["clipfrac"] / c,
-            "ratio_deviation": totals["ratio_deviation"] / c,
+            **({
+                "nft/loss_pos": totals["loss_pos"] / c,
+                "nft/loss_neg": totals["loss_neg"] / c,
+                "nft/optimality_mean": totals["optimality"] / c,
+                "nft/velocity_gap": totals["velocity_gap"] / c,
+                "nft/old_decay": cfg.old_decay_at(step),
+            } if nft else {
+                "policy_loss": totals["policy_loss"] / c,
+                "approx_kl": totals["approx_kl"] / c,
+                "clipfrac": totals["clipfrac"] / c,
+                "ratio_deviation": totals["ratio_deviation"] / c,
+            }),
             "grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
             "updates": len(grad_norms),
             "guided_fraction": float(guided.mean()),
@@ -568,11 +804,12 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                 log("grpo", f"step {step + 1}/{cfg.steps} reward {row['reward/mean']:.3f}±{row['reward/std']:.3f}"
                     + (f" strict {strict:.2f}" if strict is not None else "")
                     + (f" eval {row['eval/accuracy']:.2f}" if "eval/accuracy" in row else "")
-                    + f" kl {row['kl']:.2e} |ratio-1| {row['ratio_deviation']:.1e} clipfrac {row['clipfrac']:.2f}"
-                    f" filtered {row['frac_groups_filtered']:.2f} {row['samples_per_s']:.1f} samples/s")
+                    + (f" |v-v_old|² {row['nft/velocity_gap']:.1e}" if nft else
+                       f" kl {row['kl']:.2e} |ratio-1| {row['ratio_deviation']:.1e} clipfrac {row['clipfrac']:.2f}")
+                    + f" filtered {row['frac_groups_filtered']:.2f} {row['samples_per_s']:.1f} samples/s")
             name = f"{checkpoint_name}@step{step + 1}"
             run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
-                          name=name, parent=parent, lineage=lineage + [name], task=cfg.task)
+                          old=old, name=name, parent=parent, lineage=lineage + [name], task=cfg.task)
         accelerator.wait_for_everyone()
     checkpoint = run.latest_checkpoint()
     return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}

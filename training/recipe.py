@@ -28,6 +28,7 @@ REWARDS = {"t2i": CONFIGS / "rewards" / "shapes_t2i.yaml", "edit": CONFIGS / "re
 LINEAGE_KEYS = ("parent", "task", "step", "trainer", "teachers", "training")
 TARGETS = {"t2i": (0.90, 0.25), "edit": (0.85, 0.20)}  # (accuracy, gain over the base) on test
 DISTILL_TOLERANCE = 0.02
+PASS_K_SEED = 100_000  # pass@k samples start far from the one-sample run's seeds (0, 1, …), so they are new draws
 
 
 def publish(checkpoint: str | Path, dest: Path, name: str) -> Path:
@@ -41,8 +42,11 @@ def publish(checkpoint: str | Path, dest: Path, name: str) -> Path:
     return policy.save(dest, name=name, lineage=lineage, run_checkpoint=manifest.get("name"), **extra)
 
 
-def bench(model: str | Path, splits: tuple[str, ...], limit: int | None) -> dict[str, Any]:
-    """Strict accuracy, composite reward and aesthetics of one model on both tasks and ``splits``."""
+def bench(model: str | Path, splits: tuple[str, ...], limit: int | None, pass_k_samples: int = 1) -> dict[str, Any]:
+    """Strict accuracy, composite reward and aesthetics of one model on both tasks and ``splits``
+    (one image per prompt, seeds 0, 1, …: what the targets and the arena use). With
+    ``pass_k_samples`` n > 1, each task's ``test`` entry also gets ``pass_at_k`` (k = 1, 2, 4, …, n,
+    from n further samples per prompt) and their mean ``pass_rate``."""
     from qwenrl.evaluation import evaluate
     from qwenrl.models import load_policy
     from qwenrl.rewards import Sample, load_reward
@@ -65,6 +69,9 @@ def bench(model: str | Path, splits: tuple[str, ...], limit: int | None) -> dict
                 "aesthetics": float(np.mean(aesthetics)) if aesthetics else None,
                 "n_images": res["n_images"],
             }
+        if pass_k_samples > 1 and "test" in splits:
+            many = evaluate(policy, task, "test", limit=limit, samples_per_prompt=pass_k_samples, seed=PASS_K_SEED)
+            out[f"{task}/test"].update(pass_at_k=many["pass_at_k"], pass_rate=many["overall"])
     return out
 
 

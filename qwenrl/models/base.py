@@ -58,6 +58,14 @@ class Conditioning:
     def detach(self) -> "Conditioning":
         return self.map(lambda t: t.detach())
 
+    def where(self, mask: torch.Tensor, other: "Conditioning") -> "Conditioning":
+        """Row i of ``other`` where ``mask[i]``, else row i of this (sequences padded as in ``cat``)."""
+        n = len(self)
+        if len(other) != n or mask.shape != (n,):
+            raise ValueError(f"where needs two conditionings and a mask of one length, got {n}, {len(other)}, {tuple(mask.shape)}")
+        index = torch.arange(n, device=mask.device) + n * mask.long()
+        return Conditioning.cat([self, other]).select(index.to(next(iter(self.tensors.values())).device))
+
     @staticmethod
     def cat(items: Iterable["Conditioning"]) -> "Conditioning":
         """Concatenate along the batch. Sequences of different lengths (dim 1: text embeddings
