@@ -1,4 +1,5 @@
-"""A GRPO step on an SD3.5-Medium-sized transformer with random weights, in bf16 on a GPU.
+"""A GRPO step on an SD3.5-Medium-sized transformer with random weights, in bf16 on a GPU, with
+either objective (Flow-GRPO or the forward-process one).
 
 Nothing is downloaded: the denoiser is an ``SD3Transformer2DModel`` with SD3.5 Medium's
 configuration (24 MM-DiT blocks, 13 of them dual-attention, 2.2B parameters) and random weights;
@@ -6,9 +7,14 @@ prompts become fixed random embeddings of the shapes SD3's encoders produce (333
 2048 pooled); the reward is a fixed random function of the final latents. Everything else is the
 trainer's own code: ``qwenrl.sampling.rollout`` (SDE window, CFG), ``training.grpo``'s
 ``group_advantages`` and ``grpo_loss`` (clipped ratio + KL to the LoRA-disabled reference),
-one backward per timestep, gradient clipping and AdamW on LoRA weights (fp32) over bf16 weights.
+one backward per timestep, gradient clipping and AdamW on LoRA weights (fp32) over bf16 weights;
+with ``--objective nft``: ODE rollouts by the old policy (a lagging copy of the LoRA weights,
+``training.common.EMA``), ``nft_optimality`` and ``nft_batch_loss`` (CFG-free, 10% text dropout),
+``--epochs`` fresh (σ, ε) draws per step.
 
     python benchmarks/grpo_gpu.py                      # 512², 2 prompts × 8, 10 steps, CFG 4.5, LoRA r32
+    python benchmarks/grpo_gpu.py --objective nft --num-steps 14
+    python benchmarks/grpo_gpu.py --objective both     # the two objectives, alternating steps
     python benchmarks/grpo_gpu.py --resolution 1024 --prompts 1 --gradient-checkpointing
     python benchmarks/grpo_gpu.py --cpu-smoke          # tiny dimensions on the CPU: checks the script only
 
@@ -33,7 +39,8 @@ import torch
 
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout
-from training.grpo import RolloutPiece, group_advantages, grpo_loss
+from training.common import EMA
+from training.grpo import RolloutPiece, group_advantages, grpo_loss, nft_batch_loss, nft_draws, nft_optimality
 
 RESULTS = Path(__file__).resolve().parent / "results" / "grpo_gpu.json"
 # stabilityai/stable-diffusion-3.5-medium, transformer/config.json
@@ -182,6 +189,49 @@ def grpo_step(policy, optimizer, params, reward_w, args, step: int) -> dict[str,
     return {"step_seconds": t2 - t0, "rollout_seconds": t1 - t0, "update_seconds": t2 - t1}
 
 
+def nft_step(policy, optimizer, params, reward_w, args, step: int, old: EMA) -> dict[str, float]:
+    """One step of the forward-process objective; returns its timings."""
+    sync = torch.cuda.synchronize if policy.device.type == "cuda" else (lambda: None)
+    P, G = args.prompts, args.group_size
+    t0 = time.perf_counter()
+    cond = policy.encode_prompts([f"prompt {step} {i}" for i in range(P)]).repeat_interleave(G)
+    null = policy.null_conditioning(P * G)
+    with torch.no_grad(), old.applied():  # rollouts by the old policy
+        traj = rollout(policy, cond, num_steps=args.num_steps, shift=3.0, guidance_scale=args.guidance,
+                       null_cond=null if args.guidance > 1 else None, noise_level=0.0, generator=step, group_size=G,
+                       return_trajectory=False)
+    rewards = torch.sigmoid(traj.final.flatten(1) @ reward_w).reshape(P, G).cpu().numpy()
+    optimality = torch.as_tensor(nft_optimality(group_advantages(rewards, "none").ravel()), dtype=torch.float32, device=policy.device)
+    sync()
+    t1 = time.perf_counter()
+
+    piece = RolloutPiece(index=np.arange(P * G), latents=traj.final, log_probs=None, sigmas=None, cond=cond, null_cond=null,
+                         guidance_scale=args.guidance, images=np.zeros((0,)), items=[])
+    cfg = argparse.Namespace(seed=0, nft_timesteps="logit_normal", nft_logit_mean=0.0, nft_logit_std=1.0, nft_text_dropout=0.1)
+    model = lambda *a: guided_velocity(policy, *a)  # noqa: E731
+
+    def old_velocity(*a):
+        with old.applied():
+            return guided_velocity(policy, *a)
+
+    rng = np.random.default_rng(step)
+    for epoch in range(args.epochs):
+        draws = nft_draws(cfg, step, epoch, P * G, tuple(policy.latent_shape()), policy.device)
+        for share in np.array_split(rng.permutation(P * G), args.updates):
+            for i in range(0, len(share), args.train_batch):
+                rows = torch.as_tensor(share[i : i + args.train_batch], device=policy.device)
+                loss, _ = nft_batch_loss(model, old_velocity, None, piece, rows, draws, optimality[rows], nft_beta=1.0, beta=0.0,
+                                         guided_loss=False)
+                (loss.sum() / len(share)).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    old.update(step, decay=0.5)
+    sync()
+    t2 = time.perf_counter()
+    return {"step_seconds": t2 - t0, "rollout_seconds": t1 - t0, "update_seconds": t2 - t1}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resolution", type=int, default=512, help="image side in pixels (latent side = resolution / 8)")
@@ -193,7 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lora-rank", type=int, default=32)
     ap.add_argument("--train-batch", type=int, default=8, help="samples per forward/backward in the update")
     ap.add_argument("--updates", type=int, default=2, help="optimizer steps per GRPO step")
-    ap.add_argument("--steps", type=int, default=3, help="GRPO steps (the first is not timed)")
+    ap.add_argument("--steps", type=int, default=3, help="GRPO steps per objective (the first is not timed)")
+    ap.add_argument("--objective", choices=["flow_grpo", "nft", "both"], default="flow_grpo",
+                    help="which objective's step to time; both alternates them step by step")
+    ap.add_argument("--epochs", type=int, default=2, help="nft: fresh (σ, ε) draws per step, each of --updates optimizer steps")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny dimensions on the CPU; writes no results")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -210,13 +263,36 @@ def main(argv: list[str] | None = None) -> None:
     reward_w = torch.randn(int(np.prod(policy.latent_shape())), generator=torch.Generator().manual_seed(1)).to(device)
     reward_w /= reward_w.norm()
     build_seconds = time.perf_counter() - t_build
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    timings = [grpo_step(policy, optimizer, params, reward_w, args, step) for step in range(args.steps)]
+    objectives = ["flow_grpo", "nft"] if args.objective == "both" else [args.objective]
+    old = EMA(params, 0.5) if "nft" in objectives else None
+    timings: dict[str, list[dict[str, float]]] = {o: [] for o in objectives}
+    peak: dict[str, float | None] = {}
+    for step in range(args.steps):
+        for objective in objectives:  # alternating, so both see the same machine
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            if objective == "nft":
+                timings[objective].append(nft_step(policy, optimizer, params, reward_w, args, step, old))
+            else:
+                timings[objective].append(grpo_step(policy, optimizer, params, reward_w, args, step))
+            if device.type == "cuda":
+                peak[objective] = max(peak.get(objective) or 0.0, torch.cuda.max_memory_allocated() / 2**30)
+    samples = args.prompts * args.group_size
+    results = [summary(args, policy, params, timings[o], samples, o, peak.get(o), device, build_seconds) for o in objectives]
+    print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    if len(results) == 2:
+        a, b = results
+        print(f"nft / flow_grpo seconds per step: {b['seconds_per_step'] / a['seconds_per_step']:.2f}", file=sys.stderr)
+    if not args.cpu_smoke:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results if len(results) > 1 else results[0], indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+def summary(args, policy, params, timings, samples: int, objective: str, peak_gib: float | None, device, build_seconds: float) -> dict:
     timed = timings[1:] or timings
     med = {k: statistics.median(t[k] for t in timed) for k in timed[0]}
-    samples = args.prompts * args.group_size
-    result = {
+    return {
         "benchmark": "grpo_gpu",
         "model": "SD3Transformer2DModel, SD3.5-Medium config, random weights" if not args.cpu_smoke else "tiny (cpu smoke)",
         "transformer_parameters": sum(p.numel() for n, p in policy.transformer.named_parameters() if "lora_" not in n),
@@ -224,22 +300,19 @@ def main(argv: list[str] | None = None) -> None:
         "dtype": "bfloat16 weights, fp32 LoRA and sampling maths" if not args.cpu_smoke else "float32",
         "resolution": args.resolution, "latent": list(policy.latent_shape()),
         "prompts": args.prompts, "group_size": args.group_size, "samples_per_step": samples,
-        "num_steps": args.num_steps, "sde_steps": args.sde_steps, "guidance_scale": args.guidance,
+        "objective": objective,
+        "num_steps": args.num_steps, "sde_steps": args.sde_steps if objective == "flow_grpo" else None, "guidance_scale": args.guidance,
+        "epochs": args.epochs if objective == "nft" else None,
         "lora_rank": args.lora_rank, "train_batch": args.train_batch, "updates_per_step": args.updates,
         "gradient_checkpointing": args.gradient_checkpointing,
         "steps_timed": len(timed),
         "seconds_per_step": med["step_seconds"], "rollout_seconds": med["rollout_seconds"], "update_seconds": med["update_seconds"],
         "samples_per_s": samples / med["step_seconds"],
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+        "peak_memory_gib": peak_gib,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "build_seconds": build_seconds,
         "torch": torch.__version__,
     }
-    print(json.dumps(result, indent=2))
-    if not args.cpu_smoke:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -105,15 +105,18 @@ def experiment() -> None:
 @click.option("--edit-set", multiple=True, metavar="KEY=VALUE", help="override the editing GRPO config")
 @click.option("--distill-set", multiple=True, metavar="KEY=VALUE", help="override the distillation config")
 @click.option("--bench-limit", type=int, default=None, help="bench only the first N prompts of each split")
-def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, bench_limit) -> None:
+@click.option("--pass-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="also bench pass@k with this many samples per test prompt (after the timed recipe)")
+def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, bench_limit, pass_k) -> None:
     """Base → GRPO text-to-image; base → GRPO editing; both → distilled student; then bench all four.
 
     Writes OUT/results.md and OUT/results.json (accuracy on the test and compositional splits,
-    composite reward and its aesthetics component, wall time). Rerunning resumes unfinished runs.
+    composite reward and its aesthetics component, pass@k with --pass-k, the targets, wall time).
+    Rerunning resumes unfinished runs.
 
     \b
     Example:
-      qwenrl experiment seed-recipe --out runs/seed-recipe
+      qwenrl experiment seed-recipe --out runs/seed-recipe --pass-k 16
       qwenrl experiment seed-recipe --t2i-set steps=20 --edit-set steps=20 --distill-set steps=20 --bench-limit 32
     """
     from training.recipe import seed_recipe
@@ -121,7 +124,7 @@ def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, b
     try:
         results = seed_recipe(out=out, base=base, models_dir=models_dir,
                               overrides={"t2i": list(t2i_set), "edit": list(edit_set), "distill": list(distill_set)},
-                              bench_limit=bench_limit)
+                              bench_limit=bench_limit, pass_k_samples=pass_k)
     except _errors() as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(results["markdown"])
