@@ -34,13 +34,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from ..world.check import check_edit, check_t2i, recognisable
 from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
-from ..world.parse import ParsedScene, object_centroid, parse
+from ..world.parse import ParsedScene, object_centroid
 from ..world.scene import Obj
 from .base import Sample
 from .vlm import parse_score
@@ -275,13 +273,6 @@ def seen_agrees(reading: CotReading, parsed: ParsedScene, tolerance: float = SEE
     return bool(np.all(cost[rows, cols] < 1e6))
 
 
-def checker_verdicts(sample: Sample) -> tuple[bool, list[bool]]:
-    """(passed, per-requirement verdicts) of the strict checker on ``sample``."""
-    image_parse = parse(sample.image)
-    result = check_t2i(sample.spec, image_parse) if sample.task == "t2i" else check_edit(sample.spec, image_parse)
-    return result.passed, [bool(m) for _, m in result.requirements]
-
-
 def corpus_words() -> list[str]:
     """Every word, number and mark the judge's answers can contain (for its tokenizer)."""
     from ..world.grammar import DIRECTIONS, VOCAB
@@ -292,6 +283,3 @@ def corpus_words() -> list[str]:
               "gone", "on", "background"}
     return sorted(words)
 
-
-def describe_target(target: CotTarget) -> dict[str, Any]:
-    return {"text": target.text, "score10": target.score10, "passed": target.passed, "soft": target.soft}

@@ -1,0 +1,689 @@
+"""Train the Shapes world's chain-of-thought judge: a tiny Qwen2-VL from scratch, taught by the
+programmatic judges, in one file that reads top to bottom.
+
+The judge reads the image (for editing: the source, then the result) and a short rubric with
+the prompt or instruction, then writes the compact chain of thought of
+``qwenrl.rewards.shapes_cot`` — the strict checker's requirements, what it sees, each
+requirement met or not — and a final ``Score: x/10`` line (10 exactly when the checker passes).
+
+1. **Data** (``RUN/data/``, chunks of safetensors images and JSON lines, each written once):
+   prompts and edit tasks drawn from the grammar's ``train`` split only (test and
+   compositional texts never), turned into images two ways — the bundled models' own samples
+   (``models``, under several sampling settings, so the judge sees their real failures:
+   fragments, blobs, wrong colour binding, wrong relations) and grammar renders, correct or
+   with one thing wrong, some with noise; every image is labelled by the strict checker and
+   the partial-credit judges (``target_for``). A separate validation set (model samples on
+   other draws) gives the learning curve.
+2. **Training**: next-token cross-entropy on the answer only, AdamW with warm-up and cosine
+   decay, seeded batch draws (a function of the step), resumable from ``RUN/state/``
+   (safetensors + JSON); every ``eval_every`` steps the judge answers the validation samples
+   greedily through the same path as ``vlm_local``, and its pass/fail agreement with the
+   checker and parse rate go to ``metrics.jsonl``.
+3. **Export**: ``RUN/checkpoints/step-N`` (and ``--export DIR``): transformers weights
+   (safetensors), tokenizer, image processor, chat template, the rubrics it was trained on,
+   ``training_texts.json`` (every prompt it saw) and ``manifest.json`` (data, step, config).
+
+    python -m training.judge --config training/configs/judge.yaml --run runs/judge
+    python -m training.judge --config training/configs/judge.yaml --run runs/judge --export data/models/shapes-judge
+
+Rerunning the same command resumes (data chunks already written are kept, training continues
+from the last state). On 2 CPU cores, run it under the shared lock:
+``flock /tmp/qwenrl-cpu.lock python -m training.judge ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from qwenrl.rewards.base import Sample
+from qwenrl.rewards.shapes_cot import corpus_words, read_answer, target_for
+from qwenrl.rewards.vlm import QwenStyleProcessor, generate_token_ids, load_rubric
+from qwenrl.world.grammar import (
+    BACKGROUND_COLORS,
+    EditTask,
+    T2IPrompt,
+    sample_edit,
+    sample_t2i_prompt_in_split,
+    scene_for_prompt,
+)
+from qwenrl.world.parse import noisy_render
+from qwenrl.world.scene import IMAGE_SIZE, OBJECT_COLORS, SHAPES, SIZES, Obj, Scene, fits, place, render
+from training.common import ConfigError, RunFolder, config_dict, load_config, load_train_state, log, save_train_state
+
+TASKS = ("t2i", "edit")
+RUBRIC_DIR = Path(__file__).resolve().parents[1] / "qwenrl" / "rewards" / "rubrics" / "shapes_judge"
+RUBRIC_FOR_TASK = {"t2i": "t2i", "edit": "edit"}
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                  "<|video_pad|>"]
+UNK = "<unk>"
+# Word-level pieces: a numbered step "(3)", the "/10" of a score, a word, a number or one mark,
+# each with the whitespace before it (as GPT-2 does), so that decoding gives back the text exactly.
+PIECE_PATTERN = r"\s*\(\d+\)|\s*/10|\s*[A-Za-z]+|\s*\d+|\s*[^\sA-Za-z\d]|\s+"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' or c['type'] == 'image_url' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+DEFAULT_MODELS = ["data/models/shapes-base", "data/models/shapes-grpo-t2i", "data/models/shapes-grpo-edit",
+                  "data/models/shapes-distilled"]
+
+
+@dataclass
+class JudgeConfig:
+    seed: int = 0
+    """Seeds every prompt draw, render, model sample, batch draw and the weight initialisation."""
+
+    # -- data ---------------------------------------------------------------------------------
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    """Image models whose own samples (on train-split prompts) the judge learns from."""
+    sampling: list[list[float]] = field(default_factory=lambda: [[20, 2.0], [10, 1.0], [20, 1.0], [10, 3.0]])
+    """(steps, guidance scale) settings the model samples cycle through: more kinds of failures."""
+    model_examples: int = 12288
+    """Model samples per task (a multiple of chunk_size)."""
+    render_examples: int = 8192
+    """Grammar renders per task (a multiple of chunk_size): correct or with one thing wrong."""
+    render_wrong_fraction: float = 0.6
+    """Share of renders with one thing wrong (a colour, shape, size, count, relation, background or object)."""
+    render_noisy_fraction: float = 0.5
+    """Share of renders drawn with edge jitter, specks and pixel noise (``noisy_render``)."""
+    val_examples: int = 512
+    """Validation model samples per task (other draws of train-split prompts; a multiple of chunk_size), for the learning curve."""
+    chunk_size: int = 512
+    """Examples per data chunk (the unit written to the data folder and resumed)."""
+    data_dir: str | None = None
+    """Folder of the data chunks (default RUN/data); runs with the same data fields may share one."""
+
+    # -- architecture (Qwen2-VL) ---------------------------------------------------------------
+    hidden_size: int = 192
+    """Width of the language model (and of the vision tokens it reads)."""
+    num_layers: int = 4
+    """Language-model decoder layers."""
+    num_heads: int = 6
+    """Attention heads of the language model (head size hidden_size / num_heads; must be 32 for the M-RoPE split)."""
+    num_kv_heads: int = 2
+    """Key/value heads of the language model (grouped-query attention)."""
+    intermediate_size: int = 512
+    """MLP width of the language model."""
+    vision_hidden_size: int = 128
+    """Width of the vision encoder."""
+    vision_layers: int = 3
+    """Vision encoder blocks."""
+    vision_heads: int = 4
+    """Vision attention heads."""
+    patch_size: int = 4
+    """Pixels per vision patch side; 2×2 patches merge into one language-model token."""
+
+    # -- optimisation ------------------------------------------------------------------------
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Examples per step."""
+    edit_fraction: float = 0.5
+    """Share of editing examples in each batch."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 200
+    """Linear warm-up steps."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at lr × this."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (matrices only)."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    eval_every: int = 250
+    """Greedy validation (pass/fail agreement, parse rate) every N steps (0: only at the end)."""
+    eval_examples: int = 128
+    """Validation samples per task answered greedily at each evaluation."""
+    max_new_tokens: int = 112
+    """Longest answer generated (the longest training answer is about 80 tokens)."""
+    state_every: int = 100
+    """Write the resumable state every N steps (and at the end)."""
+    log_every: int = 25
+    """Progress line and metrics row every N steps."""
+    threads: int = 2
+    """torch CPU threads (0: torch's default)."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("models is empty: give at least one image model whose samples the judge learns from")
+        for s in self.sampling:
+            if len(s) != 2 or int(s[0]) < 1 or s[1] < 1.0:
+                raise ConfigError(f"sampling entries are [steps >= 1, guidance >= 1.0], got {s}")
+        if self.chunk_size < 1:
+            raise ConfigError("chunk_size must be at least 1")
+        for name in ("model_examples", "render_examples", "val_examples"):
+            n = getattr(self, name)
+            if n < 0 or n % self.chunk_size:
+                raise ConfigError(f"{name} ({n}) must be a non-negative multiple of chunk_size ({self.chunk_size})")
+        if self.model_examples + self.render_examples == 0:
+            raise ConfigError("no training data: model_examples and render_examples are both 0")
+        if not (0 <= self.render_wrong_fraction <= 1 and 0 <= self.render_noisy_fraction <= 1 and 0 <= self.edit_fraction <= 1):
+            raise ConfigError("render_wrong_fraction, render_noisy_fraction and edit_fraction must lie in [0, 1]")
+        if self.hidden_size % self.num_heads or self.hidden_size // self.num_heads != 32:
+            raise ConfigError(f"hidden_size / num_heads must be 32 (the M-RoPE split [4, 6, 6]); got {self.hidden_size}/{self.num_heads}")
+        if self.num_heads % self.num_kv_heads or self.vision_hidden_size % self.vision_heads:
+            raise ConfigError("num_heads must be a multiple of num_kv_heads, and vision_hidden_size of vision_heads")
+        if IMAGE_SIZE % (2 * self.patch_size):
+            raise ConfigError(f"patch_size must divide {IMAGE_SIZE // 2} (2×2 patches merge into one token)")
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1:
+            raise ConfigError("steps >= 0, batch_size >= 1, lr > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1] are required")
+        if min(self.eval_every, self.state_every) < 0 or self.log_every < 1 or self.eval_examples < 0:
+            raise ConfigError("eval_every and state_every must be >= 0, log_every >= 1, eval_examples >= 0")
+        if self.eval_examples > self.val_examples:
+            raise ConfigError(f"eval_examples ({self.eval_examples}) cannot exceed val_examples ({self.val_examples})")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "JudgeConfig":
+        return load_config(cls, path, overrides, **values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer, image processor and model
+# ---------------------------------------------------------------------------------------------
+
+
+def build_tokenizer(rubric_dir: Path = RUBRIC_DIR) -> Any:
+    """A word-level tokenizer over every piece the rubrics, the prompts and the answers use."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PIECE_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    texts = [p.read_text() for p in sorted(rubric_dir.glob("*.txt"))] + ["user\n", "assistant\n", "\n\n"]
+    rubric_words = sorted({w for t in texts for w in re.findall(r"[A-Za-z]+", t)})
+    items = corpus_words() + rubric_words + [str(i) for i in range(IMAGE_SIZE + 1)] + [f"({i})" for i in range(1, 13)] + ["/10"]
+    items += list(".,;:?!\"'()<>/-_*")
+    texts += [prefix + it for prefix in ("", " ", "\n", "\n\n") for it in items]
+    pieces: set[str] = set()
+    for t in texts:
+        pieces.update(p for p, _ in pre.pre_tokenize_str(t))
+    vocab = {UNK: 0, **{s: i + 1 for i, s in enumerate(SPECIAL_TOKENS)}}
+    for p in sorted(pieces):
+        vocab.setdefault(p, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token=UNK, pad_token="<|endoftext|>", eos_token="<|im_end|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:], chat_template=CHAT_TEMPLATE,
+    )
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def build_image_processor(cfg: JudgeConfig) -> Any:
+    """Qwen2-VL's image processor for 32×32 images: patches of ``patch_size`` px, one frame."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    pixels = IMAGE_SIZE * IMAGE_SIZE
+    return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels, patch_size=cfg.patch_size,
+                                    temporal_patch_size=1, merge_size=2)
+
+
+def build_model(cfg: JudgeConfig, tokenizer: Any) -> Any:
+    """A randomly initialised Qwen2-VL of the configured size."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+            max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=ids["<|im_start|>"],
+            eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0},
+        ),
+        vision_config=dict(
+            depth=cfg.vision_layers, embed_dim=cfg.vision_hidden_size, hidden_size=cfg.hidden_size, mlp_ratio=2,
+            num_heads=cfg.vision_heads, patch_size=cfg.patch_size, spatial_merge_size=2, temporal_patch_size=1,
+        ),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    gen = model.generation_config
+    gen.do_sample, gen.eos_token_id, gen.pad_token_id = False, ids["<|im_end|>"], ids["<|endoftext|>"]
+    gen.max_new_tokens = cfg.max_new_tokens
+    return model
+
+
+def make_processor(tokenizer: Any, image_processor: Any) -> QwenStyleProcessor:
+    """The processor ``vlm_local`` builds from the exported folder, built in memory."""
+    return QwenStyleProcessor(tokenizer, image_processor, CHAT_TEMPLATE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: train-split prompts, model samples and grammar renders, labelled by the checker
+# ---------------------------------------------------------------------------------------------
+
+
+def draw_item(rng: np.random.Generator, task: str) -> T2IPrompt | EditTask:
+    """One train-split prompt or edit task (never a test or compositional text)."""
+    item = sample_t2i_prompt_in_split(rng, "train") if task == "t2i" else sample_edit(rng, split="train")
+    if item.split != "train":  # the grammar guarantees it; the judge's data must not depend on luck
+        raise AssertionError(f"drew {item.text!r} of split {item.split}")
+    return item
+
+
+def _recolored(o: Obj, rng: np.random.Generator) -> Obj:
+    colors = [c for c in OBJECT_COLORS if c != o.color]
+    return dataclasses.replace(o, color=colors[rng.integers(len(colors))])
+
+
+def _reshaped(o: Obj, rng: np.random.Generator) -> Obj:
+    shapes = [s for s in SHAPES if s != o.shape]
+    return dataclasses.replace(o, shape=shapes[rng.integers(len(shapes))])
+
+
+def _resized(o: Obj) -> Obj:
+    size = "large" if o.size == "small" else "small"
+    shift = (SIZES[o.size] - SIZES[size]) // 2
+    return Obj(o.shape, o.color, size, o.x + shift, o.y + shift)
+
+
+def perturb(scene: Scene, rng: np.random.Generator) -> Scene:
+    """``scene`` with one thing wrong: an object recoloured, reshaped, resized, moved, dropped
+    or added, or the background changed (falls back to another change when one does not fit)."""
+    objs = list(scene.objects)
+    for _ in range(20):
+        kind = ("recolor", "reshape", "resize", "move", "drop", "add", "background")[rng.integers(7)]
+        if kind == "background":
+            bgs = [b for b in BACKGROUND_COLORS if b != scene.background]
+            return Scene(bgs[rng.integers(len(bgs))], scene.objects)
+        if kind == "add" or not objs:
+            c, s = tuple(OBJECT_COLORS)[rng.integers(6)], SHAPES[rng.integers(3)]
+            new = place(rng, s, c, tuple(SIZES)[rng.integers(2)], objs)
+            if new is not None and len(objs) < 5:
+                return Scene(scene.background, tuple(objs) + (new,))
+            continue
+        k = int(rng.integers(len(objs)))
+        others = objs[:k] + objs[k + 1:]
+        if kind == "drop":
+            return Scene(scene.background, tuple(others))
+        if kind == "move":
+            new = place(rng, objs[k].shape, objs[k].color, objs[k].size, others)
+        else:
+            new = {"recolor": _recolored, "reshape": _reshaped, "resize": lambda o, r: _resized(o)}[kind](objs[k], rng)
+            new = new if fits(new, others) else None
+        if new is not None:
+            return Scene(scene.background, tuple(objs[:k]) + (new,) + tuple(objs[k + 1:]))
+    return scene
+
+
+def render_example(item: T2IPrompt | EditTask, rng: np.random.Generator, cfg: JudgeConfig) -> tuple[np.ndarray, str]:
+    """A grammar render for ``item`` (correct or with one thing wrong, clean or noisy) and what it is."""
+    if item.task == "t2i":
+        scene, kind = scene_for_prompt(item, rng), "correct"
+    elif rng.random() < 0.25:  # a failed edit is often "nothing happened": the source as it was
+        scene, kind = item.source, "unchanged"
+    else:
+        scene, kind = item.target, "correct"
+    if rng.random() < cfg.render_wrong_fraction:
+        scene, kind = perturb(scene, rng), "perturbed"
+    if rng.random() < cfg.render_noisy_fraction:
+        image = noisy_render(scene, rng, sigma=float(rng.uniform(0, 25)), n_specks=int(rng.integers(0, 5)),
+                             jitter=float(rng.uniform(0, 0.3)))
+        return image, f"render:{kind}:noisy"
+    return render(scene), f"render:{kind}"
+
+
+def label(item: T2IPrompt | EditTask, image: np.ndarray, origin: str) -> dict[str, Any]:
+    """One example's record: the prompt, its spec, where the image came from and the answer to learn."""
+    t = target_for(Sample.from_spec(image, item))
+    return {"task": item.task, "text": item.text, "family": item.family, "spec": item.to_dict(), "origin": origin,
+            "answer": t.text, "score10": t.score10, "passed": t.passed, "soft": t.soft}
+
+
+def chunk_path(data_dir: Path, task: str, source: str, index: int) -> Path:
+    return data_dir / f"{task}-{source}-{index:04d}"
+
+
+def build_chunk(cfg: JudgeConfig, task: str, source: str, index: int, policies: dict[str, Any]) -> tuple[np.ndarray, list[dict]]:
+    """``chunk_size`` examples: source ``model`` (training model samples), ``val`` (validation
+    model samples) or ``render`` (grammar renders). A pure function of (seed, task, source, index)."""
+    from qwenrl.evaluation import generate_for
+
+    stream = {"model": 1, "render": 2, "val": 3}[source]
+    rng = np.random.default_rng([cfg.seed, stream, TASKS.index(task), index])
+    items = [draw_item(rng, task) for _ in range(cfg.chunk_size)]
+    if source == "render":
+        made = [render_example(it, rng, cfg) for it in items]
+        images, origins = np.stack([m[0] for m in made]), [m[1] for m in made]
+    else:
+        model = cfg.models[index % len(cfg.models)]
+        steps, guidance = cfg.sampling[(index // len(cfg.models)) % len(cfg.sampling)]
+        if model not in policies:
+            from training.common import load_model
+
+            policies[model] = load_model(model)
+        seed0 = int(rng.integers(2**31))
+        images = generate_for(policies[model], items, seeds=[seed0 + i for i in range(len(items))], num_steps=int(steps),
+                              guidance_scale=float(guidance), batch_size=64)
+        origins = [f"model:{Path(model).name}:steps{int(steps)}:cfg{guidance:g}"] * len(items)
+    records = [label(it, img, o) for it, img, o in zip(items, images, origins)]
+    return images, records
+
+
+def write_chunk(path: Path, items_images: np.ndarray, sources: np.ndarray | None, records: list[dict]) -> None:
+    """Images (safetensors) and records (JSON lines), atomically: a chunk folder exists only complete."""
+    from safetensors.numpy import save_file
+
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    tensors = {"image": np.ascontiguousarray(items_images)}
+    if sources is not None:
+        tensors["source"] = np.ascontiguousarray(sources)
+    save_file(tensors, str(tmp / "images.safetensors"))
+    (tmp / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.rename(tmp, path)
+
+
+def ensure_data(cfg: JudgeConfig, data_dir: Path) -> dict[str, int]:
+    """Write every chunk the config asks for that is not there yet; returns counts per kind."""
+    from qwenrl.world.scene import render as render_scene
+
+    plan = [(task, source, i) for task in TASKS
+            for source, n in (("val", cfg.val_examples), ("model", cfg.model_examples), ("render", cfg.render_examples))
+            for i in range(math.ceil(n / cfg.chunk_size))]
+    todo = [p for p in plan if not chunk_path(data_dir, *p).is_dir()]
+    policies: dict[str, Any] = {}
+    bar = tqdm(todo, desc="judge data", unit="chunk", file=sys.stderr, disable=not todo)
+    for task, source, i in bar:
+        images, records = build_chunk(cfg, task, source, i, policies)
+        sources = np.stack([render_scene(EditTask.from_dict(r["spec"]).source) for r in records]) if task == "edit" else None
+        write_chunk(chunk_path(data_dir, task, source, i), images, sources, records)
+        bar.set_postfix(task=task, source=source, passed=f"{np.mean([r['passed'] for r in records]):.2f}")
+    counts: dict[str, int] = {}
+    for task, source, _ in plan:
+        counts[f"{task}/{source}"] = counts.get(f"{task}/{source}", 0) + cfg.chunk_size
+    return counts
+
+
+@dataclass
+class Example:
+    """One training example, ready to batch: its images, prompt and answer token ids, labels."""
+
+    images: list[np.ndarray]
+    prompt_ids: list[int]
+    answer_ids: list[int]
+    record: dict[str, Any]
+
+
+def load_examples(cfg: JudgeConfig, data_dir: Path, tokenizer: Any, image_processor: Any, sources: tuple[str, ...],
+                  task: str) -> list[Example]:
+    """The examples of ``task`` from chunks of ``sources``, tokenised as ``vlm_local`` will see them."""
+    from safetensors.numpy import load_file
+
+    rubric = load_rubric(RUBRIC_FOR_TASK[task], str(RUBRIC_DIR), "cot")
+    per_image = image_tokens(image_processor)
+    image_token = "<|image_pad|>"
+    out: list[Example] = []
+    for source in sources:
+        n = {"model": cfg.model_examples, "render": cfg.render_examples, "val": cfg.val_examples}[source]
+        for i in range(math.ceil(n / cfg.chunk_size)):
+            path = chunk_path(data_dir, task, source, i)
+            arrays = load_file(str(path / "images.safetensors"))
+            records = [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines() if line]
+            for k, rec in enumerate(records):
+                imgs = [arrays["source"][k], arrays["image"][k]] if task == "edit" else [arrays["image"][k]]
+                sample = Sample(imgs[-1], rec["text"], task=task, source=imgs[0] if task == "edit" else None)
+                content = [{"type": "image"} for _ in imgs] + [{"type": "text", "text": rubric.render(sample)}]
+                chat = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                                     tokenize=False)
+                chat = chat.replace(image_token, image_token * per_image)
+                prompt_ids = tokenizer(chat, add_special_tokens=False)["input_ids"]
+                answer_ids = tokenizer(rec["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                out.append(Example(imgs, prompt_ids, answer_ids, rec))
+    return out
+
+
+def image_tokens(image_processor: Any) -> int:
+    """Language-model tokens per 32×32 image: (32 / patch)² patches, merged 2×2."""
+    side = IMAGE_SIZE // image_processor.patch_size
+    return side * side // image_processor.merge_size**2
+
+
+def collate(batch: list[Example], tokenizer: Any, image_processor: Any) -> dict[str, torch.Tensor]:
+    """Right-padded input ids, attention mask, labels (the answer only), image inputs."""
+    length = max(len(e.prompt_ids) + len(e.answer_ids) for e in batch)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(batch), length), pad, dtype=torch.long)
+    labels = torch.full((len(batch), length), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), length), dtype=torch.long)
+    for r, e in enumerate(batch):
+        seq = e.prompt_ids + e.answer_ids
+        ids[r, : len(seq)] = torch.tensor(seq)
+        labels[r, len(e.prompt_ids): len(seq)] = torch.tensor(e.answer_ids)
+        mask[r, : len(seq)] = 1
+    vision = image_processor(images=[im for e in batch for im in e.images], return_tensors="pt")
+    image_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "mm_token_type_ids": (ids == image_id).int(),
+            "pixel_values": vision["pixel_values"], "image_grid_thw": vision["image_grid_thw"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: greedy answers through the vlm_local path, compared with the checker
+# ---------------------------------------------------------------------------------------------
+
+
+def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list[Example]], cfg: JudgeConfig,
+             batch_size: int = 64) -> dict[str, float]:
+    """Pass/fail agreement with the strict checker, parse rate and exact-answer rate per task."""
+    model.eval()
+    rubrics = {t: load_rubric(RUBRIC_FOR_TASK[t], str(RUBRIC_DIR), "cot") for t in TASKS}
+    out: dict[str, float] = {}
+    for task, exs in examples.items():
+        exs = exs[: cfg.eval_examples]
+        if not exs:
+            continue
+        agree = parsed = exact = 0
+        for start in range(0, len(exs), batch_size):
+            chunk = exs[start:start + batch_size]
+            requests = [(e.images, rubrics[task].render(Sample(e.images[-1], e.record["text"], task=task,
+                                                                 source=e.images[0] if task == "edit" else None)))
+                        for e in chunk]
+            ids = generate_token_ids(model, processor, requests, cfg.max_new_tokens)
+            for e, answer in zip(chunk, processor.batch_decode(ids, skip_special_tokens=True)):
+                reading = read_answer(answer)
+                parsed += reading.score is not None
+                agree += reading.passes is not None and reading.passes == e.record["passed"]
+                exact += answer.strip() == e.record["answer"]
+        n = len(exs)
+        out.update({f"val/{task}/agreement": agree / n, f"val/{task}/parsed": parsed / n, f"val/{task}/exact": exact / n})
+    model.train()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+
+def export_judge(folder: Path, model: Any, tokenizer: Any, image_processor: Any, manifest: dict[str, Any],
+                 training_texts: dict[str, list[str]]) -> Path:
+    """A folder ``vlm_local`` loads: weights, tokenizer, image processor, chat template, rubrics,
+    the training prompts and the manifest, written to a temporary sibling and renamed into place."""
+    folder = Path(folder)
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        image_processor.save_pretrained(tmp)
+        (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+        shutil.copytree(RUBRIC_DIR, tmp / "rubrics")
+        (tmp / "training_texts.json").write_text(json.dumps(training_texts, indent=0, sort_keys=True))
+        full = {"format": "qwenrl-checkpoint", "format_version": 1, "kind": "judge", "created": time.time(), **manifest}
+        (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True))
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def lr_at(step: int, cfg: JudgeConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = None, data_only: bool = False) -> dict[str, Any]:
+    """Build the data, train (resuming when RUN/state exists), export; returns the final metrics.
+    ``data_only``: stop once the data is written."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = RunFolder(run_dir, "judge")
+    run.check_and_write_config(config_dict(cfg))
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else run.path / "data"
+    t_data = time.time()
+    counts = ensure_data(cfg, data_dir)
+    data_minutes = (time.time() - t_data) / 60
+    if data_only:
+        log("judge", f"data ready in {data_dir}: {counts} ({data_minutes:.1f} min this call)")
+        return {"run": str(run.path), "data": counts, "data_minutes": data_minutes}
+
+    tokenizer = build_tokenizer()
+    image_processor = build_image_processor(cfg)
+    processor = make_processor(tokenizer, image_processor)
+    train_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("model", "render"), t) for t in TASKS}
+    val_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("val",), t) for t in TASKS}
+    unknown = sum(e.answer_ids.count(tokenizer.unk_token_id) for exs in train_set.values() for e in exs)
+    if unknown:
+        raise AssertionError(f"{unknown} answer tokens are outside the tokenizer's vocabulary")
+
+    model = build_model(cfg, tokenizer)
+    params = dict(model.named_parameters())
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    start, train_seconds = 0, 0.0
+    if run.resumable():
+        manifest = load_train_state(run.state, params=params, optimizer=optimizer, ema=None)
+        start, train_seconds = int(manifest["step"]), float(manifest.get("train_seconds", 0.0))
+        log("judge", f"resuming {run.path} at step {start}")
+    run.truncate_metrics(start)
+    n_params = sum(p.numel() for p in params.values())
+    log("judge", f"{n_params / 1e6:.2f} M parameters; data {counts} ({data_minutes:.1f} min this call)")
+
+    model.train()
+    metrics: dict[str, Any] = {"step": start}
+    losses: list[float] = []
+    t0 = time.time()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="judge", unit="step", file=sys.stderr)
+    for step in bar:
+        # the batch is a function of (seed, step): a resumed run draws what it would have
+        rng = np.random.default_rng([cfg.seed, 7, step])
+        n_edit = int(rng.binomial(cfg.batch_size, cfg.edit_fraction))
+        batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
+        batch += [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
+        inputs = collate(batch, tokenizer, image_processor)
+        lr = lr_at(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        loss = model(**inputs).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        optimizer.step()
+        losses.append(loss.item())
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            elapsed = train_seconds + time.time() - t0
+            metrics = {"step": done, "loss": float(np.mean(losses)), "lr": lr, "grad_norm": grad_norm,
+                       "train_minutes": elapsed / 60}
+            losses = []
+            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+                metrics.update(validate(model, processor, val_set, cfg))
+            run.write_metrics(metrics)
+            bar.set_postfix({k.split("/")[-2] + "_" + k.split("/")[-1] if k.startswith("val/") else k: round(v, 3)
+                             for k, v in metrics.items() if k in ("loss",) or k.endswith("agreement")})
+        if (cfg.state_every and done % cfg.state_every == 0) or done == cfg.steps:
+            save_train_state(run.state, step=done, params={n: p.detach() for n, p in params.items()}, optimizer=optimizer,
+                             ema=None, extra={"trainer": "judge", "train_seconds": train_seconds + time.time() - t0})
+    bar.close()
+    train_minutes = (train_seconds + time.time() - t0) / 60
+
+    texts = {t: sorted({e.record["text"] for e in train_set[t]} | {e.record["text"] for e in val_set[t]}) for t in TASKS}
+    manifest = {
+        "name": "shapes-judge",
+        "judges": list(TASKS),
+        "architecture": type(model).__name__,
+        "parameters": n_params,
+        "image_size": IMAGE_SIZE,
+        "step": cfg.steps,
+        "train_minutes": round(train_minutes, 1),
+        "rubrics": {t: f"rubrics/{RUBRIC_FOR_TASK[t]}.txt" for t in TASKS},
+        "answer_format": "qwenrl/rewards/shapes_cot.py",
+        "data": {
+            "examples": counts,
+            "splits": "train only: prompts and edit tasks drawn from the grammar's train split; the texts are in training_texts.json",
+            "models": cfg.models,
+            "sampling": cfg.sampling,
+            "pass_rate": {t: float(np.mean([e.record["passed"] for e in train_set[t]])) for t in TASKS},
+        },
+        "training": config_dict(cfg),
+        "final_metrics": metrics,
+    }
+    ckpt = export_judge(run.checkpoint_path(cfg.steps), model, tokenizer, image_processor, manifest, texts)
+    if export:
+        export_judge(Path(export), model, tokenizer, image_processor, manifest, texts)
+    log("judge", f"done: {ckpt} ({train_minutes:.1f} min of training)")
+    return {"run": str(run.path), "checkpoint": str(ckpt), "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="YAML config (training/configs/judge.yaml)")
+    ap.add_argument("--run", required=True, help="run folder (created; resumed when it has state)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--export", help="also write the finished judge here (e.g. data/models/shapes-judge)")
+    ap.add_argument("--data-only", action="store_true", help="write the data chunks, then stop")
+    args = ap.parse_args(argv)
+    try:
+        cfg = JudgeConfig.from_yaml(args.config, args.set)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    result = train(cfg, args.run, args.export, data_only=args.data_only)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
