@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "generate": "qwenrl.commands:generate",
     "bench": "qwenrl.commands:bench",
     "reward": "qwenrl.rewards.cli:reward",
+    "judge": "qwenrl.rewards.serve:judge",
     "train": "training.cli:train",
     "experiment": "training.cli:experiment",
     "studio": "app.cli:studio",
