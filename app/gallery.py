@@ -210,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 ws.mark_gallery_failed(name, f"{type(exc).__name__}: {exc}")
                 log(f"gallery {name}: failed: {type(exc).__name__}: {exc}")
+                continue
+            # the learned judge's verdicts beside the programmatic ones (app.learned_judge); a
+            # judge that fails leaves the gallery as it is
+            try:
+                from app.learned_judge import judge_model
+
+                judge_model(ws, name, log=log)
+            except Exception as exc:
+                log(f"learned judge {name}: failed: {type(exc).__name__}: {exc}")
         if args.model:
             break
     return 1 if failed else 0

@@ -1,6 +1,10 @@
 """The reward inspector's queries: gallery samples with their judgements, filtered and sorted.
 
-Library functions over a workspace (no gradio); the studio's inspector tab adapts them.
+Library functions over a workspace (no gradio, no torch); the studio's inspector tab adapts
+them. Each gallery image carries the programmatic composite's judgement and, once the
+gallery worker has run the learned judge (``app.learned_judge``), the learned-judge
+composite's: its rationale is shown next to the exact checker's, and samples can be
+filtered to where the two disagree.
 """
 
 from __future__ import annotations
@@ -12,7 +16,14 @@ import pandas as pd
 
 from qwenrl.rewards import judge_human_agreement
 
+from .learned_judge import reward_name as learned_judge
+
 Order = Literal["lowest first", "highest first"]
+#: the inspector's learned-judge filter: every sample, or one kind of disagreement with the checker
+VERDICT_FILTERS = ("all samples", "judge passes, checker fails", "judge fails, checker passes",
+                   "judge and checker disagree", "judge and checker agree")
+#: a learned-judge score at or above this passes (the judge answers 10/10 exactly when it finds every requirement met)
+JUDGE_PASS = 0.95
 
 
 def reward_judge(task: str) -> str:
@@ -29,17 +40,48 @@ def _judgements_by_sample(ws, task: str) -> dict[int, dict[str, Any]]:
     return out
 
 
+def verdicts(ws, task: str) -> dict[int, dict[str, Any]]:
+    """Sample id → the learned judge's and the strict checker's verdicts, for the samples the
+    learned judge has judged. An answer with no readable score (``judge_score`` None) does not pass."""
+    out: dict[int, dict[str, Any]] = {}
+    for j in ws.store.judgements(judge=learned_judge(task)):
+        parts = j.get("parts") or {}
+        if "strict" not in parts:
+            continue
+        score = parts.get("judge")
+        out[j["sample_id"]] = {"judge_score": score, "judge_pass": score is not None and score >= JUDGE_PASS,
+                               "checker_pass": parts["strict"] >= 1.0}
+    return out
+
+
+def verdict_matches(v: dict[str, Any] | None, which: str) -> bool:
+    """Whether a sample's verdicts (None: not judged by the learned judge) fit a ``VERDICT_FILTERS`` entry."""
+    if which not in VERDICT_FILTERS:
+        raise ValueError(f"unknown filter {which!r}; expected one of {VERDICT_FILTERS}")
+    if which == "all samples":
+        return True
+    if v is None:
+        return False
+    judge, checker = v["judge_pass"], v["checker_pass"]
+    return {"judge passes, checker fails": judge and not checker, "judge fails, checker passes": checker and not judge,
+            "judge and checker disagree": judge != checker, "judge and checker agree": judge == checker}[which]
+
+
 def samples_table(
     ws, task: str, *, model: str | None = None, family: str | None = None, score_min: float = 0.0,
-    score_max: float = 1.0, order: Order = "lowest first", limit: int = 60,
+    score_max: float = 1.0, order: Order = "lowest first", limit: int = 60, verdict: str = "all samples",
 ) -> list[dict[str, Any]]:
-    """Gallery samples of ``task`` with their composite score, filtered and sorted by score."""
+    """Gallery samples of ``task`` with their composite score, filtered (model, family, score
+    range, learned judge vs checker: ``VERDICT_FILTERS``) and sorted by score."""
     judged = _judgements_by_sample(ws, task)
+    learned = verdicts(ws, task) if verdict != "all samples" else {}
     rows = []
     for s in ws.arena_samples(task):
         if model and s["model"] != model:
             continue
         if family and s["family"] != family:
+            continue
+        if not verdict_matches(learned.get(s["id"]), verdict):
             continue
         j = judged.get(s["id"])
         score = j["score"] if j else None
@@ -63,6 +105,8 @@ def sample_detail(ws, sample_id: int) -> dict[str, Any] | None:
     preferred = [j for j in judgements if j["judge"] == reward_judge(s["task"])] or judgements
     j = preferred[0] if preferred else None
     parts = sorted((j or {}).get("parts", {}).items())
+    learned = next((x for x in judgements if x["judge"] == learned_judge(s["task"])), None)
+    checker_source = learned or j
     return {
         "sample_id": s["id"],
         "model": s["model"],
@@ -76,7 +120,35 @@ def sample_detail(ws, sample_id: int) -> dict[str, Any] | None:
         "judge": j["judge"] if j else None,
         "components": [{"component": k, "score": round(float(v), 4)} for k, v in parts],
         "rationale": j["rationale"] if j else "no judgement stored for this sample",
+        "learned_rationale": (component_rationale(learned["rationale"], "judge") if learned else None)
+        or "the learned judge has not judged this sample (python -m app.learned_judge --workspace ...)",
+        "checker_rationale": (component_rationale(checker_source["rationale"], "strict") if checker_source else None)
+        or "no strict-checker verdict stored for this sample",
+        "verdicts": verdicts_of(learned),
     }
+
+
+def verdicts_of(judgement: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The learned judge's and the checker's verdicts in one stored learned-judge judgement."""
+    parts = (judgement or {}).get("parts") or {}
+    if "strict" not in parts:
+        return None
+    score = parts.get("judge")
+    return {"judge_score": score, "judge_pass": score is not None and score >= JUDGE_PASS, "checker_pass": parts["strict"] >= 1.0}
+
+
+def component_rationale(rationale: str, component: str) -> str | None:
+    """One component's part of a composite rationale (the lines after ``[component]``), unindented."""
+    lines = rationale.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(f"[{component}] "):
+            body = [line[len(component) + 3:]]
+            for nxt in lines[i + 1:]:
+                if not nxt.startswith("    "):
+                    break
+                body.append(nxt[4:])
+            return "\n".join(body)
+    return None
 
 
 def compare(ws, task: str, model_a: str, model_b: str, pool_id: str) -> tuple[dict | None, dict | None]:
@@ -109,17 +181,45 @@ def pool_prompts(ws, task: str) -> list[tuple[str, str]]:
     return [(f"{text}  [{pid}]", pid) for pid, text in sorted(seen.items())]
 
 
-def agreement(ws, task: str) -> dict[str, Any]:
-    """How often the composite reward prefers the image people preferred (human votes)."""
+def agreement(ws, task: str, judge: str | None = None) -> dict[str, Any]:
+    """How often a reward prefers the image people preferred (human votes): the programmatic
+    composite (default), or the judgements stored under ``judge`` (e.g. the learned judge's)."""
     votes = ws.votes_frame(task=task, judges="human")
-    judged = _judgements_by_sample(ws, task)
-    scores = {str(k): v["score"] for k, v in judged.items()}
+    if judge is None:
+        scores = {str(k): v["score"] for k, v in _judgements_by_sample(ws, task).items()}
+    else:
+        scores = {str(j["sample_id"]): j["score"] for j in ws.store.judgements(judge=judge)}
     records = [
         {"model_a": r["model_a"], "model_b": r["model_b"], "winner": r["winner"],
          "sample_a": str(r["sample_a"]), "sample_b": str(r["sample_b"])}
         for r in votes.to_dict("records") if r.get("sample_a") is not None and r.get("sample_b") is not None
     ]
     return judge_human_agreement(records, scores)
+
+
+def judge_checker_agreement(ws, task: str) -> dict[str, Any]:
+    """How often the learned judge's pass/fail matches the strict checker's on the gallery,
+    overall and per model, with both kinds of disagreement counted."""
+    by_model = {s["id"]: s["model"] for s in ws.arena_samples(task)}
+    groups: dict[str, list[dict[str, Any]]] = {"all models": []}
+    for sid, v in verdicts(ws, task).items():
+        if sid in by_model:
+            groups["all models"].append(v)
+            groups.setdefault(by_model[sid], []).append(v)
+
+    def summary(vs: list[dict[str, Any]]) -> dict[str, Any]:
+        agree = sum(v["judge_pass"] == v["checker_pass"] for v in vs)
+        return {"judged": len(vs), "agree": agree, "agreement": agree / len(vs) if vs else None,
+                "judge passes, checker fails": sum(v["judge_pass"] and not v["checker_pass"] for v in vs),
+                "judge fails, checker passes": sum(v["checker_pass"] and not v["judge_pass"] for v in vs)}
+
+    return {name: summary(vs) for name, vs in groups.items()}
+
+
+def checker_agreement_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """Table rows (models, judged, agree, judge passes/checker fails, judge fails/checker passes, agreement)."""
+    return [[name, r["judged"], r["agree"], r["judge passes, checker fails"], r["judge fails, checker passes"],
+             "—" if r["agreement"] is None else f"{r['agreement']:.0%}"] for name, r in result.items()]
 
 
 def agreement_rows(result: dict[str, Any]) -> list[list[Any]]:

@@ -339,12 +339,17 @@ NO_SAMPLE = ("No sample matches: the gallery may still be filling (see “Models
              "or the filters leave none out; widen them and press Search.")
 
 
-def _detail_updates(detail: dict | None, image, source, total, components, rationale, prompt) -> dict:
+def _detail_updates(detail: dict | None, image, source, total, components, rationale, prompt, learned=None,
+                    checker=None) -> dict:
+    # the learned judge's chain of thought and the exact checker's verdict, side by side
+    side = {} if learned is None else {learned: detail["learned_rationale"] if detail else "",
+                                       checker: detail["checker_rationale"] if detail else ""}
     if detail is None:  # the rationale panel says why it is empty, never nothing
         return {image: None, source: None, total: "", components: pd.DataFrame(columns=["component", "score"]),
-                rationale: NO_SAMPLE, prompt: ""}
+                rationale: NO_SAMPLE, prompt: "", **side}
     score = detail["score"]
     return {
+        **side,
         image: show_image(detail["image"]),
         source: gr.Image(value=show_image(detail["source"]) if detail["source"] is not None else None,
                          visible=detail["source"] is not None),
@@ -366,6 +371,8 @@ def _inspector_tab(studio: Studio) -> tuple:
     with gr.Row():
         score_min = gr.Slider(0, 1, value=0, step=0.01, label="Score at least")
         score_max = gr.Slider(0, 1, value=1, step=0.01, label="Score at most")
+        verdict = gr.Dropdown(list(inspector.VERDICT_FILTERS), value="all samples", elem_id="ri-verdict",
+                              label="Learned judge vs exact checker")
         search = gr.Button("Search", variant="primary", elem_id="ri-search")
     results = gr.State([])
     gallery = gr.Gallery(label="Samples (click one)", columns=8, height=300, format="png", allow_preview=False,
@@ -378,18 +385,22 @@ def _inspector_tab(studio: Studio) -> tuple:
             d_total = gr.Textbox(label="Total", interactive=False, elem_id="ri-total")
             d_components = gr.Dataframe(headers=["component", "score"], interactive=False, elem_id="ri-components")
     d_rationale = gr.Textbox(label="Rationale", interactive=False, lines=10, elem_id="ri-rationale")
-    detail_outputs = [d_image, d_source, d_total, d_components, d_rationale, d_prompt]
+    with gr.Row():
+        d_learned = gr.Textbox(label="Learned judge (shapes-judge): chain of thought", interactive=False, lines=6,
+                               elem_id="ri-learned")
+        d_checker = gr.Textbox(label="Exact checker", interactive=False, lines=6, elem_id="ri-checker")
+    detail_outputs = [d_image, d_source, d_total, d_components, d_rationale, d_prompt, d_learned, d_checker]
 
     def choices(task_value: str) -> dict:
         models = ["(all)"] + [m["name"] for m in ws.store.list_models(task_value) if m["kind"] != "imported"]
         fams = ["(all)"] + inspector.families(ws, task_value)
         return {model: gr.Dropdown(choices=models, value="(all)"), family: gr.Dropdown(choices=fams, value="(all)")}
 
-    def run_search(task_value, model_value, family_value, order_value, lo, hi) -> dict:
+    def run_search(task_value, model_value, family_value, order_value, lo, hi, verdict_value) -> dict:
         rows = inspector.samples_table(
             ws, task_value, model=None if model_value in (None, "(all)") else model_value,
             family=None if family_value in (None, "(all)") else family_value,
-            score_min=float(lo), score_max=float(hi), order=order_value,
+            score_min=float(lo), score_max=float(hi), order=order_value, verdict=verdict_value or "all samples",
         )
         items = [(show_image(ws.root / r["image_path"]),
                   f"{r['model']} · {'—' if r['score'] is None else format(r['score'], '.2f')}") for r in rows]
@@ -405,7 +416,7 @@ def _inspector_tab(studio: Studio) -> tuple:
             return _detail_updates(None, *detail_outputs)
         return _detail_updates(inspector.sample_detail(ws, ids[index]), *detail_outputs)
 
-    search_inputs = [task, model, family, order, score_min, score_max]
+    search_inputs = [task, model, family, order, score_min, score_max, verdict]
     search_outputs = [results, gallery, *detail_outputs]
     task.change(choices, [task], [model, family], api_visibility="undocumented").then(
         run_search, search_inputs, search_outputs, api_visibility="undocumented")
@@ -452,23 +463,30 @@ def _inspector_tab(studio: Studio) -> tuple:
     cmp_go.click(run_compare, [task, cmp_a, cmp_b, cmp_prompt],
                  [ca_image, ca_total, ca_rationale, cb_image, cb_total, cb_rationale], api_visibility="undocumented")
 
-    gr.Markdown("### Reward distributions and judge–human agreement")
+    gr.Markdown("### Reward distributions, judge–human and judge–checker agreement")
     stats_go = gr.Button("Update", elem_id="ri-stats")
     distribution = gr.Plot(label="Composite reward per model")
-    agreement = gr.Dataframe(headers=["pair", "human votes", "compared", "judge agrees", "agreement"],
+    agreement = gr.Dataframe(headers=["judge · pair", "human votes", "compared", "judge agrees", "agreement"],
                              interactive=False, elem_id="ri-agreement")
+    checker_cols = ["models", "judged", "agree", "judge passes, checker fails", "judge fails, checker passes", "agreement"]
+    checker_agreement = gr.Dataframe(headers=checker_cols, interactive=False, elem_id="ri-checker-agreement",
+                                     label="Learned judge vs exact checker (pass/fail)")
 
     def stats(task_value: str) -> dict:
+        rows = [[f"composite · {r[0]}", *r[1:]] for r in inspector.agreement_rows(inspector.agreement(ws, task_value))]
+        learned = inspector.agreement(ws, task_value, judge=inspector.learned_judge(task_value))
+        rows += [[f"learned judge · {r[0]}", *r[1:]] for r in inspector.agreement_rows(learned)]
         return {
             distribution: charts.reward_distribution_figure(inspector.reward_frame(ws, task_value)),
-            agreement: pd.DataFrame(inspector.agreement_rows(inspector.agreement(ws, task_value)),
-                                    columns=["pair", "human votes", "compared", "judge agrees", "agreement"]),
+            agreement: pd.DataFrame(rows, columns=["judge · pair", "human votes", "compared", "judge agrees", "agreement"]),
+            checker_agreement: pd.DataFrame(inspector.checker_agreement_rows(inspector.judge_checker_agreement(ws, task_value)),
+                                            columns=checker_cols),
         }
 
-    stats_go.click(stats, [task], [distribution, agreement], api_visibility="undocumented")
+    stats_go.click(stats, [task], [distribution, agreement, checker_agreement], api_visibility="undocumented")
     # what the tab runs when it opens: the first page of samples (lowest scores first), the choosers, the charts
     return (run_search, search_inputs, search_outputs), (choices, [task], [model, family]), \
-        (compare_choices, [task], [cmp_a, cmp_b, cmp_prompt]), (stats, [task], [distribution, agreement])
+        (compare_choices, [task], [cmp_a, cmp_b, cmp_prompt]), (stats, [task], [distribution, agreement, checker_agreement])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The learned judge in the studio: its verdict on every gallery image, next to the checker's.
+
+The gallery worker (``app.gallery``, a subprocess) scores each new image with the task's
+learned-judge reward (``training/configs/rewards/shapes_{task}_vlm.yaml``: the chain-of-thought
+judge ``data/models/shapes-judge`` with the programmatic aesthetics and fidelity parts and the
+strict checker at weight 0) and stores that judgement beside the programmatic one, under the
+reward's name (``shapes_t2i_vlm``, ``shapes_edit_vlm``). The reward inspector (``app.inspector``,
+in the server, without torch) reads both and shows where they disagree.
+
+For a workspace filled before the judge existed (or with ``QWENRL_LEARNED_JUDGE=off``)::
+
+    python -m app.learned_judge --workspace ./workspace          # judge every image not judged yet
+
+``QWENRL_LEARNED_JUDGE``: ``off`` to skip the learned judge in the gallery worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .gallery import REWARD_DIR, TASKS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JUDGE_FOLDER = REPO_ROOT / "data" / "models" / "shapes-judge"
+ENV = "QWENRL_LEARNED_JUDGE"
+BATCH = 64
+
+
+def reward_name(task: str) -> str:
+    """The name learned-judge judgements are stored under (the reward YAML's ``name``)."""
+    return f"shapes_{task}_vlm"
+
+
+def enabled() -> bool:
+    """True when the judge's weights are there and ``QWENRL_LEARNED_JUDGE`` is not ``off``."""
+    return os.environ.get(ENV, "").lower() != "off" and (JUDGE_FOLDER / "config.json").is_file()
+
+
+_REWARDS: dict[str, Any] = {}  # per process: the judge loads once per task
+
+
+def learned_reward(task: str) -> Any:
+    if task not in _REWARDS:
+        from qwenrl.rewards import load_reward
+
+        _REWARDS[task] = load_reward(REWARD_DIR / f"{reward_name(task)}.yaml", cache=False)
+    return _REWARDS[task]
+
+
+def judge_model(ws: Any, name: str, *, log: Callable[[str], None] = print) -> int:
+    """Judge every gallery image of model ``name`` that has no learned-judge judgement yet;
+    returns how many were judged (0 when the judge is off or missing)."""
+    if not enabled():
+        return 0
+    from PIL import Image
+
+    from qwenrl.rewards import Sample
+
+    done = 0
+    for task in TASKS:
+        judge = reward_name(task)
+        have = {j["sample_id"] for j in ws.store.judgements(judge=judge)}
+        todo = [s for s in ws.arena_samples(task) if s["model"] == name and s["id"] not in have]
+        for start in range(0, len(todo), BATCH):
+            chunk = todo[start:start + BATCH]
+            samples = []
+            for s in chunk:
+                item = ws.pool_item(s["prompt_id"])
+                with Image.open(ws.root / s["image_path"]) as im:
+                    image = np.asarray(im.convert("RGB"))
+                samples.append(Sample.from_spec(image, item.spec()))
+            for s, j in zip(chunk, learned_reward(task)(samples)):
+                ws.store.add_judgement(s["id"], judge, j.score, parts=j.parts, rationale=j.rationale)
+            done += len(chunk)
+        if todo:
+            log(f"learned judge {name}: {len(todo)} {task} images judged")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.workspace import Workspace
+
+    ap = argparse.ArgumentParser(description="Judge a workspace's gallery with the learned judge (shapes-judge).")
+    ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
+    ap.add_argument("--model", action="append", default=[], help="a model to judge (default: every model)")
+    args = ap.parse_args(argv)
+    if not enabled():
+        print(f"the learned judge is off ({ENV}=off) or missing ({JUDGE_FOLDER})", file=sys.stderr)
+        return 1
+    ws = Workspace.open(args.workspace, register_bundled=False)
+    names = args.model or [m["name"] for m in ws.store.list_models() if m.get("source")]
+    total = sum(judge_model(ws, n, log=lambda m: print(m, file=sys.stderr)) for n in names)
+    print(f"{total} images judged", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
