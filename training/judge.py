@@ -132,7 +132,7 @@ class JudgeConfig:
     """Pixels per vision patch side; 2×2 patches merge into one language-model token."""
 
     # -- optimisation ------------------------------------------------------------------------
-    steps: int = 3000
+    steps: int = 2500
     """Optimizer steps."""
     batch_size: int = 32
     """Examples per step."""
@@ -594,10 +594,10 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     no_decay = [p for p in params.values() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    start, train_seconds = 0, 0.0
+    start, train_seconds, cpu_seconds = 0, 0.0, 0.0
     if run.resumable():
-        manifest = load_train_state(run.state, params=params, optimizer=optimizer, ema=None)
-        start, train_seconds = int(manifest["step"]), float(manifest.get("train_seconds", 0.0))
+        state = load_train_state(run.state, params=params, optimizer=optimizer, ema=None)
+        start, train_seconds, cpu_seconds = int(state["step"]), float(state["train_seconds"]), float(state["train_cpu_seconds"])
         log("judge", f"resuming {run.path} at step {start}")
     run.truncate_metrics(start)
     n_params = sum(p.numel() for p in params.values())
@@ -606,7 +606,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     model.train()
     metrics: dict[str, Any] = {"step": start}
     losses: list[float] = []
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="judge", unit="step", file=sys.stderr)
     for step in bar:
         # the batch is a function of (seed, step): a resumed run draws what it would have
@@ -628,7 +628,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
         if done % cfg.log_every == 0 or done == cfg.steps:
             elapsed = train_seconds + time.time() - t0
             metrics = {"step": done, "loss": float(np.mean(losses)), "lr": lr, "grad_norm": grad_norm,
-                       "train_minutes": elapsed / 60}
+                       "train_minutes": elapsed / 60, "train_cpu_minutes": (cpu_seconds + time.process_time() - c0) / 60}
             losses = []
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
                 metrics.update(validate(model, processor, val_set, cfg))
@@ -637,9 +637,11 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
                              for k, v in metrics.items() if k in ("loss",) or k.endswith("agreement")})
         if (cfg.state_every and done % cfg.state_every == 0) or done == cfg.steps:
             save_train_state(run.state, step=done, params={n: p.detach() for n, p in params.items()}, optimizer=optimizer,
-                             ema=None, extra={"trainer": "judge", "train_seconds": train_seconds + time.time() - t0})
+                             ema=None, extra={"trainer": "judge", "train_seconds": train_seconds + time.time() - t0,
+                                              "train_cpu_seconds": cpu_seconds + time.process_time() - c0})
     bar.close()
     train_minutes = (train_seconds + time.time() - t0) / 60
+    train_cpu_minutes = (cpu_seconds + time.process_time() - c0) / 60
 
     texts = {t: sorted({e.record["text"] for e in train_set[t]} | {e.record["text"] for e in val_set[t]}) for t in TASKS}
     manifest = {
@@ -650,6 +652,8 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
         "image_size": IMAGE_SIZE,
         "step": cfg.steps,
         "train_minutes": round(train_minutes, 1),
+        "train_cpu_minutes": round(train_cpu_minutes, 1),
+        "threads": torch.get_num_threads(),
         "rubrics": {t: f"rubrics/{RUBRIC_FOR_TASK[t]}.txt" for t in TASKS},
         "answer_format": "qwenrl/rewards/shapes_cot.py",
         "data": {
