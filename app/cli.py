@@ -50,10 +50,17 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
       QWENRL_ADMIN_PASSWORD=secret qwenrl studio --host 0.0.0.0 --port 7860
     The REST API is documented at http://HOST:PORT/api/v1/docs.
     """
+    import signal
+
     import uvicorn
 
     from .server import StudioRuntime
     from .workspace import SEED_VOTES
+
+    # SIGTERM must unwind like Ctrl-C, so that the finally below stops the workers: uvicorn
+    # catches it while serving, then raises it again with the handler found at its start —
+    # the default one would end the process on the spot and orphan the gallery filler.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     settings = {"pool_size": pool_size, "num_steps": gallery_steps}
     try:
@@ -65,13 +72,21 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
                                      log=lambda line: click.echo(line, err=True))
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    runtime.start()
-    click.echo(f"QwenRL Studio on http://{host}:{port}  (workspace {runtime.workspace.root}; "
-               f"admin {'on' if runtime.auth.enabled else 'off'})", err=True)
     try:
-        uvicorn.run(runtime.app, host=host, port=port, log_level="warning", access_log=False)
+        runtime.start()
+        click.echo(f"QwenRL Studio on http://{host}:{port}  (workspace {runtime.workspace.root}; "
+                   f"admin {'on' if runtime.auth.enabled else 'off'})", err=True)
+        # open pages keep streams open: give them 5 s, not forever, before the workers stop
+        uvicorn.run(runtime.app, host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+        click.echo("stopping the studio's workers…", err=True)
         runtime.stop()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 @click.group()

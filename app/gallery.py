@@ -21,7 +21,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,5 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _exit_with_parent(parent: int, interval_s: float = 1.0) -> None:
+    """Stop when the studio that started this filler is gone, even if it died without a word
+    (SIGKILL): a new studio starts its own filler, which resumes from the store."""
+    while os.getppid() == parent:
+        time.sleep(interval_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 if __name__ == "__main__":
+    # the studio stops this filler with SIGTERM: unwind (the images stored so far stay stored)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     sys.exit(main())

@@ -93,9 +93,17 @@ class StudioRuntime:
         self.service.start()
 
     def stop(self) -> None:
-        self.service.stop()
+        """Stop the workers (live sampler, gallery filler, training jobs), then the store; each
+        step runs even if one before it failed."""
+        steps = [self.service.stop, self.watcher.stop, lambda: self.jobs.shutdown(cancel_running=True),
+                 self.workspace.close]
         if self.service.live is not None:
-            self.service.live.close()
-        self.watcher.stop()
-        self.jobs.shutdown(cancel_running=True)
-        self.workspace.close()
+            steps.insert(1, self.service.live.close)
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the next worker must still be stopped
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -73,13 +73,14 @@ class StudioProcess:
     """``qwenrl studio`` in a subprocess (own process group) on a free loopback port."""
 
     def __init__(self, workspace: Path, models_dir: Path, *, password: str = "admin-secret",
-                 configs_dir: Path | None = None, extra: list[str] | None = None, log: Path | None = None):
+                 configs_dir: Path | None = None, extra: list[str] | None = None, log: Path | None = None,
+                 pool_size: int = POOL_SIZE, gallery_steps: int = GALLERY_STEPS):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = password
         self.workspace = workspace
         cmd = [sys.executable, "-m", "qwenrl", "studio", "--workspace", str(workspace), "--port", str(self.port),
-               "--models-dir", str(models_dir), "--pool-size", str(POOL_SIZE), "--gallery-steps", str(GALLERY_STEPS)]
+               "--models-dir", str(models_dir), "--pool-size", str(pool_size), "--gallery-steps", str(gallery_steps)]
         if configs_dir is not None:
             cmd += ["--configs-dir", str(configs_dir)]
         cmd += extra or []
@@ -106,12 +107,21 @@ class StudioProcess:
         raise TimeoutError(f"studio not ready after {timeout}s (last health {last}):\n{self.log_tail()}")
 
     def log_tail(self, n: int = 4000) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text(errors="replace")[-n:]
         gallery = self.workspace / "logs" / "gallery.log"
         if gallery.exists():
             text += "\n--- gallery.log ---\n" + gallery.read_text(errors="replace")[-n:]
         return text
+
+    def signal(self, signum: int, timeout: float = 60.0) -> int:
+        """Send ``signum`` to the studio process alone (as a service manager or Ctrl-C would
+        reach it, not its whole group) and wait for it to exit; returns the exit code."""
+        os.kill(self.proc.pid, signum)
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -121,7 +131,24 @@ class StudioProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
+
+
+def worker_processes(workspace: Path) -> list[tuple[int, str]]:
+    """(pid, command line) of every worker of a studio on ``workspace`` (``python -m app.gallery``,
+    ``app.live``, ``training.…`` jobs), found in /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if str(workspace) in cmdline and (" -m app." in cmdline or " -m training." in cmdline):
+            found.append((int(entry.name), cmdline))
+    return found
 
 
 @pytest.fixture(scope="module")
