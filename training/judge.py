@@ -14,8 +14,10 @@ requirement met or not — and a final ``Score: x/10`` line (10 exactly when the
    with one thing wrong, some with noise; every image is labelled by the strict checker and
    the partial-credit judges (``target_for``). A separate validation set (model samples on
    other draws) gives the learning curve.
-2. **Training**: next-token cross-entropy on the answer only, AdamW with warm-up and cosine
-   decay, seeded batch draws (a function of the step), resumable from ``RUN/state/``
+2. **Training**, in two stages: first the judge learns to say what it sees (each image alone,
+   asked ``CAPTION_PROMPT``, answered with the Seen line), then to judge (the whole answer);
+   next-token cross-entropy on the answer only, AdamW with warm-up and one cosine decay,
+   seeded batch draws (a function of the step), resumable from ``RUN/state/``
    (safetensors + JSON); every ``eval_every`` steps the judge answers the validation samples
    greedily through the same path as ``vlm_local``, and its pass/fail agreement with the
    checker and parse rate go to ``metrics.jsonl``.
@@ -82,6 +84,8 @@ CHAT_TEMPLATE = (
     "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+#: what the first training stage asks about each image (its answer: the Seen line)
+CAPTION_PROMPT = "What do you see?"
 DEFAULT_MODELS = ["data/models/shapes-base", "data/models/shapes-grpo-t2i", "data/models/shapes-grpo-edit",
                   "data/models/shapes-distilled"]
 
@@ -132,10 +136,16 @@ class JudgeConfig:
     """Pixels per vision patch side; 2×2 patches merge into one language-model token."""
 
     # -- optimisation ------------------------------------------------------------------------
-    steps: int = 2500
-    """Optimizer steps."""
+    caption_steps: int = 1000
+    """First stage: steps in which the judge only learns to say what it sees (the Seen part of
+    its answer, for every image of the data, asked with ``CAPTION_PROMPT``), so that it reads
+    the image before it learns to judge instead of guessing from the prompt."""
+    caption_batch_size: int = 64
+    """Images per caption step (a caption example is about a third as long as a judge example)."""
+    steps: int = 1600
+    """Second stage: judge steps (the whole answer), after the caption steps."""
     batch_size: int = 32
-    """Examples per step."""
+    """Examples per judge step."""
     edit_fraction: float = 0.5
     """Share of editing examples in each batch."""
     lr: float = 1e-3
@@ -185,6 +195,8 @@ class JudgeConfig:
             raise ConfigError("num_heads must be a multiple of num_kv_heads, and vision_hidden_size of vision_heads")
         if IMAGE_SIZE % (2 * self.patch_size):
             raise ConfigError(f"patch_size must divide {IMAGE_SIZE // 2} (2×2 patches merge into one token)")
+        if self.caption_steps < 0 or self.caption_batch_size < 1:
+            raise ConfigError("caption_steps >= 0 and caption_batch_size >= 1 are required")
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1:
             raise ConfigError("steps >= 0, batch_size >= 1, lr > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1] are required")
         if min(self.eval_every, self.state_every) < 0 or self.log_every < 1 or self.eval_examples < 0:
@@ -211,7 +223,7 @@ def build_tokenizer(rubric_dir: Path = RUBRIC_DIR) -> Any:
         pre_tokenizers.Split(Regex(PIECE_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    texts = [p.read_text() for p in sorted(rubric_dir.glob("*.txt"))] + ["user\n", "assistant\n", "\n\n"]
+    texts = [p.read_text() for p in sorted(rubric_dir.glob("*.txt"))] + [CAPTION_PROMPT, "user\n", "assistant\n", "\n\n"]
     rubric_words = sorted({w for t in texts for w in re.findall(r"[A-Za-z]+", t)})
     items = corpus_words() + rubric_words + [str(i) for i in range(IMAGE_SIZE + 1)] + [f"({i})" for i in range(1, 13)] + ["/10"]
     items += list(".,;:?!\"'()<>/-_*")
@@ -461,6 +473,21 @@ def load_examples(cfg: JudgeConfig, data_dir: Path, tokenizer: Any, image_proces
     return out
 
 
+def caption_examples(examples: list[Example], tokenizer: Any, image_processor: Any) -> list[Example]:
+    """First-stage examples: each judged image alone (the text-to-image image, the edit's
+    result), asked ``CAPTION_PROMPT``, answered with the Seen line of its judge answer."""
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_PROMPT}]}],
+                                         add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(chat.replace("<|image_pad|>", "<|image_pad|>" * image_tokens(image_processor)),
+                           add_special_tokens=False)["input_ids"]
+    out = []
+    for e in examples:
+        seen = next(line for line in e.record["answer"].splitlines() if line.startswith("Seen:"))
+        out.append(Example([e.images[-1]], prompt_ids, tokenizer(seen, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
+                           {**e.record, "answer": seen}))
+    return out
+
+
 def image_tokens(image_processor: Any) -> int:
     """Language-model tokens per 32×32 image: (32 / patch)² patches, merged 2×2."""
     side = IMAGE_SIZE // image_processor.patch_size
@@ -492,8 +519,14 @@ def collate(batch: list[Example], tokenizer: Any, image_processor: Any) -> dict[
 
 def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list[Example]], cfg: JudgeConfig,
              batch_size: int = 64) -> dict[str, float]:
-    """Pass/fail agreement with the strict checker, parse rate and exact-answer rate per task."""
+    """Pass/fail agreement with the strict checker, parse rate and exact-answer rate per task,
+    and the share of images whose Seen line (asked ``CAPTION_PROMPT``) is exactly right."""
     model.eval()
+    captions = [e for exs in examples.values() for e in exs[: cfg.eval_examples // 2]]
+    ids = generate_token_ids(model, processor, [([e.images[-1]], CAPTION_PROMPT) for e in captions], 48)
+    seen = [next(line for line in e.record["answer"].splitlines() if line.startswith("Seen:")) for e in captions]
+    said = processor.batch_decode(ids, skip_special_tokens=True)
+    out_captions = {"val/seen_exact": float(np.mean([a.strip() == s for a, s in zip(said, seen)]))}
     rubrics = {t: load_rubric(RUBRIC_FOR_TASK[t], str(RUBRIC_DIR), "cot") for t in TASKS}
     out: dict[str, float] = {}
     for task, exs in examples.items():
@@ -515,7 +548,7 @@ def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list
         n = len(exs)
         out.update({f"val/{task}/agreement": agree / n, f"val/{task}/parsed": parsed / n, f"val/{task}/exact": exact / n})
     model.train()
-    return out
+    return {**out_captions, **out}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,9 +591,11 @@ def export_judge(folder: Path, model: Any, tokenizer: Any, image_processor: Any,
 
 
 def lr_at(step: int, cfg: JudgeConfig) -> float:
+    """Linear warm-up, then one cosine decay over both stages."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    total = cfg.caption_steps + cfg.steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -583,6 +618,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     image_processor = build_image_processor(cfg)
     processor = make_processor(tokenizer, image_processor)
     train_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("model", "render"), t) for t in TASKS}
+    captions = caption_examples(train_set["t2i"] + train_set["edit"], tokenizer, image_processor)
     val_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("val",), t) for t in TASKS}
     unknown = sum(e.answer_ids.count(tokenizer.unk_token_id) for exs in train_set.values() for e in exs)
     if unknown:
@@ -607,13 +643,17 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     metrics: dict[str, Any] = {"step": start}
     losses: list[float] = []
     t0, c0 = time.time(), time.process_time()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="judge", unit="step", file=sys.stderr)
+    total = cfg.caption_steps + cfg.steps
+    bar = tqdm(range(start, total), initial=start, total=total, desc="judge", unit="step", file=sys.stderr)
     for step in bar:
         # the batch is a function of (seed, step): a resumed run draws what it would have
         rng = np.random.default_rng([cfg.seed, 7, step])
-        n_edit = int(rng.binomial(cfg.batch_size, cfg.edit_fraction))
-        batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
-        batch += [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
+        if step < cfg.caption_steps:  # first stage: say what is in the image
+            batch = [captions[i] for i in rng.integers(len(captions), size=cfg.caption_batch_size)]
+        else:
+            n_edit = int(rng.binomial(cfg.batch_size, cfg.edit_fraction))
+            batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
+            batch += [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
         inputs = collate(batch, tokenizer, image_processor)
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
@@ -625,17 +665,18 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
         optimizer.step()
         losses.append(loss.item())
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if done % cfg.log_every == 0 or done == total:
             elapsed = train_seconds + time.time() - t0
-            metrics = {"step": done, "loss": float(np.mean(losses)), "lr": lr, "grad_norm": grad_norm,
+            metrics = {"step": done, "stage": "caption" if step < cfg.caption_steps else "judge",
+                       "loss": float(np.mean(losses)), "lr": lr, "grad_norm": grad_norm,
                        "train_minutes": elapsed / 60, "train_cpu_minutes": (cpu_seconds + time.process_time() - c0) / 60}
             losses = []
-            if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+            if (cfg.eval_every and done % cfg.eval_every == 0) or done == total:
                 metrics.update(validate(model, processor, val_set, cfg))
             run.write_metrics(metrics)
             bar.set_postfix({k.split("/")[-2] + "_" + k.split("/")[-1] if k.startswith("val/") else k: round(v, 3)
                              for k, v in metrics.items() if k in ("loss",) or k.endswith("agreement")})
-        if (cfg.state_every and done % cfg.state_every == 0) or done == cfg.steps:
+        if (cfg.state_every and done % cfg.state_every == 0) or done == total:
             save_train_state(run.state, step=done, params={n: p.detach() for n, p in params.items()}, optimizer=optimizer,
                              ema=None, extra={"trainer": "judge", "train_seconds": train_seconds + time.time() - t0,
                                               "train_cpu_seconds": cpu_seconds + time.process_time() - c0})
@@ -650,7 +691,8 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
         "architecture": type(model).__name__,
         "parameters": n_params,
         "image_size": IMAGE_SIZE,
-        "step": cfg.steps,
+        "step": total,
+        "caption_steps": cfg.caption_steps,
         "train_minutes": round(train_minutes, 1),
         "train_cpu_minutes": round(train_cpu_minutes, 1),
         "threads": torch.get_num_threads(),
@@ -666,7 +708,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
         "training": config_dict(cfg),
         "final_metrics": metrics,
     }
-    ckpt = export_judge(run.checkpoint_path(cfg.steps), model, tokenizer, image_processor, manifest, texts)
+    ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts)
     if export:
         export_judge(Path(export), model, tokenizer, image_processor, manifest, texts)
     log("judge", f"done: {ckpt} ({train_minutes:.1f} min of training)")

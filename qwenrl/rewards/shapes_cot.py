@@ -7,17 +7,21 @@ what decides the verdict — the strict checker's requirements, what the image s
 parser's objects), and each requirement met or not — and drops the measurements:
 
     Requirements: (1) one red circle (2) one blue square (3) left of (4) nothing else.
-    Seen: small red circle 7 12; large blue square 20 5; on white.
+    Seen: small red circle; large blue square; on white.
     (1) met (2) met (3) not met (4) met.
     Score: 7/10
 
 * Requirements are the strict checker's, in its order (``qwenrl.world.check``): text to
   image — each object group, the relation, nothing else, the background when named;
-  editing — each object that must stay (with where it was in the source, ``x y``), the
-  change, the background kept (unless the edit is about it), nothing else.
+  editing — each object that must stay, the change, the background kept (unless the edit is
+  about it), nothing else.
 * Seen lists the parser's objects of the (result) image in its order (top to bottom), each
-  as ``size colour shape x y`` (centroid, rounded); an object the checker cannot recognise
-  (template IoU under 0.5) is a ``blob``; specks are not objects. Then the background.
+  as ``size colour shape``; an object the checker cannot recognise (template IoU under 0.5)
+  is a ``blob``; specks are not objects. Then the background.
+* No coordinates: a Qwen2-VL encodes where things are only relative to each other (rotary
+  positions, no absolute embedding) and a Shapes background is uniform, so absolute pixel
+  positions are what such a model learns worst, while every verdict needs only relative
+  ones (the relation, an object kept in place across the two images, the direction of a move).
 * Each requirement is ``met`` or ``not met``, as the strict checker decides.
 * ``Score: 10/10`` exactly when the checker passes; otherwise the soft score, rounded to
   tenths and capped at 9: the alignment judge's for text to image, the mean of the
@@ -38,15 +42,13 @@ import numpy as np
 
 from ..world.check import check_edit, check_t2i, recognisable
 from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
-from ..world.parse import ParsedScene, object_centroid
+from ..world.parse import ParsedScene
 from ..world.scene import Obj
 from .base import Sample
 from .vlm import parse_score
 
 #: shape word for an object the checker cannot recognise
 BLOB = "blob"
-#: pixels a seen object's position may be off and still agree with the parser
-SEEN_TOLERANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,9 @@ class CotTarget:
 # ---------------------------------------------------------------------------------------
 
 
-def _xy(point: tuple[float, float]) -> str:
-    return f"{int(math.floor(point[0] + 0.5))} {int(math.floor(point[1] + 0.5))}"
-
-
 def _placed(o: Obj) -> str:
-    """A source object with where it stands: ``small cyan triangle 6 24``."""
-    return f"{o.size} {o.color} {o.shape} {_xy(object_centroid(o))}"
+    """A source object by its size, colour and shape: ``small cyan triangle``."""
+    return f"{o.size} {o.color} {o.shape}"
 
 
 def t2i_requirements(prompt: T2IPrompt) -> list[str]:
@@ -117,8 +115,8 @@ def edit_requirements(task: EditTask) -> list[str]:
 
 
 def seen_text(parsed: ParsedScene) -> str:
-    """The parser's objects and background: ``small red circle 7 12; on white``."""
-    objs = [f"{o.size} {o.color} {o.shape if recognisable(o) else BLOB} {_xy(o.centroid)}" for o in parsed.objects]
+    """The parser's objects and background: ``small red circle; on white``."""
+    objs = [f"{o.size} {o.color} {o.shape if recognisable(o) else BLOB}" for o in parsed.objects]
     return "; ".join(objs + [f"on {parsed.background}"]) if objs else f"nothing on {parsed.background}"
 
 
@@ -180,7 +178,7 @@ _REQ_RE = re.compile(r"Requirements:\s*(?P<body>.*?)\.\s*\n\s*Seen:", re.S)
 _SEEN_RE = re.compile(r"Seen:\s*(?P<body>.*?)\.\s*\n", re.S)
 _VERDICT_RE = re.compile(r"\((?P<n>\d+)\)\s*(?P<v>not met|met)\b")
 _NUMBERED_RE = re.compile(r"\((\d+)\)\s*")
-_OBJ_RE = re.compile(r"^(?P<size>\w+) (?P<color>\w+) (?P<shape>\w+) (?P<x>\d+) (?P<y>\d+)$")
+_OBJ_RE = re.compile(r"^(?P<size>\w+) (?P<color>\w+) (?P<shape>\w+)$")
 
 
 @dataclass
@@ -188,7 +186,7 @@ class CotReading:
     """What an answer says; a part that could not be read is None and ``problems`` says why."""
 
     requirements: list[str] | None = None
-    seen: list[tuple[str, str, str, int, int]] | None = None  # (size, colour, shape, x, y)
+    seen: list[tuple[str, str, str]] | None = None  # (size, colour, shape)
     background: str | None = None
     verdicts: list[bool] | None = None
     score: float | None = None  # in [0, 1]
@@ -224,7 +222,7 @@ def read_answer(text: str) -> CotReading:
     if m:
         body = m.group("body").strip()
         items = [s.strip() for s in body.split(";")]
-        objects: list[tuple[str, str, str, int, int]] = []
+        objects: list[tuple[str, str, str]] = []
         if len(items) == 1 and items[0].startswith("nothing on "):
             r.background = items[0][len("nothing on "):]
         else:
@@ -237,7 +235,7 @@ def read_answer(text: str) -> CotReading:
                 if om is None:
                     r.problems.append(f"seen: cannot read {it!r}")
                     continue
-                objects.append((om["size"], om["color"], om["shape"], int(om["x"]), int(om["y"])))
+                objects.append((om["size"], om["color"], om["shape"]))
         r.seen = objects
     else:
         r.problems.append("no 'Seen:' part")
@@ -250,27 +248,13 @@ def read_answer(text: str) -> CotReading:
     return r
 
 
-def seen_agrees(reading: CotReading, parsed: ParsedScene, tolerance: float = SEEN_TOLERANCE) -> bool:
+def seen_agrees(reading: CotReading, parsed: ParsedScene) -> bool:
     """True when the answer's Seen part states what the parser finds: the same background and
-    the same objects (size, colour, shape or blob), each within ``tolerance`` px of its centroid."""
+    the same objects (size, colour, shape or blob), in any order."""
     if reading.seen is None or reading.background != parsed.background:
         return False
-    facts = [(o.size, o.color, o.shape if recognisable(o) else BLOB, o.centroid) for o in parsed.objects]
-    if len(facts) != len(reading.seen):
-        return False
-    if not facts:
-        return True
-    from scipy.optimize import linear_sum_assignment
-
-    cost = np.full((len(facts), len(facts)), 1e6)
-    for i, (size, color, shape, (x, y)) in enumerate(facts):
-        for j, (s2, c2, sh2, x2, y2) in enumerate(reading.seen):
-            if (size, color, shape) == (s2, c2, sh2):
-                d = math.hypot(x - x2, y - y2)
-                if d <= tolerance:
-                    cost[i, j] = d
-    rows, cols = linear_sum_assignment(cost)
-    return bool(np.all(cost[rows, cols] < 1e6))
+    facts = sorted((o.size, o.color, o.shape if recognisable(o) else BLOB) for o in parsed.objects)
+    return facts == sorted(reading.seen)
 
 
 def corpus_words() -> list[str]:

@@ -1,0 +1,261 @@
+"""The learned judge's code paths on tiny random models: its answer format and how it is read,
+training data from the train split only, tokenisation identical to ``vlm_local``'s, a short
+training run that resumes and exports, the served endpoint, and clear errors for bad inputs.
+The committed judge's quality is tested in test_judge_quality.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from qwenrl.checkpoints import read_manifest
+from qwenrl.rewards import RewardConfigError, Sample
+from qwenrl.rewards.serve import BadRequest, JudgeServer, read_request
+from qwenrl.rewards.shapes_cot import read_answer, score10, seen_agrees, target_for
+from qwenrl.rewards.vlm import VLMLocalJudge, VLMServedJudge, chat_inputs, load_rubric, png_data_url
+from qwenrl.world.grammar import EditTask, T2IPrompt
+from qwenrl.world.parse import parse
+from qwenrl.world.prompt_sets import load_prompt_set
+from qwenrl.world.scene import Obj, Scene, render
+from training import judge as tj
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, vision_hidden_size=32,
+            vision_layers=1, vision_heads=1, chunk_size=8, model_examples=8, render_examples=8, val_examples=8,
+            eval_examples=4, models=["data/models/shapes-base"], sampling=[[2, 1.0]], max_new_tokens=8, threads=1,
+            batch_size=8, lr=3e-3, warmup_steps=0, caption_steps=1, caption_batch_size=8)
+
+RELATION = T2IPrompt("a red circle left of a blue square", "position", {
+    "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
+    "relation": {"a": 0, "rel": "left of", "b": 1}, "background": None})
+RED_LEFT = Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8)))
+RED_RIGHT = Scene("white", (Obj("circle", "red", "small", 20, 10), Obj("square", "blue", "large", 2, 8)))
+RECOLOR = EditTask("make the red circle green", "recolor",
+                   Scene("gray", (Obj("circle", "red", "small", 4, 4), Obj("triangle", "blue", "large", 15, 14))),
+                   Scene("gray", (Obj("circle", "green", "small", 4, 4), Obj("triangle", "blue", "large", 15, 14))),
+                   0, ((1, 1),))
+
+
+# ---------------------------------------------------------------------------------------
+# The answer format
+# ---------------------------------------------------------------------------------------
+
+
+def test_target_follows_the_checker_and_reads_back():
+    good = target_for(Sample.from_spec(render(RED_LEFT), RELATION))
+    assert good.passed and good.score10 == 10 and good.verdicts == (True, True, True, True)
+    assert good.text.startswith("Requirements: (1) one red circle (2) one blue square (3) left of (4) nothing else.\nSeen: ")
+    assert good.text.endswith("(1) met (2) met (3) met (4) met.\nScore: 10/10")
+    bad = target_for(Sample.from_spec(render(RED_RIGHT), RELATION))
+    assert not bad.passed and bad.verdicts == (True, True, False, True) and bad.score10 == score10(False, bad.soft) < 10
+    assert "(3) not met" in bad.text
+    for t, scene in ((good, RED_LEFT), (bad, RED_RIGHT)):
+        r = read_answer(t.text)
+        assert r.problems == [] and r.requirements == ["one red circle", "one blue square", "left of", "nothing else"]
+        assert r.verdicts == list(t.verdicts) and r.passes == t.passed and r.consistent
+        assert seen_agrees(r, parse(render(scene))) and r.seen == [("small", "red", "circle"), ("large", "blue", "square")]
+    wrong_colour = Scene("white", (Obj("circle", "green", "small", 3, 10), Obj("square", "blue", "large", 16, 8)))
+    assert not seen_agrees(read_answer(good.text), parse(render(wrong_colour)))
+
+
+def test_edit_target_names_what_must_stay_and_the_change():
+    done = target_for(Sample.from_spec(render(RECOLOR.target), RECOLOR))
+    assert done.passed and done.text.startswith(
+        "Requirements: (1) large blue triangle kept (2) small red circle now green (3) background kept (4) nothing else.\n"
+        "Seen: small green circle; large blue triangle; on gray.\n")
+    undone = target_for(Sample.from_spec(render(RECOLOR.source), RECOLOR))
+    assert not undone.passed and undone.verdicts == (True, False, True, True)
+    assert undone.score10 == 5  # instruction 0, identity 1: soft 0.5
+
+
+def test_score_is_ten_only_for_a_pass():
+    assert score10(True, 0.2) == 10
+    assert score10(False, 1.0) == 9 and score10(False, 0.94) == 9 and score10(False, 0.44) == 4 and score10(False, 0.45) == 5
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "score: empty"),
+    ("Seen: nothing on white.\n(1) met.\nScore: 3/10", "no 'Requirements"),
+    ("Requirements: (1) one red circle.\nSeen: a big red thing; on white.\n(1) met.\nScore: 3/10", "cannot read 'a big red thing'"),
+    ("Requirements: (1) a.\nSeen: nothing on white.\n(2) met.\nScore: 3/10", "verdicts: not numbered"),
+    ("Requirements: (1) a.\nSeen: nothing on white.\n(1) met.\nScore: 3/10\nScore: 4/10", "2 scores"),
+])
+def test_malformed_answers_are_read_without_guessing(text, problem):
+    r = read_answer(text)
+    assert any(problem in p for p in r.problems), r.problems
+
+
+# ---------------------------------------------------------------------------------------
+# Data, tokenizer and the training run
+# ---------------------------------------------------------------------------------------
+
+
+def held_out_texts(task: str) -> set[str]:
+    """Texts the judge must never train on: the test split's, and for text to image the
+    compositional split's (an edit is compositional by its scene's colour-shape pairs, not its text)."""
+    splits = ("test", "compositional") if task == "t2i" else ("test",)
+    return {it.text for split in splits for it in load_prompt_set(task, split)}
+
+
+def test_training_prompts_come_from_the_train_split_only():
+    from qwenrl.world.grammar import COMPOSITIONAL_PAIRS
+
+    rng = np.random.default_rng(0)
+    for task in ("t2i", "edit"):
+        items = [tj.draw_item(rng, task) for _ in range(400)]
+        texts = {it.text for it in items}
+        assert len(texts) > 50 and not texts & held_out_texts(task)
+        assert all(not it.pairs & COMPOSITIONAL_PAIRS for it in items)
+
+
+def test_perturbed_renders_are_labelled_by_the_checker():
+    cfg = tj.JudgeConfig(**{**TINY, "render_wrong_fraction": 1.0, "render_noisy_fraction": 0.0})
+    images, records = tj.build_chunk(cfg, "t2i", "render", 0, {})
+    assert images.shape == (8, 32, 32, 3) and all(r["origin"] == "render:perturbed" for r in records)
+    for img, r in zip(images, records):
+        t = target_for(Sample.from_spec(img, T2IPrompt.from_dict(r["spec"])))
+        assert (t.text, t.passed) == (r["answer"], r["passed"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Data (8 model samples, 8 renders, 8 validation samples per task), then 2 + 2 training steps."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("judge-run")
+    cfg = tj.JudgeConfig(**{**TINY, "steps": 2, "log_every": 1, "eval_every": 3, "state_every": 1})
+    first = tj.train(cfg, run)
+    before = read_manifest(run / "state")["step"]
+    second = tj.train(tj.JudgeConfig(**{**TINY, "steps": 4, "log_every": 1, "eval_every": 3, "state_every": 1}), run,
+                      export=run / "exported")
+    return {"run": run, "cfg": cfg, "first": first, "second": second, "before": before}
+
+
+def test_tokenizer_round_trips_every_answer(tiny_run):
+    cfg = tiny_run["cfg"]
+    tok, ip = tj.build_tokenizer(), tj.build_image_processor(cfg)
+    examples = tj.load_examples(cfg, tiny_run["run"] / "data", tok, ip, ("model", "render"), "edit")
+    captions = tj.caption_examples(examples, tok, ip)
+    assert examples and len(captions) == len(examples)
+    assert all(c.record["answer"].startswith("Seen: ") and len(c.images) == 1 for c in captions)
+    for e in examples + captions:
+        assert tok.unk_token_id not in e.prompt_ids + e.answer_ids
+        assert tok.decode(e.answer_ids, skip_special_tokens=True) == e.record["answer"]
+
+
+def test_training_inputs_are_what_vlm_local_sends(tiny_run):
+    cfg = tiny_run["cfg"]
+    tok, ip = tj.build_tokenizer(), tj.build_image_processor(cfg)
+    processor = tj.make_processor(tok, ip)
+    for task in ("t2i", "edit"):
+        [e] = tj.load_examples(cfg, tiny_run["run"] / "data", tok, ip, ("val",), task)[:1]
+        rubric = load_rubric(tj.RUBRIC_FOR_TASK[task], str(tj.RUBRIC_DIR), "cot")
+        sample = Sample(e.images[-1], e.record["text"], task=task, source=e.images[0] if task == "edit" else None)
+        sent = chat_inputs(processor, [(e.images, rubric.render(sample))])
+        assert sent["input_ids"][0].tolist() == e.prompt_ids
+        batch = tj.collate([e], tok, ip)
+        assert torch.equal(batch["pixel_values"], sent["pixel_values"])
+        assert torch.equal(batch["mm_token_type_ids"][0, : len(e.prompt_ids)], sent["mm_token_type_ids"][0])
+        assert (batch["labels"][0] != -100).sum() == len(e.answer_ids)
+
+
+def test_training_resumes_learns_and_exports(tiny_run):
+    run = tiny_run["run"]
+    # one caption step, then judge steps: 3 in the first call, 5 after resuming
+    assert tiny_run["before"] == 3 and tiny_run["first"]["metrics"]["step"] == 3 and tiny_run["second"]["metrics"]["step"] == 5
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # the resumed run continued the log
+    assert [r["stage"] for r in rows] == ["caption"] + ["judge"] * 4
+    assert rows[-1]["loss"] < rows[1]["loss"]
+    assert {"val/t2i/agreement", "val/edit/parsed", "val/seen_exact"} <= set(rows[-1]) and "val/seen_exact" in rows[2]
+    out = run / "exported"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "judge" and manifest["step"] == 5 and manifest["caption_steps"] == 1 and manifest["image_size"] == 32
+    assert manifest["data"]["examples"]["t2i/model"] == 8 and "tasks" not in manifest  # never an arena model
+    assert (out / "model.safetensors").is_file() and (out / "rubrics" / "t2i.txt").is_file()
+    texts = json.loads((out / "training_texts.json").read_text())
+    assert texts["t2i"] and texts["edit"]
+    assert not set(texts["t2i"]) & held_out_texts("t2i") and not set(texts["edit"]) & held_out_texts("edit")
+
+
+def test_bad_configs_name_the_fix():
+    with pytest.raises(tj.ConfigError, match="multiple of chunk_size"):
+        tj.JudgeConfig(**{**TINY, "model_examples": 12})
+    with pytest.raises(tj.ConfigError, match="must be 32"):
+        tj.JudgeConfig(**{**TINY, "hidden_size": 96, "num_heads": 2})
+    with pytest.raises(tj.ConfigError, match="eval_examples"):
+        tj.JudgeConfig(**{**TINY, "eval_examples": 64})
+    with pytest.raises(tj.ConfigError, match="unknown JudgeConfig key"):
+        tj.JudgeConfig.from_yaml(None, ["learning_rate=1"])
+    cfg = tj.JudgeConfig.from_yaml(REPO / "training" / "configs" / "judge.yaml")
+    assert cfg.patch_size == 4 and cfg.models == tj.DEFAULT_MODELS
+
+
+# ---------------------------------------------------------------------------------------
+# Running it: vlm_local, the served endpoint, bad inputs
+# ---------------------------------------------------------------------------------------
+
+
+def test_vlm_local_loads_the_exported_judge_and_refuses_bad_inputs(tiny_run):
+    folder = str(tiny_run["run"] / "exported")
+    judge = VLMLocalJudge(config={"model_path": folder, "rubric": "t2i", "rubric_dir": folder + "/rubrics",
+                                  "image_size": None, "max_new_tokens": 4, "batch_size": 2})
+    assert judge.input_size == 32
+    out = judge([Sample.from_spec(render(RED_LEFT), RELATION)] * 3)
+    assert len(out) == 3 and judge.metrics["requests"] == 3
+    with pytest.raises(ValueError, match=r"reads 32×32 images; got 64×64"):
+        judge([Sample(np.zeros((64, 64, 3), np.uint8), "a red circle")])
+    with pytest.raises(RewardConfigError, match="image_size: null or 32"):
+        VLMLocalJudge(config={"model_path": folder, "image_size": 448})
+    with pytest.raises(RewardConfigError, match="no config.json"):
+        VLMLocalJudge(config={"model_path": str(tiny_run["run"] / "missing")})
+
+
+def test_processor_marks_the_image_tokens(tiny_run):
+    from qwenrl.rewards.vlm import QwenStyleProcessor
+
+    proc = QwenStyleProcessor.from_pretrained(tiny_run["run"] / "exported")
+    enc = chat_inputs(proc, [([render(RED_LEFT)], "a red circle"), ([render(RED_LEFT)] * 2, "two")])
+    image_id = proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert torch.equal(enc["mm_token_type_ids"], (enc["input_ids"] == image_id).int())
+    assert enc["mm_token_type_ids"].sum(1).tolist() == [16, 32]  # 16 vision tokens per 32×32 image
+
+
+def test_served_endpoint_speaks_the_openai_chat_format(tiny_run):
+    folder = tiny_run["run"] / "exported"
+    with JudgeServer(folder, port=0, max_tokens=6, threads=1) as server:
+        image = png_data_url(render(RED_LEFT))
+        body = {"model": "exported", "temperature": 0, "max_tokens": 4, "messages": [
+            {"role": "system", "content": "You are a judge."},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "a red circle"}]}]}
+        r = httpx.post(server.url + "/chat/completions", json=body, timeout=60)
+        assert r.status_code == 200
+        out = r.json()
+        assert out["object"] == "chat.completion" and out["model"] == "exported"
+        choice = out["choices"][0]
+        assert choice["message"]["role"] == "assistant" and isinstance(choice["message"]["content"], str)
+        assert choice["finish_reason"] in ("stop", "length") and out["usage"]["completion_tokens"] <= 4
+        assert httpx.get(server.url + "/models").json()["data"][0]["id"] == "exported"
+        for bad, why in (({**body, "temperature": 0.7}, "greedily"),
+                         ({**body, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url(np.zeros((64, 64, 3), np.uint8))}}]}]}, "reads 32×32"),
+                         ({**body, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}]}, "fetches nothing"),
+                         ({**body, "model": "gpt-4"}, "not served here")):
+            r = httpx.post(server.url + "/chat/completions", json=bad, timeout=60)
+            assert r.status_code in (400, 404) and why in r.json()["error"]["message"]
+        # vlm_served end to end: concurrent requests batched by the server
+        judge = VLMServedJudge(config={"base_url": server.url, "model": "exported", "rubric": "t2i",
+                                       "rubric_dir": str(folder / "rubrics"), "image_size": None, "max_tokens": 4})
+        out = judge([Sample.from_spec(render(RED_LEFT), RELATION)] * 4)
+        assert len(out) == 4 and judge.metrics["failed"] == 0 and judge.metrics["requests"] == 4
+
+
+def test_request_reader_refuses_what_it_cannot_serve():
+    with pytest.raises(BadRequest, match="messages"):
+        read_request({"model": "x"})
+    with pytest.raises(BadRequest, match="n must be 1"):
+        read_request({"messages": [{"role": "user", "content": "hi"}], "n": 2})
+    assert read_request({"messages": [{"role": "user", "content": "hi"}]}) == ([], "hi", None)
