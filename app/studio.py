@@ -161,13 +161,15 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
                                          elem_id="edit-own-source")
                 own_go = gr.Button("Battle on my instruction", elem_id="edit-own-go")
             own_preview = gr.Image(label="Source to edit", interactive=False, type="pil", format="png", scale=1,
-                                   elem_id="edit-own-preview", elem_classes="pixelated", height=140, visible=False)
+                                   elem_id="edit-own-preview", elem_classes="pixelated", height=200, visible=False)
         view.own_source = own_source
 
-    def show_battle(make) -> dict:
+    def show_battle(make, keep_on_refusal: bool = False) -> dict:
         try:
             battle = make()
         except ArenaError as exc:
+            if keep_on_refusal:  # a refused prompt of the visitor's leaves the open battle (and its source) as it was
+                return {reveal: str(exc)}
             return {state: None, prompt: "", reveal: str(exc), image_a: None, image_b: None,
                     **{b: gr.Button(interactive=False) for b in buttons}}
         return {
@@ -190,7 +192,7 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
             studio.service.throttle(voter)
             return studio.service.live_battle(task, text, voter)
 
-        return show_battle(make)
+        return show_battle(make, keep_on_refusal=True)
 
     def own_edit(text: str, chosen: str | None, current: dict | None, request: gr.Request) -> dict:
         voter = voter_id(request)
@@ -202,7 +204,7 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
             studio.service.throttle(voter)
             return studio.service.live_battle(task, text, voter, source_id=source_id)
 
-        return show_battle(make)
+        return show_battle(make, keep_on_refusal=True)
 
     def preview(chosen: str | None) -> dict:
         found = studio.ws.edit_source(chosen) if chosen not in (None, CURRENT_SOURCE) else None
@@ -379,7 +381,8 @@ def _inspector_tab(studio: Studio) -> tuple:
                          elem_id="ri-gallery", elem_classes="pixelated")
     with gr.Row():
         d_source = gr.Image(label="Source", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256)
-        d_image = gr.Image(label="Image", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256)
+        d_image = gr.Image(label="Image", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256,
+                           elem_id="ri-image")
         with gr.Column():
             d_prompt = gr.Textbox(label="Prompt / instruction", interactive=False, elem_id="ri-prompt")
             d_total = gr.Textbox(label="Total", interactive=False, elem_id="ri-total")

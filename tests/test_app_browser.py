@@ -7,6 +7,7 @@ checkpoints. Screenshots go to tests/artifacts/ (look at them). Needs /usr/bin/c
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -60,6 +61,25 @@ def studio(tmp_path_factory, tiny_models):
 
 
 @pytest.fixture(scope="module")
+def fresh_studio(tmp_path_factory, tiny_models):
+    """A new workspace, nobody has voted: its leaderboard starts from bundled automatic votes
+    (here a file naming the tiny models, as the real one names the bundled models)."""
+    seed = tmp_path_factory.mktemp("seed") / "seed_votes.jsonl"
+    pairs = [("tiny-a", "tiny-b"), ("tiny-b", "tiny-c"), ("tiny-c", "tiny-a")]
+    seed.write_text("".join(
+        json.dumps({"battle_id": f"seed-{k}", "task": ("t2i", "edit")[k % 2], "model_a": pairs[k % 3][0],
+                    "model_b": pairs[k % 3][1], "winner": ("model_a", "tie", "model_b", "tie (bothbad)")[k % 4],
+                    "judge": "oracle", "anony": True, "tstamp": 1.7e9 + k}) + "\n" for k in range(60)))
+    workspace = tmp_path_factory.mktemp("fresh") / "workspace"
+    proc = StudioProcess(workspace, tiny_models, password=PASSWORD, extra=["--seed-votes", str(seed)])
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
@@ -84,6 +104,15 @@ def page(browser, studio):
     page.goto(studio.url + "/")
     yield page
     assert not dialogs and not page.evaluate("window.__xss"), "user text was rendered as HTML"
+    page.close()
+
+
+@pytest.fixture
+def fresh_page(browser, fresh_studio):
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(fresh_studio.url + "/")
+    yield page
     page.close()
 
 
@@ -147,6 +176,54 @@ def test_battle_on_my_own_prompt(page, studio):
     assert len(mine) == 1 and mine.iloc[0].model_a == model_a and mine.iloc[0].model_b == model_b
 
 
+def stored_prompt(studio, battle_vote: dict) -> dict:
+    with ArenaStore(studio.workspace / "arena.db") as store:
+        battle = store.get_battle(battle_vote["battle_id"])
+        return store._query("SELECT * FROM prompts WHERE id = ?", [battle["prompt_id"]])[0]
+
+
+def test_battle_on_my_own_instruction(page, studio):
+    """Live editing: the visitor's instruction over the battle's source, then over a source picked
+    from the gallery; a refused instruction says why."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Editing").click()
+    expect(page.locator("#edit-source img")).to_be_visible(timeout=60_000)
+    own = page.locator("#edit-own-prompt textarea")
+    own.fill("make the circle sparkle")
+    page.click("#edit-own-go")
+    expect(page.locator("#edit-reveal textarea")).to_have_value(re.compile("not known: sparkle"), timeout=30_000)
+    own.fill("make the background blue")
+    page.click("#edit-own-go")
+    expect(page.locator("#edit-prompt textarea")).to_have_value("make the background blue", timeout=60_000)
+    expect(page.locator("#edit-source img")).to_be_visible()
+    model_a, model_b = vote(page, "edit", 0)
+    votes = stored_votes(studio, "edit")
+    mine = votes[(votes.prompt == "make the background blue") & (votes.winner == "model_a")]
+    assert len(mine) == 1 and (mine.iloc[0].model_a, mine.iloc[0].model_b) == (model_a, model_b)
+    prompt = stored_prompt(studio, mine.iloc[0])
+    assert prompt["family"] == "user" and prompt["source_image"].startswith("gallery/sources/edit-test-")
+
+    # another source, chosen from the gallery: its preview shows, and the battle edits it
+    page.locator("#edit-own-source input").click()
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible()
+    chosen = options.nth(2).inner_text()
+    options.nth(2).click()
+    source_id = re.search(r"\[(edit-test-\d+)\]", chosen).group(1)
+    expect(page.locator("#edit-own-preview img")).to_be_visible()
+    own.fill("add a small red circle")
+    page.click("#edit-own-go")
+    expect(page.locator("#edit-prompt textarea")).to_have_value("add a small red circle", timeout=60_000)
+    expect(page.locator("#edit-vote-0")).to_be_enabled()
+    shot(page, "arena_edit_own_instruction")
+    model_a, model_b = vote(page, "edit", 1)
+    shot(page, "arena_edit_own_instruction_revealed")
+    votes = stored_votes(studio, "edit")
+    mine = votes[(votes.prompt == "add a small red circle") & (votes.winner == "model_b")]
+    assert len(mine) == 1 and stored_prompt(studio, mine.iloc[0])["source_image"] == f"gallery/sources/{source_id}.png"
+
+
 def test_vote_editing_shows_source_and_stores(page, studio):
     from playwright.sync_api import expect
 
@@ -181,18 +258,59 @@ def test_leaderboard_reflects_votes(page, studio):
     shot(page, "leaderboard")
 
 
-def test_inspector_shows_a_rationale(page):
+def test_inspector_opens_on_a_rationale(page, studio):
     from playwright.sync_api import expect
 
-    page.get_by_role("tab", name="Reward inspector").click()
-    page.click("#ri-search")
+    from app.inspector import samples_table
+    from app.workspace import Workspace
+
+    page.get_by_role("tab", name="Reward inspector").click()  # no Search: the first page is there
     rationale = page.locator("#ri-rationale textarea")
     expect(rationale).to_have_value(re.compile(r"^shapes_t2i = \d\.\d{3}"), timeout=30_000)
     assert "[alignment]" in rationale.input_value()
     expect(page.locator("#ri-components")).to_contain_text("alignment")
+    expect(page.locator("#ri-gallery button").first).to_be_visible()
+    ws = Workspace.open(studio.workspace, register_bundled=False)
+    try:  # the sample shown is the lowest-scored one
+        lowest = samples_table(ws, "t2i")[0]
+    finally:
+        ws.close()
+    expect(page.locator("#ri-total textarea")).to_have_value(re.compile(rf"total {lowest['score']:.3f}"))
     page.locator("#ri-gallery button").nth(1).click()
     expect(page.locator("#ri-total textarea")).to_have_value(re.compile(r"total \d\.\d{3}"))
     shot(page, "inspector")
+
+
+def test_a_fresh_workspace_opens_on_a_leaderboard_and_samples(fresh_page, fresh_studio):
+    """A newcomer's first minute: nobody has voted, yet the leaderboard has rows (the bundled
+    automatic votes, and it says so) and the inspector shows a sample and its rationale."""
+    from playwright.sync_api import expect
+
+    page = fresh_page
+    page.get_by_role("tab", name="Leaderboard").click()
+    view = page.locator("#lb-view textarea")
+    expect(view).to_have_value(re.compile(r"^Showing automatic votes: nobody has voted on text-to-image"),
+                               timeout=30_000)
+    assert "30 of them come with the studio" in view.input_value()
+    expect(page.locator("#lb-votes").get_by_role("radio", name="auto")).to_be_checked()
+    rows = page.locator('#lb-table div[role="row"]')  # the table's body rows (Gradio renders them as divs)
+    expect(rows).to_have_count(3)
+    for name in ("tiny-a", "tiny-b", "tiny-c"):
+        expect(rows.filter(has_text=name)).to_have_count(1)
+    expect(page.locator("#lb-notes textarea")).to_have_value(re.compile(r"^30 auto vote"))
+    for chart in ("lb-intervals", "lb-heatmap", "lb-history"):
+        expect(page.locator(f"#{chart} .js-plotly-plot")).to_be_visible(timeout=30_000)
+    shot(page, "fresh_leaderboard")
+    page.locator("#lb-task label", has_text="Editing").click()  # the other task: its own view
+    expect(page.locator("#lb-notes textarea")).to_have_value(re.compile(r"^30 auto vote\(s\) for Editing"))
+    page.locator("#lb-votes label", has_text="human").click()  # the visitor's own choice sticks
+    expect(view).to_have_value("Showing human votes, as you chose.")
+    expect(page.locator("#lb-notes textarea")).to_have_value(re.compile(r"^0 human vote\(s\) for Editing"))
+    page.get_by_role("tab", name="Reward inspector").click()
+    rationale = page.locator("#ri-rationale textarea")
+    expect(rationale).to_have_value(re.compile(r"^shapes_t2i = \d\.\d{3}"), timeout=30_000)
+    expect(page.locator("#ri-image img")).to_be_visible()
+    shot(page, "fresh_inspector")
 
 
 def test_names_are_shown_as_text(page, studio):
