@@ -113,13 +113,20 @@ def test_bad_distill_configs_fail_clearly(world, values, message):  # noqa: F811
 def test_seed_recipe_end_to_end_on_tiny_models(world, tmp_path):  # noqa: F811
     from training.recipe import seed_recipe
 
-    g = ["steps=1", "num_prompts=2", "group_size=2", "rollout_batch_prompts=1", "eval_every=0", "num_steps=4", "sde_window=[0, 2]"]
+    g = ["steps=1", "num_prompts=2", "group_size=2", "rollout_batch_prompts=1", "eval_every=0", "num_steps=4", "num_inner_epochs=1"]
     d = ["steps=1", "batch_size=2", "eval_every=0", "num_steps=4", "timesteps_per_trajectory=2"]
     results = seed_recipe(out=tmp_path / "out", base=world["base"], models_dir=tmp_path / "models",
-                          overrides={"t2i": g, "edit": g, "distill": d}, bench_limit=2)
+                          overrides={"t2i": g, "edit": g, "distill": d}, bench_limit=2, pass_k_samples=2)
     assert list(results["table"]) == ["shapes-base", "shapes-grpo-t2i", "shapes-grpo-edit", "shapes-distilled"]
     assert {"t2i/test", "edit/test", "t2i/compositional", "edit/compositional"} <= set(results["table"]["shapes-base"])
-    assert "| shapes-distilled |" in (tmp_path / "out" / "results.md").read_text()
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "| shapes-distilled |" in markdown and "pass@2 (t2i / edit)" in markdown
+    pk = results["table"]["shapes-grpo-t2i"]["edit/test"]["pass_at_k"]
+    assert pk["n"] == 2 and set(pk["overall"]) == {"1", "2"}
+    targets = {t["target"]: t for t in results["targets"]}
+    assert "whole recipe <= 60 minutes" in targets and targets["whole recipe <= 60 minutes"]["met"]
+    assert any("no forgetting" in t for t in targets) and any("aesthetics" in t for t in targets)
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["seconds"]["pass_at_k"] > 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["seconds"]["total"] > 0
     distilled = json.loads((tmp_path / "models" / "shapes-distilled" / "manifest.json").read_text())
     assert distilled["name"] == "shapes-distilled" and distilled["lineage"] == ["tiny-base", "shapes-distilled"]

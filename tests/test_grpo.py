@@ -357,8 +357,8 @@ def test_bundled_configs_use_known_fields(world):
         reward = raw.get("reward")
         if reward:
             assert (REPO / reward).is_file(), reward
-    cfg = load_config(GRPOConfig, REPO / "training/configs/shapes_grpo_edit.yaml", model=world["base"])
-    assert cfg.task == "edit" and cfg.cfg_mode == "hybrid"
+    cfg = load_config(GRPOConfig, REPO / "training/configs/shapes_grpo_edit_flow.yaml", model=world["base"])
+    assert cfg.task == "edit" and cfg.cfg_mode == "hybrid" and cfg.objective == "flow_grpo"
 
 
 def test_every_config_field_is_documented():

@@ -269,3 +269,24 @@ def test_nft_fields_with_flow_grpo_fail_clearly(world):
     with pytest.raises(ConfigError, match="nft_beta: field.* of objective nft, but objective is 'flow_grpo'.*set objective: nft"):
         GRPOConfig(model=world["base"], reward=world["reward"], nft_beta=0.5)
 
+
+def test_the_shipped_shapes_configs_use_the_forward_process_objective(world):
+    for task in ("t2i", "edit"):
+        cfg = GRPOConfig.from_yaml(REPO / f"training/configs/shapes_grpo_{task}.yaml", model=world["base"],
+                                   **({"reward": world["reward"]} if task == "t2i" else {}))
+        assert cfg.objective == "nft" and cfg.eval_limit == 250 and cfg.num_steps <= 20
+        flow = GRPOConfig.from_yaml(REPO / f"training/configs/shapes_grpo_{task}_flow.yaml", model=world["base"],
+                                    **({"reward": world["reward"]} if task == "t2i" else {}))
+        assert flow.objective == "flow_grpo"
+
+
+def test_with_no_lag_the_anchor_is_the_step_start_not_the_moving_policy(world, tmp_path):
+    """η = 0: the old policy is the weights the step started from. After the step's first
+    optimizer update the policy has moved away from it, so the velocity gap is positive (an
+    anchor that followed the policy within the step would leave no trust region at all)."""
+    train(small_nft(world, steps=1, nft_old_decay=0.0, num_inner_epochs=3), tmp_path / "run")
+    row = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert row["updates"] == 3 and row["nft/velocity_gap"] > 0
+    state = tmp_path / "run" / "state"
+    model, old = load_file(state / "model.safetensors"), load_file(state / "old.safetensors")
+    assert all(torch.equal(model[k], old[k]) for k in model)  # after the step, θ_old = θ

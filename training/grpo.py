@@ -185,7 +185,7 @@ class GRPOConfig(ModelSettings, RunSettings):
     nft_beta: float = 1.0
     """b: v⁺ = (1 − b)·v_old + b·v_θ and v⁻ = (1 + b)·v_old − b·v_θ; > 0. With b = 1 and every optimality 1 the loss is plain flow matching."""
     nft_old_decay: float = 0.5
-    """η: after every step the old policy moves to η·θ_old + (1 − η)·θ (0: the old policy is the current one); in [0, 1)."""
+    """η: after every step the old policy moves to η·θ_old + (1 − η)·θ (0: each step's anchor is the weights it started from); in [0, 1)."""
     nft_old_decay_warmup: int = 0
     """η rises linearly from 0 to nft_old_decay over this many steps (0: constant η)."""
     nft_sample_with: str = "old"
@@ -259,7 +259,7 @@ class GRPOConfig(ModelSettings, RunSettings):
         if self.nft_beta <= 0:
             raise ConfigError(f"nft_beta is {self.nft_beta}; it must be > 0 (1.0 is typical; small values move the implicit policies less per step)")
         if not 0.0 <= self.nft_old_decay < 1.0:
-            raise ConfigError(f"nft_old_decay is {self.nft_old_decay}; use a value in [0, 1) (0.5 is typical; 0 makes the old policy the current one)")
+            raise ConfigError(f"nft_old_decay is {self.nft_old_decay}; use a value in [0, 1) (0.5 is typical; 0 anchors each step at the weights it started from)")
         if self.nft_old_decay_warmup < 0:
             raise ConfigError("nft_old_decay_warmup must be >= 0 (0: constant nft_old_decay)")
         if self.nft_sample_with not in NFT_SAMPLERS:
@@ -509,6 +509,8 @@ class NFTDraws:
 
 
 def nft_draws(cfg: GRPOConfig, step: int, epoch: int, n: int, latent_shape: tuple[int, ...], device: torch.device) -> NFTDraws:
+    """σ, ε and text dropout for the ``n`` samples of one inner epoch, a pure function of (seed,
+    step, epoch), drawn on the CPU so a seed gives the same draws on every device."""
     gen = torch.Generator().manual_seed(seed_from(cfg.seed, step, epoch, 4))
     if cfg.nft_timesteps == "logit_normal":
         sigma = torch.sigmoid(cfg.nft_logit_mean + cfg.nft_logit_std * torch.randn(n, generator=gen))
@@ -622,8 +624,8 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     # nft's old policy: a lagging shadow of the trained weights (for LoRA, of the adapters)
     old = EMA(params, cfg.nft_old_decay) if nft else None
 
-    def old_velocity(x, sigma, cond, scale, null):  # with η = 0 the old policy is the current one: no swap
-        with maybe_ema(old if cfg.nft_old_decay > 0 else None):
+    def old_velocity(x, sigma, cond, scale, null):  # the step's anchor: with η = 0, the weights the step started from
+        with maybe_ema(old):
             return guided_velocity(policy, x, sigma, cond, scale, null)
 
     teachers = {}
