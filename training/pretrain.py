@@ -203,8 +203,10 @@ def build_pool(policy: ShapesPolicy, cfg: PretrainConfig, run: Path) -> tuple[li
         srcs.append(src)
         if (start // chunk) % 40 == 0:
             log(f"encoding example pool {start + n}/{cfg.pool_size}")
-    x0, src = torch.cat(x0s), torch.cat(srcs)
-    save_file({"x0": x0.contiguous(), "source": src.contiguous()}, str(f))
+    # Contiguous in memory as on disk: the encoder returns channels-last latents, and the denoiser's
+    # kernels round differently on the two layouts, so a resumed run (which reads the file) would drift.
+    x0, src = torch.cat(x0s).contiguous(), torch.cat(srcs).contiguous()
+    save_file({"x0": x0, "source": src}, str(f))
     ftxt.write_text(json.dumps(texts))
     return texts, x0, src
 
