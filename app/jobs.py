@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "training" / "configs"
 
@@ -72,12 +74,34 @@ def default_max_concurrent() -> int:
     return max(1, gpus)
 
 
-def list_configs(kind: str, config_dir: Path = CONFIG_DIR) -> list[str]:
-    """Config files for a trainer kind, relative to the repository (``*grpo*.yaml``, ``*distill*.yaml``)."""
+#: the GRPO trainer's policy-optimisation objectives, as the Training tab names them
+OBJECTIVES = {"nft": "Forward process (NFT)", "flow_grpo": "Flow-GRPO"}
+
+
+def config_objective(config: str | Path) -> str:
+    """The ``objective`` a GRPO config asks for (``flow_grpo`` when it names none, as the trainer
+    defaults); ``flow_grpo`` too for a file that does not read as a YAML mapping (the trainer
+    reports that one when it runs)."""
+    path = Path(config) if Path(config).is_absolute() else REPO_ROOT / config
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return "flow_grpo"
+    value = data.get("objective") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value in OBJECTIVES else "flow_grpo"
+
+
+def list_configs(kind: str, config_dir: Path = CONFIG_DIR, objective: str | None = None) -> list[str]:
+    """Config files for a trainer kind, relative to the repository (``*grpo*.yaml``, ``*distill*.yaml``);
+    for ``grpo``, only those of ``objective`` when one is given."""
     if kind not in TRAINERS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(TRAINERS)}")
+    if objective is not None and objective not in OBJECTIVES:
+        raise JobError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}")
     # the Shapes configs first: they run on any machine; the others want a GPU
     paths = sorted(config_dir.glob(f"*{kind}*.yaml"), key=lambda p: (not p.name.startswith("shapes"), p.name))
+    if kind == "grpo" and objective is not None:
+        paths = [p for p in paths if config_objective(p) == objective]
     return [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in paths]
 
 

@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 
 from . import charts, inspector
-from .jobs import CONFIG_DIR, JobError, JobManager, list_configs, resolve_config
+from .jobs import CONFIG_DIR, OBJECTIVES, JobError, JobManager, config_objective, list_configs, resolve_config
 from .live import MAX_PROMPT_CHARS
 from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
 
@@ -545,6 +545,8 @@ def _training_tab(studio: Studio) -> dict:
     with gr.Group(visible=False) as panel:
         with gr.Row():
             kind = gr.Radio(["grpo", "distill"], value="grpo", label="Trainer", elem_id="job-kind")
+            objective = gr.Radio([(label, name) for name, label in OBJECTIVES.items()], value="nft", label="Objective (GRPO)",
+                                 elem_id="job-objective")
             config = gr.Dropdown([], label="Config", elem_id="job-config")
         fields = gr.Dataframe(headers=["field", "value"], interactive=True, elem_id="job-fields",
                               label="Main fields (edit values; changed ones are passed as --set)")
@@ -556,7 +558,9 @@ def _training_tab(studio: Studio) -> dict:
             cancel = gr.Button("Cancel job", variant="stop", elem_id="job-cancel")
         job_status = gr.Textbox(label="Status and progress", interactive=False, elem_id="job-status")
         job_log = gr.Textbox(label="Log (tail)", interactive=False, lines=12, elem_id="job-log", autoscroll=True)
-        job_curve = gr.Plot(label="Reward curves")
+        with gr.Row():
+            job_eval = gr.Plot(label="Held-out accuracy", elem_id="job-eval")
+            job_curve = gr.Plot(label="Reward curves")
 
     def do_login(secret: str) -> dict:
         if studio.jobs is None:
@@ -565,17 +569,29 @@ def _training_tab(studio: Studio) -> dict:
             return {login_status: "Admin is disabled: start the studio with --admin-password (or QWENRL_ADMIN_PASSWORD)."}
         if not studio.auth.check_password(secret):
             return {admin: False, login_status: "Wrong password.", password: "", panel: gr.Group(visible=False)}
-        configs = list_configs("grpo", studio.jobs.config_dir)
+        every = list_configs("grpo", studio.jobs.config_dir)
+        first = config_objective(every[0]) if every else "nft"  # the objective of the first (default) config
         return {admin: True, password: "", login_status: "Logged in as admin.", panel: gr.Group(visible=True),
+                kind: "grpo", **configs_for("grpo", first)}
+
+    def configs_for(kind_value: str, objective_value: str) -> dict:
+        """The objective choice (GRPO only) and the config list and fields that go with it."""
+        grpo = kind_value == "grpo"
+        configs = list_configs(kind_value, studio.jobs.config_dir, objective_value if grpo else None)
+        return {objective: gr.Radio(value=objective_value, visible=grpo),
                 config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
                 fields: config_fields(configs[0] if configs else None, studio.jobs.config_dir)}
 
-    def kind_changed(is_admin: bool, kind_value: str) -> dict:
+    def kind_changed(is_admin: bool, kind_value: str, objective_value: str) -> dict:
         if not is_admin:
+            return unchanged([objective, config, fields])
+        return configs_for(kind_value, objective_value)
+
+    def objective_changed(is_admin: bool, kind_value: str, objective_value: str) -> dict:
+        if not is_admin or kind_value != "grpo":
             return unchanged([config, fields])
-        configs = list_configs(kind_value, studio.jobs.config_dir)
-        return {config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
-                fields: config_fields(configs[0] if configs else None, studio.jobs.config_dir)}
+        update = configs_for(kind_value, objective_value)
+        return {config: update[config], fields: update[fields]}
 
     def config_changed(is_admin: bool, config_value: str | None) -> dict:
         if not is_admin or studio.jobs is None:
@@ -586,7 +602,7 @@ def _training_tab(studio: Studio) -> dict:
         if not is_admin or studio.jobs is None:
             return {launch_msg: "Refused: only the admin can launch jobs."}
         if not config_value:
-            return {launch_msg: f"No {kind_value} config found under training/configs/."}
+            return {launch_msg: f"No {kind_value} config for this choice under training/configs/."}
         try:
             job_id = studio.jobs.submit(kind_value, config_value,
                                         changed_fields(config_value, table, studio.jobs.config_dir))
@@ -607,7 +623,9 @@ def _training_tab(studio: Studio) -> dict:
             total = p["total_steps"] or "?"
             out[job_status] = f"job {selected}: {p['status']} · step {step}/{total}"
             out[job_log] = studio.jobs.log_tail(selected, 40)
-            out[job_curve] = charts.metrics_figure(studio.jobs.metrics(selected))
+            rows = studio.jobs.metrics(selected)
+            out[job_eval] = charts.eval_figure(rows)
+            out[job_curve] = charts.metrics_figure(rows)
         return out
 
     def do_cancel(is_admin: bool, selected: Any) -> dict:
@@ -621,11 +639,13 @@ def _training_tab(studio: Studio) -> dict:
             return {launch_msg: f"Refused: {exc}"}
         return {launch_msg: f"Job {job['id']}: {job['status']} (cancel requested)", **refresh_jobs(True, selected)}
 
-    job_outputs = [jobs_table, job_pick, job_status, job_log, job_curve]
+    job_outputs = [jobs_table, job_pick, job_status, job_log, job_eval, job_curve]
     private = {"api_visibility": "private"}
-    login.click(do_login, [password], [admin, password, login_status, panel, config, fields], **private)
-    password.submit(do_login, [password], [admin, password, login_status, panel, config, fields], **private)
-    kind.change(kind_changed, [admin, kind], [config, fields], **private)
+    login_outputs = [admin, password, login_status, panel, kind, objective, config, fields]
+    login.click(do_login, [password], login_outputs, **private)
+    password.submit(do_login, [password], login_outputs, **private)
+    kind.change(kind_changed, [admin, kind, objective], [objective, config, fields], **private)
+    objective.change(objective_changed, [admin, kind, objective], [config, fields], **private)
     config.change(config_changed, [admin, config], [fields], **private)
     launch.click(do_launch, [admin, kind, config, fields], [launch_msg, *job_outputs], **private)
     cancel.click(do_cancel, [admin, job_pick], [launch_msg, *job_outputs], **private)

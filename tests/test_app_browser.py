@@ -39,6 +39,13 @@ def studio(tmp_path_factory, tiny_models):
         "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 0\neval_at_start: false\n"
         "train_batch_size: 4\nthreads: 1\n"
     )
+    (configs / "tiny_grpo_nft_t2i.yaml").write_text(  # listed first: the tab opens on the forward-process objective
+        f"model: {tiny_models / 'tiny-a'}\n"
+        "task: t2i\nreward: training/configs/rewards/shapes_t2i.yaml\nobjective: nft\nname: nft-t2i\n"
+        "num_prompts: 2\ngroup_size: 2\nrollout_batch_prompts: 2\nnum_steps: 4\nnum_inner_epochs: 1\n"
+        "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 1\neval_at_start: false\neval_limit: 2\neval_num_steps: 2\n"
+        "train_batch_size: 4\nthreads: 1\n"
+    )
     import shutil
 
     import torch
@@ -354,18 +361,29 @@ def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
     page.click("#admin-login")
     expect(page.locator("#admin-status textarea")).to_have_value("Logged in as admin.")
     expect(page.locator("#job-launch")).to_be_visible()
+    # the objective picks the configs: Flow-GRPO lists the Flow-GRPO one, the forward process its own
+    page.locator("#job-objective").get_by_text("Flow-GRPO").click()
+    expect(page.locator("#job-config input")).to_have_value(re.compile("tiny_grpo_t2i.yaml"))
     expect(page.locator("#job-fields")).to_contain_text("group_size")
+    expect(page.locator("#job-fields")).not_to_contain_text("objective")  # Flow-GRPO is the default objective
+    page.locator("#job-objective").get_by_text("Forward process (NFT)").click()
+    expect(page.locator("#job-config input")).to_have_value(re.compile("tiny_grpo_nft_t2i.yaml"))
+    expect(page.locator("#job-fields")).to_contain_text("nft-t2i")
+    expect(page.locator("#job-fields")).to_contain_text("num_inner_epochs")
+    shot(page, "training_objective")
     page.click("#job-launch")
     expect(page.locator("#job-launch-msg textarea")).to_have_value(re.compile(r"Queued job \d+"))
     expect(page.locator("#jobs-table")).to_contain_text("done", timeout=240_000)
     expect(page.locator("#job-log textarea")).to_have_value(re.compile(r"step 1/1"))
+    expect(page.locator("#job-eval")).to_contain_text("Held-out accuracy")  # the held-out curve, with its first point
+    expect(page.locator("#job-eval")).not_to_contain_text("no held-out evaluation yet")
     shot(page, "training_done")
 
     # the watcher registers the checkpoint and fills its gallery; it then meets the others
     page.get_by_role("tab", name="Arena").click()
     page.get_by_text("Models in the arena").click()
     models = page.locator("#models-table")
-    expect(models).to_contain_text("grpo-t2i@step1", timeout=120_000)
+    expect(models).to_contain_text("nft-t2i@step1", timeout=120_000)
     deadline = time.time() + 120
     while time.time() < deadline:
         health = httpx.get(f"{studio.url}/api/v1/health").json()
@@ -373,7 +391,7 @@ def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
             break
         time.sleep(1)
     assert health["models"]["t2i"] == len(before) + 1, health
-    expect(models).to_contain_text("tiny-a → grpo-t2i@step1")
+    expect(models).to_contain_text("tiny-a → nft-t2i@step1")
     shot(page, "arena_models_after_training")
     client = httpx.Client(base_url=studio.url)
     met = set()
@@ -381,6 +399,6 @@ def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
         b = client.get("/api/v1/battle", params={"task": "t2i"}).json()
         v = client.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "tie"}).json()
         met |= {v["model_a"], v["model_b"]}
-        if "grpo-t2i@step1" in met:
+        if "nft-t2i@step1" in met:
             break
-    assert "grpo-t2i@step1" in met
+    assert "nft-t2i@step1" in met

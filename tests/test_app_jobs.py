@@ -166,3 +166,24 @@ def test_requests_that_would_become_paths_or_flags_are_refused(setup, tmp_path):
     with pytest.raises(JobError):
         jobs.cancel("1; rm -rf /")
     assert store.list_jobs() == []
+
+
+def test_configs_are_listed_by_objective(tmp_path):
+    from app.jobs import config_objective, list_configs
+
+    (tmp_path / "a_grpo.yaml").write_text("objective: nft\nsteps: 1\n")
+    (tmp_path / "b_grpo.yaml").write_text("steps: 1\n")  # no objective: the trainer's default, Flow-GRPO
+    (tmp_path / "c_grpo.yaml").write_text("objective: [not, a, name]\n")
+    (tmp_path / "d_grpo.yaml").write_text(": not yaml : [\n")
+    (tmp_path / "shapes_grpo.yaml").write_text("objective: flow_grpo\n")
+    (tmp_path / "x_distill.yaml").write_text("steps: 1\n")
+    names = lambda paths: [Path(p).name for p in paths]  # noqa: E731
+    assert names(list_configs("grpo", tmp_path)) == ["shapes_grpo.yaml", "a_grpo.yaml", "b_grpo.yaml", "c_grpo.yaml", "d_grpo.yaml"]
+    assert names(list_configs("grpo", tmp_path, "nft")) == ["a_grpo.yaml"]
+    assert names(list_configs("grpo", tmp_path, "flow_grpo")) == ["shapes_grpo.yaml", "b_grpo.yaml", "c_grpo.yaml", "d_grpo.yaml"]
+    assert names(list_configs("distill", tmp_path, "nft")) == ["x_distill.yaml"]  # distillation has no objective
+    assert config_objective(tmp_path / "a_grpo.yaml") == "nft" and config_objective(tmp_path / "d_grpo.yaml") == "flow_grpo"
+    with pytest.raises(JobError, match="unknown objective 'ppo'"):
+        list_configs("grpo", tmp_path, "ppo")
+    repo = [Path(p).name for p in list_configs("grpo", objective="nft")]
+    assert "shapes_grpo_t2i.yaml" in repo and "sd35_medium_grpo_nft.yaml" in repo and "shapes_grpo_t2i_flow.yaml" not in repo
