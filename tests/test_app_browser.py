@@ -165,17 +165,23 @@ def test_vote_text_to_image_reveals_and_stores(page, studio):
     expect(page.locator("#t2i-reveal textarea")).to_have_value("")
 
 
-def test_battle_on_my_own_prompt(page, studio):
+def own_battle(page, task: str, text: str, refused_word: str | None = None) -> None:
+    """Submit the visitor's own prompt or instruction; with ``refused_word``, expect the refusal
+    that names it instead of a battle."""
     from playwright.sync_api import expect
 
+    page.locator(f"#{task}-own-prompt textarea").fill(text)
+    page.click(f"#{task}-own-go")
+    if refused_word:
+        expect(page.locator(f"#{task}-reveal textarea")).to_have_value(re.compile(f"not known: {refused_word}"), timeout=30_000)
+    else:
+        expect(page.locator(f"#{task}-prompt textarea")).to_have_value(text, timeout=60_000)
+
+
+def test_battle_on_my_own_prompt(page, studio):
     page.get_by_role("tab", name="Text to image").click()
-    own = page.locator("#t2i-own-prompt textarea")
-    own.fill("a purple elephant")
-    page.click("#t2i-own-go")
-    expect(page.locator("#t2i-reveal textarea")).to_have_value(re.compile("not known: elephant"), timeout=30_000)
-    own.fill("two red squares above a blue circle")
-    page.click("#t2i-own-go")
-    expect(page.locator("#t2i-prompt textarea")).to_have_value("two red squares above a blue circle", timeout=60_000)
+    own_battle(page, "t2i", "a purple elephant", refused_word="elephant")
+    own_battle(page, "t2i", "two red squares above a blue circle")
     model_a, model_b = vote(page, "t2i", 1)
     shot(page, "arena_t2i_own_prompt_revealed")
     votes = stored_votes(studio, "t2i")
@@ -196,13 +202,8 @@ def test_battle_on_my_own_instruction(page, studio):
 
     page.get_by_role("tab", name="Editing").click()
     expect(page.locator("#edit-source img")).to_be_visible(timeout=60_000)
-    own = page.locator("#edit-own-prompt textarea")
-    own.fill("make the circle sparkle")
-    page.click("#edit-own-go")
-    expect(page.locator("#edit-reveal textarea")).to_have_value(re.compile("not known: sparkle"), timeout=30_000)
-    own.fill("make the background blue")
-    page.click("#edit-own-go")
-    expect(page.locator("#edit-prompt textarea")).to_have_value("make the background blue", timeout=60_000)
+    own_battle(page, "edit", "make the circle sparkle", refused_word="sparkle")
+    own_battle(page, "edit", "make the background blue")
     expect(page.locator("#edit-source img")).to_be_visible()
     model_a, model_b = vote(page, "edit", 0)
     votes = stored_votes(studio, "edit")
@@ -219,9 +220,7 @@ def test_battle_on_my_own_instruction(page, studio):
     options.nth(2).click()
     source_id = re.search(r"\[(edit-test-\d+)\]", chosen).group(1)
     expect(page.locator("#edit-own-preview img")).to_be_visible()
-    own.fill("add a small red circle")
-    page.click("#edit-own-go")
-    expect(page.locator("#edit-prompt textarea")).to_have_value("add a small red circle", timeout=60_000)
+    own_battle(page, "edit", "add a small red circle")
     expect(page.locator("#edit-vote-0")).to_be_enabled()
     shot(page, "arena_edit_own_instruction")
     model_a, model_b = vote(page, "edit", 1)
