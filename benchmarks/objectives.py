@@ -24,6 +24,8 @@ import json
 import os
 from pathlib import Path
 
+from app.jobs import read_metrics
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "objectives.json"
 
@@ -34,10 +36,7 @@ def curve(run: Path, step_seconds: float | None = None) -> list[dict[str, float]
     if not path.is_file():
         raise SystemExit(f"{run}: no metrics.jsonl (not a run folder?)")
     elapsed, points = 0.0, []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in read_metrics(path):  # a stopped run's half-written last line is skipped
         elapsed += row.get("step_seconds") or 0.0
         if row.get("eval/accuracy") is None:
             continue

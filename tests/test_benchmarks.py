@@ -1,4 +1,5 @@
-"""The GPU benchmark script checks itself on the CPU (tiny dimensions), for both objectives."""
+"""The GPU benchmark script checks itself on the CPU (tiny dimensions), for both objectives; the
+objectives comparison reads run folders."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,3 +36,30 @@ def test_grpo_gpu_benchmark_refuses_to_run_without_a_gpu():
     proc = subprocess.run([sys.executable, "benchmarks/grpo_gpu.py", "--objective", "nft"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and "needs a CUDA GPU" in proc.stderr
+
+
+def test_objectives_reads_curves_of_stopped_runs_and_refuses_other_folders(tmp_path):
+    """benchmarks/objectives.py: minutes from the run's own step times (or a given s/step), a
+    half-written last line of a stopped run skipped, a folder without evaluations refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("objectives", REPO / "benchmarks" / "objectives.py")
+    objectives = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(objectives)
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 0, "eval/accuracy": 0.25, "eval/families/single": 1.0}, {"step": 1, "step_seconds": 30.0},
+            {"step": 2, "step_seconds": 90.0, "eval/accuracy": 0.5}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 3, "step_se')
+    points = objectives.curve(run)
+    assert [(p["step"], p["minutes"], p["accuracy"]) for p in points] == [(0, 0.0, 0.25), (2, 2.0, 0.5)]
+    assert points[0]["families"] == {"single": 1.0}
+    assert [p["minutes"] for p in objectives.curve(run, step_seconds=15.0)] == [0.0, 0.5]
+    with pytest.raises(SystemExit, match="no metrics.jsonl"):
+        objectives.curve(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text(json.dumps({"step": 1, "step_seconds": 3.0}) + "\n")
+    with pytest.raises(SystemExit, match="no held-out evaluation"):
+        objectives.curve(tmp_path / "empty")
+    with pytest.raises(SystemExit, match="LABEL=VALUE"):
+        objectives.main(["no-label-here"])
