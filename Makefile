@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/ratings.py
 	$(BIN)/python benchmarks/world_parse.py
 	$(BIN)/python benchmarks/rewards.py
+	$(BIN)/python benchmarks/judge.py
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/grpo.py
 	$(BIN)/python benchmarks/grpo_signal.py

@@ -5,6 +5,7 @@ Pure functions of tables; nothing here reads the store.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -108,3 +109,14 @@ def eval_figure(rows: list[dict[str, Any]], title: str = "Held-out accuracy (str
                                  line={"width": 4} if key in overall else {"dash": "dot"}))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="accuracy", yaxis_range=[0, 1], height=360)
     return fig
+
+
+def save_png(fig: go.Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (kaleido drives Chromium: ``BROWSER_PATH``, default /usr/bin/chromium)."""
+    import os
+
+    os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_image(str(path))
+    return path

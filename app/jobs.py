@@ -404,6 +404,17 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def labelled(items: list[str], what: str) -> dict[str, str]:
+    """``LABEL=VALUE`` command-line items as a dict; SystemExit naming the bad one."""
+    out = {}
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep or not label or not value:
+            raise SystemExit(f"{what} must look like LABEL=VALUE, got {item!r}")
+        out[label] = value
+    return out
+
+
 def read_metrics(path: str | Path, limit: int = 100_000) -> list[dict[str, Any]]:
     """Rows of a ``metrics.jsonl``; a half-written last line is skipped."""
     rows: list[dict[str, Any]] = []

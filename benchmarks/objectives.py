@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from app.jobs import read_metrics
+from app.charts import save_png
+from app.jobs import labelled, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "objectives.json"
@@ -70,17 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
-    def pairs(items: list[str], what: str) -> dict[str, str]:
-        out = {}
-        for item in items:
-            label, sep, value = item.partition("=")
-            if not sep or not label or not value:
-                raise SystemExit(f"{what} must look like LABEL=VALUE, got {item!r}")
-            out[label] = value
-        return out
-
-    runs = pairs(args.runs, "a run")
-    seconds = {k: float(v) for k, v in pairs(args.step_seconds, "--step-seconds").items()}
+    runs = labelled(args.runs, "a run")
+    seconds = {k: float(v) for k, v in labelled(args.step_seconds, "--step-seconds").items()}
     unknown = set(seconds) - set(runs)
     if unknown:
         raise SystemExit(f"--step-seconds names runs that were not given: {sorted(unknown)}")
@@ -93,10 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args.json.write_text(json.dumps({"title": args.title, "runs": runs, "step_seconds": seconds, "curves": curves}, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     if args.out:
-        os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        figure(curves, args.title).write_image(str(args.out))
-        print(f"wrote {args.out}")
+        print(f"wrote {save_png(figure(curves, args.title), args.out)}")
 
 
 if __name__ == "__main__":

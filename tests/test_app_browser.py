@@ -287,6 +287,58 @@ def test_inspector_opens_on_a_rationale(page, studio):
     shot(page, "inspector")
 
 
+def test_inspector_shows_the_learned_judge_beside_the_checker(page, studio):
+    """The gallery worker ran the committed learned judge on every image: the inspector shows its
+    chain of thought next to the checker's verdict, filters on their disagreement, and counts it.
+    Looked at for the tiny model with the most disagreements, once its gallery is judged."""
+    from playwright.sync_api import expect
+
+    from app.inspector import sample_detail, samples_table
+    from app.workspace import Workspace
+
+    deadline = time.time() + 240
+    while True:  # the worker judges a model's images once it has filled its gallery
+        ws = Workspace.open(studio.workspace, register_bundled=False)
+        try:
+            judged = {j["sample_id"] for j in ws.store.judgements(judge="shapes_t2i_vlm")}
+            mine = {m: [r["sample_id"] for r in samples_table(ws, "t2i", model=m, limit=10_000)] for m in ("tiny-a", "tiny-b", "tiny-c")}
+            disagree = {m: samples_table(ws, "t2i", model=m, verdict="judge and checker disagree", limit=10_000) for m in mine}
+            verdicts = [sample_detail(ws, r["sample_id"])["verdicts"] for rows in disagree.values() for r in rows]
+        finally:
+            ws.close()
+        if all(ids and set(ids) <= judged for ids in mine.values()):
+            break
+        assert time.time() < deadline, f"the learned judge had not judged the tiny models' t2i images after 4 minutes ({len(judged)} judged)"
+        time.sleep(3)
+    assert all(v["judge_pass"] != v["checker_pass"] for v in verdicts)
+    model = max(disagree, key=lambda m: len(disagree[m]))
+    page.get_by_role("tab", name="Reward inspector").click()
+    expect(page.locator("#ri-rationale textarea")).to_have_value(re.compile(r"^shapes_t2i = "), timeout=30_000)
+    page.locator("#ri-model input").click()
+    page.get_by_role("option", name=model, exact=True).click()
+    page.click("#ri-search")  # the model's lowest-scored sample: both panels filled
+    learned, checker = page.locator("#ri-learned textarea"), page.locator("#ri-checker textarea")
+    expect(learned).to_have_value(re.compile(r"Requirements: .*Score: \d+(\.\d+)?/10", re.S), timeout=30_000)
+    expect(checker).to_have_value(re.compile("Strict check"))
+    page.locator("#ri-verdict input").click()
+    page.get_by_role("option", name="judge and checker disagree").click()
+    page.click("#ri-search")
+    # the search shows 60 at most; each shown sample is one where the two panels part
+    expect(page.locator("#ri-gallery button:has(img)")).to_have_count(min(len(disagree[model]), 60), timeout=30_000)
+    if disagree[model]:  # the first shown sample (lowest score first): the judge's panel says the opposite of the checker's
+        ws = Workspace.open(studio.workspace, register_bundled=False)
+        try:
+            v = sample_detail(ws, disagree[model][0]["sample_id"])["verdicts"]
+        finally:
+            ws.close()
+        expect(learned).to_have_value(re.compile(r"Score: 10/10" if v["judge_pass"] else r"Score: \d(\.\d+)?/10"))
+        expect(checker).to_have_value(re.compile("The image fails" if v["judge_pass"] else "The image passes"))
+    page.click("#ri-stats")
+    expect(page.locator("#ri-checker-agreement")).to_contain_text("all models", timeout=30_000)
+    expect(page.locator("#ri-checker-agreement")).to_contain_text(model)
+    shot(page, "inspector_learned_judge")
+
+
 def test_a_fresh_workspace_opens_on_a_leaderboard_and_samples(fresh_page, fresh_studio):
     """A newcomer's first minute: nobody has voted, yet the leaderboard has rows (the bundled
     automatic votes, and it says so) and the inspector shows a sample and its rationale."""

@@ -63,3 +63,58 @@ def test_objectives_reads_curves_of_stopped_runs_and_refuses_other_folders(tmp_p
         objectives.curve(tmp_path / "empty")
     with pytest.raises(SystemExit, match="LABEL=VALUE"):
         objectives.main(["no-label-here"])
+
+
+def test_judge_rl_reads_held_out_and_training_pass_rates_of_both_arms(tmp_path):
+    """benchmarks/judge_rl.py: the judge's held-out pass rate from the trained reward or from the
+    monitor, training batches averaged in windows, runs without a judge verdict refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("judge_rl", REPO / "benchmarks" / "judge_rl.py")
+    judge_rl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(judge_rl)
+    learned, checker = tmp_path / "learned", tmp_path / "checker"
+    for run in (learned, checker):
+        run.mkdir()
+    (learned / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"step": 0, "eval/accuracy": 0.3, "eval/rewards/judge/mean": 0.4},
+        {"step": 1, "rewards/judge/mean": 0.5, "rewards/strict/mean": 0.25},
+        {"step": 2, "rewards/judge/mean": 0.7, "rewards/strict/mean": 0.35, "eval/accuracy": 0.32, "eval/rewards/judge/mean": 0.6},
+        {"step": 3, "rewards/judge/mean": 0.9, "rewards/strict/mean": 0.4},
+    ]))
+    (checker / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/accuracy": 0.3, "eval/monitor/rewards/judge/mean": 0.4}) + "\n")
+    got = judge_rl.read_run(learned, window=2)
+    assert got["held_out"] == [{"step": 0, "checker": 0.3, "judge": 0.4}, {"step": 2, "checker": 0.32, "judge": 0.6}]
+    assert got["training_batches"] == [{"steps": [1, 2], "judge": pytest.approx(0.6), "checker": pytest.approx(0.3)},
+                                       {"steps": [3, 3], "judge": 0.9, "checker": 0.4}]
+    assert judge_rl.read_run(checker, window=5) == {"held_out": [{"step": 0, "checker": 0.3, "judge": 0.4}], "training_batches": []}
+    (checker / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/accuracy": 0.3}) + "\n")
+    with pytest.raises(SystemExit, match="no judge verdict held out"):
+        judge_rl.read_run(checker, window=5)
+    out = tmp_path / "judge_rl.json"
+    judge_rl.main([f"learned={learned}", "--window", "2", "--json", str(out)])
+    assert json.loads(out.read_text())["curves"]["learned"] == json.loads(json.dumps(got))
+    with pytest.raises(SystemExit, match="LABEL=VALUE"):
+        judge_rl.main(["no-label-here"])
+    with pytest.raises(SystemExit, match="give LABEL=RUN folders"):
+        judge_rl.main([])
+    with pytest.raises(SystemExit, match="needs --grid"):
+        judge_rl.main(["--fooled", "data/models/shapes-base"])
+
+
+def test_judge_rl_fooled_grid_holds_what_the_judge_passes_and_the_checker_fails(tmp_path):
+    import importlib.util
+
+    from qwenrl.world.prompt_sets import load_prompt_set
+
+    spec = importlib.util.spec_from_file_location("judge_rl", REPO / "benchmarks" / "judge_rl.py")
+    judge_rl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(judge_rl)
+    got = judge_rl.fooled(REPO / "data" / "models" / "shapes-base", tmp_path / "fooled.png", limit=24, count=4)
+    assert got["n"] == 24 and 0 <= got["fooled"] <= min(got["judge_passes"], 24 - got["checker_passes"])
+    assert sum(got["fooled_by_family"].values()) == got["fooled"] and len(got["shown"]) == min(4, got["fooled"])
+    texts = {it.text for it in load_prompt_set("t2i", "test", limit=24)}
+    for shown in got["shown"]:
+        assert shown["prompt"] in texts and "passes (pass at 10/10)" in shown["rationale"]
+    assert (tmp_path / "fooled.png").is_file() == bool(got["fooled"])
+    assert json.loads((tmp_path / "fooled.json").read_text())["fooled"] == got["fooled"]

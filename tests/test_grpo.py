@@ -240,6 +240,28 @@ def test_evaluation_writes_grids_rationales_and_eval_metrics(world, tmp_path):
     assert (run / "samples" / "step-000001.png").exists()
 
 
+def test_monitor_reward_is_judged_on_held_out_samples_and_never_trained_on(world, tmp_path):
+    """A second reward watched at evaluation: logged under eval/monitor/, its score and rationale
+    beside the trained reward's in the records; the update sees only the trained reward."""
+    monitor = {"name": "watch", "task": "t2i", "components": {"strict": {"judge": "shapes_oracle", "weight": 1.0}}}
+    (tmp_path / "watch.yaml").write_text(yaml.safe_dump(monitor))
+    kw = dict(steps=1, eval_every=1, eval_limit=4, eval_num_steps=2, eval_grid_size=4)
+    watched = train(small(world, monitor_reward=str(tmp_path / "watch.yaml"), **kw), tmp_path / "watched")
+    plain = train(small(world, **kw), tmp_path / "plain")
+    rows = [json.loads(line) for line in (tmp_path / "watched" / "metrics.jsonl").read_text().splitlines()]
+    for row in (rows[0], rows[1]):
+        # the monitor's only part is the strict checker: its mean is the held-out accuracy
+        assert row["eval/monitor/reward/mean"] == pytest.approx(row["eval/accuracy"])
+        assert row["eval/monitor/rewards/strict/mean"] == pytest.approx(row["eval/accuracy"])
+    assert rows[1]["reward/mean"] is not None and not any("monitor" in k for k in rows[1] if not k.startswith("eval/"))
+    records = json.loads((tmp_path / "watched" / "samples" / "step-000001.json").read_text())
+    assert all(r["monitor_reward"] == float(r["passed"]) and r["monitor_rationale"] for r in records)
+    # watching changes nothing that is trained
+    a = load_file(Path(watched["checkpoint"]) / "transformer.safetensors")
+    b = load_file(Path(plain["checkpoint"]) / "transformer.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_continues_exactly(world, tmp_path):
     cfg4 = small(world, steps=4, state_every=2, cfg_mode="hybrid", guidance_scale=2.0, hybrid_guided_fraction=0.5, ema_decay=0.5)
     train(cfg4, tmp_path / "straight")
@@ -314,6 +336,8 @@ def test_one_lora_step_on_a_tiny_diffusers_pipeline(world, tmp_path, family):
         ({"model": "data/models/no-such-model"}, "model 'data/models/no-such-model' not found"),
         ({"task": "video"}, "unknown task 'video'"),
         ({"task": "edit"}, "is for task 't2i' but task is 'edit'"),
+        ({"monitor_reward": "training/configs/rewards/shapes_edit.yaml"}, "monitor_reward .* is for task 'edit' but task is 't2i'"),
+        ({"monitor_reward": "nope/watch.yaml"}, "reward config 'nope/watch.yaml' not found"),
         ({"lr": -1e-4}, "learning rate must be >= 0"),
         ({"cfg_mode": "guided"}, "needs guidance_scale > 1"),
         ({"cfg_mode": "sometimes"}, "cfg_mode must be one of"),

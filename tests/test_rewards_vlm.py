@@ -300,6 +300,20 @@ def test_served_transient_failures_are_not_cached_but_answers_are():
         assert len(server.requests) == n  # answered from the cache
 
 
+@pytest.mark.parametrize("answer, pass_at, expected", [("Score: 10/10", 10, 1.0), ("Score: 9/10", 10, 0.0), ("Score: 7/10", 7, 1.0), ("Score: 6.5/10", 7, 0.0)])
+def test_pass_at_turns_the_score_into_pass_or_fail(answer, pass_at, expected):
+    with FakeChatServer(answer=f"(1) met (2) met.\n{answer}") as server:
+        [j] = served(server, pass_at=pass_at)([t2i_sample()])
+        [plain] = served(server)([t2i_sample()])
+    assert j.score == expected and j.parts["score"] == plain.score  # the answer's own score kept as a part
+    assert ("passes" if expected else "fails") + f" (pass at {pass_at:g}/10)" in j.rationale and answer in j.rationale
+
+
+def test_pass_at_out_of_range_is_refused():
+    with pytest.raises(RewardConfigError, match="pass_at is 11"):
+        VLMServedJudge(config={"base_url": "http://127.0.0.1:9/v1", "model": "m", "pass_at": 11})
+
+
 def test_served_unparseable_answer_counts_as_unparsed():
     with FakeChatServer(answer="It looks fine to me.") as server:
         judge = served(server, mode="pointwise")

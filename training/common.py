@@ -664,10 +664,12 @@ def shard(n: int, num_processes: int, index: int, what: str) -> tuple[int, int]:
 
 
 def evaluate_policy(policy: Policy, task: str, reward: Any, *, limit: int, num_steps: int | None, guidance_scale: float | None,
-                    seed: int, split: str = "test") -> tuple[dict[str, float], np.ndarray, list[dict[str, Any]]]:
+                    seed: int, split: str = "test", monitor: Any = None) -> tuple[dict[str, float], np.ndarray, list[dict[str, Any]]]:
     """Held-out metrics for one task: strict checker accuracy (Shapes world, via
     ``qwenrl.evaluation``) and the composite reward with each component, on an evenly spaced
-    subset of ``limit`` prompts of ``split`` (every family represented). Returns (metrics, images, records with rationales)."""
+    subset of ``limit`` prompts of ``split`` (every family represented); with ``monitor`` (a
+    second reward), its mean and components too, under ``monitor/``, and its score and
+    rationale in the records. Returns (metrics, images, records with rationales)."""
     from qwenrl.evaluation import evaluate, generate_for, policy_sampling_defaults
     from qwenrl.models.shapes import ShapesPolicy
     from qwenrl.rewards import Sample, reward_stats
@@ -693,6 +695,13 @@ def evaluate_policy(policy: Policy, task: str, reward: Any, *, limit: int, num_s
         {"text": it.text, "family": it.family, "passed": ok, "reward": j.score, "rationale": j.rationale}
         for it, ok, j in zip(items, passed, judgements)
     ]
+    if monitor is not None:
+        watched = monitor([Sample.from_spec(img, it) for img, it in zip(images, items)])
+        mstats = reward_stats(watched)
+        metrics["monitor/reward/mean"] = mstats.pop("rewards/total/mean")
+        metrics.update({f"monitor/{k}": v for k, v in mstats.items() if k != "rewards/total/frac_none"})
+        for rec, j in zip(records, watched):
+            rec.update(monitor_reward=j.score, monitor_rationale=j.rationale)
     return metrics, images, records
 
 

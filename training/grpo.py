@@ -114,6 +114,8 @@ class GRPOConfig(ModelSettings, RunSettings):
     """``t2i`` (text-to-image prompts) or ``edit`` (edit instructions on rendered sources)."""
     reward: str = "training/configs/rewards/shapes_t2i.yaml"
     """Composite reward YAML (see docs/rewards.md); its ``task`` must match ``task``."""
+    monitor_reward: str | None = None
+    """A second reward YAML judged on the held-out samples at each evaluation and never trained on, logged as ``eval/monitor/…``: the learned judge while training against the checker, or the reverse, to see one reward being gamed through the other."""
     name: str | None = None
     """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``grpo-{task}``."""
     objective: str = "flow_grpo"
@@ -220,6 +222,8 @@ class GRPOConfig(ModelSettings, RunSettings):
         rtask = reward_task(self.reward)
         if rtask != self.task:
             raise ConfigError(f"reward config {self.reward} is for task {rtask!r} but task is {self.task!r}; use a {self.task} reward YAML")
+        if self.monitor_reward is not None and (mtask := reward_task(self.monitor_reward)) != self.task:
+            raise ConfigError(f"monitor_reward {self.monitor_reward} is for task {mtask!r} but task is {self.task!r}; use a {self.task} reward YAML")
         check_family_weights(self.task, self.family_weights)
         if self.group_size < 2:
             raise ConfigError(f"group_size is {self.group_size}: GRPO compares samples of one prompt, so use at least 2 (8 is typical)")
@@ -633,6 +637,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         teachers = {t: load_model(p, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device).requires_grad_(False)
                     for t, p in cfg.distill_teachers.items()}
     reward = load_reward(resolve_path(cfg.reward))
+    monitor = load_reward(resolve_path(cfg.monitor_reward)) if cfg.monitor_reward else None
     model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "grpo", old=old)
     checkpoint_name = cfg.name or f"grpo-{cfg.task}"
     eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
@@ -642,7 +647,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         with maybe_ema(ema):
             metrics, images, records = evaluate_policy(
                 policy, cfg.task, reward, limit=cfg.eval_limit, num_steps=cfg.eval_num_steps,
-                guidance_scale=cfg.eval_guidance_scale, seed=eval_seed,
+                guidance_scale=cfg.eval_guidance_scale, seed=eval_seed, monitor=monitor,
             )
         save_samples(run.samples, f"step-{step:06d}", images, records, cfg.eval_grid_size)
         return {f"eval/{k}": v for k, v in metrics.items()}

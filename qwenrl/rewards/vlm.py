@@ -139,9 +139,14 @@ class _VLMJudge(Judge):
         rubric_dir: str | None = None
         mode: str = "cot"
         image_size: int | None = None
+        #: pass/fail judging: 1 when the answer's score (0–10) is at least this, else 0; the
+        #: answer's own score stays in the rationale and in the part ``score`` (null: the score itself)
+        pass_at: float | None = None
 
     def __init__(self, name: str | None = None, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)
+        if self.options.pass_at is not None and not 0 < self.options.pass_at <= 10:
+            raise RewardConfigError(f"judge {self.name!r}: pass_at is {self.options.pass_at}; use a score in (0, 10] (10: only a perfect answer passes) or null")
         self.rubric = load_rubric(self.options.rubric, self.options.rubric_dir, self.options.mode)
         self.metrics = {"requests": 0, "scored": 0, "unparsed": 0, "failed": 0, "retries": 0}
         self._metrics_lock = threading.Lock()
@@ -163,8 +168,12 @@ class _VLMJudge(Judge):
             self.count("unparsed")
             return Judgement(None, f"{self.name}: no score ({why}). Raw answer:\n{answer}", {}, self.name)
         self.count("scored")
-        rationale = f"{self.name} ({self.options.mode}, rubric {self.rubric.path.stem}): {score * 10:g}/10.\n{answer.strip()}"
-        return Judgement(score, rationale, {}, self.name)
+        head = f"{self.name} ({self.options.mode}, rubric {self.rubric.path.stem}): {score * 10:g}/10"
+        if self.options.pass_at is None:
+            return Judgement(score, f"{head}.\n{answer.strip()}", {}, self.name)
+        passed = score * 10 >= self.options.pass_at - 1e-9
+        verdict = f"{'passes' if passed else 'fails'} (pass at {self.options.pass_at:g}/10)"
+        return Judgement(float(passed), f"{head}, {verdict}.\n{answer.strip()}", {"score": score}, self.name)
 
 
 # ---------------------------------------------------------------------------------------

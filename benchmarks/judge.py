@@ -1,0 +1,231 @@
+"""The learned Shapes judge (data/models/shapes-judge) against the exact checker, on held-out samples.
+
+For each bundled model and task, one image per prompt of the test split (250 prompts, seeds
+``seed + i``, the model's own sampling settings: what ``qwenrl bench`` scores), judged by the
+learned judge through ``vlm_local`` exactly as the reward YAMLs configure it
+(``training/configs/rewards/shapes_{task}_vlm.yaml``). Measured per task:
+
+* pass/fail agreement with the strict checker (the judge passes a sample when it answers
+  10/10), with the confusion counts, per model and per family — target ≥ 95%;
+* answers that parse (one final ``Score: x/10``) — target ≥ 99%;
+* Spearman correlation of the judge's score with the soft score it was trained to follow
+  (alignment for text to image; the mean of instruction and identity for editing);
+* calibration: per judge score, how many samples, their mean soft score and checker pass rate,
+  and the mean absolute gap between the judge's score and the one it was trained to give;
+* faithfulness: the share of answers whose Requirements are the checker's (copied from the
+  prompt or instruction), whose "Seen:" facts match the parser (same background, same objects
+  by size, colour and shape), whose verdicts match the checker's requirement by requirement,
+  and whose score follows their own verdicts; and the agreement where the Seen line is right
+  and where it is wrong (reading the image, or reasoning from what was read);
+* speed: samples per second of the judge alone, batches of 64, on the threads given — target
+  ≥ 50 for text to image on 2 cores.
+
+It also checks that no test prompt is among the judge's training texts, and keeps a few
+disagreements of each kind with both rationales. Writes benchmarks/results/judge.json.
+
+    python benchmarks/judge.py [--judge data/models/shapes-judge] [--threads 2] [--limit 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "judge.json"
+MODELS = ["shapes-base", "shapes-grpo-t2i", "shapes-grpo-edit", "shapes-distilled"]
+TARGETS = {"agreement": 0.95, "parsed": 0.99, "t2i_samples_per_s": 50.0, "size_mb": 30.0, "train_minutes": 60.0}
+
+
+def sample_models(task: str, models: list[str], limit: int | None, seed: int) -> tuple[list, list[str], np.ndarray]:
+    """(items, model name per sample, images) for every model on the task's test split."""
+    from qwenrl.evaluation import generate_for, policy_sampling_defaults
+    from qwenrl.models import load_policy
+    from qwenrl.world.prompt_sets import load_prompt_set
+
+    items = load_prompt_set(task, "test", limit=limit)
+    all_items, names, images = [], [], []
+    for name in models:
+        policy = load_policy(ROOT / "data" / "models" / name).eval()
+        d = policy_sampling_defaults(policy)
+        images.append(generate_for(policy, items, seeds=[seed + i for i in range(len(items))], num_steps=d["num_steps"],
+                                   guidance_scale=d["guidance_scale"], batch_size=64, progress=True, desc=f"{name} {task}"))
+        all_items += items
+        names += [name] * len(items)
+    return all_items, names, np.concatenate(images)
+
+
+def judge_component(task: str, judge_path: Path):
+    """The learned judge as the task's reward YAML configures it, pointed at ``judge_path``."""
+    import yaml
+
+    from qwenrl.rewards.base import build_judge
+
+    cfg_path = ROOT / "training" / "configs" / "rewards" / f"shapes_{task}_vlm.yaml"
+    options = dict(yaml.safe_load(cfg_path.read_text())["components"]["judge"]["config"])
+    options["model_path"] = str(judge_path)
+    options["rubric_dir"] = str(judge_path / "rubrics")
+    return build_judge("vlm_local", name="judge", config=options)
+
+
+def mean_or_none(values: list[Any]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def spearman(a: list[float], b: list[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> dict[str, Any]:
+    from qwenrl.rewards import Sample
+    from qwenrl.rewards.shapes_cot import read_answer, seen_agrees, target_for
+    from qwenrl.world.parse import parse
+
+    judge = judge_component(task, judge_path)
+    samples = [Sample.from_spec(img, it) for img, it in zip(images, items)]
+    judge.generate(samples[:8])  # load and warm up outside the timing
+    answers: list[str] = []
+    t0 = time.perf_counter()
+    for start in range(0, len(samples), judge.options.batch_size):
+        answers += judge.generate(samples[start:start + judge.options.batch_size])
+    seconds = time.perf_counter() - t0
+
+    rows = []
+    for s, it, name, answer in zip(samples, items, names, answers):
+        t = target_for(s)
+        r = read_answer(answer)
+        rows.append({
+            "model": name, "family": it.family, "prompt": it.text, "checker_pass": t.passed, "soft": t.soft,
+            "target_score": t.score10, "target": t.text, "answer": answer, "score": r.score, "judge_pass": r.passes,
+            "seen_ok": seen_agrees(r, parse(s.image)), "verdicts_ok": r.verdicts == list(t.verdicts),
+            "requirements_ok": r.requirements == read_answer(t.text).requirements,
+            "consistent": r.consistent,
+        })
+    n = len(rows)
+    scored = [r for r in rows if r["score"] is not None]
+    agree = [r["judge_pass"] == r["checker_pass"] for r in rows]  # an unparsed answer is a disagreement
+
+    def agreement_by(key: str) -> dict[str, float]:
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for r, a in zip(rows, agree):
+            groups[r[key]].append(a)
+        return {k: float(np.mean(v)) for k, v in sorted(groups.items())}
+
+    calibration = []
+    for s10 in range(11):
+        group = [r for r in scored if round(r["score"] * 10) == s10]
+        if group:
+            calibration.append({"judge_score": s10, "n": len(group), "mean_soft": float(np.mean([r["soft"] for r in group])),
+                                "checker_pass_rate": float(np.mean([r["checker_pass"] for r in group])),
+                                "mean_target_score": float(np.mean([r["target_score"] for r in group]))})
+    examples: dict[str, list[dict[str, Any]]] = {"judge passes, checker fails": [], "judge fails, checker passes": []}
+    for r in rows:
+        kind = ("judge passes, checker fails" if r["judge_pass"] and not r["checker_pass"]
+                else "judge fails, checker passes" if r["checker_pass"] and r["judge_pass"] is False else None)
+        if kind and len(examples[kind]) < 3:
+            examples[kind].append({k: r[k] for k in ("model", "family", "prompt", "answer", "target")})
+    return {
+        "n": n,
+        "checker_pass_rate": float(np.mean([r["checker_pass"] for r in rows])),
+        "judge_pass_rate": float(np.mean([bool(r["judge_pass"]) for r in rows])),
+        "agreement": float(np.mean(agree)),
+        "confusion": {
+            "both_pass": sum(bool(r["judge_pass"]) and r["checker_pass"] for r in rows),
+            "both_fail": sum(r["judge_pass"] is False and not r["checker_pass"] for r in rows),
+            "judge_passes_checker_fails": sum(bool(r["judge_pass"]) and not r["checker_pass"] for r in rows),
+            "judge_fails_checker_passes": sum(r["judge_pass"] is False and r["checker_pass"] for r in rows),
+            "unparsed": n - len(scored),
+        },
+        "parsed": len(scored) / n,
+        "spearman_vs_soft": spearman([r["score"] for r in scored], [r["soft"] for r in scored]),
+        "score_exact": float(np.mean([round(r["score"] * 10) == r["target_score"] for r in scored])) if scored else None,
+        "score_mae_tenths": float(np.mean([abs(r["score"] * 10 - r["target_score"]) for r in scored])) if scored else None,
+        "requirements_match_checker": float(np.mean([r["requirements_ok"] for r in rows])),
+        "seen_matches_parser": float(np.mean([r["seen_ok"] for r in rows])),
+        # where the errors come from: reading the image (Seen) or reasoning from what it read
+        "agreement_when_seen_right": mean_or_none([a for r, a in zip(rows, agree) if r["seen_ok"]]),
+        "agreement_when_seen_wrong": mean_or_none([a for r, a in zip(rows, agree) if not r["seen_ok"]]),
+        "verdicts_match_checker": float(np.mean([r["verdicts_ok"] for r in rows])),
+        "score_follows_verdicts": float(np.mean([bool(r["consistent"]) for r in rows])),
+        "answer_exact": float(np.mean([r["answer"].strip() == r["target"] for r in rows])),
+        "agreement_by_model": agreement_by("model"),
+        "agreement_by_family": agreement_by("family"),
+        "calibration": calibration,
+        "samples_per_s": n / seconds,
+        "mean_answer_chars": float(np.mean([len(r["answer"]) for r in rows])),
+        "disagreements": examples,
+        "judge_metrics": dict(judge.metrics),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--judge", default=str(ROOT / "data" / "models" / "shapes-judge"), help="the judge's model folder")
+    ap.add_argument("--models", nargs="*", default=MODELS, help="bundled image models to sample")
+    ap.add_argument("--limit", type=int, default=None, help="test prompts per task (default all 250)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sample")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--out", default=str(RESULTS), help="where to write the JSON")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    judge_path = Path(args.judge)
+    manifest = json.loads((judge_path / "manifest.json").read_text())
+    trained_on = json.loads((judge_path / "training_texts.json").read_text())
+    result: dict[str, Any] = {
+        "judge": str(judge_path.relative_to(ROOT) if judge_path.is_relative_to(ROOT) else judge_path),
+        "parameters": manifest.get("parameters"),
+        "size_mb": sum(f.stat().st_size for f in judge_path.rglob("*") if f.is_file()) / 1e6,
+        "train_minutes": manifest.get("train_minutes"),
+        "step": manifest.get("step"),
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_before": os.getloadavg(),
+        "targets": TARGETS,
+        "tasks": {},
+    }
+    from qwenrl.world.prompt_sets import load_prompt_set
+
+    for task in ("t2i", "edit"):
+        test_texts = {it.text for it in load_prompt_set(task, "test")}
+        leaked = sorted(test_texts & set(trained_on.get(task, [])))
+        items, names, images = sample_models(task, args.models, args.limit, args.seed)
+        out = measure(task, items, names, images, judge_path)
+        out["test_prompts_in_training_data"] = len(leaked)
+        result["tasks"][task] = out
+        print(f"{task}: agreement {out['agreement']:.1%} (checker passes {out['checker_pass_rate']:.1%}, judge "
+              f"{out['judge_pass_rate']:.1%}), parsed {out['parsed']:.1%}, Spearman {out['spearman_vs_soft']}, "
+              f"requirements {out['requirements_match_checker']:.1%}, seen facts {out['seen_matches_parser']:.1%} (agreement {out['agreement_when_seen_right']} when right, "
+              f"{out['agreement_when_seen_wrong']} when wrong), verdicts {out['verdicts_match_checker']:.1%}, "
+              f"{out['samples_per_s']:.1f} samples/s, confusion {out['confusion']}, test prompts in training data {len(leaked)}")
+    result["load_after"] = os.getloadavg()
+    result["meets"] = {
+        "t2i_agreement": result["tasks"]["t2i"]["agreement"] >= TARGETS["agreement"],
+        "edit_agreement": result["tasks"]["edit"]["agreement"] >= TARGETS["agreement"],
+        "parsed": min(t["parsed"] for t in result["tasks"].values()) >= TARGETS["parsed"],
+        "t2i_samples_per_s": result["tasks"]["t2i"]["samples_per_s"] >= TARGETS["t2i_samples_per_s"],
+        "size_mb": result["size_mb"] <= TARGETS["size_mb"],
+        "train_minutes": (result["train_minutes"] or float("inf")) <= TARGETS["train_minutes"],
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["meets"]), f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
