@@ -687,7 +687,8 @@ def evaluate_policy(policy: Policy, task: str, reward: Any, *, limit: int, num_s
         images = generate_for(policy, items, seeds=[seed + i for i in range(len(items))], num_steps=num_steps or d["num_steps"],
                               guidance_scale=d["guidance_scale"] if guidance_scale is None else guidance_scale)
         passed = [None] * len(items)
-    judgements = reward([Sample.from_spec(img, it) for img, it in zip(images, items)])
+    samples = [Sample.from_spec(img, it) for img, it in zip(images, items)]
+    judgements = reward(samples)
     stats = reward_stats(judgements)
     metrics["reward/mean"] = stats.pop("rewards/total/mean")
     metrics.update({k: v for k, v in stats.items() if k != "rewards/total/frac_none"})
@@ -696,7 +697,7 @@ def evaluate_policy(policy: Policy, task: str, reward: Any, *, limit: int, num_s
         for it, ok, j in zip(items, passed, judgements)
     ]
     if monitor is not None:
-        watched = monitor([Sample.from_spec(img, it) for img, it in zip(images, items)])
+        watched = monitor(samples)
         mstats = reward_stats(watched)
         metrics["monitor/reward/mean"] = mstats.pop("rewards/total/mean")
         metrics.update({f"monitor/{k}": v for k, v in mstats.items() if k != "rewards/total/frac_none"})

@@ -637,7 +637,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         teachers = {t: load_model(p, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device).requires_grad_(False)
                     for t, p in cfg.distill_teachers.items()}
     reward = load_reward(resolve_path(cfg.reward))
-    monitor = load_reward(resolve_path(cfg.monitor_reward)) if cfg.monitor_reward else None
+    monitor = load_reward(resolve_path(cfg.monitor_reward)) if cfg.monitor_reward and is_main else None  # only the main process evaluates
     model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "grpo", old=old)
     checkpoint_name = cfg.name or f"grpo-{cfg.task}"
     eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
