@@ -415,6 +415,15 @@ def labelled(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def run_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The metric rows of a run folder (``read_metrics`` of its ``metrics.jsonl``); SystemExit
+    when it has none, for the command-line scripts that read finished runs."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{run}: no metrics.jsonl (not a run folder?)")
+    return read_metrics(path)
+
+
 def read_metrics(path: str | Path, limit: int = 100_000) -> list[dict[str, Any]]:
     """Rows of a ``metrics.jsonl``; a half-written last line is skipped."""
     rows: list[dict[str, Any]] = []

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from app.charts import save_png
-from app.jobs import labelled, read_metrics
+from app.jobs import labelled, run_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "judge_rl.json"
@@ -46,11 +46,8 @@ def first(row: dict[str, Any], *keys: str) -> float | None:
 
 def read_run(run: Path, window: int) -> dict[str, Any]:
     """Held-out points and windowed training-batch pass rates of one run folder."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{run}: no metrics.jsonl (not a run folder?)")
     held_out, batches = [], []
-    for row in read_metrics(path):
+    for row in run_metrics(run):
         judge = first(row, "eval/rewards/judge/mean", "eval/monitor/rewards/judge/mean")
         if row.get("eval/accuracy") is not None:
             if judge is None:

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from app.charts import save_png
-from app.jobs import labelled, read_metrics
+from app.jobs import labelled, run_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "objectives.json"
@@ -32,11 +32,8 @@ RESULTS = REPO / "benchmarks" / "results" / "objectives.json"
 
 def curve(run: Path, step_seconds: float | None = None) -> list[dict[str, float]]:
     """(step, minutes, accuracy, per-family) at each evaluation of a run folder."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{run}: no metrics.jsonl (not a run folder?)")
     elapsed, points = 0.0, []
-    for row in read_metrics(path):  # a stopped run's half-written last line is skipped
+    for row in run_metrics(run):  # a stopped run's half-written last line is skipped
         elapsed += row.get("step_seconds") or 0.0
         if row.get("eval/accuracy") is None:
             continue
