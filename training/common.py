@@ -244,6 +244,10 @@ def check_shared_fields(cfg: Any) -> None:
         raise ConfigError("warmup_steps and weight_decay must be >= 0; adam_eps and max_grad_norm > 0")
     if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
         raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr_schedule {cfg.lr_schedule!r}; use one of {LR_SCHEDULES}")
+    if not 0.0 <= cfg.lr_min_ratio <= 1.0:
+        raise ConfigError(f"lr_min_ratio is {cfg.lr_min_ratio}; it is a share of lr in [0, 1] (0.1 is typical)")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
     if cfg.trainable not in ("full", "lora"):
@@ -404,6 +408,9 @@ def export_checkpoint(policy: Policy, path: Path, ema: EMA | None, **manifest: A
     ``ShapesPolicy.save`` merges LoRA into the weights in place, which would end training;
     a LoRA Shapes policy is therefore saved from a copy.
     """
+    from qwenrl.evaluation import policy_sampling_defaults
+
+    manifest.setdefault("sampling", policy_sampling_defaults(policy))  # how the model is meant to be sampled, said once more
     with maybe_ema(ema):
         target = copy.deepcopy(policy) if lora_enabled(policy) and hasattr(policy, "merge_lora") else policy
         return target.save(path, **manifest)
@@ -583,13 +590,33 @@ def start_optimizer(cfg: Any, run: "RunFolder", policy: Policy, params: list[nn.
     return model, optimizer, ema, start
 
 
+def eta(elapsed: float, done: int, left: int) -> str:
+    """``eta 4m05s``: the time ``left`` more steps take at the pace of the ``done`` steps so far."""
+    if done <= 0 or left <= 0:
+        return "eta 0s" if left <= 0 else "eta –"
+    secs = int(round(elapsed / done * left))
+    return f"eta {secs // 3600}h{secs % 3600 // 60:02d}m" if secs >= 3600 else f"eta {secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"eta {secs}s"
+
+
 def log(trainer: str, msg: str) -> None:
     print(f"[{trainer} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def lr_at(step: int, lr: float, warmup_steps: int) -> float:
-    """Linear warm-up to ``lr``, then constant (RL fine-tuning runs are short)."""
-    return lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int = 0, schedule: str = "constant", min_ratio: float = 0.1) -> float:
+    """The learning rate of step ``step`` (0-based): a linear warm-up to ``lr`` over
+    ``warmup_steps``, then constant, or (``cosine``) a half cosine from ``lr`` down to
+    ``lr · min_ratio`` at the last of ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps + 1:
+        return lr
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; use one of {LR_SCHEDULES}")
+    t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps - 1))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def seed_from(*values: int) -> int:
@@ -606,15 +633,17 @@ def draw_items(task: str, n: int, seed: int, step: int, stream: int = 0, family_
     same global batch, and a resumed run draws what the uninterrupted run would have.
 
     Families are drawn uniformly, or in proportion to ``family_weights`` (family → weight;
-    families left out get weight 0), e.g. to spend rollouts where the base still fails."""
-    from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split
+    families left out get weight 0), e.g. to spend rollouts where the base still fails. The
+    family is drawn here, not left to the grammar: the grammar redraws the family whenever a
+    scene does not fit, so its own mix under-draws the edits that often do not fit (``move`` came
+    out at about 5% of edits instead of 14%)."""
+    from qwenrl.world.grammar import EDIT_FAMILIES, T2I_FAMILIES, sample_edit, sample_t2i_prompt_in_split
 
     rng = np.random.default_rng([seed, step, stream, TASKS.index(task)])
-    families: list[str | None] = [None] * n
-    if family_weights:
-        names = sorted(family_weights)
-        p = np.array([family_weights[f] for f in names], dtype=np.float64)
-        families = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
+    weights = family_weights or dict.fromkeys(T2I_FAMILIES if task == "t2i" else EDIT_FAMILIES, 1.0)
+    names = sorted(weights)
+    p = np.array([weights[f] for f in names], dtype=np.float64)
+    families = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
     if task == "t2i":
         return [sample_t2i_prompt_in_split(rng, "train", family=f) for f in families]
     return [sample_edit(rng, family=f, split="train") for f in families]
