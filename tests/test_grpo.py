@@ -286,6 +286,16 @@ def test_resume_refuses_a_different_config(world, tmp_path):
     assert "steps" in RESUMABLE_KEYS
 
 
+def test_a_run_from_before_a_new_field_resumes_while_the_field_keeps_its_default(world, tmp_path):
+    train(small(world, steps=1), tmp_path / "run")
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    del saved["lr_schedule"]  # as a run folder written before the field existed
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert train(small(world, steps=2), tmp_path / "run")["step"] == 2
+    with pytest.raises(ConfigError, match="different config.*lr_schedule"):
+        train(small(world, steps=3, lr_schedule="cosine"), tmp_path / "run")
+
+
 def test_two_processes_match_one(world, tmp_path):
     """accelerate launch, 2 CPU processes (gloo): each holds whole groups; gradients are all-reduced."""
     cfg = small(world, num_prompts=4, rollout_batch_prompts=2, steps=2, cfg_mode="hybrid", guidance_scale=2.0, hybrid_guided_fraction=0.5)

@@ -270,6 +270,13 @@ def config_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def config_defaults(cls: type) -> dict[str, Any]:
+    """Each field's default value of a config dataclass, as ``config_dict`` writes values."""
+    values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+              for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    return json.loads(json.dumps(values))
+
+
 # -- models ----------------------------------------------------------------------------------
 
 
@@ -503,13 +510,16 @@ class RunFolder:
     def resumable(self) -> bool:
         return is_complete(self.state)
 
-    def check_and_write_config(self, cfg: dict[str, Any]) -> None:
+    def check_and_write_config(self, cfg: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
         """Write ``config.yaml``; when resuming, refuse a config that changes anything but
-        ``RESUMABLE_KEYS`` (a different run needs a different folder)."""
+        ``RESUMABLE_KEYS`` (a different run needs a different folder). A field the saved config
+        does not have (added to the trainer since) counts as unchanged while it keeps its
+        default, from ``defaults``."""
         self.path.mkdir(parents=True, exist_ok=True)
         cfile = self.path / "config.yaml"
         if self.resumable() and cfile.exists():
             old = yaml.safe_load(cfile.read_text()) or {}
+            old = {**{k: v for k, v in (defaults or {}).items() if k not in old}, **old}
             changed = sorted(k for k in set(old) | set(cfg) if k not in RESUMABLE_KEYS and old.get(k) != cfg.get(k))
             if changed:
                 raise ConfigError(

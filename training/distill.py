@@ -56,6 +56,7 @@ from training.common import (
     RunSettings,
     check_model_path,
     check_shared_fields,
+    config_defaults,
     config_dict,
     draw_items,
     encode_items,
@@ -342,7 +343,7 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
     run = RunFolder(run_dir, "distill")
     if is_main:
-        run.check_and_write_config(config_dict(cfg))
+        run.check_and_write_config(config_dict(cfg), config_defaults(type(cfg)))
     accelerator.wait_for_everyone()
     lo, hi = shard(cfg.batch_size, world, rank, "batch_size")
     tasks = cfg.tasks()

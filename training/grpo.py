@@ -72,6 +72,7 @@ from training.common import (
     check_model_path,
     check_family_weights,
     check_shared_fields,
+    config_defaults,
     config_dict,
     draw_items,
     encode_items,
@@ -599,7 +600,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
     run = RunFolder(run_dir, "grpo")
     if is_main:
-        run.check_and_write_config(config_dict(cfg))
+        run.check_and_write_config(config_dict(cfg), config_defaults(type(cfg)))
     accelerator.wait_for_everyone()
     lo, hi = shard(cfg.num_prompts, world, rank, "num_prompts")
     if (hi - lo) % cfg.rollout_batch_prompts:
