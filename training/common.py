@@ -1,11 +1,10 @@
-"""What the GRPO and distillation trainers share: configs, models, run folders, state, EMA.
+"""What the GRPO and distillation trainers share: models, run folders, state, EMA.
 
 The trainers themselves (``training/grpo.py``, ``training/distill.py``) read top to bottom;
-the pieces here are the ones both need and that would otherwise be copied:
+the pieces here are the ones both need and that would otherwise be copied. The configs and
+their helpers (``load_config``, ``resolve_path``, ``ConfigError``, ...) live in the torch-free
+``training/configs.py`` and are re-exported here:
 
-* ``load_config``: a config dataclass from YAML plus ``--set key=value`` overrides, with
-  unknown keys rejected; ``field_docs`` reads each field's docstring.
-* ``resolve_path``: relative paths resolve against the working directory, then the repository.
 * ``load_model``, ``make_trainable``, ``frozen_copy``: the policy, its trained part (full or
   LoRA) and a frozen reference that shares the frozen encoders instead of copying them.
 * ``VelocityModel``: the policy's velocity as a module ``forward``, the one call that needs
@@ -17,17 +16,11 @@ the pieces here are the ones both need and that would otherwise be copied:
 
 from __future__ import annotations
 
-import ast
 import copy
-import dataclasses
-import inspect
 import json
 import math
 import sys
-import textwrap
 import time
-import types
-import typing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,241 +33,27 @@ from torch import nn
 from qwenrl.checkpoints import MANIFEST, CheckpointError, is_complete, read_manifest, read_tensors, write_checkpoint
 from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity
+from qwenrl.tasks import TASKS
+from training.configs import (  # noqa: F401 - re-exported: the configs moved to training/configs.py
+    DTYPE_NAMES,
+    REPO_ROOT,
+    LR_SCHEDULES,
+    ConfigError,
+    ModelSettings,
+    RunSettings,
+    check_family_weights,
+    check_model_path,
+    check_shared_fields,
+    config_defaults,
+    config_dict,
+    field_docs,
+    load_config,
+    read_yaml,
+    resolve_path,
+    reward_task,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TASKS = ("t2i", "edit")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ConfigError(ValueError):
-    """A trainer configuration that cannot run; the message names the fix."""
-
-
-# -- configs ---------------------------------------------------------------------------------
-
-
-def resolve_path(path: str | Path) -> Path:
-    """``path`` as given if absolute or present under the working directory, else under the
-    repository root (so ``data/models/shapes-base`` works from anywhere)."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    in_repo = REPO_ROOT / p
-    return in_repo if in_repo.exists() else p
-
-
-def check_model_path(path: str | Path, what: str = "model") -> None:
-    """Raise ConfigError unless ``path`` is a QwenRL checkpoint or a diffusers pipeline folder."""
-    p = resolve_path(path)
-    if not p.is_dir() or not ((p / MANIFEST).is_file() or (p / "model_index.json").is_file()):
-        raise ConfigError(
-            f"{what} {str(path)!r} not found: give a checkpoint folder (with {MANIFEST}) or a diffusers "
-            "pipeline folder (with model_index.json). The Shapes base is written by `python -m training.pretrain`; "
-            "real models must be downloaded first (e.g. `huggingface-cli download ... --local-dir /models/...`)."
-        )
-
-
-def reward_task(path: str | Path) -> str | None:
-    """The ``task:`` of a reward YAML (read without building its judges); ConfigError if missing."""
-    data = read_yaml(path, "reward config", "; see training/configs/rewards/ for examples")
-    return data.get("task") if isinstance(data, dict) else None
-
-
-def read_yaml(path: str | Path, what: str = "config file", hint: str = "") -> Any:
-    """The YAML document at ``path`` (resolved from the repository too); ConfigError when it is
-    missing or not valid YAML."""
-    p = resolve_path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} {str(path)!r} not found{hint}")
-    try:
-        return yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {p}: invalid YAML ({exc})") from exc
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Each dataclass field's docstring (the string literal right after the field), base classes included."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str):
-                    docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-@dataclasses.dataclass
-class ModelSettings:
-    """How a trainer holds its model: which weights train, and how diffusers pipelines load."""
-
-    trainable: str = "full"
-    """``full`` (the whole denoiser; the KL reference is a frozen copy) or ``lora`` (peft adapters; the reference is the model with adapters off)."""
-    lora_rank: int = 16
-    """LoRA rank (``trainable: lora``)."""
-    lora_alpha: float | None = None
-    """LoRA alpha; default the rank."""
-    lora_targets: list[str] | None = None
-    """Module names LoRA adapts; default the attention projections of the joint blocks."""
-    height: int | None = None
-    """Image height for diffusers pipelines (default the pipeline's); ignored by Shapes checkpoints."""
-    width: int | None = None
-    """Image width for diffusers pipelines (default the pipeline's)."""
-    dtype: str = "float32"
-    """Weights dtype of a diffusers pipeline: float32, bfloat16 or float16 (LoRA weights stay fp32)."""
-    mixed_precision: str = "no"
-    """accelerate mixed precision for the trained forward passes: no, fp16 or bf16."""
-    gradient_checkpointing: bool = False
-    """Recompute the denoiser's activations in the backward pass (large models)."""
-
-
-@dataclasses.dataclass
-class RunSettings:
-    """Bookkeeping fields every trainer config shares: seed, evaluation, checkpoints, logging."""
-
-    seed: int = 0
-    """Seeds prompts, rollout noise, shuffles, timestep picks and LoRA initialisation."""
-    eval_every: int = 50
-    """Evaluate on held-out test prompts every N steps (0: never); also at the last step."""
-    eval_at_start: bool = True
-    """Also evaluate before the first step (a fresh run only)."""
-    eval_limit: int = 64
-    """Held-out prompts per task and evaluation."""
-    eval_num_steps: int | None = None
-    """Sampling steps for evaluation; default the checkpoint's."""
-    eval_guidance_scale: float | None = None
-    """Guidance scale for evaluation; default the checkpoint's."""
-    eval_grid_size: int = 32
-    """Images per task in each evaluation's sample grid (RUN/samples/step-N.png, rationales in .json)."""
-    save_every: int = 100
-    """Write a loadable checkpoint every N steps (0: only at the end)."""
-    state_every: int = 10
-    """Write the resumable state (RUN/state) every N steps (0: only at the end)."""
-    log_every: int = 1
-    """Print a progress line every N steps."""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)."""
-    cpu: bool | None = None
-    """Force the CPU (None: the CPU when no GPU is visible)."""
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    target = raw
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if nxt is None:
-            nxt = target[part] = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a mapping")
-        target = nxt
-    target[parts[-1]] = value
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` converted to the field type ``hint`` where YAML read it loosely (PyYAML reads
-    ``1e-4`` as a string and ``1`` as an int); a value of the wrong kind is a ConfigError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key) if len(inner) == 1 else value
-    if hint is float and not isinstance(value, bool):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if hint is int and not isinstance(value, bool):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if hint is str and not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_coerce(v, args[0], key) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    return value
-
-
-def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **values: Any):
-    """``cls`` from a YAML file, then ``overrides`` (``key=value``, value parsed as YAML; dotted
-    keys reach into mapping fields, e.g. ``distill_teachers.t2i=data/models/x``), then ``values``."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        raw = read_yaml(path)
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{resolve_path(path)}: expected a mapping of config fields")
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
-    raw.update(values)
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; known keys: {', '.join(known)}")
-    hints = typing.get_type_hints(cls)
-    raw = {k: _coerce(v, hints[k], k) for k, v in raw.items()}
-    try:
-        return cls(**raw)
-    except TypeError as exc:
-        raise ConfigError(f"{cls.__name__}: {exc}") from exc
-
-
-def check_shared_fields(cfg: Any) -> None:
-    """Checks of the fields both trainer configs have (optimizer, trained part, precision, cadence)."""
-    if cfg.steps < 0:
-        raise ConfigError("steps must be >= 0")
-    if cfg.lr < 0:
-        raise ConfigError(f"lr is {cfg.lr}; the learning rate must be >= 0 (3e-4 full fine-tuning of the Shapes model, 1e-4 LoRA on real models)")
-    if cfg.warmup_steps < 0 or cfg.weight_decay < 0 or cfg.adam_eps <= 0 or cfg.max_grad_norm <= 0:
-        raise ConfigError("warmup_steps and weight_decay must be >= 0; adam_eps and max_grad_norm > 0")
-    if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
-        raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"unknown lr_schedule {cfg.lr_schedule!r}; use one of {LR_SCHEDULES}")
-    if not 0.0 <= cfg.lr_min_ratio <= 1.0:
-        raise ConfigError(f"lr_min_ratio is {cfg.lr_min_ratio}; it is a share of lr in [0, 1] (0.1 is typical)")
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
-    if cfg.trainable not in ("full", "lora"):
-        raise ConfigError(f"trainable must be 'full' or 'lora', got {cfg.trainable!r}")
-    if cfg.lora_rank < 1:
-        raise ConfigError("lora_rank must be at least 1")
-    if cfg.dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {cfg.dtype!r}")
-    if cfg.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ConfigError("mixed_precision must be no, fp16 or bf16")
-    if cfg.shift is not None and cfg.shift <= 0:
-        raise ConfigError("shift must be positive (or null for the model's default)")
-    if cfg.num_steps < 1 or cfg.train_batch_size < 1:
-        raise ConfigError("num_steps (sampling steps) and train_batch_size must be at least 1")
-    if min(cfg.eval_every, cfg.save_every, cfg.state_every) < 0 or cfg.eval_limit < 1 or cfg.log_every < 1:
-        raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
-
-
-def config_dict(cfg: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def config_defaults(cls: type) -> dict[str, Any]:
-    """Each field's default value of a config dataclass, as ``config_dict`` writes values."""
-    values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-              for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-    return json.loads(json.dumps(values))
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -612,9 +391,6 @@ def log(trainer: str, msg: str) -> None:
     print(f"[{trainer} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
-
 def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int = 0, schedule: str = "constant", min_ratio: float = 0.1) -> float:
     """The learning rate of step ``step`` (0-based): a linear warm-up to ``lr`` over
     ``warmup_steps``, then constant, or (``cosine``) a half cosine from ``lr`` down to
@@ -657,20 +433,6 @@ def draw_items(task: str, n: int, seed: int, step: int, stream: int = 0, family_
     if task == "t2i":
         return [sample_t2i_prompt_in_split(rng, "train", family=f) for f in families]
     return [sample_edit(rng, family=f, split="train") for f in families]
-
-
-def check_family_weights(task: str, weights: dict[str, float], field_name: str = "family_weights") -> None:
-    """Raise ConfigError unless ``weights`` maps families of ``task`` to non-negative weights, not all 0."""
-    from qwenrl.world.grammar import EDIT_FAMILIES, T2I_FAMILIES
-
-    known = T2I_FAMILIES if task == "t2i" else EDIT_FAMILIES
-    unknown = sorted(set(weights) - set(known))
-    if unknown:
-        raise ConfigError(f"{field_name}: unknown {task} families {unknown}; use some of {list(known)}")
-    if any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()):
-        raise ConfigError(f"{field_name}: weights must be numbers >= 0, got {weights}")
-    if weights and sum(weights.values()) <= 0:
-        raise ConfigError(f"{field_name}: at least one family needs a positive weight (or leave it empty for uniform)")
 
 
 def item_sources(items: list) -> np.ndarray | None:

@@ -38,31 +38,26 @@ from __future__ import annotations
 import argparse
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from qwenrl.models.base import Conditioning, Policy
 from qwenrl.evaluation import override_sampling
+from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout, sigma_schedule
+from qwenrl.tasks import TASKS
 from training.common import (
-    TASKS,
     ConfigError,
     RunFolder,
-    ModelSettings,
-    RunSettings,
-    check_model_path,
-    check_shared_fields,
     config_defaults,
     config_dict,
     draw_items,
     encode_items,
     eta,
     evaluate_policy,
-    load_config,
     load_model,
     log,
     lr_at,
@@ -73,137 +68,12 @@ from training.common import (
     model_name,
     named_trainable,
     resolve_path,
-    reward_task,
     save_samples,
     seed_from,
     shard,
     start_optimizer,
 )
-
-ROUTINGS = ("task", "mixture")
-
-
-@dataclass
-class DistillConfig(ModelSettings, RunSettings):
-    # -- models ---------------------------------------------------------------------------------
-    student: str = "data/models/shapes-base"
-    """Initial student: the base model or a specialist (checkpoint or diffusers pipeline folder)."""
-    teachers: dict[str, str] = field(default_factory=lambda: {"t2i": "data/models/shapes-grpo-t2i", "edit": "data/models/shapes-grpo-edit"})
-    """Task → teacher checkpoint; each sample is matched to the teacher of its task."""
-    task_weights: dict[str, float] = field(default_factory=lambda: {"t2i": 0.5, "edit": 0.5})
-    """Share of each task in every batch (normalised); every task with a positive weight needs a teacher."""
-    name: str | None = None
-    """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``distill``."""
-
-    # -- trajectories ---------------------------------------------------------------------------
-    batch_size: int = 16
-    """Student trajectories per step (all processes together), mixed by task_weights."""
-    num_steps: int = 10
-    """Sampling steps per trajectory."""
-    shift: float | None = None
-    """Sigma-schedule shift; default the student's ``default_shift``."""
-    noise_level: float = 0.0
-    """0: the student samples with the ODE; > 0: with the SDE (more diverse states)."""
-    guidance_scale: float = 1.0
-    """Guidance scale of the student's rollouts."""
-    teacher_guidance_scale: float = 1.0
-    """Guidance scale of the teachers' velocities (> 1 distils guidance into the student)."""
-    absorb_guidance: bool = False
-    """The student learns to sample without guidance: its rollouts are unguided (guidance_scale 1), its target is the teachers' guided velocity at teacher_guidance_scale (> 1), and its checkpoints recommend guidance 1."""
-    routing: str = "task"
-    """Target of each sample: ``task`` (the velocity of its task's teacher) or ``mixture`` (the task_weights-weighted mean of every teacher's velocity)."""
-    timesteps_per_trajectory: int | None = None
-    """Query states matched per trajectory, picked per step among the candidates (None: every candidate)."""
-    query_sigma_range: list[float] | None = None
-    """[low, high]: only visited states whose noise level σ lies in this range are query states, e.g. [0.0, 0.4] for low noise (None: every visited state)."""
-
-    # -- update ---------------------------------------------------------------------------------
-    steps: int = 200
-    """Distillation steps."""
-    lr: float = 2e-4
-    """AdamW learning rate."""
-    warmup_steps: int = 10
-    """Linear learning-rate warm-up, in steps."""
-    lr_schedule: str = "constant"
-    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
-    lr_min_ratio: float = 0.1
-    """The cosine schedule's final learning rate, as a share of lr."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """AdamW betas."""
-    adam_eps: float = 1e-8
-    """AdamW epsilon."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (global norm)."""
-    train_batch_size: int = 32
-    """Samples per forward/backward (micro-batch)."""
-    ema_decay: float = 0.0
-    """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
-
-    # -- bookkeeping ----------------------------------------------------------------------------
-    eval_rewards: dict[str, str] = field(default_factory=lambda: {
-        "t2i": "training/configs/rewards/shapes_t2i.yaml", "edit": "training/configs/rewards/shapes_edit.yaml"})
-    """Task → reward YAML used to score held-out samples at evaluation."""
-    def __post_init__(self) -> None:
-        check_model_path(self.student, "student")
-        if not self.teachers:
-            raise ConfigError("teachers is empty; give task → specialist checkpoint, e.g. {t2i: data/models/shapes-grpo-t2i}")
-        for task, path in self.teachers.items():
-            if task not in TASKS:
-                raise ConfigError(f"teachers: unknown task {task!r}; use {TASKS}")
-            check_model_path(path, f"teacher for {task}")
-        for task, w in self.task_weights.items():
-            if task not in TASKS:
-                raise ConfigError(f"task_weights: unknown task {task!r}; use {TASKS}")
-            if w < 0:
-                raise ConfigError(f"task_weights[{task}] is negative; weights are shares >= 0")
-            if w > 0 and task not in self.teachers:
-                raise ConfigError(f"task_weights gives {task} weight {w} but teachers has no {task} teacher; add one or set its weight to 0")
-        if sum(self.task_weights.values()) <= 0:
-            raise ConfigError("task_weights must give at least one task a positive weight")
-        for task in self.tasks():
-            path = self.eval_rewards.get(task)
-            if path is None:
-                raise ConfigError(f"eval_rewards has no reward YAML for {task}")
-            if reward_task(path) != task:
-                raise ConfigError(f"eval_rewards[{task}] ({path}) is a reward for another task")
-        check_shared_fields(self)
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be at least 1")
-        if self.timesteps_per_trajectory is not None and not 1 <= self.timesteps_per_trajectory <= self.num_steps:
-            raise ConfigError(f"timesteps_per_trajectory must lie in [1, num_steps={self.num_steps}] or be null (every state)")
-        if self.noise_level < 0:
-            raise ConfigError("noise_level must be >= 0 (0: ODE rollouts)")
-        if self.guidance_scale < 1 or self.teacher_guidance_scale < 1:
-            raise ConfigError("guidance scales must be >= 1 (1: no guidance)")
-        if self.routing not in ROUTINGS:
-            raise ConfigError(f"unknown routing {self.routing!r}; set routing to one of {ROUTINGS} "
-                              "(task: each sample's task teacher; mixture: the weighted mean of every teacher)")
-        if self.absorb_guidance:
-            if self.guidance_scale != 1.0:
-                raise ConfigError(f"absorb_guidance trains a student that samples without guidance, but its rollouts are guided "
-                                  f"(guidance_scale {self.guidance_scale}); set guidance_scale: 1.0, or absorb_guidance: false")
-            if self.teacher_guidance_scale <= 1.0:
-                raise ConfigError("absorb_guidance needs the guidance to absorb: set teacher_guidance_scale > 1 "
-                                  "(the scale the teachers are sampled with, 2.0 for the Shapes models)")
-        if self.query_sigma_range is not None:
-            r = self.query_sigma_range
-            if len(r) != 2 or not 0.0 <= r[0] < r[1] <= 1.0:
-                raise ConfigError(f"query_sigma_range {r} must be [low, high] with 0 <= low < high <= 1, e.g. [0.0, 0.4]; or null for every state")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "DistillConfig":
-        return load_config(cls, path, overrides, **values)
-
-    def tasks(self) -> list[str]:
-        """Tasks with a positive weight, in TASKS order."""
-        return [t for t in TASKS if self.task_weights.get(t, 0) > 0]
-
-    def mixture_weights(self) -> dict[str, float]:
-        """Weights of the teachers' velocities with ``routing: mixture`` (task_weights, normalised)."""
-        total = sum(self.task_weights[t] for t in self.tasks())
-        return {t: self.task_weights[t] / total for t in self.tasks()}
+from training.configs import DistillConfig  # noqa: F401 - importable from here as before
 
 
 # -- batches, rollouts and the loss (also used by GRPO's auxiliary term) ---------------------------

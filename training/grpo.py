@@ -50,7 +50,6 @@ See docs/training.md for every config field and metric.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -64,14 +63,8 @@ from qwenrl.models.base import Conditioning, Policy
 from qwenrl.sampling import guided_velocity, rollout, sde_step
 from training.common import (
     EMA,
-    TASKS,
     ConfigError,
-    ModelSettings,
     RunFolder,
-    RunSettings,
-    check_model_path,
-    check_family_weights,
-    check_shared_fields,
     config_defaults,
     config_dict,
     draw_items,
@@ -79,7 +72,6 @@ from training.common import (
     eta,
     evaluate_policy,
     frozen_copy,
-    load_config,
     load_model,
     log,
     lora_enabled,
@@ -91,244 +83,20 @@ from training.common import (
     model_name,
     named_trainable,
     resolve_path,
-    reward_task,
     save_samples,
     seed_from,
     shard,
     start_optimizer,
 )
-
-OBJECTIVES = ("flow_grpo", "nft")
-CFG_MODES = ("none", "guided", "hybrid")
-STD_MODES = ("group", "batch", "none")
-NFT_SAMPLERS = ("old", "current")
-NFT_TIMESTEPS = ("logit_normal", "uniform")
-#: fields only one objective reads; set away from their defaults with the other objective, they are an error
-SDE_ONLY = ("noise_level", "sde_window", "clip_range")
-
-
-@dataclass
-class GRPOConfig(ModelSettings, RunSettings):
-    # -- what to train ------------------------------------------------------------------------
-    model: str = "data/models/shapes-base"
-    """Model to fine-tune: a QwenRL checkpoint folder or a diffusers pipeline folder."""
-    task: str = "t2i"
-    """``t2i`` (text-to-image prompts) or ``edit`` (edit instructions on rendered sources)."""
-    reward: str = "training/configs/rewards/shapes_t2i.yaml"
-    """Composite reward YAML (see docs/rewards.md); its ``task`` must match ``task``."""
-    monitor_reward: str | None = None
-    """A second reward YAML judged on the held-out samples at each evaluation and never trained on, logged as ``eval/monitor/…``: the learned judge while training against the checker, or the reverse, to see one reward being gamed through the other."""
-    name: str | None = None
-    """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``grpo-{task}``."""
-    objective: str = "flow_grpo"
-    """Policy-optimisation objective: ``flow_grpo`` (SDE rollouts, clipped likelihood ratio) or ``nft`` (forward process: ODE rollouts, flow-matching loss on the clean samples; see the nft_* fields)."""
-
-    # -- sampling -------------------------------------------------------------------------------
-    num_prompts: int = 8
-    """Prompts per step (the global batch is num_prompts × group_size samples); a multiple of the number of processes."""
-    group_size: int = 8
-    """Samples per prompt (G); advantages compare samples within a group, so at least 2."""
-    num_steps: int = 10
-    """Sampling steps per trajectory."""
-    shift: float | None = None
-    """Sigma-schedule shift; default the model's ``default_shift``."""
-    noise_level: float = 0.7
-    """SDE noise level (Flow-GRPO's a); must be > 0. flow_grpo only (nft samples with the ODE)."""
-    sde_window: list[int] | None = field(default_factory=lambda: [0, 5])
-    """[start, end): steps taken with the SDE and trained; the others are ODE steps. None: every step. flow_grpo only."""
-    share_noise: bool = False
-    """Start the G samples of a prompt from the same initial noise."""
-    cfg_mode: str = "none"
-    """Classifier-free guidance for rollouts and training: none, guided (every group) or hybrid (a fraction of groups)."""
-    guidance_scale: float = 1.0
-    """Guidance scale of guided groups (> 1 when cfg_mode is guided or hybrid)."""
-    hybrid_guided_fraction: float = 0.25
-    """With cfg_mode hybrid: the fraction of each step's groups sampled and trained with guidance."""
-    family_weights: dict[str, float] = field(default_factory=dict)
-    """Prompt families drawn in proportion to these weights (family → weight, others 0); empty: uniform over families."""
-    rollout_batch_prompts: int = 8
-    """Prompts rolled out together (batch of this × G); must divide the prompts of each process."""
-
-    # -- advantages -----------------------------------------------------------------------------
-    std_mode: str = "group"
-    """Advantage normalisation: ``group`` (std of each prompt's group), ``batch`` (std over the whole batch) or ``none`` (r − group mean as it is)."""
-    adv_clip_max: float = 5.0
-    """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
-    reward_range_threshold: float = 0.02
-    """Groups whose reward range (max − min) is below this are dropped from the update."""
-
-    # -- update ---------------------------------------------------------------------------------
-    steps: int = 300
-    """GRPO steps (sampling + update rounds)."""
-    lr: float = 3e-4
-    """AdamW learning rate."""
-    warmup_steps: int = 0
-    """Linear learning-rate warm-up, in steps."""
-    lr_schedule: str = "constant"
-    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
-    lr_min_ratio: float = 0.1
-    """The cosine schedule's final learning rate, as a share of lr."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """AdamW betas."""
-    adam_eps: float = 1e-8
-    """AdamW epsilon."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (global norm)."""
-    clip_range: float = 1e-3
-    """PPO clip range on the ratio (log-probs are means over latent elements, so ratios stay near 1). flow_grpo only."""
-    beta: float = 0.01
-    """Weight of the KL to the reference policy (0 disables it and the reference); with nft, of ‖v_θ − v_ref‖² (KL in velocity space)."""
-    num_inner_epochs: int = 1
-    """Passes over each step's samples."""
-    updates_per_epoch: int = 2
-    """Optimizer steps per pass, each over a shuffled share of the samples."""
-    train_batch_size: int = 32
-    """Samples per forward/backward (micro-batch) in the update."""
-    ema_decay: float = 0.0
-    """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
-
-    # -- the forward-process objective (objective: nft) --------------------------------------------
-    nft_beta: float = 1.0
-    """b: v⁺ = (1 − b)·v_old + b·v_θ and v⁻ = (1 + b)·v_old − b·v_θ; > 0. With b = 1 and every optimality 1 the loss is plain flow matching."""
-    nft_old_decay: float = 0.5
-    """η: after every step the old policy moves to η·θ_old + (1 − η)·θ (0: each step's anchor is the weights it started from); in [0, 1)."""
-    nft_old_decay_warmup: int = 0
-    """η rises linearly from 0 to nft_old_decay over this many steps (0: constant η)."""
-    nft_sample_with: str = "old"
-    """Which policy draws the rollouts: ``old`` (DiffusionNFT) or ``current``."""
-    nft_timesteps: str = "logit_normal"
-    """σ of the loss, per sample: ``logit_normal`` (sigmoid of N(nft_logit_mean, nft_logit_std²)) or ``uniform`` on (0, 1)."""
-    nft_logit_mean: float = 0.0
-    """Mean of the logit-normal σ distribution."""
-    nft_logit_std: float = 1.0
-    """Standard deviation of the logit-normal σ distribution; > 0."""
-    nft_text_dropout: float = 0.1
-    """Share of loss samples trained on the empty prompt, so the unconditional velocity that guidance uses keeps up; in [0, 1)."""
-    nft_guided_loss: bool = False
-    """Train the guided velocity (at the rollout's guidance scale) instead of the conditional one (false: CFG-free training)."""
-    nft_reencode: bool = True
-    """Train on the decoded images re-encoded by the autoencoder (the latents of what was judged) instead of the sampler's final latents."""
-
-    # -- on-policy distillation as an auxiliary term ----------------------------------------------
-    distill_teachers: dict[str, str] = field(default_factory=dict)
-    """Task → teacher checkpoint, for an auxiliary velocity-matching term on the student's own trajectories."""
-    distill_weight: float = 0.0
-    """Weight of the auxiliary distillation loss (0: off)."""
-    distill_prompts: int = 4
-    """Prompts per teacher task rolled out (ODE) each step for the auxiliary term."""
-    distill_timesteps: int = 3
-    """Trajectory states per sample matched to the teacher in the auxiliary term."""
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; set task to one of {TASKS}")
-        check_model_path(self.model)
-        rtask = reward_task(self.reward)
-        if rtask != self.task:
-            raise ConfigError(f"reward config {self.reward} is for task {rtask!r} but task is {self.task!r}; use a {self.task} reward YAML")
-        if self.monitor_reward is not None and (mtask := reward_task(self.monitor_reward)) != self.task:
-            raise ConfigError(f"monitor_reward {self.monitor_reward} is for task {mtask!r} but task is {self.task!r}; use a {self.task} reward YAML")
-        check_family_weights(self.task, self.family_weights)
-        if self.group_size < 2:
-            raise ConfigError(f"group_size is {self.group_size}: GRPO compares samples of one prompt, so use at least 2 (8 is typical)")
-        if self.num_prompts < 1:
-            raise ConfigError("num_prompts must be at least 1")
-        if self.num_steps < 1:
-            raise ConfigError("num_steps (sampling steps) must be at least 1")  # before the window is checked against it
-        if self.objective == "flow_grpo" and self.sde_window is not None:
-            w = self.sde_window
-            if len(w) != 2 or not 0 <= w[0] < w[1] <= self.num_steps:
-                raise ConfigError(
-                    f"sde_window {w} lies outside the schedule of {self.num_steps} steps; use [start, end] with "
-                    f"0 <= start < end <= num_steps, e.g. [0, {max(1, self.num_steps // 2)}], or null for every step"
-                )
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {self.objective!r}; set objective to one of {OBJECTIVES} (see docs/training.md)")
-        self._check_objective_fields()
-        if self.objective == "flow_grpo" and self.noise_level <= 0:
-            raise ConfigError("noise_level must be > 0: GRPO needs SDE steps with log-probabilities (0.7 is typical)")
-        if self.cfg_mode not in CFG_MODES:
-            raise ConfigError(f"cfg_mode must be one of {CFG_MODES}, got {self.cfg_mode!r}")
-        if self.cfg_mode != "none" and self.guidance_scale <= 1.0:
-            raise ConfigError(f"cfg_mode {self.cfg_mode} needs guidance_scale > 1 (got {self.guidance_scale}); or set cfg_mode: none")
-        if not 0.0 <= self.hybrid_guided_fraction <= 1.0:
-            raise ConfigError("hybrid_guided_fraction must lie in [0, 1]")
-        if self.rollout_batch_prompts < 1 or self.num_prompts % self.rollout_batch_prompts:
-            raise ConfigError(f"rollout_batch_prompts ({self.rollout_batch_prompts}) must divide num_prompts ({self.num_prompts})")
-        if self.std_mode not in STD_MODES:
-            raise ConfigError(f"std_mode must be one of {STD_MODES}, got {self.std_mode!r}")
-        if self.adv_clip_max <= 0:
-            raise ConfigError("adv_clip_max must be positive (5 is typical)")
-        if self.reward_range_threshold < 0:
-            raise ConfigError("reward_range_threshold must be >= 0 (0 keeps every group with any spread)")
-        check_shared_fields(self)
-        if self.clip_range <= 0:
-            raise ConfigError("clip_range must be positive (1e-4 to 1e-3 for log-probs averaged over latent elements)")
-        if self.nft_beta <= 0:
-            raise ConfigError(f"nft_beta is {self.nft_beta}; it must be > 0 (1.0 is typical; small values move the implicit policies less per step)")
-        if not 0.0 <= self.nft_old_decay < 1.0:
-            raise ConfigError(f"nft_old_decay is {self.nft_old_decay}; use a value in [0, 1) (0.5 is typical; 0 anchors each step at the weights it started from)")
-        if self.nft_old_decay_warmup < 0:
-            raise ConfigError("nft_old_decay_warmup must be >= 0 (0: constant nft_old_decay)")
-        if self.nft_sample_with not in NFT_SAMPLERS:
-            raise ConfigError(f"nft_sample_with must be one of {NFT_SAMPLERS}, got {self.nft_sample_with!r}")
-        if self.nft_timesteps not in NFT_TIMESTEPS:
-            raise ConfigError(f"nft_timesteps must be one of {NFT_TIMESTEPS}, got {self.nft_timesteps!r}")
-        if self.nft_logit_std <= 0:
-            raise ConfigError("nft_logit_std must be > 0 (1.0 is typical)")
-        if not 0.0 <= self.nft_text_dropout < 1.0:
-            raise ConfigError("nft_text_dropout must lie in [0, 1) (0.1 is typical)")
-        if self.beta < 0:
-            raise ConfigError("beta (KL weight) must be >= 0")
-        if self.num_inner_epochs < 1 or self.updates_per_epoch < 1:
-            raise ConfigError("num_inner_epochs and updates_per_epoch must be at least 1")
-        if self.distill_weight < 0:
-            raise ConfigError("distill_weight must be >= 0")
-        if self.distill_weight > 0:
-            if not self.distill_teachers:
-                raise ConfigError("distill_weight > 0 needs distill_teachers (task → teacher checkpoint)")
-            if self.distill_prompts < 1 or self.distill_timesteps < 1:
-                raise ConfigError("distill_prompts and distill_timesteps must be at least 1")
-        for t, path in self.distill_teachers.items():
-            if t not in TASKS:
-                raise ConfigError(f"distill_teachers: unknown task {t!r}; use {TASKS}")
-            check_model_path(path, f"distill teacher for {t}")
-        if self.distill_weight > 0 and self.distill_timesteps > self.num_steps:
-            raise ConfigError(f"distill_timesteps ({self.distill_timesteps}) cannot exceed num_steps ({self.num_steps})")
-
-    def _check_objective_fields(self) -> None:
-        """A field that only the other objective reads, set away from its default, is an error
-        (it would be silently ignored): name it and the two ways out."""
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                    for f in dataclasses.fields(self)}
-        if self.objective == "nft":
-            foreign, owner = [k for k in SDE_ONLY if getattr(self, k) != defaults[k]], "flow_grpo"
-            why = "objective nft samples with the ODE and needs no log-probabilities"
-        else:
-            foreign, owner = [k for k in defaults if k.startswith("nft_") and getattr(self, k) != defaults[k]], "nft"
-            why = "objective flow_grpo does not read them"
-        if foreign:
-            raise ConfigError(f"{', '.join(foreign)}: field(s) of objective {owner}, but objective is {self.objective!r} ({why}); "
-                              f"remove them from the config, or set objective: {owner}")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "GRPOConfig":
-        return load_config(cls, path, overrides, **values)
-
-    def trained_steps(self) -> list[int]:
-        """Indices of the SDE (trained) sampling steps (flow_grpo; none with nft)."""
-        if self.objective == "nft":
-            return []
-        return list(range(*self.sde_window)) if self.sde_window is not None else list(range(self.num_steps))
-
-    def old_decay_at(self, step: int) -> float:
-        """η after ``step`` steps (nft): linear from 0 to ``nft_old_decay`` over the warm-up."""
-        if self.nft_old_decay_warmup <= 0:
-            return self.nft_old_decay
-        return self.nft_old_decay * min(1.0, (step + 1) / self.nft_old_decay_warmup)
-
+from training.configs import (  # noqa: F401 - the config and its constants, importable from here as before
+    CFG_MODES,
+    NFT_SAMPLERS,
+    NFT_TIMESTEPS,
+    OBJECTIVES,
+    SDE_ONLY,
+    STD_MODES,
+    GRPOConfig,
+)
 
 # -- advantages and filtering (pure functions, numpy) ------------------------------------------
 

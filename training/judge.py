@@ -66,9 +66,9 @@ from qwenrl.world.grammar import (
 )
 from qwenrl.world.parse import noisy_render
 from qwenrl.world.scene import IMAGE_SIZE, OBJECT_COLORS, SHAPES, SIZES, Obj, Scene, fits, place, render
+from qwenrl.tasks import TASKS
 from training.common import ConfigError, RunFolder, config_dict, load_config, load_train_state, log, save_train_state
 
-TASKS = ("t2i", "edit")
 RUBRIC_DIR = Path(__file__).resolve().parents[1] / "qwenrl" / "rewards" / "rubrics" / "shapes_judge"
 RUBRIC_FOR_TASK = {"t2i": "t2i", "edit": "edit"}
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",

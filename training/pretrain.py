@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,50 +33,7 @@ from qwenrl.models.base import Conditioning
 from qwenrl.models.shapes import ShapesPolicy
 from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
 from qwenrl.world.scene import render, render_indices
-from training.common import load_config
-
-
-@dataclass
-class PretrainConfig:
-    seed: int = 0
-    model: dict = field(default_factory=dict)
-    """Overrides of ``qwenrl.models.shapes.DEFAULT_CONFIG``."""
-    ae_steps: int = 3000
-    ae_batch_size: int = 64
-    ae_lr: float = 2e-3
-    ae_kl_weight: float = 1e-6
-    steps: int = 8000
-    """Denoiser steps."""
-    batch_size: int = 64
-    lr: float = 5e-4
-    warmup_steps: int = 300
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    edit_fraction: float = 0.5
-    pool_size: int = 100_000
-    """Examples encoded once before the denoiser stage and sampled from (0: draw each batch afresh)."""
-    text_dropout: float = 0.1
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    save_every: int = 500
-    export_every: int = 2000
-    log_every: int = 50
-    threads: int = 0
-    """torch threads (0: torch's default)."""
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 2 or self.ae_batch_size < 2:
-            raise ValueError("batch sizes must be at least 2")
-        if not 0.0 <= self.edit_fraction <= 1.0:
-            raise ValueError("edit_fraction must lie in [0, 1]")
-        if not 0.0 <= self.text_dropout < 1.0:
-            raise ValueError("text_dropout must lie in [0, 1)")
-        if self.steps < 0 or self.ae_steps < 0:
-            raise ValueError("step counts must be non-negative")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, overrides: list[str] = ()) -> "PretrainConfig":
-        return load_config(cls, path, overrides)
+from training.configs import PretrainConfig  # noqa: F401 - importable from here as before
 
 
 def scene_batch(rng: np.random.Generator, n: int) -> np.ndarray:

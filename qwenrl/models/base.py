@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-TASKS = ("t2i", "edit")
+from qwenrl.tasks import TASKS
+
 
 
 @dataclass

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-TASKS = ("t2i", "edit")
+from qwenrl.tasks import TASKS
+
 
 JUDGE_KINDS: dict[str, str] = {
     "shapes_alignment": "qwenrl.rewards.shapes:ShapesAlignment",

@@ -35,9 +35,9 @@ from .grammar import (
     sample_edit,
     sample_t2i_prompt,
 )
+from qwenrl.tasks import TASKS
 
 PROMPT_DIR = Path(__file__).resolve().parents[2] / "data" / "prompts"
-TASKS: tuple[str, ...] = ("t2i", "edit")
 SPLITS: tuple[str, ...] = ("train", "test", "compositional")
 SET_SIZES: dict[str, int] = {"train": 1000, "test": 250, "compositional": 150}
 DEFAULT_SEED = 0
