@@ -91,17 +91,37 @@ def config_objective(config: str | Path) -> str:
     return value if isinstance(value, str) and value in OBJECTIVES else "flow_grpo"
 
 
-def list_configs(kind: str, config_dir: Path = CONFIG_DIR, objective: str | None = None) -> list[str]:
+#: the distillation designs, as the Training tab names them (``absorb_guidance`` of the config)
+DISTILL_DESIGNS = {"absorb": "Absorbed guidance: a guidance-free student", "conditional": "Conditional velocity: a guided student"}
+
+
+def config_design(config: str | Path) -> str:
+    """The design a distillation config asks for: ``absorb`` (``absorb_guidance: true``: the student
+    matches the teachers' guided velocity and samples without guidance) or ``conditional``."""
+    path = Path(config) if Path(config).is_absolute() else REPO_ROOT / config
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return "conditional"
+    return "absorb" if isinstance(data, dict) and data.get("absorb_guidance") is True else "conditional"
+
+
+def list_configs(kind: str, config_dir: Path = CONFIG_DIR, objective: str | None = None, design: str | None = None) -> list[str]:
     """Config files for a trainer kind, relative to the repository (``*grpo*.yaml``, ``*distill*.yaml``);
-    for ``grpo``, only those of ``objective`` when one is given."""
+    for ``grpo``, only those of ``objective`` when one is given; for ``distill``, only those of
+    ``design``."""
     if kind not in TRAINERS:
         raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(TRAINERS)}")
     if objective is not None and objective not in OBJECTIVES:
         raise JobError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}")
+    if design is not None and design not in DISTILL_DESIGNS:
+        raise JobError(f"unknown distillation design {design!r}; expected one of {sorted(DISTILL_DESIGNS)}")
     # the Shapes configs first: they run on any machine; the others want a GPU
     paths = sorted(config_dir.glob(f"*{kind}*.yaml"), key=lambda p: (not p.name.startswith("shapes"), p.name))
     if kind == "grpo" and objective is not None:
         paths = [p for p in paths if config_objective(p) == objective]
+    if kind == "distill" and design is not None:
+        paths = [p for p in paths if config_design(p) == design]
     return [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in paths]
 
 

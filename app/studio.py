@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 
 from . import charts, inspector
-from .jobs import CONFIG_DIR, OBJECTIVES, JobError, JobManager, config_objective, list_configs, resolve_config
+from .jobs import CONFIG_DIR, DISTILL_DESIGNS, OBJECTIVES, JobError, JobManager, config_design, config_objective, list_configs, resolve_config
 from .live import MAX_PROMPT_CHARS
 from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
 
@@ -547,6 +547,8 @@ def _training_tab(studio: Studio) -> dict:
             kind = gr.Radio(["grpo", "distill"], value="grpo", label="Trainer", elem_id="job-kind")
             objective = gr.Radio([(label, name) for name, label in OBJECTIVES.items()], value="nft", label="Objective (GRPO)",
                                  elem_id="job-objective")
+            design = gr.Radio([(label, name) for name, label in DISTILL_DESIGNS.items()], value="absorb", label="Design (distillation)",
+                              elem_id="job-design", visible=False)
             config = gr.Dropdown([], label="Config", elem_id="job-config")
         fields = gr.Dataframe(headers=["field", "value"], interactive=True, elem_id="job-fields",
                               label="Main fields (edit values; changed ones are passed as --set)")
@@ -571,26 +573,29 @@ def _training_tab(studio: Studio) -> dict:
             return {admin: False, login_status: "Wrong password.", password: "", panel: gr.Group(visible=False)}
         every = list_configs("grpo", studio.jobs.config_dir)
         first = config_objective(every[0]) if every else "nft"  # the objective of the first (default) config
+        shipped = list_configs("distill", studio.jobs.config_dir)
+        first_design = config_design(shipped[0]) if shipped else "absorb"  # the design of the shipped distillation config
         return {admin: True, password: "", login_status: "Logged in as admin.", panel: gr.Group(visible=True),
-                kind: "grpo", **configs_for("grpo", first)}
+                kind: "grpo", **configs_for("grpo", first, first_design)}
 
-    def configs_for(kind_value: str, objective_value: str) -> dict:
-        """The objective choice (GRPO only) and the config list and fields that go with it."""
+    def configs_for(kind_value: str, objective_value: str, design_value: str) -> dict:
+        """The objective choice (GRPO) or the design choice (distillation), and the config list and
+        fields that go with it."""
         grpo = kind_value == "grpo"
-        configs = list_configs(kind_value, studio.jobs.config_dir, objective_value if grpo else None)
-        return {objective: gr.Radio(value=objective_value, visible=grpo),
+        configs = list_configs(kind_value, studio.jobs.config_dir, objective_value if grpo else None, None if grpo else design_value)
+        return {objective: gr.Radio(value=objective_value, visible=grpo), design: gr.Radio(value=design_value, visible=not grpo),
                 config: gr.Dropdown(choices=configs, value=configs[0] if configs else None),
                 fields: config_fields(configs[0] if configs else None, studio.jobs.config_dir)}
 
-    def kind_changed(is_admin: bool, kind_value: str, objective_value: str) -> dict:
+    def kind_changed(is_admin: bool, kind_value: str, objective_value: str, design_value: str) -> dict:
         if not is_admin:
-            return unchanged([objective, config, fields])
-        return configs_for(kind_value, objective_value)
+            return unchanged([objective, design, config, fields])
+        return configs_for(kind_value, objective_value, design_value)
 
-    def objective_changed(is_admin: bool, kind_value: str, objective_value: str) -> dict:
-        if not is_admin or kind_value != "grpo":
+    def variant_changed(is_admin: bool, kind_value: str, objective_value: str, design_value: str) -> dict:
+        if not is_admin:
             return unchanged([config, fields])
-        update = configs_for(kind_value, objective_value)
+        update = configs_for(kind_value, objective_value, design_value)
         return {config: update[config], fields: update[fields]}
 
     def config_changed(is_admin: bool, config_value: str | None) -> dict:
@@ -641,11 +646,12 @@ def _training_tab(studio: Studio) -> dict:
 
     job_outputs = [jobs_table, job_pick, job_status, job_log, job_eval, job_curve]
     private = {"api_visibility": "private"}
-    login_outputs = [admin, password, login_status, panel, kind, objective, config, fields]
+    login_outputs = [admin, password, login_status, panel, kind, objective, design, config, fields]
     login.click(do_login, [password], login_outputs, **private)
     password.submit(do_login, [password], login_outputs, **private)
-    kind.change(kind_changed, [admin, kind, objective], [objective, config, fields], **private)
-    objective.change(objective_changed, [admin, kind, objective], [config, fields], **private)
+    kind.change(kind_changed, [admin, kind, objective, design], [objective, design, config, fields], **private)
+    objective.change(variant_changed, [admin, kind, objective, design], [config, fields], **private)
+    design.change(variant_changed, [admin, kind, objective, design], [config, fields], **private)
     config.change(config_changed, [admin, config], [fields], **private)
     launch.click(do_launch, [admin, kind, config, fields], [launch_msg, *job_outputs], **private)
     cancel.click(do_cancel, [admin, job_pick], [launch_msg, *job_outputs], **private)

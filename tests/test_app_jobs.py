@@ -187,3 +187,18 @@ def test_configs_are_listed_by_objective(tmp_path):
         list_configs("grpo", tmp_path, "ppo")
     repo = [Path(p).name for p in list_configs("grpo", objective="nft")]
     assert "shapes_grpo_t2i.yaml" in repo and "sd35_medium_grpo_nft.yaml" in repo and "shapes_grpo_t2i_flow.yaml" not in repo
+
+
+def test_distillation_configs_are_listed_by_design(tmp_path):
+    from app.jobs import config_design, list_configs
+
+    (tmp_path / "shapes_distill.yaml").write_text("absorb_guidance: true\nguidance_scale: 1.0\n")
+    (tmp_path / "shapes_distill_guided.yaml").write_text("guidance_scale: 2.0\n")  # no field: the trainer's default
+    (tmp_path / "z_distill.yaml").write_text(": not yaml : [\n")
+    names = lambda paths: [Path(p).name for p in paths]  # noqa: E731
+    assert names(list_configs("distill", tmp_path, design="absorb")) == ["shapes_distill.yaml"]
+    assert names(list_configs("distill", tmp_path, design="conditional")) == ["shapes_distill_guided.yaml", "z_distill.yaml"]
+    assert names(list_configs("grpo", tmp_path, design="absorb")) == []  # a GRPO listing ignores the design
+    assert config_design(tmp_path / "shapes_distill.yaml") == "absorb" and config_design(tmp_path / "z_distill.yaml") == "conditional"
+    with pytest.raises(JobError, match="unknown distillation design 'soft'"):
+        list_configs("distill", tmp_path, design="soft")
