@@ -37,6 +37,7 @@ from training.grpo import (
     nft_optimality,
     reward_range_mask,
     rollout_groups,
+    top_selection,
     train,
 )
 
@@ -158,6 +159,42 @@ def test_nft_batch_loss_at_the_old_policy_is_its_flow_matching_loss(world):
 # -- training ---------------------------------------------------------------------------------------
 
 
+def test_top_selection_by_hand():
+    r = np.array([
+        [1.0, 0.2, 0.9, 0.95, 0.8],    # four pass (>= 0.5): the best three by reward
+        [0.1, 0.6, 0.0, 0.2, np.nan],  # one passes
+        [0.3, 0.3, 0.3, 0.3, 0.3],     # none passes: nothing kept
+        [0.7, 0.7, 0.7, 0.7, 0.7],     # a tie: the earlier samples
+    ])
+    chosen = top_selection(r, 3, 0.5)
+    assert chosen.tolist() == [
+        [True, False, True, True, False],
+        [False, True, False, False, False],
+        [False] * 5,
+        [True, True, True, False, False],
+    ]
+    assert not top_selection(np.full((1, 4), np.nan), 2, 0.0).any()
+
+
+def test_top_selection_trains_only_the_best_samples_of_each_group(world, tmp_path, monkeypatch):
+    import training.grpo as grpo_module
+
+    seen = []
+    real = grpo_module.nft_batch_loss
+
+    def spy(model, old_velocity, reference, piece, rows, draws, optimality, **kw):
+        seen.append((piece.index[rows.cpu().numpy()].tolist(), optimality.tolist()))
+        return real(model, old_velocity, reference, piece, rows, draws, optimality, **kw)
+
+    monkeypatch.setattr(grpo_module, "nft_batch_loss", spy)
+    # every sample passes min_reward 0, so each of the 2 groups keeps exactly its best 2 of 4
+    result = train(small_nft(world, steps=1, nft_selection="top", nft_top_k=2, nft_min_reward=0.0, num_inner_epochs=1), tmp_path / "run")
+    trained = sorted(i for rows, _ in seen for i in rows)
+    assert len(trained) == 4 and {i // 4 for i in trained} == {0, 1}
+    assert all(o == 1.0 for _, opt in seen for o in opt)
+    assert result["metrics"]["frac_samples_trained"] == 0.5 and result["metrics"]["frac_groups_filtered"] == 0.0
+
+
 def test_one_nft_step_trains_the_denoiser_and_keeps_an_old_policy(world, tmp_path):
     result = train(small_nft(world, steps=1, save_every=1), tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -258,6 +295,8 @@ def test_nft_moves_samples_towards_what_it_rewards(tmp_path, monkeypatch):
         ({"nft_timesteps": "cosine"}, "nft_timesteps must be one of"),
         ({"nft_logit_std": 0.0}, "nft_logit_std must be > 0"),
         ({"nft_text_dropout": 1.0}, r"nft_text_dropout must lie in \[0, 1\)"),
+        ({"nft_selection": "best"}, "nft_selection must be one of"),
+        ({"nft_top_k": 9}, r"nft_top_k is 9; keep between 1 and group_size \(4\)"),
     ],
 )
 def test_bad_nft_configs_fail_clearly(world, values, message):

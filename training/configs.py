@@ -295,6 +295,7 @@ CFG_MODES = ("none", "guided", "hybrid")
 STD_MODES = ("group", "batch", "none")
 NFT_SAMPLERS = ("old", "current")
 NFT_TIMESTEPS = ("logit_normal", "uniform")
+NFT_SELECTIONS = ("all", "top")
 #: fields only one objective reads; set away from their defaults with the other objective, they are an error
 SDE_ONLY = ("noise_level", "sde_window", "clip_range")
 
@@ -401,6 +402,12 @@ class GRPOConfig(ModelSettings, RunSettings):
     nft_guided_loss: bool = False
     """Train the guided velocity (at the rollout's guidance scale) instead of the conditional one (false: CFG-free training)."""
     nft_reencode: bool = True
+    nft_selection: str = "all"
+    """Which samples the loss trains on: ``all`` (every sample of a kept group, its optimality from its advantage, so bad samples are pushed away) or ``top`` (only the best nft_top_k samples of each group whose reward is at least nft_min_reward, at optimality 1: flow matching on the policy's own best samples, nothing pushed away; every group with such samples is kept, all-pass groups included)."""
+    nft_top_k: int = 4
+    """With nft_selection top: samples kept per group (the best by reward)."""
+    nft_min_reward: float = 0.5
+    """With nft_selection top: the least reward a kept sample has (a strict pass with the Shapes rewards)."""
     """Train on the decoded images re-encoded by the autoencoder (the latents of what was judged) instead of the sampler's final latents."""
 
     # -- on-policy distillation as an auxiliary term ----------------------------------------------
@@ -466,6 +473,10 @@ class GRPOConfig(ModelSettings, RunSettings):
             raise ConfigError("nft_old_decay_warmup must be >= 0 (0: constant nft_old_decay)")
         if self.nft_sample_with not in NFT_SAMPLERS:
             raise ConfigError(f"nft_sample_with must be one of {NFT_SAMPLERS}, got {self.nft_sample_with!r}")
+        if self.nft_selection not in NFT_SELECTIONS:
+            raise ConfigError(f"nft_selection must be one of {NFT_SELECTIONS}, got {self.nft_selection!r}")
+        if not 1 <= self.nft_top_k <= self.group_size:
+            raise ConfigError(f"nft_top_k is {self.nft_top_k}; keep between 1 and group_size ({self.group_size}) samples per group")
         if self.nft_timesteps not in NFT_TIMESTEPS:
             raise ConfigError(f"nft_timesteps must be one of {NFT_TIMESTEPS}, got {self.nft_timesteps!r}")
         if self.nft_logit_std <= 0:

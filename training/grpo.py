@@ -137,6 +137,17 @@ def reward_range_mask(rewards: np.ndarray, threshold: float) -> np.ndarray:
     return (spread >= threshold) & (spread > 0)
 
 
+def top_selection(rewards: np.ndarray, k: int, min_reward: float) -> np.ndarray:
+    """True for the best ``k`` samples of each group (rows of (P, G)) among those whose reward is at
+    least ``min_reward`` (missing rewards never); ties go to the earlier sample."""
+    r = np.asarray(rewards, dtype=np.float64)
+    eligible = ~np.isnan(r) & (np.nan_to_num(r, nan=-np.inf) >= min_reward)
+    order = np.argsort(-np.where(eligible, r, -np.inf), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(r.shape[1])[None].repeat(r.shape[0], 0), axis=1)
+    return eligible & (rank < k)
+
+
 def guided_prompts(cfg: GRPOConfig, step: int) -> np.ndarray:
     """Which of the step's prompts (whole groups) are sampled and trained with guidance."""
     if cfg.cfg_mode == "none":
@@ -458,9 +469,15 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         # 4. Group-relative advantages (nft: mapped to optimalities in [0, 1]); groups without
         #    reward spread are dropped.
         adv = group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max).ravel()
-        advantages = torch.as_tensor(nft_optimality(adv) if nft else adv, dtype=torch.float32, device=accelerator.device)
-        keep_groups = reward_range_mask(rewards, cfg.reward_range_threshold)
-        keep = np.repeat(keep_groups, G) & ~np.isnan(rewards.ravel())
+        if nft and cfg.nft_selection == "top":  # the group's best passing samples, imitated; nothing pushed away
+            chosen = top_selection(rewards, cfg.nft_top_k, cfg.nft_min_reward)
+            keep_groups, keep = chosen.any(axis=1), chosen.ravel()
+            adv = chosen.ravel().astype(np.float64)  # optimality 1 for the kept samples
+        else:
+            keep_groups = reward_range_mask(rewards, cfg.reward_range_threshold)
+            keep = np.repeat(keep_groups, G) & ~np.isnan(rewards.ravel())
+            adv = nft_optimality(adv) if nft else adv
+        advantages = torch.as_tensor(adv, dtype=torch.float32, device=accelerator.device)
 
         # 5. Auxiliary distillation: the student's own trajectories, the teachers' velocities on them.
         distill_pieces, n_distill = [], 0
@@ -550,6 +567,7 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
             **{k: v for k, v in components.items() if not k.startswith("rewards/total/")},
             "frac_reward_zero_std": float(np.mean(~(group_std > 1e-8))),
             "frac_groups_filtered": float(1 - keep_groups.mean()),
+            "frac_samples_trained": float(keep.mean()),
             "loss": (totals["nft_loss" if nft else "policy_loss"] + cfg.beta * totals["kl"]) / c,
             "kl": totals["kl"] / c,
             **({
