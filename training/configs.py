@@ -402,13 +402,13 @@ class GRPOConfig(ModelSettings, RunSettings):
     nft_guided_loss: bool = False
     """Train the guided velocity (at the rollout's guidance scale) instead of the conditional one (false: CFG-free training)."""
     nft_reencode: bool = True
+    """Train on the decoded images re-encoded by the autoencoder (the latents of what was judged) instead of the sampler's final latents."""
     nft_selection: str = "all"
     """Which samples the loss trains on: ``all`` (every sample of a kept group, its optimality from its advantage, so bad samples are pushed away) or ``top`` (only the best nft_top_k samples of each group whose reward is at least nft_min_reward, at optimality 1: flow matching on the policy's own best samples, nothing pushed away; every group with such samples is kept, all-pass groups included)."""
     nft_top_k: int = 4
     """With nft_selection top: samples kept per group (the best by reward)."""
     nft_min_reward: float = 0.5
     """With nft_selection top: the least reward a kept sample has (a strict pass with the Shapes rewards)."""
-    """Train on the decoded images re-encoded by the autoencoder (the latents of what was judged) instead of the sampler's final latents."""
 
     # -- on-policy distillation as an auxiliary term ----------------------------------------------
     distill_teachers: dict[str, str] = field(default_factory=dict)
