@@ -32,11 +32,14 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.requests import cookie_parser
 
 from .jobs import JobError, JobManager
+from .limits import BodyLimit, excerpt
+from .live import MAX_PROMPT_CHARS
 from .service import AdminAuth, ArenaError, ArenaService, RateLimited
 
 VOTER_COOKIE = "qwenrl_voter"
@@ -56,9 +59,11 @@ class BattleOut(BaseModel):
 
 
 class LiveIn(BaseModel):
-    prompt: str = Field(max_length=1000, description="a text-to-image prompt or an edit instruction in the Shapes "
-                                                     "grammar, e.g. 'a red circle left of a blue square', "
-                                                     "'make the background blue'")
+    # no max_length here: the length is checked with the other rules of a prompt, so that it has
+    # one limit and one message (an oversized body is refused with 413 before this is parsed)
+    prompt: str = Field(description=f"a text-to-image prompt or an edit instruction in the Shapes grammar, at most "
+                                    f"{MAX_PROMPT_CHARS} characters, e.g. 'a red circle left of a blue square', "
+                                    "'make the background blue'")
     task: Literal["t2i", "edit"] = "t2i"
     source_id: str | None = Field(None, max_length=128, description="editing: the gallery id of the source image "
                                                                     "(a battle's source_id, or one of GET /sources)")
@@ -164,6 +169,11 @@ def voter_of(request: Request) -> str:
     return request.state.voter
 
 
+def client_of(request: Request) -> str | None:
+    """The client's address (the key of the per-address limits)."""
+    return request.client.host if request.client else None
+
+
 def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) -> FastAPI:
     """The FastAPI app with the REST routes; ``app.server`` mounts Gradio on it at ``/``."""
     app = FastAPI(
@@ -176,6 +186,19 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     )
 
     app.add_middleware(VoterCookieMiddleware)
+    app.add_middleware(BodyLimit)  # added last, so it runs first: nothing reads an oversized body
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        """422 naming each bad field, quoting at most a short excerpt of what was sent."""
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body"
+            item = {"loc": list(err.get("loc", ())), "msg": f"{where}: {err.get('msg', 'invalid')}"}
+            if "input" in err and err.get("type") != "missing":
+                item["input"] = excerpt(err["input"])
+            problems.append(item)
+        return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(ArenaError)
     async def arena_error(request: Request, exc: ArenaError):
@@ -192,7 +215,7 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
             raise HTTPException(403, "admin is disabled: start the studio with --admin-password or QWENRL_ADMIN_PASSWORD")
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            if auth.check_password(header[7:].strip()):
+            if auth.verify(header[7:].strip(), client_of(request)):
                 return
             raise HTTPException(403, "wrong admin password")
         cookie = request.cookies.get(ADMIN_COOKIE)
@@ -286,10 +309,12 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         name = f"votes{'-' + task if task else ''}.{format}"
         return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"}})
-    def login(body: LoginIn, response: Response) -> dict[str, bool]:
-        """Log in as the admin: sets an HttpOnly cookie for the job routes."""
-        if not auth.check_password(body.password):
+    @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"},
+                                                         429: {"description": "locked out after wrong passwords"}})
+    def login(request: Request, body: LoginIn, response: Response) -> dict[str, bool]:
+        """Log in as the admin: sets an HttpOnly cookie for the job routes. Five wrong passwords
+        from one client lock it out for five minutes (429 with Retry-After)."""
+        if not auth.verify(body.password, client_of(request)):
             raise HTTPException(403, "wrong admin password" if auth.enabled else "admin is disabled")
         response.set_cookie(ADMIN_COOKIE, auth.issue_token(), max_age=int(auth.ttl_s), httponly=True, samesite="strict")
         return {"ok": True}

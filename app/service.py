@@ -32,6 +32,7 @@ from arena.matchmaking import next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
 from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
 
+from .limits import AdminLockout, LimitExceeded
 from .live import LiveError, clean_instruction, clean_prompt, image_path_for, is_fast
 
 VoteFilter = Literal["human", "auto", "all"]
@@ -49,8 +50,8 @@ class ArenaError(ValueError):
 
 
 class RateLimited(ArenaError):
-    def __init__(self, retry_after: float):
-        super().__init__(f"too many requests; retry in {retry_after:.2f}s", 429)
+    def __init__(self, retry_after: float, message: str | None = None):
+        super().__init__(message or f"too many requests; retry in {retry_after:.2f}s", 429)
         self.retry_after = retry_after
 
 
@@ -103,12 +104,29 @@ class TokenBucket:
 
 
 class AdminAuth:
-    """The admin password, and signed login tokens for a cookie (valid ``ttl_s``)."""
+    """The admin password, and signed login tokens for a cookie (valid ``ttl_s``); wrong
+    passwords count against the client that sent them (``lockout``, see :meth:`verify`)."""
 
-    def __init__(self, password: str | None, ttl_s: float = 12 * 3600):
+    def __init__(self, password: str | None, ttl_s: float = 12 * 3600, lockout: AdminLockout | None = None):
         self.password = password or None
         self.ttl_s = ttl_s
+        self.lockout = lockout or AdminLockout()
         self._key = secrets.token_bytes(32)  # tokens die with the server
+
+    def verify(self, candidate: str | None, client: str | None) -> bool:
+        """:meth:`check_password` for a login from ``client`` (an address): RateLimited while the
+        client is locked out, even with the right password; a wrong one counts towards a lockout."""
+        client = client or "unknown"
+        try:
+            self.lockout.check(client)
+        except LimitExceeded as exc:
+            raise RateLimited(exc.retry_after, str(exc)) from None
+        if self.check_password(candidate):
+            self.lockout.succeeded(client)
+            return True
+        if self.enabled:
+            self.lockout.failed(client)
+        return False
 
     @property
     def enabled(self) -> bool:
