@@ -33,7 +33,7 @@ from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_ra
 from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
 
 from .limits import AdminLockout, LimitExceeded
-from .live import LiveError, clean_instruction, clean_prompt, image_path_for, is_fast
+from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
 VoteFilter = Literal["human", "auto", "all"]
 VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
@@ -344,25 +344,28 @@ class ArenaService:
             source = self.ws.edit_source(source_id)
             if source is None:
                 raise ArenaError(f"no source image {str(source_id)[:64]!r} in the gallery", 404)
+        try:  # every fast model is a Shapes model: the text must be a sentence of the Shapes grammar
+            read = read_live_instruction(text, source["scene"]) if source else read_live_prompt(text)
+        except LiveError as exc:
+            raise ArenaError(str(exc), 422) from exc
+        text = read.text
         idx = self._task_index(task)
         keep = [i for i, m in enumerate(idx.models) if self._fast(m)]
         models = [idx.models[i] for i in keep]
         if len(models) < 2:
             raise ArenaError("live prompts need two arena models that sample quickly on this machine (Shapes checkpoints)", 503)
-        try:  # every fast model is a Shapes model
-            text = clean_instruction(text, shapes=True) if task == "edit" else clean_prompt(text, shapes=True)
-        except LiveError as exc:
-            raise ArenaError(str(exc), 422) from exc
         counts = idx.counts[np.ix_(keep, keep)] if idx.counts is not None else np.zeros((len(models), len(models)), dtype=np.int64)
         with self._rng_lock:
             left, right = next_pair(models, counts, strategy=self.strategy, seed=self._rng,
                                     intervals={m: idx.intervals[m] for m in models if m in idx.intervals})
             seed = int(self._rng.integers(1, 2**31 - 1))
+        # what the text asks for is stored with it (a prompt's spec; an edit's source, target and
+        # the source's gallery id), so the checker can judge these images like the gallery's
         if source is None:
-            prompt_id = self.ws.store.add_prompt(task, text, family="user")
-        else:  # what the edit applies to is stored with it: the source scene and its gallery id
+            prompt_id = self.ws.store.add_prompt(task, text, family="user", spec=read.spec)
+        else:
             prompt_id = self.ws.store.add_prompt(
-                task, text, family="user", spec={"source": source["scene"], "source_id": source["source_id"]},
+                task, text, family="user", spec={**read.to_dict(), "source_id": source["source_id"]},
                 source_image=str(source["path"].relative_to(self.ws.root)))
         samples = []
         for model in (left, right):
