@@ -75,7 +75,8 @@ class StudioRuntime:
         live = LiveGenerator(ws.root) if live_prompts else None
         service = ArenaService(ws, rate=rate, burst=burst, live=live)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
-                          config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR)
+                          config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR,
+                          path_roots=[ws.models_dir])
         jobs.recover()
         watcher = CheckpointWatcher(ws, GalleryRunner(ws), interval_s=watch_interval_s, on_new=on_new)
         auth = AdminAuth(admin_password if admin_password is not None else os.environ.get(ADMIN_ENV))

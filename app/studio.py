@@ -537,11 +537,19 @@ def _jobs_frame(jobs: JobManager) -> pd.DataFrame:
 
 def _training_tab(studio: Studio) -> dict:
     admin = gr.State(False)
+    # say at once when nobody can log in, rather than after a password is tried
+    if studio.jobs is None:
+        access = "This studio runs no training jobs."
+    elif not studio.auth.enabled:
+        access = "Admin is disabled: start the studio with --admin-password (or QWENRL_ADMIN_PASSWORD) to launch jobs."
+    else:
+        access = "Training is for the admin: log in to launch or cancel jobs."
+    can_log_in = studio.jobs is not None and studio.auth.enabled
     with gr.Row():
-        password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password", scale=3)
-        login = gr.Button("Log in", elem_id="admin-login", scale=1)
-    login_status = gr.Textbox(label="Access", interactive=False, elem_id="admin-status",
-                              value="Training is for the admin: log in to launch or cancel jobs.")
+        password = gr.Textbox(label="Admin password", type="password", elem_id="admin-password", scale=3,
+                              interactive=can_log_in)
+        login = gr.Button("Log in", elem_id="admin-login", scale=1, interactive=can_log_in)
+    login_status = gr.Textbox(label="Access", interactive=False, elem_id="admin-status", value=access)
     with gr.Group(visible=False) as panel:
         with gr.Row():
             kind = gr.Radio(["grpo", "distill"], value="grpo", label="Trainer", elem_id="job-kind")
@@ -562,12 +570,16 @@ def _training_tab(studio: Studio) -> dict:
             job_eval = gr.Plot(label="Held-out accuracy", elem_id="job-eval")
             job_curve = gr.Plot(label="Reward curves")
 
-    def do_login(secret: str) -> dict:
+    def do_login(secret: str, request: gr.Request) -> dict:
         if studio.jobs is None:
             return {login_status: "This studio runs no training jobs."}
         if not studio.auth.enabled:
             return {login_status: "Admin is disabled: start the studio with --admin-password (or QWENRL_ADMIN_PASSWORD)."}
-        if not studio.auth.check_password(secret):
+        try:  # wrong passwords count against this client, as over REST
+            ok = studio.auth.verify(secret, request.client.host if request is not None and request.client else None)
+        except ArenaError as exc:
+            return {admin: False, login_status: f"Refused: {exc}", password: "", panel: gr.Group(visible=False)}
+        if not ok:
             return {admin: False, login_status: "Wrong password.", password: "", panel: gr.Group(visible=False)}
         every = list_configs("grpo", studio.jobs.config_dir)
         first = config_objective(every[0]) if every else "nft"  # the objective of the first (default) config

@@ -31,16 +31,17 @@ EVIL = '<img src=x onerror="window.__xss=1">'  # a model name that is HTML: must
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, tiny_models):
+    models = tmp_path_factory.mktemp("browser-models")  # the studio's models folder: job configs may name its models
     configs = tmp_path_factory.mktemp("configs")
     (configs / "tiny_grpo_t2i.yaml").write_text(
-        f"model: {tiny_models / 'tiny-a'}\n"
+        f"model: {models / 'tiny-a'}\n"
         "task: t2i\nreward: training/configs/rewards/shapes_t2i.yaml\n"
         "num_prompts: 2\ngroup_size: 2\nrollout_batch_prompts: 2\nnum_steps: 4\nsde_window: [0, 2]\n"
         "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 0\neval_at_start: false\n"
         "train_batch_size: 4\nthreads: 1\n"
     )
     (configs / "tiny_grpo_nft_t2i.yaml").write_text(  # listed first: the tab opens on the forward-process objective
-        f"model: {tiny_models / 'tiny-a'}\n"
+        f"model: {models / 'tiny-a'}\n"
         "task: t2i\nreward: training/configs/rewards/shapes_t2i.yaml\nobjective: nft\nname: nft-t2i\n"
         "num_prompts: 2\ngroup_size: 2\nrollout_batch_prompts: 2\nnum_steps: 4\nnum_inner_epochs: 1\n"
         "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 1\neval_at_start: false\neval_limit: 2\neval_num_steps: 2\n"
@@ -53,7 +54,6 @@ def studio(tmp_path_factory, tiny_models):
     from qwenrl.models.shapes import ShapesPolicy
     from tests.studio_support import TINY
 
-    models = tmp_path_factory.mktemp("browser-models")
     for name in ("tiny-a", "tiny-b", "tiny-c"):
         shutil.copytree(tiny_models / name, models / name)
     torch.manual_seed(7)
