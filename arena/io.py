@@ -671,8 +671,8 @@ def _assemble(parts: list[_Part], fields: tuple[str, ...]) -> pd.DataFrame:
             )
         elif name == "tstamp":
             columns[name] = np.concatenate(pieces) if pieces else np.zeros(0)
-        else:
-            columns[name] = [value for piece in pieces for value in piece]
+        else:  # object columns: a list of ints with a None in it would become floats (329 → 329.0)
+            columns[name] = _objects([value for piece in pieces for value in piece])
     files = list(dict.fromkeys(part.path for part in parts))
     part_file = [files.index(part.path) for part in parts]
     columns["file"] = pd.Categorical.from_codes(
@@ -680,6 +680,21 @@ def _assemble(parts: list[_Part], fields: tuple[str, ...]) -> pd.DataFrame:
     )
     columns["line"] = np.concatenate([part.lines for part in parts]) if parts else np.zeros(0, np.int64)
     return pd.DataFrame(columns)
+
+
+def _objects(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def sample_ref(value: Any) -> Any:
+    """A sample id as it was written: an integer stays an integer (a table that held a missing
+    value may have turned it into a float, 329.0), a string stays a string, missing is None."""
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _categorical(codes: np.ndarray, uniques: list) -> pd.Categorical:
@@ -745,16 +760,17 @@ def write_votes(
 
 def _write_records(records: Iterable[Mapping[str, Any]], handle: TextIO, fmt: str) -> int:
     count = 0
+    cell = {name: sample_ref if name in ("sample_a", "sample_b") else _plain for name in EXPORT_FIELDS}
     if fmt == "jsonl":
         dumps = json.JSONEncoder(ensure_ascii=False).encode
         for record in records:
-            handle.write(dumps({name: _plain(record.get(name)) for name in EXPORT_FIELDS}) + "\n")
+            handle.write(dumps({name: cell[name](record.get(name)) for name in EXPORT_FIELDS}) + "\n")
             count += 1
     else:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(EXPORT_FIELDS)
         for record in records:
-            writer.writerow([_csv_cell(record.get(name)) for name in EXPORT_FIELDS])
+            writer.writerow([_csv_cell(cell[name](record.get(name))) for name in EXPORT_FIELDS])
             count += 1
     return count
 
@@ -786,11 +802,12 @@ def frame_records(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
     values as None."""
     names = [name for name in (*EXPORT_FIELDS, "file", "line") if name in frame.columns]
     data = {name: frame[name].tolist() for name in names}
+    plain = {name: sample_ref if name in ("sample_a", "sample_b") else _plain for name in names}
     for k in range(len(frame)):
-        yield {name: _plain(data[name][k]) for name in names}
+        yield {name: plain[name](data[name][k]) for name in names}
 
 
 __all__ = [
     "EXPORT_FIELDS", "FORMATS", "RATING_FIELDS", "SelfBattleWarning", "VoteFileError", "detect_format",
-    "frame_records", "is_human_judge", "read_votes", "self_battle_message", "write_votes",
+    "frame_records", "is_human_judge", "read_votes", "sample_ref", "self_battle_message", "write_votes",
 ]

@@ -558,11 +558,19 @@ class ArenaStore:
         with self._read() as db:
             for row in db.query(sql, {"task": task, "judge": judge}):
                 row["anony"] = bool(row["anony"])
+                for key in ("sample_a", "sample_b"):  # an id an older import stored as 329.0
+                    if isinstance(row[key], float) and row[key].is_integer():
+                        row[key] = int(row[key])
                 yield row
 
     def votes_frame(self, task: str | None = None, judge: str | None = None) -> pd.DataFrame:
-        """The vote table the rating functions take (see :mod:`arena.ratings`)."""
-        return pd.DataFrame(list(self.vote_records(task, judge)), columns=list(_VOTE_COLUMNS))
+        """The vote table the rating functions take (see :mod:`arena.ratings`); sample ids keep
+        their type (an object column: integers with a missing one among them stay integers)."""
+        records = list(self.vote_records(task, judge))
+        frame = pd.DataFrame(records, columns=list(_VOTE_COLUMNS))
+        for name in ("sample_a", "sample_b"):
+            frame[name] = pd.Series([r.get(name) for r in records], index=frame.index, dtype=object)
+        return frame
 
     def import_votes(
         self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None,
@@ -609,6 +617,9 @@ class ArenaStore:
             if judge.startswith("arena_user"):
                 judge, voter = "human", record["judge"]
             meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b") if record.get(key) is not None}
+            for key in ("sample_a", "sample_b"):  # an id read as 329.0 is the integer 329
+                if isinstance(meta.get(key), float) and meta[key].is_integer():
+                    meta[key] = int(meta[key])
             if source is not None:
                 meta["source"] = source
             battles.append((battle_id, record_task, record["model_a"], record["model_b"], voter, now,
