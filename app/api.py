@@ -103,8 +103,9 @@ class LeaderboardRow(BaseModel):
     losses: int
     ties: int
     win_rate: float
-    rank_ub: int
+    rank_ub: int | None = Field(description="rank (upper bound) among the ranked models; None for a model listed apart")
     component: int
+    needed: int | None = Field(None, description="listed apart: the votes it still needs to be ranked")
 
 
 class LeaderboardOut(BaseModel):
@@ -115,7 +116,10 @@ class LeaderboardOut(BaseModel):
     ci: str
     rounds: int
     warnings: list[str]
-    rows: list[LeaderboardRow]
+    min_votes: int = Field(description="votes a model needs in this view to be ranked")
+    rows: list[LeaderboardRow] = Field(description="the ranked models")
+    unranked: list[LeaderboardRow] = Field(default_factory=list, description="models with fewer than min_votes votes "
+                                                                             "in this view, listed apart, unranked")
 
 
 class LoginIn(BaseModel):
@@ -291,13 +295,16 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     def board(task: Literal["t2i", "edit"] = Query("t2i"),
               votes: Literal["human", "auto", "all"] | None = Query(
                   None, description="default: human votes once there are any, else the automatic ones")) -> LeaderboardOut:
-        """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`."""
+        """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`.
+        Models with fewer than ``min_votes`` votes in the view are listed apart (``unranked``)."""
         why = ""
         if votes is None:
             votes, why = service.default_view(task)
-        lb = service.leaderboard(task, votes)
+        lb, ranked, apart = service.ranked(task, votes)
         return LeaderboardOut(task=task, votes=votes, why=why, n_votes=lb.votes, ci=lb.ci_method, rounds=lb.rounds,
-                              warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
+                              warnings=lb.warnings, min_votes=service.min_votes,
+                              rows=[LeaderboardRow(**row) for row in ranked],
+                              unranked=[LeaderboardRow(**row) for row in apart])
 
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})

@@ -33,6 +33,9 @@ DEFAULT_WORKSPACE = "./workspace"
               help="battles and votes per second per voter (a token bucket)")
 @click.option("--rate-burst", default=40.0, show_default=True, type=click.FloatRange(1),
               help="requests a voter may make at once before the rate limit applies")
+@click.option("--min-votes", default=10, show_default=True, type=click.IntRange(0),
+              help="votes a model needs in a leaderboard view to be ranked there (fewer: listed apart); human votes "
+                   "become the default view once every model has this many")
 @click.option("--live-prompts/--no-live-prompts", default=True, show_default=True,
               help="let visitors battle on their own prompt or edit instruction (Shapes models only: they sample in a blink)")
 @click.option("--seed-votes", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -41,7 +44,7 @@ DEFAULT_WORKSPACE = "./workspace"
                    "imported, each once")
 @click.option("--no-seed-votes", is_flag=True, help="import no bundled votes")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, live_prompts, seed_votes, no_seed_votes):
+           rate_limit, rate_burst, min_votes, live_prompts, seed_votes, no_seed_votes):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -67,7 +70,7 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     live_prompts=live_prompts,
+                                     min_votes=min_votes, live_prompts=live_prompts,
                                      seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),
                                      log=lambda line: click.echo(line, err=True))
     except (OSError, ValueError) as exc:

@@ -19,6 +19,8 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
+from arena.boards import MIN_VOTES
+
 from .api import create_api
 from .jobs import CONFIG_DIR, JobManager
 from .live import LiveGenerator
@@ -49,6 +51,7 @@ class StudioRuntime:
         watch_interval_s: float = 2.0,
         rate: float = 20.0,
         burst: float = 40.0,
+        min_votes: int = MIN_VOTES,
         ui_refresh_s: float = 2.0,
         workspace_settings: dict[str, Any] | None = None,
         trainers: dict[str, str] | None = None,
@@ -73,7 +76,7 @@ class StudioRuntime:
         elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
             raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
-        service = ArenaService(ws, rate=rate, burst=burst, live=live)
+        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR,
                           path_roots=[ws.models_dir])

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from arena.boards import MIN_VOTES, needed_text, rank_apart, votes_needed
 from arena.matchmaking import next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
 from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
@@ -182,6 +183,7 @@ class ArenaService:
         ip_rate: float = 2000.0,
         ip_burst: float = 4000.0,
         rounds: int = 1000,
+        min_votes: int = MIN_VOTES,
         index_ttl_s: float = 2.0,
         board_ttl_s: float = 5.0,
         seed: int | None = None,
@@ -196,6 +198,7 @@ class ArenaService:
         self._refresher: threading.Thread | None = None
         self._stop_refresher = threading.Event()
         self.rounds = rounds
+        self.min_votes = min_votes  #: votes a model needs in a view to be ranked there (arena.boards)
         self.index_ttl_s = index_ttl_s
         self.board_ttl_s = board_ttl_s
         self.voter_bucket = TokenBucket(rate, burst)
@@ -438,9 +441,11 @@ class ArenaService:
     def default_view(self, task: str) -> tuple[VoteFilter, str]:
         """Which votes the leaderboard of ``task`` opens on, and why (a sentence for the page).
 
-        Human votes once there are any (people's judgement is the point of an arena); until
-        then the automatic ones (a new workspace has the bundled automatic-arena votes), so the
-        first leaderboard a newcomer sees is not empty.
+        Human votes once every shown model (the arena's, and any a human vote names) has at least
+        ``min_votes`` of them (people's judgement is the point of an arena, but one vote would
+        rank two models on nothing); until then the automatic ones (a new workspace has the
+        bundled automatic-arena votes), so the first leaderboard a newcomer sees is not empty,
+        and the sentence says how many human votes are still needed.
         """
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
@@ -448,20 +453,39 @@ class ArenaService:
         human = counts.get(HUMAN_JUDGE, 0)
         auto = {judge: n for judge, n in counts.items() if judge != HUMAN_JUDGE}
         name = TASK_NAMES[task]
-        if human:
+        shown = self.ws.arena_model_names(task)  # the models people can battle here, voted on or not
+        needed = votes_needed(self.votes(task, "human"), self.min_votes, shown) if human else {}
+        if human and not needed:
             return "human", f"Showing human votes: people have voted {human} time(s) on {name} battles."
         if not auto:
+            if human:
+                return "human", (f"Showing human votes: people have voted {human} time(s) on {name} battles; a model "
+                                 f"is ranked once it has {self.min_votes} votes ({needed_text(needed)}).")
             return "human", (f"No {name} votes yet: vote in the Arena tab, or let a program judge "
                              "(qwenrl arena auto).")
         judges = ", ".join(f"{judge} ({n})" for judge, n in sorted(auto.items()))
-        why = (f"Showing automatic votes: nobody has voted on {name} battles yet; these "
-               f"{sum(auto.values())} were judged by a program: {judges}.")
+        if human:
+            why = (f"Showing automatic votes: people have voted {human} time(s) on {name} battles, and human votes "
+                   f"take over once every model has {self.min_votes}: {needed_text(needed)} needed. These "
+                   f"{sum(auto.values())} were judged by a program: {judges}.")
+        else:
+            why = (f"Showing automatic votes: nobody has voted on {name} battles yet; these "
+                   f"{sum(auto.values())} were judged by a program: {judges}.")
         seed = getattr(self.ws, "seed_votes", None)
         bundled = seed.by_task.get(task, 0) if seed is not None else 0
         if bundled:
             why += (f" {bundled} of them come with the studio: the automatic arena of the bundled models "
                     f"({seed.path}).")
-        return "auto", why + " Human votes take over once people vote."
+        if human:
+            return "auto", why
+        return "auto", why + f" Human votes take over once people vote ({self.min_votes} per model)."
+
+    def ranked(self, task: str, votes: VoteFilter = "human") -> tuple[Leaderboard, list[dict], list[dict]]:
+        """The leaderboard, its ranked rows and the rows listed apart (models with fewer than
+        ``min_votes`` votes in this view: unranked, with the votes they still need)."""
+        board = self.leaderboard(task, votes)
+        ranked, apart = rank_apart(board.rows, self.min_votes)
+        return board, ranked, apart
 
     def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0) -> Leaderboard:
         """Leaderboard of a task, cached while the task's vote count is unchanged.

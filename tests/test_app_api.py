@@ -26,7 +26,8 @@ def api(filled_workspace, tmp_path_factory):
     (configs / "fake_grpo.yaml").write_text("steps: 1\n")
     jobs = JobManager(filled_workspace.store, filled_workspace.runs_dir, trainers={"grpo": "tests.fake_trainer"},
                       config_dir=configs, max_concurrent=1)
-    service = ArenaService(filled_workspace, rate=1000, burst=1000, seed=0)
+    # min_votes 0: every model is ranked, as in `qwenrl elo`, which these tests compare with
+    service = ArenaService(filled_workspace, rate=1000, burst=1000, seed=0, min_votes=0)
     return create_api(service, jobs, AdminAuth(PASSWORD)), service, jobs
 
 
