@@ -55,6 +55,11 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
     """
     import signal
 
+    in_use = port_in_use(host, port)  # before anything starts: one clear line, not a traceback after the banner
+    if in_use:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {in_use} (another studio there?); "
+                                   "stop it or choose another --port")
+
     import uvicorn
 
     from .server import StudioRuntime
@@ -86,6 +91,23 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         click.echo("stopping the studio's workers…", err=True)
         runtime.stop()
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (the system's words), or None when it can."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        return f"unknown host ({exc.strerror})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return (exc.strerror or str(exc)).lower()
+    return None
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -158,7 +180,9 @@ def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoint
     if as_json:
         click.echo(json.dumps({**summary, "rows": board.rows, "warnings": board.warnings}, indent=2))
         return
-    click.echo(f"{summary['battles']} {task} battles judged by {summary['judge']}: {summary['outcomes']}", err=True)
+    # the table rates every vote of this judge in the workspace, earlier runs' too: say both numbers
+    click.echo(f"{summary['battles']} new {task} battles judged by {summary['judge']}: {summary['outcomes']}; "
+               f"the table rates all {len(frame)} {task} votes by {summary['judge']} in {workspace}", err=True)
     for warning in board.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{'rank':>4}  {'model':<32} {'elo':>7} {'95% CI':>15} {'votes':>6}")

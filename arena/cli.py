@@ -96,7 +96,12 @@ def elo(
                 click.echo(f"reading {path}…", err=True)
         votes = read_with_warnings(list(files), input_format=input_format, fields=vote_io.RATING_FIELDS,
                                    workers=workers, strict=strict)
+        if len(votes) == 0:
+            raise ValueError(f"no votes in {', '.join(files)}: the file{'s hold' if len(files) > 1 else ' holds'} "
+                             "no vote records")
         votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
+        if judge is None:
+            _warn_if_mixed(votes)
         if len(votes) > 100_000:
             click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
         board = leaderboard(
@@ -144,6 +149,20 @@ def _filter(votes: pd.DataFrame, *, task: str | None, judge: str | None, anony_o
         if len(votes) == 0:
             raise ValueError("no anonymous votes (anony = true) in the files")
     return votes
+
+
+def _warn_if_mixed(votes: pd.DataFrame) -> None:
+    """One warning when the votes rated mix people's and programs' judgements (a workspace's
+    export holds both): the table is then neither the human nor the automatic arena's."""
+    judges = votes["judge"].dropna()
+    if not len(judges):
+        return
+    human = judges.map(vote_io.is_human_judge).astype(bool)
+    if human.all() or not human.any():
+        return
+    programs = sorted(set(judges[~human].astype(str)))
+    click.echo(f"warning: these votes mix {int(human.sum())} human votes with {int((~human).sum())} automatic ones "
+               f"(judge {', '.join(programs[:5])}); rate one kind with --judge human or --judge {programs[0]}", err=True)
 
 
 def _progress_printer():
@@ -198,6 +217,17 @@ def format_leaderboard(board: Leaderboard, output_format: str) -> str:
     return "\n".join([render(header)] + [render(c) for c in lines]) + "\n"
 
 
+def open_store(path: str) -> ArenaStore:
+    """The store at ``path``; ValueError with one line when the file is not a QwenRL store."""
+    import sqlite3
+
+    try:
+        return ArenaStore(path)
+    except sqlite3.DatabaseError as exc:  # "file is not a database", a locked or damaged file…
+        raise ValueError(f"--store {path}: not a QwenRL store ({exc}); give the studio's arena.db, "
+                         "or a new file name to create one") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def votes() -> None:
     """Move votes between a studio store and files.
@@ -226,7 +256,7 @@ def export_votes(store_path: str, out: str, output_format: str | None, task: str
       qwenrl votes export --store workspace/arena.db --out t2i.jsonl --task t2i
     """
     try:
-        with ArenaStore(store_path) as store:
+        with open_store(store_path) as store:
             count = vote_io.write_votes(store.vote_records(task=task, judge=judge), out,
                                         format=output_format or "auto")
     except (ValueError, OSError) as exc:
@@ -252,9 +282,13 @@ def import_votes(files: Sequence[str], store_path: str, task: str | None, input_
     Example:
       qwenrl votes import --store workspace/arena.db --task t2i clean_battle_20240220.json
     """
+    folder = os.path.dirname(os.path.abspath(store_path))
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"--store {store_path}: the folder {os.path.dirname(store_path) or folder} does not "
+                                   "exist (create it first, or give the path of an existing store)")
     try:
         frame = read_with_warnings(list(files), input_format=input_format, strict=strict)
-        with ArenaStore(store_path) as store:
+        with open_store(store_path) as store:
             count = store.import_votes(frame, task=task)
     except (ValueError, OSError) as exc:  # VoteFileError and StoreError are ValueErrors
         raise click.ClickException(str(exc)) from exc

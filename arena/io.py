@@ -363,6 +363,10 @@ def _read_csv(path: str, fields: tuple[str, ...], workers: int | None) -> list[_
         frame = pd.DataFrame(columns=list(fields))
     except (pd.errors.ParserError, UnicodeDecodeError):
         raise VoteFileError([_csv_first_bad_row(path)]) from None
+    required = [name for name in ("model_a", "model_b", "winner") if name not in frame.columns]
+    if required and len(frame.columns):  # one error for the header, not one per row
+        shown = ", ".join(map(str, frame.columns[:12])) + (" …" if len(frame.columns) > 12 else "")
+        raise VoteFileError([(path, 1, f"the header has no {', '.join(required)} column; it has: {shown}")])
     records_columns: dict[str, list] = {}
     for name in fields:
         if name in frame.columns:
