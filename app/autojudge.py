@@ -6,9 +6,16 @@ Judges:
   image that passes beats one that fails; both pass is a tie; both fail is a tie (both bad).
 * a reward YAML (``training/configs/rewards/shapes_t2i.yaml``) — the composite reward: the
   higher score wins; equal scores tie; no score on either side is a tie (both bad).
+* ``humanlike`` — votes as a careful person would: when exactly one image passes the strict
+  checker, it wins; otherwise (both pass, or both fail) the task's composite reward
+  (``shapes_{task}.yaml``: alignment or instruction, identity, aesthetics, fidelity) picks the
+  better one when the two scores differ by more than ``margin``; closer than that is a tie. The
+  oracle calls every both-pass pair a tie, which caps what any accuracy can show (most editing
+  pairs both pass); people pick the better of two correct images.
 
-Votes are tagged with the judge (``oracle``, ``reward:<name>``) and the voter is the judge, so
-they never mix with human votes unless asked (the leaderboard's "auto" and "all" filters).
+Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``) and the voter is
+the judge, so they never mix with human votes unless asked (the leaderboard's "auto" and "all"
+filters).
 
     run_auto_arena(workspace, task="t2i", judge="oracle", battles=500, seed=0)
 """
@@ -24,64 +31,92 @@ import numpy as np
 from arena.matchmaking import next_pair
 
 
+#: the composite reward's score difference below which the human-like judge calls a tie
+HUMANLIKE_MARGIN = 0.02
+
+
+def humanlike_outcome(passed_a: bool, passed_b: bool, score_a: float | None, score_b: float | None,
+                      margin: float = HUMANLIKE_MARGIN) -> str:
+    """The human-like judge's vote on two images: the one that passes the strict checker when
+    exactly one does; else the one whose composite score is higher by more than ``margin``;
+    else a tie (``tie`` when both pass, ``tie (bothbad)`` when both fail)."""
+    if passed_a != passed_b:
+        return "model_a" if passed_a else "model_b"
+    if score_a is not None and score_b is not None and abs(score_a - score_b) > margin:
+        return "model_a" if score_a > score_b else "model_b"
+    return "tie" if passed_a else "tie (bothbad)"
+
+
 class AutoJudge:
     """Scores a gallery sample once (cached) and turns two scores into an arena outcome."""
 
-    def __init__(self, ws, judge: str, task: str) -> None:
+    def __init__(self, ws, judge: str, task: str, margin: float = HUMANLIKE_MARGIN) -> None:
         self.ws = ws
         self.task = task
-        self._cache: dict[int, float | None] = {}
-        if judge == "oracle":
-            self.name = "oracle"
-            self._reward = None
+        self.margin = margin
+        self._cache: dict[int, tuple[bool | None, float | None]] = {}
+        self._checker = judge in ("oracle", "humanlike")
+        self._reward = None
+        if judge in ("oracle", "humanlike"):
+            self.name = judge
+            if judge == "humanlike":
+                if margin < 0:
+                    raise ValueError(f"--margin must be >= 0, got {margin}")
+                self._reward = ws.reward(task)
         else:
             from qwenrl.rewards import load_reward
 
             path = Path(judge)
             if not path.is_file():
-                raise ValueError(f"--judge must be 'oracle' or a reward YAML file; {judge!r} is neither")
+                raise ValueError(f"--judge must be 'oracle', 'humanlike' or a reward YAML file; {judge!r} is none of them")
             self._reward = load_reward(path, cache=False)
             if self._reward.task != task:
                 raise ValueError(f"{path} is a {self._reward.task} reward; the battles are {task}")
             self.name = f"reward:{self._reward.name}"
 
-    def score(self, sample: dict[str, Any]) -> float | None:
+    def score(self, sample: dict[str, Any]) -> tuple[bool | None, float | None]:
+        """(passes the strict checker, composite score) of a gallery sample; each None when this
+        judge does not use it."""
         sid = int(sample["id"])
         if sid not in self._cache:
             from qwenrl.imageio import load_png
 
             item = self.ws.pool_item(sample["prompt_id"])
             image = load_png(self.ws.root / sample["image_path"])
-            if self._reward is None:
+            passed = score = None
+            if self._checker:
                 from qwenrl.world.check import check_image
 
-                self._cache[sid] = 1.0 if check_image(item.spec(), image).passed else 0.0
-            else:
+                passed = check_image(item.spec(), image).passed
+            if self._reward is not None:
                 from qwenrl.rewards import Sample
 
                 [j] = self._reward([Sample.from_spec(image, item.spec())])
-                self._cache[sid] = j.score
+                score = j.score
+            self._cache[sid] = (passed, score)
         return self._cache[sid]
 
     def outcome(self, a: dict[str, Any], b: dict[str, Any]) -> str:
-        sa, sb = self.score(a), self.score(b)
+        (pa, sa), (pb, sb) = self.score(a), self.score(b)
+        if self.name == "humanlike":
+            return humanlike_outcome(bool(pa), bool(pb), sa, sb, self.margin)
+        if self.name == "oracle":
+            return "model_a" if pa and not pb else "model_b" if pb and not pa else ("tie" if pa else "tie (bothbad)")
         if sa is None or sb is None:
             return "tie (bothbad)" if sa is None and sb is None else ("model_b" if sa is None else "model_a")
         if abs(sa - sb) <= 1e-9:
-            if self._reward is None:
-                return "tie" if sa > 0.5 else "tie (bothbad)"
             return "tie"
         return "model_a" if sa > sb else "model_b"
 
 
 def run_auto_arena(
     ws, *, task: str, judge: str, battles: int, seed: int = 0, strategy: str = "info",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, margin: float = HUMANLIKE_MARGIN,
 ) -> dict[str, Any]:
     """Add ``battles`` automatically judged votes to the workspace's store; returns a summary."""
     if battles < 1:
         raise ValueError("--battles must be at least 1")
-    auto = AutoJudge(ws, judge, task)
+    auto = AutoJudge(ws, judge, task, margin=margin)
     by_model: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
     for s in ws.arena_samples(task):
         by_model.setdefault(s["model"], {})[(s["prompt_id"], s["seed"])] = s

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .autojudge import HUMANLIKE_MARGIN
+
 DEFAULT_WORKSPACE = "./workspace"
 
 
@@ -123,7 +125,10 @@ def arena():
 @click.option("--workspace", default=DEFAULT_WORKSPACE, show_default=True, type=click.Path(file_okay=False))
 @click.option("--task", type=click.Choice(["t2i", "edit"]), required=True)
 @click.option("--judge", default="oracle", show_default=True,
-              help="'oracle' (the strict Shapes checker) or a reward YAML file")
+              help="'oracle' (the strict Shapes checker), 'humanlike' (the checker when exactly one image passes, "
+                   "else the task's composite reward when the scores differ by more than --margin) or a reward YAML file")
+@click.option("--margin", default=HUMANLIKE_MARGIN, show_default=True, type=click.FloatRange(0, 1),
+              help="humanlike: composite-score difference below which two images tie")
 @click.option("--battles", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--strategy", type=click.Choice(["info", "random"]), default="info", show_default=True)
@@ -136,13 +141,14 @@ def arena():
 @click.option("--fill/--no-fill", default=True, show_default=True,
               help="first generate the gallery images still missing (in this process)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary and leaderboard as JSON")
-def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoints, pool_size, fill, as_json):
+def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, checkpoints, pool_size, fill, as_json):
     """Fill the store with automatically judged votes, tagged with the judge.
 
     \b
     Examples:
       qwenrl arena auto --workspace ./workspace --task t2i --judge oracle --battles 2000
       qwenrl arena auto --task edit --judge training/configs/rewards/shapes_edit.yaml --battles 500
+      qwenrl arena auto --task edit --judge humanlike --margin 0.02 --battles 2000
       qwenrl arena auto --task t2i --battles 3000 --checkpoint runs/grpo-t2i/checkpoints/step-000300
     Then: qwenrl votes export ... or the Leaderboard tab with "auto" votes.
     """
@@ -170,7 +176,7 @@ def auto(workspace, task, judge, battles, seed, strategy, models_dir, checkpoint
             for name in ws.pending_gallery_models():
                 fill_model(ws, name, log=lambda msg: click.echo(msg, err=True))
         try:
-            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy)
+            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy, margin=margin)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         frame = ws.store.votes_frame(task=task, judge=summary["judge"])

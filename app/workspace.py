@@ -248,13 +248,18 @@ class Workspace:
         kind = "base" if run_id is None and not manifest.get("parent") else str(manifest.get("trainer") or "checkpoint")
         self.store.register_model(
             name, tasks=tasks, source=str(path), parent=parent, kind=kind,
-            meta={"step": step, "run": run_id, "manifest_lineage": lineage, "manifest_parent": manifest.get("parent")},
+            meta={"step": step, "run": run_id, "manifest_lineage": lineage, "manifest_parent": manifest.get("parent"),
+                  "absorbed_guidance": manifest.get("absorbed_guidance")},
         )
         return name
 
     def lineage(self, name: str) -> str:
-        """``shapes-base → grpo-t2i@step300``."""
-        return " → ".join(self.store.lineage(name))
+        """``shapes-base → grpo-t2i@step300``; a student that absorbed its teachers' guidance
+        (and is sampled without it) says so: ``shapes-base → shapes-distilled (guidance-free, absorbed 2)``."""
+        chain = " → ".join(self.store.lineage(name))
+        model = self.store.get_model(name)
+        absorbed = ((model or {}).get("meta") or {}).get("absorbed_guidance")
+        return f"{chain} (guidance-free, absorbed {absorbed:g})" if absorbed else chain
 
     def arena_model_names(self, task: str) -> set[str]:
         """Models registered from a checkpoint for ``task`` (not names imported with votes)."""

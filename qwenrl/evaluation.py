@@ -20,10 +20,27 @@ from .world.scene import render
 
 
 def policy_sampling_defaults(policy: Policy) -> dict[str, Any]:
-    """Sampling settings a checkpoint recommends (``config["sampling"]``), with fallbacks."""
+    """Sampling settings a checkpoint recommends: its manifest's ``sampling`` (written by the
+    trainers; a student that absorbed guidance says ``guidance_scale: 1.0`` there), else its
+    model config's ``sampling``, with fallbacks (20 steps, no guidance)."""
     cfg = getattr(policy, "config", {}) or {}
-    s = cfg.get("sampling", {}) if isinstance(cfg, dict) else {}
+    s = dict(cfg.get("sampling", {})) if isinstance(cfg, dict) else {}
+    manifest = getattr(policy, "manifest", None) or {}
+    if isinstance(manifest.get("sampling"), dict):
+        s.update(manifest["sampling"])
     return {"num_steps": int(s.get("num_steps", 20)), "guidance_scale": float(s.get("guidance_scale", 1.0))}
+
+
+def override_sampling(policy: Policy, **settings: Any) -> None:
+    """Change the sampling settings ``policy`` recommends (``num_steps``, ``guidance_scale``), as
+    a trainer does when it changes how its model should be sampled; the checkpoints it writes
+    carry them in their manifest."""
+    unknown = sorted(set(settings) - {"num_steps", "guidance_scale"})
+    if unknown:
+        raise ValueError(f"unknown sampling setting(s) {unknown}; use num_steps or guidance_scale")
+    manifest = dict(getattr(policy, "manifest", None) or {})
+    manifest["sampling"] = {**policy_sampling_defaults(policy), **settings}
+    policy.manifest = manifest  # type: ignore[attr-defined]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -117,13 +117,48 @@ def test_broken_checkpoint_is_marked_failed(tmp_path, tiny_models):
 
 def test_oracle_outcomes():
     judge = AutoJudge.__new__(AutoJudge)
-    judge._reward = None
-    scores = {1: 1.0, 2: 0.0, 3: 1.0, 4: 0.0}
+    judge._reward, judge.name = None, "oracle"
+    scores = {1: (True, None), 2: (False, None), 3: (True, None), 4: (False, None)}
     judge.score = lambda s: scores[s["id"]]
     assert judge.outcome({"id": 1}, {"id": 2}) == "model_a"
     assert judge.outcome({"id": 2}, {"id": 1}) == "model_b"
     assert judge.outcome({"id": 1}, {"id": 3}) == "tie"
     assert judge.outcome({"id": 2}, {"id": 4}) == "tie (bothbad)"
+
+
+@pytest.mark.parametrize(
+    "passed_a, passed_b, score_a, score_b, outcome",
+    [
+        (True, False, 0.70, 0.95, "model_a"),       # exactly one passes: the checker decides, whatever the scores
+        (False, True, 0.99, 0.40, "model_b"),
+        (True, True, 0.97, 0.90, "model_a"),        # both pass, far apart: the better one
+        (True, True, 0.90, 0.97, "model_b"),
+        (True, True, 0.950, 0.935, "tie"),          # both pass, within the margin (0.02): a tie
+        (False, False, 0.60, 0.80, "model_b"),      # both fail: the less wrong one, if clearly so
+        (False, False, 0.600, 0.615, "tie (bothbad)"),
+        (True, True, None, 0.90, "tie"),            # no score on one side: nothing to compare
+    ],
+)
+def test_humanlike_outcomes_by_hand(passed_a, passed_b, score_a, score_b, outcome):
+    from app.autojudge import humanlike_outcome
+
+    assert humanlike_outcome(passed_a, passed_b, score_a, score_b, margin=0.02) == outcome
+
+
+def test_humanlike_arena_votes_are_tagged_and_use_checker_and_reward(filled_workspace):
+    from app.autojudge import humanlike_outcome
+
+    ws = filled_workspace
+    summary = run_auto_arena(ws, task="edit", judge="humanlike", battles=8, seed=3, margin=0.05)
+    assert summary["judge"] == "humanlike" and summary["battles"] == 8
+    assert set(ws.votes_frame("edit", "auto")["judge"]) >= {"humanlike"}
+    judge = AutoJudge(ws, "humanlike", "edit", margin=0.05)
+    a, b = ws.arena_samples("edit")[:2]
+    (pa, sa), (pb, sb) = judge.score(a), judge.score(b)
+    assert isinstance(pa, bool) and 0.0 <= sa <= 1.0
+    assert judge.outcome(a, b) == humanlike_outcome(pa, pb, sa, sb, 0.05)
+    with pytest.raises(ValueError, match="margin"):
+        AutoJudge(ws, "humanlike", "edit", margin=-0.1)
 
 
 def test_auto_arena_votes_are_tagged_and_apart_from_human_votes(filled_workspace):
@@ -157,6 +192,10 @@ def test_arena_auto_cli(tmp_path, tiny_models):
     bad = CliRunner().invoke(arena, ["auto", "--workspace", str(ws_dir), "--task", "t2i", "--judge", "nope.yaml",
                                      "--battles", "1"])
     assert bad.exit_code != 0 and "oracle" in bad.output
+    human_like = CliRunner().invoke(arena, ["auto", "--workspace", str(ws_dir), "--task", "t2i", "--judge", "humanlike",
+                                            "--margin", "0.05", "--battles", "4", "--json"])
+    assert human_like.exit_code == 0, human_like.output
+    assert json.loads(human_like.output[human_like.output.index("{\n"):])["judge"] == "humanlike"
 
 
 def test_smoke_bundled_models_if_present(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_grpo import TIMING, small, tiny_policy, world  # noqa: F401  (the session fixture)
-from training.common import ConfigError, VelocityModel
+from training.common import ConfigError, VelocityModel, encode_items
 from training.distill import DistillConfig, draw_mixed, pick_timesteps, rollout_with_teachers, task_counts, train, velocity_gap
 from training.grpo import train as train_grpo
 
@@ -101,6 +101,11 @@ def test_grpo_with_an_auxiliary_distillation_term(world, tmp_path):  # noqa: F81
         ({"timesteps_per_trajectory": 9}, "timesteps_per_trajectory"),
         ({"student": "nowhere"}, "student 'nowhere' not found"),
         ({"lr": -1.0}, "learning rate must be >= 0"),
+        ({"routing": "vote"}, "unknown routing 'vote'; set routing to one of"),
+        ({"absorb_guidance": True, "guidance_scale": 2.0, "teacher_guidance_scale": 2.0}, "set guidance_scale: 1.0"),
+        ({"absorb_guidance": True, "teacher_guidance_scale": 1.0}, "set teacher_guidance_scale > 1"),
+        ({"query_sigma_range": [0.6, 0.2]}, "query_sigma_range"),
+        ({"lr_schedule": "step"}, "unknown lr_schedule 'step'"),
     ],
 )
 def test_bad_distill_configs_fail_clearly(world, values, message):  # noqa: F811
@@ -133,3 +138,94 @@ def test_seed_recipe_end_to_end_on_tiny_models(world, tmp_path):  # noqa: F811
     assert distilled["teachers"] == {"t2i": "shapes-grpo-t2i", "edit": "shapes-grpo-edit"}
     t2i = json.loads((tmp_path / "models" / "shapes-grpo-t2i" / "manifest.json").read_text())
     assert t2i["parent"] == "tiny-base" and t2i["trainer"] == "grpo" and t2i["run_checkpoint"] == "grpo-t2i@step1"
+
+
+
+# -- routing, absorbed guidance, query states ---------------------------------------------------
+
+
+def by_hand_guided(teacher, items, x, sigma, scale):
+    """v_u + w·(v_c − v_u), written out from the teacher's two passes."""
+    with torch.no_grad():
+        v_c = teacher.velocity(x, torch.full((len(x),), float(sigma)), encode_items(teacher, items))
+        v_u = teacher.velocity(x, torch.full((len(x),), float(sigma)), encode_items(teacher, items, null=True))
+    return v_u + scale * (v_c - v_u)
+
+
+def test_routing_sends_each_sample_to_its_task_teacher():
+    student, t2i_teacher, edit_teacher = tiny_policy(0), tiny_policy(1), tiny_policy(2)
+    mixed = draw_mixed({"t2i": 0.5, "edit": 0.5}, 4, seed=0, step=0)
+    kw = dict(num_steps=3, shift=1.0, noise_level=0.0, guidance_scale=1.0, teacher_guidance_scale=1.0, timesteps=[1], seed=0)
+    pieces = rollout_with_teachers(student, {"t2i": t2i_teacher, "edit": edit_teacher}, mixed, 0, 4, routing="task", **kw)
+    assert [p.task for p in pieces] == ["t2i", "edit"]
+    for piece, teacher, other in zip(pieces, (t2i_teacher, edit_teacher), (edit_teacher, t2i_teacher)):
+        items = [it for t, it in mixed if t == piece.task]
+        x, s = piece.latents[:, 1], piece.sigmas[1]
+        assert torch.allclose(piece.teacher_velocity[:, 0], by_hand_guided(teacher, items, x, s, 1.0), atol=1e-5), piece.task
+        assert not torch.allclose(piece.teacher_velocity[:, 0], by_hand_guided(other, items, x, s, 1.0), atol=1e-3)
+    # soft mixing: the weighted mean of both teachers, whatever the sample's task
+    soft = rollout_with_teachers(student, {"t2i": t2i_teacher, "edit": edit_teacher}, mixed, 0, 4, routing="mixture",
+                                 mixture={"t2i": 0.25, "edit": 0.75}, **kw)
+    for piece in soft:
+        items = [it for t, it in mixed if t == piece.task]
+        x, s = piece.latents[:, 1], piece.sigmas[1]
+        want = 0.25 * by_hand_guided(t2i_teacher, items, x, s, 1.0) + 0.75 * by_hand_guided(edit_teacher, items, x, s, 1.0)
+        assert torch.allclose(piece.teacher_velocity[:, 0], want, atol=1e-5)
+
+
+def test_absorbed_guidance_targets_the_guided_velocity_and_an_exact_student_has_zero_loss():
+    student, teacher = tiny_policy(0), tiny_policy(1)
+    mixed = draw_mixed({"t2i": 0.5, "edit": 0.5}, 4, seed=0, step=1)
+    pieces = rollout_with_teachers(student, {"t2i": teacher, "edit": teacher}, mixed, 0, 4, num_steps=4, shift=1.0, noise_level=0.0,
+                                   guidance_scale=1.0, teacher_guidance_scale=2.0, timesteps=[0, 3], seed=0)
+    for piece in pieces:
+        items = [it for t, it in mixed if t == piece.task]
+        for pos, k in enumerate(piece.timesteps):
+            x, s = piece.latents[:, k], piece.sigmas[k]
+            guided = by_hand_guided(teacher, items, x, s, 2.0)
+            assert torch.allclose(piece.teacher_velocity[:, pos], guided, atol=1e-5)
+            assert not torch.allclose(guided, by_hand_guided(teacher, items, x, s, 1.0), atol=1e-3)  # guidance matters here
+
+            def exact_student(latents, sigma, cond, scale, null, items=items):
+                assert scale == 1.0 and null is None  # the student is queried unguided
+                return by_hand_guided(teacher, items, latents, float(sigma), 2.0)
+
+            gap = velocity_gap(exact_student, piece, torch.arange(len(items)), pos)
+            assert torch.allclose(gap, torch.zeros(len(items)), atol=1e-10)
+
+
+def test_query_states_come_from_the_noise_range():
+    from qwenrl.sampling import sigma_schedule
+    from training.distill import query_candidates
+
+    sigmas = sigma_schedule(10, 1.0)  # 1.0, 0.9, …, 0.1, 0
+    assert query_candidates(sigmas, None) == list(range(10))
+    assert query_candidates(sigmas, [0.0, 0.3]) == [7, 8, 9]
+    assert query_candidates(sigmas, [0.45, 0.65]) == [4, 5]
+    picked = pick_timesteps(10, 2, 0, 5, candidates=[7, 8, 9])
+    assert len(picked) == 2 and set(picked) <= {7, 8, 9}
+    assert pick_timesteps(10, 3, 0, 5) == pick_timesteps(10, 3, 0, 5, candidates=list(range(10)))  # the same draws as before
+
+
+def test_a_guidance_free_student_says_so_and_is_evaluated_unguided(world, tmp_path):  # noqa: F811
+    from qwenrl.evaluation import policy_sampling_defaults
+    from qwenrl.models import load_policy
+
+    result = train(tiny(world, steps=2, guidance_scale=1.0, teacher_guidance_scale=2.0, absorb_guidance=True, query_sigma_range=[0.0, 0.5],
+                        timesteps_per_trajectory=1, lr_schedule="cosine", eval_every=2, eval_limit=2, eval_num_steps=2), tmp_path / "run")
+    manifest = json.loads((Path(result["checkpoint"]) / "manifest.json").read_text())
+    assert manifest["sampling"]["guidance_scale"] == 1.0 and manifest["absorbed_guidance"] == 2.0
+    assert policy_sampling_defaults(load_policy(result["checkpoint"]))["guidance_scale"] == 1.0
+    assert "sampling" not in json.loads((Path(world["base"]) / "manifest.json").read_text())  # the base is untouched
+
+
+def test_the_cosine_schedule_decays_to_its_floor():
+    from training.common import lr_at
+
+    assert [lr_at(s, 1.0, 0) for s in range(3)] == [1.0, 1.0, 1.0]
+    assert [lr_at(s, 1.0, 2) for s in range(3)] == [0.5, 1.0, 1.0]
+    cos = [lr_at(s, 1.0, 0, total_steps=5, schedule="cosine", min_ratio=0.1) for s in range(5)]
+    assert cos[0] == pytest.approx(1.0) and cos[-1] == pytest.approx(0.1) and cos[2] == pytest.approx(0.55)
+    assert all(a > b for a, b in zip(cos, cos[1:]))
+    warm = [lr_at(s, 1.0, 2, total_steps=6, schedule="cosine", min_ratio=0.0) for s in range(6)]
+    assert warm[:3] == [0.5, 1.0, 1.0] and warm[-1] == pytest.approx(0.0)

@@ -35,6 +35,7 @@ def train() -> None:
     Examples:
       qwenrl train grpo --config training/configs/shapes_grpo_t2i.yaml --run runs/grpo-t2i
       qwenrl train distill --config training/configs/shapes_distill.yaml --set steps=100
+      qwenrl train calibrate --config training/configs/shapes_grpo_edit.yaml --write
     """
 
 
@@ -86,6 +87,46 @@ def distill(config_path: str | None, run_dir: str | None, overrides: tuple[str, 
     click.echo(_summary(result))
 
 
+@train.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="GRPO config whose prompt mix to calibrate")
+@click.option("--model", default=None, help="model whose pass rates set the mix (default: the config's model)")
+@click.option("--samples-per-prompt", default=4, show_default=True, type=click.IntRange(1), help="samples per train prompt")
+@click.option("--limit", default=280, show_default=True, type=click.IntRange(1), help="train prompts (evenly spaced over the families)")
+@click.option("--floor", default=0.3, show_default=True, type=click.FloatRange(0, 1), help="share spread evenly over the families")
+@click.option("--write", is_flag=True, help="write family_weights (and the measured pass rates, as a comment) into the config")
+def calibrate(config_path: str, model: str | None, samples_per_prompt: int, limit: int, floor: float, write: bool) -> None:
+    """Set a GRPO config's prompt mix from the model's measured pass rate per family.
+
+    Samples the train split with the config's rollout settings, and gives each family a share
+    proportional to 2·p·(1 − p) plus an even floor (see docs/training.md, "Calibrating the prompt mix").
+
+    \b
+    Examples:
+      qwenrl train calibrate --config training/configs/shapes_grpo_edit.yaml
+      qwenrl train calibrate --config training/configs/shapes_grpo_edit.yaml --samples-per-prompt 8 --write
+    """
+    from training.calibrate import calibrated_family_weights, measure_pass_rates, write_family_weights
+    from training.grpo import GRPOConfig
+
+    try:
+        cfg = GRPOConfig.from_yaml(config_path)
+        guidance = cfg.guidance_scale if cfg.cfg_mode == "guided" else 1.0
+        measured = measure_pass_rates(model or cfg.model, cfg.task, samples_per_prompt=samples_per_prompt, limit=limit,
+                                      num_steps=cfg.num_steps, guidance_scale=guidance, seed=cfg.seed)
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    weights = calibrated_family_weights(measured["families"], floor=floor)
+    click.echo(json.dumps({"pass_rates": measured["families"], "overall": measured["overall"], "family_weights": weights,
+                           "floor": floor, "images": measured["n_images"]}, indent=2))
+    if write:
+        note = (f"by `qwenrl train calibrate --samples-per-prompt {samples_per_prompt} --limit {limit} --floor {floor:g}` "
+                f"({measured['n_images']} train samples of {Path(model or cfg.model).name}, {cfg.num_steps} steps, guidance {guidance:g})")
+        from training.common import resolve_path
+
+        write_family_weights(resolve_path(config_path), weights, measured["families"], note)
+        click.echo(f"wrote family_weights to {config_path}", err=True)
+
+
 @click.group()
 def experiment() -> None:
     """Reproducible experiments built from the trainers.
@@ -107,7 +148,9 @@ def experiment() -> None:
 @click.option("--bench-limit", type=int, default=None, help="bench only the first N prompts of each split")
 @click.option("--pass-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="also bench pass@k with this many samples per test prompt (after the timed recipe)")
-def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, bench_limit, pass_k) -> None:
+@click.option("--bench-samples", type=click.IntRange(min=1), default=4, show_default=True,
+              help="samples per test prompt for the accuracy and per-family figures")
+def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, bench_limit, pass_k, bench_samples) -> None:
     """Base → GRPO text-to-image; base → GRPO editing; both → distilled student; then bench all four.
 
     Writes OUT/results.md and OUT/results.json (accuracy on the test and compositional splits,
@@ -124,7 +167,7 @@ def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, b
     try:
         results = seed_recipe(out=out, base=base, models_dir=models_dir,
                               overrides={"t2i": list(t2i_set), "edit": list(edit_set), "distill": list(distill_set)},
-                              bench_limit=bench_limit, pass_k_samples=pass_k)
+                              bench_limit=bench_limit, pass_k_samples=pass_k, bench_samples=bench_samples)
     except _errors() as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(results["markdown"])

@@ -36,6 +36,7 @@ from qwenrl.sampling import guided_velocity
 from qwenrl.tasks import TASKS
 from training.configs import (  # noqa: F401 - re-exported: the configs moved to training/configs.py
     DTYPE_NAMES,
+    LR_SCHEDULES,
     REPO_ROOT,
     ConfigError,
     ModelSettings,
@@ -192,6 +193,9 @@ def export_checkpoint(policy: Policy, path: Path, ema: EMA | None, **manifest: A
     ``ShapesPolicy.save`` merges LoRA into the weights in place, which would end training;
     a LoRA Shapes policy is therefore saved from a copy.
     """
+    from qwenrl.evaluation import policy_sampling_defaults
+
+    manifest.setdefault("sampling", policy_sampling_defaults(policy))  # how the model is meant to be sampled, said once more
     with maybe_ema(ema):
         target = copy.deepcopy(policy) if lora_enabled(policy) and hasattr(policy, "merge_lora") else policy
         return target.save(path, **manifest)
@@ -371,13 +375,31 @@ def start_optimizer(cfg: Any, run: "RunFolder", policy: Policy, params: list[nn.
     return model, optimizer, ema, start
 
 
+def eta(elapsed: float, done: int, left: int) -> str:
+    """``eta 4m05s``: the time ``left`` more steps take at the pace of the ``done`` steps so far."""
+    if done <= 0 or left <= 0:
+        return "eta 0s" if left <= 0 else "eta –"
+    secs = int(round(elapsed / done * left))
+    return f"eta {secs // 3600}h{secs % 3600 // 60:02d}m" if secs >= 3600 else f"eta {secs // 60}m{secs % 60:02d}s" if secs >= 60 else f"eta {secs}s"
+
+
 def log(trainer: str, msg: str) -> None:
     print(f"[{trainer} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def lr_at(step: int, lr: float, warmup_steps: int) -> float:
-    """Linear warm-up to ``lr``, then constant (RL fine-tuning runs are short)."""
-    return lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
+
+def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int = 0, schedule: str = "constant", min_ratio: float = 0.1) -> float:
+    """The learning rate of step ``step`` (0-based): a linear warm-up to ``lr`` over
+    ``warmup_steps``, then constant, or (``cosine``) a half cosine from ``lr`` down to
+    ``lr · min_ratio`` at the last of ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps + 1:
+        return lr
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; use one of {LR_SCHEDULES}")
+    t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps - 1))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def seed_from(*values: int) -> int:
@@ -394,15 +416,17 @@ def draw_items(task: str, n: int, seed: int, step: int, stream: int = 0, family_
     same global batch, and a resumed run draws what the uninterrupted run would have.
 
     Families are drawn uniformly, or in proportion to ``family_weights`` (family → weight;
-    families left out get weight 0), e.g. to spend rollouts where the base still fails."""
-    from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split
+    families left out get weight 0), e.g. to spend rollouts where the base still fails. The
+    family is drawn here, not left to the grammar: the grammar redraws the family whenever a
+    scene does not fit, so its own mix under-draws the edits that often do not fit (``move`` came
+    out at about 5% of edits instead of 14%)."""
+    from qwenrl.world.grammar import EDIT_FAMILIES, T2I_FAMILIES, sample_edit, sample_t2i_prompt_in_split
 
     rng = np.random.default_rng([seed, step, stream, TASKS.index(task)])
-    families: list[str | None] = [None] * n
-    if family_weights:
-        names = sorted(family_weights)
-        p = np.array([family_weights[f] for f in names], dtype=np.float64)
-        families = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
+    weights = family_weights or dict.fromkeys(T2I_FAMILIES if task == "t2i" else EDIT_FAMILIES, 1.0)
+    names = sorted(weights)
+    p = np.array([weights[f] for f in names], dtype=np.float64)
+    families = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
     if task == "t2i":
         return [sample_t2i_prompt_in_split(rng, "train", family=f) for f in families]
     return [sample_edit(rng, family=f, split="train") for f in families]

@@ -36,6 +36,8 @@ from qwenrl.tasks import TASKS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: weight dtypes a diffusers pipeline may load in (``training.common.DTYPES`` maps them to torch's)
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+#: learning-rate schedules after the warm-up (``training.common.lr_at``)
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -248,6 +250,10 @@ def check_shared_fields(cfg: Any) -> None:
         raise ConfigError("warmup_steps and weight_decay must be >= 0; adam_eps and max_grad_norm > 0")
     if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
         raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr_schedule {cfg.lr_schedule!r}; use one of {LR_SCHEDULES}")
+    if not 0.0 <= cfg.lr_min_ratio <= 1.0:
+        raise ConfigError(f"lr_min_ratio is {cfg.lr_min_ratio}; it is a share of lr in [0, 1] (0.1 is typical)")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
     if cfg.trainable not in ("full", "lora"):
@@ -354,6 +360,10 @@ class GRPOConfig(ModelSettings, RunSettings):
     """AdamW learning rate."""
     warmup_steps: int = 0
     """Linear learning-rate warm-up, in steps."""
+    lr_schedule: str = "constant"
+    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
+    lr_min_ratio: float = 0.1
+    """The cosine schedule's final learning rate, as a share of lr."""
     weight_decay: float = 1e-4
     """AdamW weight decay."""
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -518,6 +528,8 @@ class GRPOConfig(ModelSettings, RunSettings):
 
 # -- on-policy distillation (training/distill.py) -----------------------------------------------
 
+ROUTINGS = ("task", "mixture")
+
 
 @dataclass
 class DistillConfig(ModelSettings, RunSettings):
@@ -544,8 +556,14 @@ class DistillConfig(ModelSettings, RunSettings):
     """Guidance scale of the student's rollouts."""
     teacher_guidance_scale: float = 1.0
     """Guidance scale of the teachers' velocities (> 1 distils guidance into the student)."""
+    absorb_guidance: bool = False
+    """The student learns to sample without guidance: its rollouts are unguided (guidance_scale 1), its target is the teachers' guided velocity at teacher_guidance_scale (> 1), and its checkpoints recommend guidance 1."""
+    routing: str = "task"
+    """Target of each sample: ``task`` (the velocity of its task's teacher) or ``mixture`` (the task_weights-weighted mean of every teacher's velocity)."""
     timesteps_per_trajectory: int | None = None
-    """States matched per trajectory, picked per step (None: every visited state)."""
+    """Query states matched per trajectory, picked per step among the candidates (None: every candidate)."""
+    query_sigma_range: list[float] | None = None
+    """[low, high]: only visited states whose noise level σ lies in this range are query states, e.g. [0.0, 0.4] for low noise (None: every visited state)."""
 
     # -- update ---------------------------------------------------------------------------------
     steps: int = 200
@@ -554,6 +572,10 @@ class DistillConfig(ModelSettings, RunSettings):
     """AdamW learning rate."""
     warmup_steps: int = 10
     """Linear learning-rate warm-up, in steps."""
+    lr_schedule: str = "constant"
+    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
+    lr_min_ratio: float = 0.1
+    """The cosine schedule's final learning rate, as a share of lr."""
     weight_decay: float = 1e-4
     """AdamW weight decay."""
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -603,6 +625,20 @@ class DistillConfig(ModelSettings, RunSettings):
             raise ConfigError("noise_level must be >= 0 (0: ODE rollouts)")
         if self.guidance_scale < 1 or self.teacher_guidance_scale < 1:
             raise ConfigError("guidance scales must be >= 1 (1: no guidance)")
+        if self.routing not in ROUTINGS:
+            raise ConfigError(f"unknown routing {self.routing!r}; set routing to one of {ROUTINGS} "
+                              "(task: each sample's task teacher; mixture: the weighted mean of every teacher)")
+        if self.absorb_guidance:
+            if self.guidance_scale != 1.0:
+                raise ConfigError(f"absorb_guidance trains a student that samples without guidance, but its rollouts are guided "
+                                  f"(guidance_scale {self.guidance_scale}); set guidance_scale: 1.0, or absorb_guidance: false")
+            if self.teacher_guidance_scale <= 1.0:
+                raise ConfigError("absorb_guidance needs the guidance to absorb: set teacher_guidance_scale > 1 "
+                                  "(the scale the teachers are sampled with, 2.0 for the Shapes models)")
+        if self.query_sigma_range is not None:
+            r = self.query_sigma_range
+            if len(r) != 2 or not 0.0 <= r[0] < r[1] <= 1.0:
+                raise ConfigError(f"query_sigma_range {r} must be [low, high] with 0 <= low < high <= 1, e.g. [0.0, 0.4]; or null for every state")
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), **values: Any) -> "DistillConfig":
@@ -611,6 +647,11 @@ class DistillConfig(ModelSettings, RunSettings):
     def tasks(self) -> list[str]:
         """Tasks with a positive weight, in TASKS order."""
         return [t for t in TASKS if self.task_weights.get(t, 0) > 0]
+
+    def mixture_weights(self) -> dict[str, float]:
+        """Weights of the teachers' velocities with ``routing: mixture`` (task_weights, normalised)."""
+        total = sum(self.task_weights[t] for t in self.tasks())
+        return {t: self.task_weights[t] / total for t in self.tasks()}
 
 
 # -- pretraining the Shapes base (training/pretrain.py) -------------------------------------------

@@ -5,15 +5,26 @@ One step:
 1. draw ``batch_size`` prompts and edit tasks from the grammar's ``train`` split, mixed by
    ``task_weights`` (e.g. half text-to-image, half editing);
 2. the student rolls out its own trajectories (ODE with ``noise_level`` 0, else SDE);
-3. at the visited states (all of them, or ``timesteps_per_trajectory`` picked per step), the
-   teacher for each sample's task — a specialist checkpoint from ``teachers`` — gives its velocity;
-4. loss = mean over samples and states of ‖v_student − v_teacher‖² (each a mean over latent
-   elements), one backward per state, gradient clipping, AdamW, optional EMA;
+3. at the query states — the visited states whose noise level lies in ``query_sigma_range``,
+   ``timesteps_per_trajectory`` of them picked per step (or all) — the target velocity is
+   given by the teachers: with ``routing: task``, by the teacher of the sample's task (a
+   specialist checkpoint from ``teachers``: hard routing); with ``routing: mixture``, by the
+   ``task_weights``-weighted mean of every teacher's velocity (soft mixing);
+4. loss = mean over samples and states of ‖v_student − v_target‖² (each a mean over latent
+   elements), one backward per state, gradient clipping, AdamW (constant or cosine learning
+   rate), optional EMA;
 5. log ``distill/velocity_gap/{task}`` and, every few steps, held-out accuracy per task.
 
 Because the states come from the student's own trajectories, the student learns what the teacher
 would do where the student actually goes (on-policy), not only on the teacher's path. The same
 functions give GRPO its auxiliary distillation term (``distill_teachers``/``distill_weight``).
+
+**Absorbed guidance** (``absorb_guidance: true``): the target is each teacher's *guided*
+velocity, v_u + w·(v_c − v_u) at ``teacher_guidance_scale`` w, and the student — rolled out
+without guidance — matches it with its plain conditional velocity. The student then samples
+without guidance, one pass per step instead of two; its checkpoints say so in their manifest
+(``sampling.guidance_scale: 1.0``, ``absorbed_guidance: w``), and ``qwenrl generate``, the bench
+and the arena sample it that way.
 
     python -m training.distill --config training/configs/shapes_distill.yaml --run runs/distill
     accelerate launch --multi_gpu --num_processes 4 -m training.distill --config ... --run ...
@@ -35,7 +46,8 @@ import numpy as np
 import torch
 
 from qwenrl.models.base import Conditioning, Policy
-from qwenrl.sampling import guided_velocity, rollout
+from qwenrl.evaluation import override_sampling
+from qwenrl.sampling import guided_velocity, rollout, sigma_schedule
 from qwenrl.tasks import TASKS
 from training.common import (
     ConfigError,
@@ -43,6 +55,7 @@ from training.common import (
     config_dict,
     draw_items,
     encode_items,
+    eta,
     evaluate_policy,
     load_model,
     log,
@@ -59,8 +72,7 @@ from training.common import (
     shard,
     start_optimizer,
 )
-from training.configs import DistillConfig  # noqa: F401 - importable from here as before
-
+from training.configs import ROUTINGS, DistillConfig  # noqa: F401 - importable from here as before
 
 # -- batches, rollouts and the loss (also used by GRPO's auxiliary term) ---------------------------
 
@@ -81,11 +93,24 @@ def draw_mixed(task_weights: dict[str, float], n: int, seed: int, step: int, str
     return [(t, it) for t, k in task_counts(task_weights, n).items() for it in draw_items(t, k, seed, step, stream)]
 
 
-def pick_timesteps(num_steps: int, k: int | None, seed: int, step: int) -> list[int]:
-    """The trajectory states matched this step: all of them, or ``k`` drawn without replacement."""
-    if k is None or k >= num_steps:
-        return list(range(num_steps))
-    return sorted(np.random.default_rng([seed, step, 4]).choice(num_steps, size=k, replace=False).tolist())
+def pick_timesteps(num_steps: int, k: int | None, seed: int, step: int, candidates: list[int] | None = None) -> list[int]:
+    """The trajectory states matched this step: all ``candidates`` (default every state
+    0 … num_steps − 1), or ``k`` of them drawn without replacement."""
+    pool = list(range(num_steps)) if candidates is None else sorted(candidates)
+    if k is None or k >= len(pool):
+        return pool
+    picked = np.random.default_rng([seed, step, 4]).choice(len(pool), size=k, replace=False)
+    return sorted(pool[i] for i in picked)
+
+
+def query_candidates(sigmas: torch.Tensor, sigma_range: list[float] | None) -> list[int]:
+    """Indices of the trajectory states (σ_0 … σ_{T−1} of a schedule of T steps) whose noise
+    level lies in ``sigma_range`` = [low, high]; every state when None."""
+    states = sigmas[:-1].tolist()
+    if sigma_range is None:
+        return list(range(len(states)))
+    low, high = sigma_range
+    return [k for k, s in enumerate(states) if low - 1e-6 <= s <= high + 1e-6]
 
 
 @dataclass
@@ -117,9 +142,13 @@ def rollout_with_teachers(
     teacher_guidance_scale: float,
     timesteps: list[int],
     seed: int,
+    routing: str = "task",
+    mixture: dict[str, float] | None = None,
 ) -> list[DistillPiece]:
     """The student's trajectories for items [lo, hi) of ``mixed`` (one rollout per task) and
-    each task's teacher velocity at the states ``timesteps``."""
+    the target velocity at the states ``timesteps``: the velocity of the sample's task teacher
+    (``routing`` task), or the ``mixture``-weighted mean of the teachers' velocities (mixture),
+    each at ``teacher_guidance_scale``."""
     pieces = []
     for task in TASKS:
         ids = [i for i in range(lo, hi) if mixed[i][0] == task]
@@ -130,14 +159,20 @@ def rollout_with_teachers(
         null = encode_items(policy, items, null=True) if guidance_scale != 1.0 else None
         traj = rollout(policy, cond, num_steps=num_steps, shift=shift, guidance_scale=guidance_scale, null_cond=null,
                        noise_level=noise_level, sde_window=None, generator=seed_from(seed, ids[0]))
-        teacher = teachers[task]
-        tcond = encode_items(teacher, items)
-        tnull = encode_items(teacher, items, null=True) if teacher_guidance_scale != 1.0 else None
-        v = torch.stack([
-            guided_velocity(teacher, traj.latents[:, k], traj.sigmas[k], tcond, teacher_guidance_scale, tnull) for k in timesteps
-        ], dim=1)
+        weights = {task: 1.0} if routing == "task" else (mixture or {})
+        v = sum(w * teacher_velocities(teachers[t], items, traj.latents, traj.sigmas, timesteps, teacher_guidance_scale)
+                for t, w in weights.items())
         pieces.append(DistillPiece(task, np.array(ids), traj.latents, traj.sigmas, cond, list(timesteps), v, traj.final))
     return pieces
+
+
+def teacher_velocities(teacher: Policy, items: list, latents: torch.Tensor, sigmas: torch.Tensor, timesteps: list[int],
+                       guidance_scale: float) -> torch.Tensor:
+    """One teacher's (guided) velocity at the states ``timesteps`` of trajectories ``latents``
+    (n, T+1, ...): (n, len(timesteps), ...)."""
+    cond = encode_items(teacher, items)
+    null = encode_items(teacher, items, null=True) if guidance_scale != 1.0 else None
+    return torch.stack([guided_velocity(teacher, latents[:, k], sigmas[k], cond, guidance_scale, null) for k in timesteps], dim=1)
 
 
 def velocity_gap(model: Callable[..., torch.Tensor], piece: DistillPiece, rows: torch.Tensor, pos: int) -> torch.Tensor:
@@ -194,6 +229,15 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     params = make_trainable(policy, cfg.trainable, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.gradient_checkpointing)
     named = named_trainable(policy)
     shift = cfg.shift or policy.default_shift
+    candidates = query_candidates(sigma_schedule(cfg.num_steps, shift), cfg.query_sigma_range)
+    if not candidates or (cfg.timesteps_per_trajectory or 0) > len(candidates):
+        sigmas = ", ".join(f"{x:.3f}" for x in sigma_schedule(cfg.num_steps, shift)[:-1].tolist())
+        raise ConfigError(f"query_sigma_range {cfg.query_sigma_range} holds {len(candidates)} of the schedule's states (σ = {sigmas}), "
+                          f"fewer than timesteps_per_trajectory ({cfg.timesteps_per_trajectory}); widen the range or pick fewer states")
+    extra_manifest: dict[str, Any] = {}
+    if cfg.absorb_guidance:  # the student is served as it is trained: without guidance
+        override_sampling(policy, guidance_scale=1.0)
+        extra_manifest["absorbed_guidance"] = cfg.teacher_guidance_scale
     rewards = {t: load_reward(resolve_path(cfg.eval_rewards[t])) for t in tasks}
     model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "distill")
     checkpoint_name = cfg.name or "distill"
@@ -214,19 +258,20 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     row: dict[str, Any] = {}
+    t_begin = time.perf_counter()
     for step in range(start, cfg.steps):
         t_start = time.perf_counter()
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps)
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_schedule, cfg.lr_min_ratio)
         for g in optimizer.param_groups:
             g["lr"] = lr
 
-        # 1-3. A mixed batch; the student's own trajectories; the teachers' velocities along them.
+        # 1-3. A mixed batch; the student's own trajectories; the teachers' velocities at its query states.
         mixed = draw_mixed(cfg.task_weights, cfg.batch_size, cfg.seed, step)
-        timesteps = pick_timesteps(cfg.num_steps, cfg.timesteps_per_trajectory, cfg.seed, step)
+        timesteps = pick_timesteps(cfg.num_steps, cfg.timesteps_per_trajectory, cfg.seed, step, candidates)
         pieces = rollout_with_teachers(
             policy, teachers, mixed, lo, hi, num_steps=cfg.num_steps, shift=shift, noise_level=cfg.noise_level,
             guidance_scale=cfg.guidance_scale, teacher_guidance_scale=cfg.teacher_guidance_scale, timesteps=timesteps,
-            seed=seed_from(cfg.seed, step, 3),
+            seed=seed_from(cfg.seed, step, 3), routing=cfg.routing, mixture=cfg.mixture_weights(),
         )
         t_rollout = time.perf_counter()
 
@@ -270,10 +315,11 @@ def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
             if (step + 1) % cfg.log_every == 0 or last:
                 gaps_text = " ".join(f"{t} {row[f'distill/velocity_gap/{t}']:.4f}" for t in tasks if f"distill/velocity_gap/{t}" in row)
                 evals = " ".join(f"eval/{t} {row[f'eval/{t}/accuracy']:.2f}" for t in tasks if f"eval/{t}/accuracy" in row)
-                log("distill", f"step {step + 1}/{cfg.steps} velocity gap {gaps_text} {evals} {row['samples_per_s']:.1f} samples/s")
+                log("distill", f"step {step + 1}/{cfg.steps} velocity gap {gaps_text} {evals} {row['samples_per_s']:.1f} samples/s "
+                    + eta(time.perf_counter() - t_begin, step + 1 - start, cfg.steps - step - 1))
             name = f"{checkpoint_name}@step{step + 1}"
             run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
-                          name=name, parent=parent, lineage=lineage + [name], teachers=teacher_names, task="+".join(tasks))
+                          name=name, parent=parent, lineage=lineage + [name], teachers=teacher_names, task="+".join(tasks), **extra_manifest)
         accelerator.wait_for_everyone()
     checkpoint = run.latest_checkpoint()
     return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}

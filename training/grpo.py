@@ -68,6 +68,7 @@ from training.common import (
     config_dict,
     draw_items,
     encode_items,
+    eta,
     evaluate_policy,
     frozen_copy,
     load_model,
@@ -429,9 +430,10 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     row: dict[str, Any] = {}
+    t_begin = time.perf_counter()
     for step in range(start, cfg.steps):
         t_start = time.perf_counter()
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps)
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_schedule, cfg.lr_min_ratio)
         for g in optimizer.param_groups:
             g["lr"] = lr
 
@@ -585,7 +587,8 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
                     + (f" eval {row['eval/accuracy']:.2f}" if "eval/accuracy" in row else "")
                     + (f" |v-v_old|² {row['nft/velocity_gap']:.1e}" if nft else
                        f" kl {row['kl']:.2e} |ratio-1| {row['ratio_deviation']:.1e} clipfrac {row['clipfrac']:.2f}")
-                    + f" filtered {row['frac_groups_filtered']:.2f} {row['samples_per_s']:.1f} samples/s")
+                    + f" filtered {row['frac_groups_filtered']:.2f} {row['samples_per_s']:.1f} samples/s "
+                    + eta(time.perf_counter() - t_begin, step + 1 - start, cfg.steps - step - 1))
             name = f"{checkpoint_name}@step{step + 1}"
             run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
                           old=old, name=name, parent=parent, lineage=lineage + [name], task=cfg.task)

@@ -14,6 +14,8 @@ Each stage is a run folder under OUT, so rerunning the command resumes where it 
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,17 @@ from training.common import REPO_ROOT, log, resolve_path
 CONFIGS = REPO_ROOT / "training" / "configs"
 REWARDS = {"t2i": CONFIGS / "rewards" / "shapes_t2i.yaml", "edit": CONFIGS / "rewards" / "shapes_edit.yaml"}
 #: publish keys copied from a run checkpoint's manifest to the published model's
-LINEAGE_KEYS = ("parent", "task", "step", "trainer", "teachers", "training")
+LINEAGE_KEYS = ("parent", "task", "step", "trainer", "teachers", "training", "sampling", "absorbed_guidance")
 #: each specialist's accuracy on its own task's test split, and on its compositional split (None: no target)
-TARGETS = {"t2i": (0.70, 0.55), "edit": (0.90, None)}
+TARGETS = {"t2i": (0.60, 0.50), "edit": (0.88, None)}
+#: per-family floors of a specialist on its own task (family → accuracy)
+FAMILY_TARGETS = {"edit": {"move": 0.60}}
+FAMILY_TOLERANCE = 0.05  # no family of a specialist's task more than this below the base
 DISTILL_TOLERANCE = 0.02  # the student within this of each specialist on the specialist's task
 FORGET_TOLERANCE = 0.02  # each specialist within this of the base on the other task
 TIME_BUDGET_S = 60 * 60  # the whole recipe
-PASS_K_SEED = 100_000  # pass@k samples start far from the one-sample run's seeds (0, 1, …), so they are new draws
+BENCH_SAMPLES = 4  # samples per test prompt in the bench: families of ~36 prompts are too noisy with one
+PASS_K_SEED = 100_000  # pass@k samples start far from the bench's seeds (0, 1, …), so they are new draws
 
 
 def publish(checkpoint: str | Path, dest: Path, name: str) -> Path:
@@ -45,9 +51,12 @@ def publish(checkpoint: str | Path, dest: Path, name: str) -> Path:
     return policy.save(dest, name=name, lineage=lineage, run_checkpoint=manifest.get("name"), **extra)
 
 
-def bench(model: str | Path, splits: tuple[str, ...], limit: int | None, pass_k_samples: int = 1) -> dict[str, Any]:
-    """Strict accuracy, composite reward and aesthetics of one model on both tasks and ``splits``
-    (one image per prompt, seeds 0, 1, …: what the targets and the arena use). With
+def bench(model: str | Path, splits: tuple[str, ...], limit: int | None, pass_k_samples: int = 1,
+          samples_per_prompt: int = 1) -> dict[str, Any]:
+    """Strict accuracy (per family and overall), composite reward and aesthetics of one model on
+    both tasks and ``splits``, with the model's own sampling settings (a student that absorbed
+    guidance samples without it). The ``test`` split takes ``samples_per_prompt`` images per
+    prompt (seeds 0, 1, …; accuracy is then the mean pass rate), the other splits one. With
     ``pass_k_samples`` n > 1, each task's ``test`` entry also gets ``pass_at_k`` (k = 1, 2, 4, …, n,
     from n further samples per prompt) and their mean ``pass_rate``."""
     from qwenrl.evaluation import evaluate
@@ -60,8 +69,9 @@ def bench(model: str | Path, splits: tuple[str, ...], limit: int | None, pass_k_
     for task in ("t2i", "edit"):
         reward = load_reward(REWARDS[task])
         for split in splits:
-            res = evaluate(policy, task, split, limit=limit, keep_images=True)
-            items = load_prompt_set(task, split, limit=limit)
+            n = samples_per_prompt if split == "test" else 1
+            res = evaluate(policy, task, split, limit=limit, keep_images=True, samples_per_prompt=n)
+            items = [it for it in load_prompt_set(task, split, limit=limit) for _ in range(n)]
             judged = reward([Sample.from_spec(img, it) for img, it in zip(res["images"], items)])
             scores = [j.score for j in judged if j.score is not None]
             aesthetics = [j.parts["aesthetics"] for j in judged if "aesthetics" in j.parts]
@@ -71,6 +81,8 @@ def bench(model: str | Path, splits: tuple[str, ...], limit: int | None, pass_k_
                 "reward": float(np.mean(scores)) if scores else None,
                 "aesthetics": float(np.mean(aesthetics)) if aesthetics else None,
                 "n_images": res["n_images"],
+                "samples_per_prompt": n,
+                "guidance_scale": res["guidance_scale"],
             }
     if pass_k_samples > 1 and "test" in splits:
         for task, entry in bench_pass_at_k(policy, limit, pass_k_samples).items():
@@ -105,7 +117,8 @@ def _pass_k(entry: dict[str, Any]) -> str:
     return "–" if not pk else _pct(pk["overall"][str(pk["n"])])
 
 
-def results_markdown(table: dict[str, dict[str, Any]], targets: list[dict[str, Any]], command: str) -> str:
+def results_markdown(table: dict[str, dict[str, Any]], targets: list[dict[str, Any]], command: str,
+                     timing: dict[str, dict[str, Any]] | None = None) -> str:
     n = next((r["t2i/test"]["pass_at_k"]["n"] for r in table.values() if "pass_at_k" in r["t2i/test"]), None)
     pk_head = f" pass@{n} (t2i / edit) |" if n else ""
     lines = [
@@ -120,10 +133,38 @@ def results_markdown(table: dict[str, dict[str, Any]], targets: list[dict[str, A
             f"{_pct(r.get('t2i/compositional', {}).get('accuracy'))} | {_pct(r.get('edit/compositional', {}).get('accuracy'))} | "
             f"{_num(r['t2i/test']['aesthetics'])} / {_num(r['edit/test']['aesthetics'])} |"
         )
+    lines += ["", *family_table(table, "edit"), "", *family_table(table, "t2i")]
+    if timing:
+        lines += ["", *timing_table(timing)]
     lines += ["", "Targets (test split):", ""]
     lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['measured']})" for t in targets]
     lines += ["", f"Regenerate: `{command}`"]
     return "\n".join(lines) + "\n"
+
+
+def family_table(table: dict[str, dict[str, Any]], task: str) -> list[str]:
+    """Markdown rows: each model's test accuracy per family of ``task``, and its sampling guidance."""
+    families = sorted({f for r in table.values() for f in r[f"{task}/test"]["families"]})
+    n = next(iter(table.values()))[f"{task}/test"].get("samples_per_prompt", 1)
+    lines = [f"{task} test accuracy per family ({n} sample{'s' if n > 1 else ''} per prompt):", "",
+             "| model | guidance | " + " | ".join(families) + " | overall |", "|---|---|" + "---|" * (len(families) + 1)]
+    for name, r in table.items():
+        e = r[f"{task}/test"]
+        g = e.get("guidance_scale")
+        lines.append(f"| {name} | {'–' if g is None else f'{g:g}'} | " + " | ".join(_pct(e["families"].get(f)) for f in families)
+                     + f" | {_pct(e['accuracy'])} |")
+    return lines
+
+
+def timing_table(timing: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: each stage's wall time, steps, median step time and the machine's load."""
+    lines = ["| stage | minutes | steps | median s/step | load average (mean / max) |", "|---|---|---|---|---|"]
+    for stage, t in timing.items():
+        med = t.get("median_step_seconds")
+        load = t.get("load")
+        lines.append(f"| {stage} | {t['seconds'] / 60:.1f} | {t.get('steps', '–')} | {'–' if med is None else f'{med:.1f}'} | "
+                     + ("–" if not load else f"{load['mean']:.2f} / {load['max']:.2f}") + " |")
+    return lines
 
 
 def check_targets(table: dict[str, dict[str, Any]], seconds: dict[str, float] | None = None) -> list[dict[str, Any]]:
@@ -140,6 +181,16 @@ def check_targets(table: dict[str, dict[str, Any]], seconds: dict[str, float] | 
             c = table[model][f"{task}/compositional"]["accuracy"]
             out.append({"target": f"{model} {task} compositional accuracy >= {comp:.0%}",
                         "measured": f"{c:.1%} (base {base[f'{task}/compositional']['accuracy']:.1%})", "met": c >= comp})
+        fams, base_fams = table[model][f"{task}/test"]["families"], base[f"{task}/test"]["families"]
+        for family, floor in FAMILY_TARGETS.get(task, {}).items():
+            if family in fams:
+                out.append({"target": f"{model} {task} {family} >= {floor:.0%}", "measured": f"{fams[family]:.1%} (base {base_fams.get(family, 0):.1%})",
+                            "met": fams[family] >= floor})
+        behind = {f: base_fams[f] - fams[f] for f in fams if f in base_fams}
+        worst = max(behind, key=behind.get) if behind else None
+        if worst is not None:
+            out.append({"target": f"{model}: no {task} family more than {FAMILY_TOLERANCE:.0%} below the base",
+                        "measured": f"worst {worst} {fams[worst]:.1%} vs {base_fams[worst]:.1%}", "met": behind[worst] <= FAMILY_TOLERANCE})
         o, ob = table[model][f"{other}/test"]["accuracy"], base[f"{other}/test"]["accuracy"]
         out.append({"target": f"{model} within {FORGET_TOLERANCE:.0%} of the base on {other} (no forgetting)",
                     "measured": f"{o:.1%} vs {ob:.1%}", "met": o >= ob - FORGET_TOLERANCE})
@@ -155,6 +206,39 @@ def check_targets(table: dict[str, dict[str, Any]], seconds: dict[str, float] | 
     return out
 
 
+class LoadMonitor:
+    """Samples the machine's 1-minute load average every ``every`` seconds in a thread, so that a
+    stage's timing is reported with how busy the machine was (a crowded run shows)."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.every, self.samples = every, [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+        return {"mean": float(np.mean(self.samples)), "max": float(np.max(self.samples)), "samples": len(self.samples)}
+
+
+def stage_timing(seconds: float, load: dict[str, float], run: Path | None = None) -> dict[str, Any]:
+    """A stage's wall time and load, with the step count and median step time from its run's metrics."""
+    out: dict[str, Any] = {"seconds": seconds, "load": load, "cpus": os.cpu_count()}
+    metrics = run / "metrics.jsonl" if run is not None else None
+    if metrics is not None and metrics.exists():
+        steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        times = [r["step_seconds"] for r in steps if r.get("step_seconds")]
+        if times:
+            out.update(steps=len(times), median_step_seconds=float(np.median(times)))
+    return out
+
+
 def seed_recipe(
     out: str | Path = "runs/seed-recipe",
     base: str | Path = "data/models/shapes-base",
@@ -163,40 +247,47 @@ def seed_recipe(
     bench_limit: int | None = None,
     splits: tuple[str, ...] = ("test", "compositional"),
     pass_k_samples: int = 1,
+    bench_samples: int = BENCH_SAMPLES,
 ) -> dict[str, Any]:
     """Run the whole recipe; returns the results (also written to OUT/results.json and .md).
-    ``pass_k_samples`` > 1 adds pass@k on the test splits to the bench (not counted in the
-    recipe's wall time, which is that of training and the one-sample bench)."""
+    ``bench_samples`` images per test prompt give the accuracy and per-family figures;
+    ``pass_k_samples`` > 1 adds pass@k on the test splits (not counted in the recipe's wall
+    time, which is that of training and the bench). Each stage records its wall time, median
+    step time and the machine's load average."""
     from training import distill, grpo
 
     out, models = Path(out), resolve_path(models_dir)
     base = resolve_path(base)
     overrides = overrides or {}
     seconds: dict[str, float] = {}
+    timing: dict[str, dict[str, Any]] = {}
     published: dict[str, Path] = {}
     for task in ("t2i", "edit"):
-        t0 = time.perf_counter()
+        t0, load = time.perf_counter(), LoadMonitor()
         cfg = grpo.GRPOConfig.from_yaml(CONFIGS / f"shapes_grpo_{task}.yaml", overrides.get(task, []), model=str(base))
-        log("recipe", f"GRPO {task}: {out / f'grpo-{task}'}")
+        log("recipe", f"GRPO {task}: {cfg.steps} steps in {out / f'grpo-{task}'}")
         result = grpo.train(cfg, out / f"grpo-{task}")
         published[task] = publish(result["checkpoint"], models / f"shapes-grpo-{task}", f"shapes-grpo-{task}")
         seconds[f"grpo_{task}"] = time.perf_counter() - t0
+        timing[f"grpo_{task}"] = stage_timing(seconds[f"grpo_{task}"], load.stop(), out / f"grpo-{task}")
 
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), LoadMonitor()
     dcfg = distill.DistillConfig.from_yaml(CONFIGS / "shapes_distill.yaml", overrides.get("distill", []), student=str(base),
                                            teachers={t: str(p) for t, p in published.items()})
-    log("recipe", f"distillation: {out / 'distill'}")
+    log("recipe", f"distillation: {dcfg.steps} steps in {out / 'distill'}")
     result = distill.train(dcfg, out / "distill")
     publish(result["checkpoint"], models / "shapes-distilled", "shapes-distilled")
     seconds["distill"] = time.perf_counter() - t0
+    timing["distill"] = stage_timing(seconds["distill"], load.stop(), out / "distill")
 
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), LoadMonitor()
     table = {}
     names = ("shapes-base", "shapes-grpo-t2i", "shapes-grpo-edit", "shapes-distilled")
-    for name in names:
-        log("recipe", f"benching {name}")
-        table[name] = bench(base if name == "shapes-base" else models / name, splits, bench_limit)
+    for k, name in enumerate(names):
+        log("recipe", f"benching {name} ({k + 1}/{len(names)}, {bench_samples} sample(s) per test prompt)")
+        table[name] = bench(base if name == "shapes-base" else models / name, splits, bench_limit, samples_per_prompt=bench_samples)
     seconds["bench"] = time.perf_counter() - t0
+    timing["bench"] = stage_timing(seconds["bench"], load.stop())
     seconds["total"] = sum(seconds.values())
     if pass_k_samples > 1:
         t0 = time.perf_counter()
@@ -209,10 +300,11 @@ def seed_recipe(
     targets = check_targets(table, seconds)
     command = f"qwenrl experiment seed-recipe --out {out}" + "".join(
         f" --{stage}-set {item}" for stage in ("t2i", "edit", "distill") for item in overrides.get(stage, [])
-    ) + (f" --bench-limit {bench_limit}" if bench_limit else "") + (f" --pass-k {pass_k_samples}" if pass_k_samples > 1 else "")
-    markdown = results_markdown(table, targets, command)
-    results = {"table": table, "targets": targets, "seconds": seconds, "overrides": overrides, "bench_limit": bench_limit,
-               "pass_k_samples": pass_k_samples, "markdown": markdown}
+    ) + (f" --bench-limit {bench_limit}" if bench_limit else "") + (f" --pass-k {pass_k_samples}" if pass_k_samples > 1 else "") + (
+        f" --bench-samples {bench_samples}" if bench_samples != BENCH_SAMPLES else "")
+    markdown = results_markdown(table, targets, command, timing)
+    results = {"table": table, "targets": targets, "seconds": seconds, "timing": timing, "overrides": overrides, "bench_limit": bench_limit,
+               "pass_k_samples": pass_k_samples, "bench_samples": bench_samples, "markdown": markdown}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown)
