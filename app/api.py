@@ -8,9 +8,13 @@ Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/
                                             or, for editing, your instruction over a gallery source
     GET  /api/v1/sources                    the gallery's editing source images (ids for live edits)
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
-    GET  /api/v1/leaderboard?task=…&votes=human|auto|all   (default: human once people voted, else auto)
-    GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…
+    GET  /api/v1/leaderboard?task=…&votes=human|auto|all&include_flagged=false
+                                            (default: human once people voted, else auto; flagged votes left out)
+    GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…   (every vote, with its flags)
     POST /api/v1/admin/login                {"password"} → admin cookie
+    GET  /api/v1/admin/voters               (admin) voters, their votes, flagged votes, exclusion
+    POST /api/v1/admin/voters/exclude       (admin) {"voter", "reason"}: left out of the default boards
+    POST /api/v1/admin/voters/include       (admin) {"voter"}: counted again
     GET  /api/v1/jobs                       (admin) jobs and their status
     POST /api/v1/jobs                       (admin) {"kind", "config", "overrides"} → queued job
     GET  /api/v1/jobs/{id}                  (admin) status, progress, log tail
@@ -106,6 +110,9 @@ class LeaderboardOut(BaseModel):
     task: str
     votes: str = Field(description="the votes rated: human, auto or all")
     why: str = Field("", description="without ?votes=, which votes the board shows and why")
+    include_flagged: bool = Field(False, description="whether flagged votes (fast, burst, named, excluded voters') count")
+    flagged: dict[str, int] = Field(default_factory=dict,
+                                    description="votes per flag among the votes asked for (left out unless include_flagged)")
     n_votes: int
     ci: str
     rounds: int
@@ -115,6 +122,11 @@ class LeaderboardOut(BaseModel):
 
 class LoginIn(BaseModel):
     password: str = Field(max_length=1024)
+
+
+class VoterIn(BaseModel):
+    voter: str = Field(min_length=1, max_length=256, description="a voter id, as GET /admin/voters lists them")
+    reason: str = Field("", max_length=1000)
 
 
 class JobIn(BaseModel):
@@ -267,20 +279,25 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
     def board(task: Literal["t2i", "edit"] = Query("t2i"),
               votes: Literal["human", "auto", "all"] | None = Query(
-                  None, description="default: human votes once there are any, else the automatic ones")) -> LeaderboardOut:
+                  None, description="default: human votes once there are any, else the automatic ones"),
+              include_flagged: bool = Query(False, description="count flagged votes too (fast, burst, named, "
+                                                               "excluded voters'), which the default board leaves out")
+              ) -> LeaderboardOut:
         """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`."""
         why = ""
         if votes is None:
             votes, why = service.default_view(task)
-        lb = service.leaderboard(task, votes)
-        return LeaderboardOut(task=task, votes=votes, why=why, n_votes=lb.votes, ci=lb.ci_method, rounds=lb.rounds,
-                              warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
+        lb = service.leaderboard(task, votes, include_flagged=include_flagged)
+        return LeaderboardOut(task=task, votes=votes, why=why, include_flagged=include_flagged,
+                              flagged=service.flagged(task, votes), n_votes=lb.votes, ci=lb.ci_method,
+                              rounds=lb.rounds, warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
 
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
     def export(format: Literal["jsonl", "csv"] = Query("jsonl"), task: Literal["t2i", "edit"] | None = None,
                votes: Literal["human", "auto", "all"] = Query("all")):
-        """The votes in the format `qwenrl elo` reads (JSON lines or CSV)."""
+        """Every vote, with its flags, in the format `qwenrl elo` reads (JSON lines or CSV): `qwenrl elo`
+        leaves the flagged ones out as the default board does, and `--include-flagged` counts them."""
         data = export_votes(service, format, task, votes)
         media = "application/x-ndjson" if format == "jsonl" else "text/csv"
         name = f"votes{'-' + task if task else ''}.{format}"
@@ -293,6 +310,25 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
             raise HTTPException(403, "wrong admin password" if auth.enabled else "admin is disabled")
         response.set_cookie(ADMIN_COOKIE, auth.issue_token(), max_age=int(auth.ttl_s), httponly=True, samesite="strict")
         return {"ok": True}
+
+    @api.get("/admin/voters", tags=["admin"], dependencies=[Depends(require_admin)])
+    def voters(task: Literal["t2i", "edit"] | None = None) -> list[dict[str, Any]]:
+        """Voters with their votes, flagged votes, first and last vote, and whether excluded."""
+        return service.ws.store.voters(task)
+
+    @api.post("/admin/voters/exclude", tags=["admin"], dependencies=[Depends(require_admin)],
+              responses={404: {"description": "no votes from that voter"}})
+    def exclude(body: VoterIn) -> dict[str, Any]:
+        """Leave a voter's votes out of the default boards; nothing is deleted (see /admin/voters/include)."""
+        return service.exclude_voter(body.voter, body.reason)
+
+    @api.post("/admin/voters/include", tags=["admin"], dependencies=[Depends(require_admin)],
+              responses={404: {"description": "the voter is not excluded"}})
+    def include(body: VoterIn) -> dict[str, Any]:
+        """Count an excluded voter's votes again."""
+        if not service.include_voter(body.voter):
+            raise HTTPException(404, f"voter {body.voter!r} is not excluded")
+        return {"ok": True, "voter": body.voter}
 
     @api.get("/jobs", tags=["admin"], dependencies=[Depends(require_admin)])
     def list_jobs() -> list[dict[str, Any]]:
@@ -344,7 +380,7 @@ def export_votes(service: ArenaService, fmt: str, task: str | None, votes: str) 
     """Votes as JSON lines or CSV bytes (``arena.io`` format)."""
     from arena.io import write_votes
 
-    frame = service.votes(task, votes)  # type: ignore[arg-type]
+    frame = service.votes(task, votes, include_flagged=True)  # type: ignore[arg-type]
     buf = io.StringIO()
     write_votes(frame, buf, format=fmt)
     return buf.getvalue().encode()

@@ -40,8 +40,11 @@ DEFAULT_WORKSPACE = "./workspace"
                    "benchmarks/results/seed_recipe_votes.jsonl); only votes between models this workspace has are "
                    "imported, each once")
 @click.option("--no-seed-votes", is_flag=True, help="import no bundled votes")
+@click.option("--min-vote-seconds", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="a human vote sent sooner than this after its battle was served is stored flagged 'fast' and left "
+                   "out of the default leaderboard (0: flag none)")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, live_prompts, seed_votes, no_seed_votes):
+           rate_limit, rate_burst, live_prompts, seed_votes, no_seed_votes, min_vote_seconds):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -67,7 +70,7 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     live_prompts=live_prompts,
+                                     live_prompts=live_prompts, min_vote_s=min_vote_seconds,
                                      seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),
                                      log=lambda line: click.echo(line, err=True))
     except (OSError, ValueError) as exc:

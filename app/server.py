@@ -55,6 +55,7 @@ class StudioRuntime:
         configs_dir: str | Path | None = None,
         live_prompts: bool = True,
         seed_votes: str | Path | None = SEED_VOTES,
+        min_vote_s: float = 1.0,
         log=print,
     ) -> "StudioRuntime":
         """``seed_votes``: a file of automatic votes to import (between the models this
@@ -73,7 +74,7 @@ class StudioRuntime:
         elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
             raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
-        service = ArenaService(ws, rate=rate, burst=burst, live=live)
+        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_vote_s=min_vote_s)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR)
         jobs.recover()

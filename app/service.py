@@ -10,7 +10,10 @@ Nothing here imports gradio, fastapi or torch; handlers in ``app.studio`` and ro
 
 Voters are opaque ids (a browser cookie or a Gradio session). A vote is taken only for a
 battle served to that voter, once, with one of the four outcomes; each voter has a token
-bucket (``rate`` votes and battles per second, ``burst`` at once).
+bucket (``rate`` votes and battles per second, ``burst`` at once). A vote sent sooner than
+``min_vote_s`` after its battle was served is stored with the ``fast`` flag; boards leave
+flagged votes, named ones and excluded voters' out unless ``include_flagged``
+(see ``arena.hygiene``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from arena.hygiene import counted_votes, flag_counts
 from arena.matchmaking import next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
 from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
@@ -169,8 +173,10 @@ class ArenaService:
         seed: int | None = None,
         strategy: str = "info",
         live=None,
+        min_vote_s: float = 0.0,
     ) -> None:
         self.ws = workspace
+        self.min_vote_s = float(min_vote_s)  #: a vote sooner than this after its battle is flagged fast
         self.live = live  #: an app.live.LiveGenerator, or None (live prompts off)
         self._fast_cache: dict[str, bool] = {}
         self.strategy = strategy
@@ -372,7 +378,8 @@ class ArenaService:
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
             raise ArenaError("battle_id must be the id of a battle you were served", 404)
         try:
-            row = self.ws.record_vote(battle_id, winner, voter, judge=judge)
+            row = self.ws.record_vote(battle_id, winner, voter, judge=judge,
+                                      min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
         except WrongVoter as exc:
@@ -408,11 +415,27 @@ class ArenaService:
         return data
 
     # -- leaderboards ---------------------------------------------------------------------
-    def votes(self, task: str | None = None, votes: VoteFilter = "human"):
-        """The vote table (a DataFrame in the export format) of a task and kind of judge."""
+    def votes(self, task: str | None = None, votes: VoteFilter = "human", *, include_flagged: bool = False):
+        """The vote table (a DataFrame in the export format) of a task and kind of judge: the
+        votes a board counts, or with ``include_flagged`` every vote (an export's)."""
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
-        return self.ws.votes_frame(task=task, judges=votes)
+        return counted_votes(self.ws.votes_frame(task=task, judges=votes), include_flagged=include_flagged)
+
+    def flagged(self, task: str, votes: VoteFilter = "human") -> dict[str, int]:
+        """How many votes of each flag the default board of ``task`` leaves out."""
+        return flag_counts(self.votes(task, votes, include_flagged=True))
+
+    def exclude_voter(self, voter: str, reason: str = "") -> dict[str, Any]:
+        """Admin: leave a voter's votes out of the default boards (reversible; nothing deleted)."""
+        try:
+            return self.ws.store.exclude_voter(voter, reason)
+        except ValueError as exc:
+            raise ArenaError(str(exc), 404) from exc
+
+    def include_voter(self, voter: str) -> bool:
+        """Admin: count an excluded voter's votes again; False when they were not excluded."""
+        return self.ws.store.include_voter(voter)
 
     def default_view(self, task: str) -> tuple[VoteFilter, str]:
         """Which votes the leaderboard of ``task`` opens on, and why (a sentence for the page).
@@ -442,38 +465,41 @@ class ArenaService:
                     f"({seed.path}).")
         return "auto", why + " Human votes take over once people vote."
 
-    def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0) -> Leaderboard:
-        """Leaderboard of a task, cached while the task's vote count is unchanged.
+    def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0,
+                    include_flagged: bool = False) -> Leaderboard:
+        """Leaderboard of a task, cached while the task's votes and the excluded voters are unchanged.
 
         ``max_age_s``: a cached board younger than this is returned without looking at the
         votes at all (matchmaking uses ``board_ttl_s``; pages and the API see every vote).
+        ``include_flagged``: count flagged votes too (fast, burst, named, excluded voters').
         """
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
-        key = (task, votes)
+        key = (task, votes, bool(include_flagged))
         now = time.monotonic()
         with self._boards_lock:
             cached = self._boards.get(key)
         if cached is not None and max_age_s and now - cached[0] < max_age_s:
             return cached[2]
-        count = self.ws.store.vote_count(task)
+        count = (self.ws.store.vote_count(task), tuple(r["voter"] for r in self.ws.store.excluded_voters()))
         if cached is not None and cached[1] == count:
             return cached[2]
-        frame = self.votes(task, votes)
+        frame = self.votes(task, votes, include_flagged=include_flagged)
         board = leaderboard(frame, rounds=self.rounds, seed=0, workers=1) if len(frame) else Leaderboard([], [])
         with self._boards_lock:
             self._boards[key] = (now, count, board)
         return board
 
-    def win_rates(self, task: str, votes: VoteFilter = "human"):
-        frame = self.votes(task, votes)
+    def win_rates(self, task: str, votes: VoteFilter = "human", *, include_flagged: bool = False):
+        frame = self.votes(task, votes, include_flagged=include_flagged)
         return win_rate_matrix(frame) if len(frame) else None
 
-    def elo_history(self, task: str, votes: VoteFilter = "human", points: int = 30) -> list[dict[str, Any]]:
+    def elo_history(self, task: str, votes: VoteFilter = "human", points: int = 30, *,
+                    include_flagged: bool = False) -> list[dict[str, Any]]:
         """Online Elo after each of ``points`` evenly spaced prefixes of the vote log."""
-        frame = self.votes(task, votes)
+        frame = self.votes(task, votes, include_flagged=include_flagged)
         n = len(frame)
         if not n:
             return []

@@ -249,8 +249,8 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
 # ---------------------------------------------------------------------------------------------
 
 
-def leaderboard_rows(studio: Studio, task: str, votes: str) -> tuple[list[list[Any]], list[str]]:
-    board = studio.service.leaderboard(task, votes)  # type: ignore[arg-type]
+def leaderboard_rows(studio: Studio, task: str, votes: str, include_flagged: bool = False) -> tuple[list[list[Any]], list[str]]:
+    board = studio.service.leaderboard(task, votes, include_flagged=include_flagged)  # type: ignore[arg-type]
     lineage = {}
     for row in board.rows:
         try:
@@ -269,6 +269,8 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         task = gr.Radio([(v, k) for k, v in TASK_LABELS.items()], value="t2i", label="Task", elem_id="lb-task")
         votes = gr.Radio(list(VOTE_FILTERS), value="human", label="Votes", elem_id="lb-votes",
                          info="human votes, automatic judges (oracle, rewards), or both")
+        flagged = gr.Checkbox(False, label="Count flagged votes", elem_id="lb-flagged",
+                              info="fast votes, named ones and excluded voters' (left out by default)")
         refresh = gr.Button("Refresh", elem_id="lb-refresh")
     # True once the visitor picks the votes themselves; until then the board follows the default view
     picked = gr.State(False)
@@ -283,47 +285,51 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         dl_jsonl = gr.DownloadButton("Download votes (JSON lines)", elem_id="lb-download-jsonl")
         dl_csv = gr.DownloadButton("Download votes (CSV)", elem_id="lb-download-csv")
 
-    def show_board(task_value: str, votes_value: str, is_picked: bool) -> dict:
+    def show_board(task_value: str, votes_value: str, is_picked: bool, with_flagged: bool = False) -> dict:
         why = f"Showing {votes_value} votes, as you chose."
         if not is_picked:
             votes_value, why = studio.service.default_view(task_value)
-        rows, warnings = leaderboard_rows(studio, task_value, votes_value)
-        board = studio.service.leaderboard(task_value, votes_value)  # type: ignore[arg-type]
+        rows, warnings = leaderboard_rows(studio, task_value, votes_value, with_flagged)
+        board = studio.service.leaderboard(task_value, votes_value, include_flagged=with_flagged)  # type: ignore[arg-type]
         files = export_files(studio, task_value, votes_value)
         n = board.votes
         note = f"{n} {votes_value} vote(s) for {TASK_LABELS[task_value]}; " \
                f"95% intervals from {board.rounds} bootstrap rounds. Reproduce offline: " \
-               f"qwenrl elo {files['jsonl'].name} --task {task_value}"
+               f"qwenrl elo {files['jsonl'].name} --task {task_value}" + (" --include-flagged" if with_flagged else "")
+        left_out = studio.service.flagged(task_value, votes_value)  # type: ignore[arg-type]
+        if left_out:
+            counts = ", ".join(f"{name} {k}" for name, k in left_out.items())
+            note += f"\nFlagged votes ({counts}): {'counted' if with_flagged else 'left out; tick Count flagged votes to count them'}."
         return {
             votes: votes_value,
             view: why,
             table: pd.DataFrame(rows, columns=LEADERBOARD_HEADERS),
             notes: "\n".join([note, *warnings]),
             intervals: charts.intervals_figure(board.rows),
-            heatmap: charts.heatmap_figure(studio.service.win_rates(task_value, votes_value)),  # type: ignore[arg-type]
-            history: charts.elo_history_figure(studio.service.elo_history(task_value, votes_value)),  # type: ignore[arg-type]
+            heatmap: charts.heatmap_figure(studio.service.win_rates(task_value, votes_value, include_flagged=with_flagged)),  # type: ignore[arg-type]
+            history: charts.elo_history_figure(studio.service.elo_history(task_value, votes_value, include_flagged=with_flagged)),  # type: ignore[arg-type]
             dl_jsonl: gr.DownloadButton(value=str(files["jsonl"])),
             dl_csv: gr.DownloadButton(value=str(files["csv"])),
         }
 
-    def pick_votes(task_value: str, votes_value: str) -> dict:
-        return {picked: True, **show_board(task_value, votes_value, True)}
+    def pick_votes(task_value: str, votes_value: str, with_flagged: bool) -> dict:
+        return {picked: True, **show_board(task_value, votes_value, True, with_flagged)}
 
     outputs = [votes, view, table, notes, intervals, heatmap, history, dl_jsonl, dl_csv]
     # .input, not .change: setting the votes radio from show_board must not count as a choice
-    for trigger in (refresh.click, task.input):
-        trigger(show_board, [task, votes, picked], outputs, api_visibility="undocumented")
-    votes.input(pick_votes, [task, votes], [picked, *outputs], api_visibility="undocumented")
-    return show_board, [task, votes, picked], outputs
+    for trigger in (refresh.click, task.input, flagged.input):
+        trigger(show_board, [task, votes, picked, flagged], outputs, api_visibility="undocumented")
+    votes.input(pick_votes, [task, votes, flagged], [picked, *outputs], api_visibility="undocumented")
+    return show_board, [task, votes, picked, flagged], outputs
 
 
 def export_files(studio: Studio, task: str, votes: str) -> dict[str, Path]:
-    """The task's votes written as JSON lines and CSV under ``workspace/exports``."""
+    """The task's votes (every one, with its flags) written as JSON lines and CSV under ``workspace/exports``."""
     from arena.io import write_votes
 
     folder = studio.ws.root / "exports"
     folder.mkdir(exist_ok=True)
-    frame = studio.service.votes(task, votes)  # type: ignore[arg-type]
+    frame = studio.service.votes(task, votes, include_flagged=True)  # type: ignore[arg-type]
     out = {}
     for fmt in ("jsonl", "csv"):
         path = folder / f"votes-{task}-{votes}.{fmt}"

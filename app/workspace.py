@@ -379,8 +379,9 @@ class Workspace:
     def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str) -> str:
         return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter)["id"]
 
-    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human") -> dict[str, Any]:
-        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge)
+    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human", **options: Any) -> dict[str, Any]:
+        """``options``: ``flags``, ``min_seconds``, ``anony`` (see ``ArenaStore.record_vote``)."""
+        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge, **options)
 
     def votes_frame(self, task: str | None = None, judges: str = "human"):
         """Votes of ``judges``: "human", "auto" (every automatic judge) or "all"."""

@@ -24,6 +24,7 @@ import click  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from arena import io as vote_io  # noqa: E402
+from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
 from arena.store import ArenaStore  # noqa: E402
 
@@ -34,6 +35,9 @@ from arena.store import ArenaStore  # noqa: E402
 @click.option("--judge", help="Only votes by this judge: 'human' (with FastChat's arena_user_… voters) or an "
                              "automatic judge's name.")
 @click.option("--anony-only", is_flag=True, help="Only votes cast while the models were hidden.")
+@click.option("--include-flagged", is_flag=True,
+              help="Also count flagged votes (fast, burst, named, excluded: the flags field of a studio export), "
+                   "which the default table leaves out as the studio's board does.")
 @click.option("--strict", is_flag=True,
               help="Refuse self-battles (model_a = model_b) as malformed instead of leaving them out with a warning.")
 @click.option(
@@ -70,7 +74,8 @@ from arena.store import ArenaStore  # noqa: E402
     help="Processes to share the work (default: 2 for large inputs on a multi-core machine).",
 )
 def elo(
-    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, strict: bool, ci: str, rounds: int,
+    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, include_flagged: bool, strict: bool,
+    ci: str, rounds: int,
     seed: int, anchor: str | None, l2: float, min_votes: int, output_format: str, input_format: str,
     workers: int | None,
 ) -> None:
@@ -81,6 +86,8 @@ def elo(
     GenAI-Arena `clean_battle` JSON lists. The numbers match FastChat's: online Elo with K=4,
     Bradley–Terry on the 400·log10 scale, ties as half a win. Self-battles (the same model on
     both sides) carry no information and are left out with one warning (--strict refuses them).
+    Votes with flags (a studio export marks fast votes, named ones and excluded voters) are left
+    out, as on the studio's default board; --include-flagged counts them.
 
     \b
     Examples:
@@ -97,6 +104,14 @@ def elo(
         votes = read_with_warnings(list(files), input_format=input_format, fields=vote_io.RATING_FIELDS,
                                    workers=workers, strict=strict)
         votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
+        if not include_flagged:
+            note = left_out_message(votes)
+            counted = counted_votes(votes)
+            if note and len(counted) == 0:
+                raise ValueError(f"every vote is flagged: {note}")
+            if note:
+                click.echo(f"warning: {note}", err=True)
+            votes = counted
         if len(votes) > 100_000:
             click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
         board = leaderboard(
@@ -200,12 +215,13 @@ def format_leaderboard(board: Leaderboard, output_format: str) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def votes() -> None:
-    """Move votes between a studio store and files.
+    """Move votes between a studio store and files; leave a voter out of the boards.
 
     \b
     Examples:
       qwenrl votes export --store workspace/arena.db --out votes.jsonl
       qwenrl votes import --store other.db votes.jsonl
+      qwenrl votes exclude --store workspace/arena.db VOTER --reason "votes in 0.2 s"
     """
 
 
@@ -260,3 +276,62 @@ def import_votes(files: Sequence[str], store_path: str, task: str | None, input_
         raise click.ClickException(str(exc)) from exc
     click.echo(f"imported {count} votes into {store_path}", err=True)
 
+
+
+@votes.command("voters")
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The studio's database (workspace/arena.db).")
+@click.option("--task", help="Only votes of this task.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def list_voters(store_path: str, task: str | None, as_json: bool) -> None:
+    """List voters: their votes, how many are flagged (fast, burst…), first and last vote, and
+    whether they are excluded. Voter ids are the studio's opaque cookie ids.
+
+    \b
+    Example:
+      qwenrl votes voters --store workspace/arena.db
+    """
+    try:
+        with ArenaStore(store_path) as store:
+            rows = store.voters(task)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'voter':<36} {'votes':>6} {'flagged':>8}  {'last vote (UTC)':<19}  excluded")
+    for row in rows:
+        last = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["last"]))
+        click.echo(f"{row['voter']:<36} {row['votes']:>6} {row['flagged']:>8}  {last:<19}  "
+                   f"{'yes' if row['excluded'] else ''}")
+
+
+@votes.command("exclude")
+@click.argument("voter")
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The studio's database (workspace/arena.db).")
+@click.option("--reason", default="", help="Why (kept beside the exclusion).")
+@click.option("--undo", is_flag=True, help="Count the voter's votes again.")
+def exclude_voter(voter: str, store_path: str, reason: str, undo: bool) -> None:
+    """Leave a voter's votes out of the default boards, or with --undo count them again.
+
+    Nothing is deleted: the votes stay in the store, exports flag them `excluded`, and the
+    boards' include-flagged switch (qwenrl elo --include-flagged) still counts them.
+
+    \b
+    Examples:
+      qwenrl votes exclude --store workspace/arena.db 3f2a… --reason "100 votes in a minute"
+      qwenrl votes exclude --store workspace/arena.db 3f2a… --undo
+    """
+    try:
+        with ArenaStore(store_path) as store:
+            if undo:
+                if not store.include_voter(voter):
+                    raise ValueError(f"voter {voter!r} is not excluded")
+                click.echo(f"voter {voter} counts again", err=True)
+                return
+            store.exclude_voter(voter, reason)
+            count = next((r["votes"] for r in store.voters() if r["voter"] == voter), 0)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"excluded voter {voter} ({count} votes left out of the default boards; --undo reverses it)", err=True)

@@ -7,8 +7,8 @@ Formats (``input_format="auto"`` picks one from the file name, then from the fir
 - ``json``: a JSON list of objects, as FastChat and GenAI-Arena publish ``clean_battle`` logs.
 
 A record needs ``model_a``, ``model_b`` and ``winner`` (one of :data:`OUTCOMES`); ``judge``,
-``anony``, ``tstamp`` (Unix seconds), ``battle_id``, ``task``, ``prompt``, ``sample_a`` and
-``sample_b`` are optional, and other fields (FastChat's ``conversation_a``…) are ignored.
+``anony``, ``tstamp`` (Unix seconds), ``battle_id``, ``task``, ``prompt``, ``sample_a``,
+``sample_b`` and ``flags`` (:mod:`arena.hygiene`) are optional, and other fields (FastChat's ``conversation_a``…) are ignored.
 FastChat's ``question_id`` stands in for a missing ``battle_id``.
 
 Reading is all-or-nothing: every malformed record is reported as ``file:line: what is wrong``
@@ -40,22 +40,24 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from arena.hygiene import is_flags_text
 from arena.ratings import OUTCOMES, process_pool_context
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "json")
 
 EXPORT_FIELDS: tuple[str, ...] = (
     "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp",
-    "prompt", "sample_a", "sample_b",
+    "prompt", "sample_a", "sample_b", "flags",
 )
 """Fields of an exported vote, in file order: FastChat's ``clean_battle`` fields (model_a,
-model_b, winner, judge, anony, tstamp) and ours (battle_id, task, prompt, sample ids)."""
+model_b, winner, judge, anony, tstamp) and ours (battle_id, task, prompt, sample ids, flags:
+see :mod:`arena.hygiene`)."""
 
-RATING_FIELDS: tuple[str, ...] = ("task", "model_a", "model_b", "winner", "judge", "anony", "tstamp")
+RATING_FIELDS: tuple[str, ...] = ("task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "flags")
 """The fields ``qwenrl elo`` needs; reading only these is faster."""
 
 # Fields with few distinct values are returned as categoricals.
-_CATEGORICAL = ("task", "model_a", "model_b", "winner", "judge")
+_CATEGORICAL = ("task", "model_a", "model_b", "winner", "judge", "flags")
 _MAX_PROBLEMS = 20
 _PARALLEL_BYTES = 32 << 20  # JSON-lines files larger than this are parsed by two processes
 _BLOCK_BYTES = 4 << 20  # read and decoded at a time
@@ -554,6 +556,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "tstamp": (_is_number, "a number (Unix seconds)", False),
     "sample_a": (_is_sample_ref, "an integer or a string", False),
     "sample_b": (_is_sample_ref, "an integer or a string", False),
+    "flags": (is_flags_text, "comma-separated flag names (fast, burst…)", False),
 }
 
 

@@ -8,7 +8,9 @@ processes) never interleave; reads use one connection per thread.
 Votes are append-only: one vote per battle (a UNIQUE column), no UPDATE or DELETE (triggers
 refuse them). :meth:`ArenaStore.record_vote` accepts a vote only for an existing battle with no
 vote yet, from the voter it was served to, with an outcome in :data:`OUTCOMES`; anything else
-raises a :class:`VoteError` and changes nothing.
+raises a :class:`VoteError` and changes nothing. A vote may carry flags (``fast``, ``burst``…,
+see :mod:`arena.hygiene`); an admin may exclude a voter (:meth:`ArenaStore.exclude_voter`),
+which leaves their votes out of the default boards without touching them, and reverses.
 
 Schema changes are migrations: functions registered with :func:`migration`, applied in order
 at open, each in its own transaction and recorded in the ``_migrations`` table.
@@ -38,6 +40,7 @@ from typing import Any
 import pandas as pd
 import sqlite_utils
 
+from arena.hygiene import EXCLUDED, FAST, NAMED, is_flags_text, join_flags, with_flags
 from arena.ratings import OUTCOMES
 
 JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "lost")
@@ -190,6 +193,20 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migration
+def m002_vote_flags(db: sqlite_utils.Database) -> None:
+    """Flags on votes (a sorted, comma-separated set of names: see arena.hygiene) and the
+    voters an admin left out of the boards (a row per voter while excluded; votes untouched)."""
+    db.execute("ALTER TABLE votes ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
+    db.execute(
+        """CREATE TABLE excluded_voters (
+            voter TEXT PRIMARY KEY,
+            reason TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL
+        )"""
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +214,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 _JOB_FIELDS = ("status", "pid", "run_dir", "started", "finished", "error")
 _VOTE_COLUMNS = (
     "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "prompt",
-    "sample_a", "sample_b",
+    "sample_a", "sample_b", "flags",
 )
 
 
@@ -486,17 +503,20 @@ class ArenaStore:
             return None
         battle = _json_fields(rows[0], meta=None)
         votes = self._query(
-            "SELECT outcome, voter, judge, anony, tstamp FROM votes WHERE battle_id = ?", [battle_id]
+            "SELECT outcome, voter, judge, anony, tstamp, flags FROM votes WHERE battle_id = ?", [battle_id]
         )
         battle["vote"] = {**votes[0], "anony": bool(votes[0]["anony"])} if votes else None
         return battle
 
     def record_vote(
         self, battle_id: str, outcome: str, *, voter: str | None = None, judge: str = "human",
-        anony: bool = True, tstamp: float | None = None,
+        anony: bool = True, tstamp: float | None = None, flags: Iterable[str] = (),
+        min_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Record the one vote of a battle; returns it with the two model names revealed.
 
+        ``flags`` are stored with the vote (see :mod:`arena.hygiene`); with ``min_seconds``, a
+        vote sent sooner than that after the battle was created also gets the ``fast`` flag.
         Raises :class:`InvalidOutcome`, :class:`UnknownBattle`, :class:`WrongVoter` (the
         battle was served to another voter) or :class:`AlreadyVoted`; nothing is written then.
         """
@@ -506,20 +526,27 @@ class ArenaStore:
             raise VoteError("a vote needs a judge: 'human' or the automatic judge's name")
         if not isinstance(battle_id, str):
             raise UnknownBattle(f"no battle {battle_id!r}")
+        try:
+            flag_text = join_flags(flags)
+        except ValueError as exc:
+            raise VoteError(str(exc)) from None
+        when = time.time() if tstamp is None else float(tstamp)
         with self._write() as db:
             battle = db.execute(
-                "SELECT model_a, model_b, voter, task FROM battles WHERE id = ?", [battle_id]
+                "SELECT model_a, model_b, voter, task, created FROM battles WHERE id = ?", [battle_id]
             ).fetchone()
             if battle is None:
                 raise UnknownBattle(f"no battle {battle_id!r}")
-            model_a, model_b, served_to, task = battle
+            model_a, model_b, served_to, task, created = battle
             if voter is not None and served_to is not None and voter != served_to:
                 raise WrongVoter(f"battle {battle_id!r} was served to another voter")
             if db.execute("SELECT 1 FROM votes WHERE battle_id = ?", [battle_id]).fetchone():
                 raise AlreadyVoted(f"battle {battle_id!r} already has a vote")
+            if min_seconds is not None and when - created < min_seconds:
+                flag_text = with_flags(flag_text, FAST)
             vote = {
                 "battle_id": battle_id, "outcome": outcome, "voter": voter if voter is not None else served_to,
-                "judge": judge, "anony": int(bool(anony)), "tstamp": time.time() if tstamp is None else float(tstamp),
+                "judge": judge, "anony": int(bool(anony)), "tstamp": when, "flags": flag_text,
             }
             try:
                 db["votes"].insert(vote)
@@ -546,18 +573,28 @@ class ArenaStore:
 
     def vote_records(self, task: str | None = None, judge: str | None = None) -> Iterator[dict[str, Any]]:
         """Votes in time order as export records (the fields of :data:`arena.io.EXPORT_FIELDS`);
-        voters are left out: they identify people."""
+        voters are left out: they identify people.
+
+        ``flags`` holds the vote's stored flags plus ``named`` for a vote cast with the names
+        shown and ``excluded`` while its voter is excluded, so that the records say by themselves
+        which votes the default board leaves out (:func:`arena.hygiene.counted_votes`).
+        """
         sql = """
             SELECT b.id AS battle_id, b.task, b.model_a, b.model_b, v.outcome AS winner, v.judge,
                    v.anony, v.tstamp, coalesce(p.text, json_extract(b.meta, '$.prompt')) AS prompt,
                    coalesce(b.sample_a, json_extract(b.meta, '$.sample_a')) AS sample_a,
-                   coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) AS sample_b
+                   coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) AS sample_b,
+                   v.flags, x.voter IS NOT NULL AS voter_excluded
             FROM votes v JOIN battles b ON b.id = v.battle_id LEFT JOIN prompts p ON p.id = b.prompt_id
+            LEFT JOIN excluded_voters x ON x.voter = v.voter
             WHERE (:task IS NULL OR b.task = :task) AND (:judge IS NULL OR v.judge = :judge)
             ORDER BY v.tstamp, v.id"""
         with self._read() as db:
             for row in db.query(sql, {"task": task, "judge": judge}):
                 row["anony"] = bool(row["anony"])
+                derived = ([] if row["anony"] else [NAMED]) + ([EXCLUDED] if row.pop("voter_excluded") else [])
+                if derived:
+                    row["flags"] = with_flags(row["flags"], *derived)
                 yield row
 
     def votes_frame(self, task: str | None = None, judge: str | None = None) -> pd.DataFrame:
@@ -576,7 +613,8 @@ class ArenaStore:
         is refused, and so is one whose battle is already in the store, unless
         ``skip_existing`` (then it is left out, which makes importing the same file again a
         no-op). FastChat's voter ids in ``judge`` (``arena_user_…``) become human votes with
-        that voter. Missing ``anony`` counts as anonymous and a missing ``tstamp`` as now.
+        that voter. Missing ``anony`` counts as anonymous and a missing ``tstamp`` as now;
+        ``flags`` are kept as they are (an exported ``excluded`` or ``named`` flag stays with the vote).
         ``source`` (where the votes come from) is kept in each battle's ``meta``.
         """
         if isinstance(votes, pd.DataFrame):
@@ -616,7 +654,7 @@ class ArenaStore:
             anony = record.get("anony")
             tstamp = record.get("tstamp")
             new_votes.append((battle_id, record["winner"], voter, judge, 1 if anony is None else int(bool(anony)),
-                              now if tstamp is None else float(tstamp)))
+                              now if tstamp is None else float(tstamp), join_flags(record.get("flags") or "")))
         with self._write() as db:
             existing = set()
             ids = [b[0] for b in battles]
@@ -642,10 +680,52 @@ class ArenaStore:
                 battles,
             )
             db.conn.executemany(
-                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp, flags) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 new_votes,
             )
         return len(new_votes)
+
+    # -- voters --------------------------------------------------------------------------------
+
+    def exclude_voter(self, voter: str, reason: str = "") -> dict[str, Any]:
+        """Leave a voter's votes out of the default boards (their votes stay as they are; the
+        exports flag them ``excluded``). Refused for a voter with no vote (a typo, most likely).
+        Excluding again updates the reason. :meth:`include_voter` reverses it."""
+        if not isinstance(voter, str) or not voter:
+            raise StoreError("a voter id is needed")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM votes WHERE voter = ? LIMIT 1", [voter]).fetchone() is None:
+                raise StoreError(f"no votes from voter {voter!r}: nothing to exclude (voters: qwenrl votes voters)")
+            db.execute(
+                """INSERT INTO excluded_voters (voter, reason, created) VALUES (?, ?, ?)
+                   ON CONFLICT (voter) DO UPDATE SET reason = excluded.reason""",
+                [voter, str(reason or ""), time.time()],
+            )
+        return self._query("SELECT * FROM excluded_voters WHERE voter = ?", [voter])[0]
+
+    def include_voter(self, voter: str) -> bool:
+        """Count an excluded voter's votes again; False when the voter was not excluded."""
+        with self._write() as db:
+            return db.execute("DELETE FROM excluded_voters WHERE voter = ?", [voter]).rowcount > 0
+
+    def excluded_voters(self) -> list[dict[str, Any]]:
+        """Excluded voters (``voter``, ``reason``, ``created``), oldest first."""
+        return self._query("SELECT * FROM excluded_voters ORDER BY created, voter")
+
+    def voters(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Each voter's ``votes``, ``flagged`` (votes stored with a flag), ``first`` and ``last``
+        vote times and whether ``excluded``: what an admin looks at before excluding one.
+        Automatic judges vote as themselves and are listed too."""
+        rows = self._query(
+            """SELECT v.voter, count(*) AS votes, sum(v.flags != '') AS flagged, min(v.tstamp) AS first,
+                      max(v.tstamp) AS last, x.voter IS NOT NULL AS excluded
+               FROM votes v JOIN battles b ON b.id = v.battle_id
+               LEFT JOIN excluded_voters x ON x.voter = v.voter
+               WHERE v.voter IS NOT NULL AND (:task IS NULL OR b.task = :task)
+               GROUP BY v.voter ORDER BY votes DESC, v.voter""",
+            {"task": task},
+        )
+        return [{**row, "excluded": bool(row["excluded"])} for row in rows]
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -695,6 +775,9 @@ def _import_problem(record: Mapping[str, Any], task: str | None) -> str | None:
     judge = record.get("judge")
     if judge is not None and not isinstance(judge, str):
         return f"judge is {judge!r}, expected a string"
+    flags = record.get("flags")
+    if flags is not None and not is_flags_text(flags):
+        return f"flags is {flags!r}, expected comma-separated flag names"
     return None
 
 

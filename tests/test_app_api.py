@@ -230,3 +230,49 @@ def test_leaderboard_is_reproduced_offline_by_qwenrl_elo(api, tmp_path):
     for row in board["rows"]:
         for key in ("elo", "ci_low", "ci_high", "elo_online", "trueskill_mu", "votes", "rank_ub"):
             assert row[key] == pytest.approx(offline[row["model"]][key], abs=1e-6), key
+
+
+def test_fast_votes_are_flagged_and_left_out_of_the_default_board(api):
+    app, service, _ = api
+    c = client(app)
+    before = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    service.min_vote_s = 30.0  # nobody looks at two images for half a minute before this vote
+    try:
+        b = c.get("/api/v1/battle").json()
+        assert c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"}).status_code == 200
+    finally:
+        service.min_vote_s = 0.0
+    assert service.ws.store.get_battle(b["battle_id"])["vote"]["flags"] == "fast"
+    default = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    assert default["n_votes"] == before["n_votes"] and default["flagged"]["fast"] >= 1 and not default["include_flagged"]
+    counted = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "include_flagged": True}).json()
+    assert counted["n_votes"] == before["n_votes"] + 1 and counted["include_flagged"]
+    exported = c.get("/api/v1/votes/export", params={"task": "t2i", "votes": "human"}).text
+    assert any(json.loads(line)["battle_id"] == b["battle_id"] and json.loads(line)["flags"] == "fast"
+               for line in exported.splitlines())
+
+
+def test_admin_excludes_a_voter_and_reverses_it(api):
+    app, service, _ = api
+    voter = client(app)
+    for _ in range(2):
+        b = voter.get("/api/v1/battle").json()
+        voter.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_b"})
+    who = voter.cookies.get(VOTER_COOKIE)
+    n = client(app).get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()["n_votes"]
+    stored = service.ws.store.vote_count()
+    admin = {"Authorization": f"Bearer {PASSWORD}"}
+    anonymous = client(app)
+    assert anonymous.post("/api/v1/admin/voters/exclude", json={"voter": who}).status_code == 401
+    listed = {r["voter"]: r for r in anonymous.get("/api/v1/admin/voters", headers=admin).json()}
+    assert listed[who]["votes"] == 2 and not listed[who]["excluded"]
+    r = anonymous.post("/api/v1/admin/voters/exclude", json={"voter": who, "reason": "test"}, headers=admin)
+    assert r.status_code == 200 and r.json()["reason"] == "test"
+    board = anonymous.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    assert board["n_votes"] == n - 2 and board["flagged"]["excluded"] == 2
+    assert service.ws.store.vote_count() == stored  # nothing deleted
+    r = anonymous.post("/api/v1/admin/voters/include", json={"voter": who}, headers=admin)
+    assert r.status_code == 200
+    assert anonymous.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()["n_votes"] == n
+    assert anonymous.post("/api/v1/admin/voters/include", json={"voter": who}, headers=admin).status_code == 404
+    assert anonymous.post("/api/v1/admin/voters/exclude", json={"voter": "nobody"}, headers=admin).status_code == 404
