@@ -233,18 +233,27 @@ def votes() -> None:
               help="Default: csv for a .csv file, else jsonl.")
 @click.option("--task", help="Only votes of this task.")
 @click.option("--judge", help="Only votes by this judge ('human' or an automatic judge's name).")
-def export_votes(store_path: str, out: str, output_format: str | None, task: str | None, judge: str | None) -> None:
+@click.option("--pairwise", is_flag=True,
+              help="Write each K-way vote as the pairwise comparisons it implies, for readers of FastChat's format "
+                   "(a warning says how many; qwenrl elo reads K-way votes as they are).")
+def export_votes(store_path: str, out: str, output_format: str | None, task: str | None, judge: str | None,
+                 pairwise: bool) -> None:
     """Write the votes of a store to a file that `qwenrl elo` reads (FastChat clean_battle
-    fields plus battle_id, task, prompt and sample ids; voters are left out).
+    fields plus battle_id, task, prompt, sample ids, flags, category; K-way votes with their
+    models and marks; voters are left out).
 
     \b
-    Example:
+    Examples:
       qwenrl votes export --store workspace/arena.db --out t2i.jsonl --task t2i
+      qwenrl votes export --store workspace/arena.db --out fastchat.jsonl --pairwise
     """
     try:
-        with ArenaStore(store_path) as store:
+        with ArenaStore(store_path) as store, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", vote_io.KwayExpandedWarning)
             count = vote_io.write_votes(store.vote_records(task=task, judge=judge), out,
-                                        format=output_format or "auto")
+                                        format=output_format or "auto", pairwise=pairwise)
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {count} votes to {out}", err=True)

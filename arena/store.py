@@ -41,7 +41,7 @@ import pandas as pd
 import sqlite_utils
 
 from arena.hygiene import EXCLUDED, FAST, NAMED, is_flags_text, join_flags, with_flags
-from arena.ratings import OUTCOMES
+from arena.ratings import OUTCOMES, kway_problem
 
 JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "lost")
 
@@ -68,6 +68,10 @@ class InvalidOutcome(VoteError):
 
 class WrongVoter(VoteError):
     """The battle was served to another voter."""
+
+
+class RevealedBattle(VoteError):
+    """The battle's names were shown before any vote: a vote now would not be blind."""
 
 
 class ImportConflict(VoteError):
@@ -207,6 +211,37 @@ def m002_vote_flags(db: sqlite_utils.Database) -> None:
     )
 
 
+RANKED = "ranked"
+"""The ``outcome`` of a K-way vote; its marks are in ``best`` and ``worst``."""
+
+
+@migration
+def m003_kway_battles(db: sqlite_utils.Database) -> None:
+    """K-way battles and votes: a battle's ``models`` and ``samples`` (JSON lists, K ≥ 3; NULL for
+    a pair), when its names were ``revealed``; a vote's ``best`` and ``worst`` marks with the
+    outcome 'ranked'. The votes table is rebuilt from its own SQL to widen the outcome check,
+    keeping every column, index and trigger (votes stay append-only: DROP fires no trigger)."""
+    db.execute("ALTER TABLE battles ADD COLUMN models TEXT")
+    db.execute("ALTER TABLE battles ADD COLUMN samples TEXT")
+    db.execute("ALTER TABLE battles ADD COLUMN revealed REAL")
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'votes'").fetchone()[0]
+    check = "CHECK (outcome IN (" + ", ".join(repr(o) for o in OUTCOMES) + "))"
+    if check not in sql:
+        raise RuntimeError(f"votes has an outcome check this migration does not know: {sql}")
+    wider = "CHECK (outcome IN (" + ", ".join(repr(o) for o in (*OUTCOMES, RANKED)) + "))"
+    others = db.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'votes' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+    ).fetchall()
+    db.execute(sql.replace(check, wider).replace("CREATE TABLE votes", "CREATE TABLE votes_wider", 1))
+    db.execute("INSERT INTO votes_wider SELECT * FROM votes")
+    db.execute("DROP TABLE votes")
+    db.execute("ALTER TABLE votes_wider RENAME TO votes")
+    for (statement,) in others:
+        db.execute(statement)
+    db.execute("ALTER TABLE votes ADD COLUMN best TEXT")
+    db.execute("ALTER TABLE votes ADD COLUMN worst TEXT")
+
+
 # ---------------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +249,7 @@ def m002_vote_flags(db: sqlite_utils.Database) -> None:
 _JOB_FIELDS = ("status", "pid", "run_dir", "started", "finished", "error")
 _VOTE_COLUMNS = (
     "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "prompt",
-    "sample_a", "sample_b", "flags",
+    "sample_a", "sample_b", "flags", "category", "models", "best", "worst", "samples", "covariates",
 )
 
 
@@ -470,9 +505,12 @@ class ArenaStore:
 
     # -- battles and votes ---------------------------------------------------------------------
 
-    def create_battle(self, sample_a: int, sample_b: int, *, voter: str | None = None) -> dict[str, Any]:
+    def create_battle(
+        self, sample_a: int, sample_b: int, *, voter: str | None = None, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A battle between two samples of the same prompt by different models; ``voter`` is
-        who it is served to (only they may vote on it). Returns the battle with its id."""
+        who it is served to (only they may vote on it); ``meta`` is kept with it (``covariates``:
+        one object of numbers per image, in side order). Returns the battle with its id."""
         with self._write() as db:
             rows = {
                 row[0]: row
@@ -491,19 +529,61 @@ class ArenaStore:
             battle = {
                 "id": secrets.token_urlsafe(16), "task": a[3], "model_a": a[1], "model_b": b[1],
                 "prompt_id": a[2], "sample_a": sample_a, "sample_b": sample_b, "voter": voter,
-                "created": time.time(), "meta": None,
+                "created": time.time(), "meta": json.dumps(dict(meta)) if meta else None,
             }
             db["battles"].insert(battle)
         return battle
+
+    def create_kway_battle(
+        self, samples: list[int], *, voter: str | None = None, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A battle among K ≥ 3 samples of the same prompt by K different models, shown in this
+        order; voted on with :meth:`record_ranking`. Returns it with ``models`` and its id."""
+        samples = [int(x) for x in samples]
+        if len(samples) < 3:
+            raise StoreError("a K-way battle needs three or more samples (two: create_battle)")
+        with self._write() as db:
+            marks = ", ".join("?" * len(samples))
+            rows = {row[0]: row for row in db.execute(
+                f"SELECT id, model, prompt_id, task FROM samples WHERE id IN ({marks})", samples)}
+            for sample in samples:
+                if sample not in rows:
+                    raise StoreError(f"unknown sample {sample!r}")
+            if len({rows[x][2] for x in samples}) != 1:
+                raise StoreError(f"samples {samples} answer different prompts")
+            models = [rows[x][1] for x in samples]
+            if len(set(models)) != len(models):
+                raise StoreError(f"samples {samples} are not by {len(samples)} different models: {models}")
+            first = rows[samples[0]]
+            battle = {
+                "id": secrets.token_urlsafe(16), "task": first[3], "model_a": models[0], "model_b": models[1],
+                "prompt_id": first[2], "sample_a": samples[0], "sample_b": samples[1], "voter": voter,
+                "created": time.time(), "meta": json.dumps(dict(meta)) if meta else None,
+                "models": json.dumps(models), "samples": json.dumps(samples),
+            }
+            db["battles"].insert(battle)
+        return {**battle, "models": models, "samples": samples}
+
+    def reveal_battle(self, battle_id: str, voter: str | None = None) -> dict[str, Any]:
+        """Show a battle's names without a vote (the voter skips it): from then on no vote is
+        taken for it (:class:`RevealedBattle`). Returns the battle."""
+        with self._write() as db:
+            row = db.execute("SELECT voter FROM battles WHERE id = ?", [battle_id]).fetchone()
+            if row is None:
+                raise UnknownBattle(f"no battle {battle_id!r}")
+            if voter is not None and row[0] is not None and voter != row[0]:
+                raise WrongVoter(f"battle {battle_id!r} was served to another voter")
+            db.execute("UPDATE battles SET revealed = coalesce(revealed, ?) WHERE id = ?", [time.time(), battle_id])
+        return self.get_battle(battle_id)  # type: ignore[return-value]
 
     def get_battle(self, battle_id: str) -> dict[str, Any] | None:
         """The battle, with its ``vote`` (None until voted)."""
         rows = self._query("SELECT * FROM battles WHERE id = ?", [battle_id])
         if not rows:
             return None
-        battle = _json_fields(rows[0], meta=None)
+        battle = _json_fields(rows[0], meta=None, models=None, samples=None)
         votes = self._query(
-            "SELECT outcome, voter, judge, anony, tstamp, flags FROM votes WHERE battle_id = ?", [battle_id]
+            "SELECT outcome, voter, judge, anony, tstamp, flags, best, worst FROM votes WHERE battle_id = ?", [battle_id]
         )
         battle["vote"] = {**votes[0], "anony": bool(votes[0]["anony"])} if votes else None
         return battle
@@ -513,15 +593,38 @@ class ArenaStore:
         anony: bool = True, tstamp: float | None = None, flags: Iterable[str] = (),
         min_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Record the one vote of a battle; returns it with the two model names revealed.
+        """Record the one vote of a two-image battle; returns it with the model names revealed.
 
         ``flags`` are stored with the vote (see :mod:`arena.hygiene`); with ``min_seconds``, a
         vote sent sooner than that after the battle was created also gets the ``fast`` flag.
         Raises :class:`InvalidOutcome`, :class:`UnknownBattle`, :class:`WrongVoter` (the
-        battle was served to another voter) or :class:`AlreadyVoted`; nothing is written then.
+        battle was served to another voter), :class:`AlreadyVoted` or :class:`RevealedBattle`
+        (its names were shown); nothing is written then.
         """
         if not isinstance(outcome, str) or outcome not in OUTCOMES:
             raise InvalidOutcome(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        return self._record(battle_id, outcome, None, None, voter=voter, judge=judge, anony=anony, tstamp=tstamp,
+                            flags=flags, min_seconds=min_seconds)
+
+    def record_ranking(
+        self, battle_id: str, best: str | None, worst: str | None = None, *, voter: str | None = None,
+        judge: str = "human", anony: bool = True, tstamp: float | None = None, flags: Iterable[str] = (),
+        min_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Record the one vote of a K-way battle: the ``best`` model and optionally the ``worst``
+        (names from the battle's ``models``); neither is "all bad". Refusals as for :meth:`record_vote`."""
+        for name, mark in (("best", best), ("worst", worst)):
+            if mark is not None and not isinstance(mark, str):
+                raise InvalidOutcome(f"{name} must be a model name or None, not {mark!r}")
+        if best is not None and best == worst:
+            raise InvalidOutcome("the best and the worst image cannot be the same")
+        return self._record(battle_id, RANKED, best, worst, voter=voter, judge=judge, anony=anony, tstamp=tstamp,
+                            flags=flags, min_seconds=min_seconds)
+
+    def _record(
+        self, battle_id: str, outcome: str, best: str | None, worst: str | None, *, voter: str | None, judge: str,
+        anony: bool, tstamp: float | None, flags: Iterable[str], min_seconds: float | None,
+    ) -> dict[str, Any]:
         if not isinstance(judge, str) or not judge:
             raise VoteError("a vote needs a judge: 'human' or the automatic judge's name")
         if not isinstance(battle_id, str):
@@ -533,26 +636,44 @@ class ArenaStore:
         when = time.time() if tstamp is None else float(tstamp)
         with self._write() as db:
             battle = db.execute(
-                "SELECT model_a, model_b, voter, task, created FROM battles WHERE id = ?", [battle_id]
+                "SELECT model_a, model_b, voter, task, created, models, revealed FROM battles WHERE id = ?", [battle_id]
             ).fetchone()
             if battle is None:
                 raise UnknownBattle(f"no battle {battle_id!r}")
-            model_a, model_b, served_to, task, created = battle
+            model_a, model_b, served_to, task, created, models_json, revealed = battle
             if voter is not None and served_to is not None and voter != served_to:
                 raise WrongVoter(f"battle {battle_id!r} was served to another voter")
             if db.execute("SELECT 1 FROM votes WHERE battle_id = ?", [battle_id]).fetchone():
-                raise AlreadyVoted(f"battle {battle_id!r} already has a vote")
+                raise AlreadyVoted(f"battle {battle_id!r} already has a vote: its names were revealed with it")
+            if revealed is not None:
+                raise RevealedBattle(f"battle {battle_id!r} was revealed without a vote: a vote now would not be blind")
+            models = json.loads(models_json) if models_json else None
+            if models is None and outcome == RANKED:
+                raise InvalidOutcome(f"battle {battle_id!r} shows two images: vote one of {', '.join(OUTCOMES)}")
+            if models is not None and outcome != RANKED:
+                raise InvalidOutcome(f"battle {battle_id!r} shows {len(models)} images: mark the best (and the worst), "
+                                     "or neither for 'all bad'")
+            for name, mark in (("best", best), ("worst", worst)):
+                if mark is not None and mark not in models:
+                    raise InvalidOutcome(f"{name} {mark!r} is not one of the battle's models")
             if min_seconds is not None and when - created < min_seconds:
                 flag_text = with_flags(flag_text, FAST)
             vote = {
                 "battle_id": battle_id, "outcome": outcome, "voter": voter if voter is not None else served_to,
                 "judge": judge, "anony": int(bool(anony)), "tstamp": when, "flags": flag_text,
+                "best": best, "worst": worst,
             }
             try:
                 db["votes"].insert(vote)
             except sqlite3.IntegrityError as exc:  # another process won the race
                 raise AlreadyVoted(f"battle {battle_id!r} already has a vote") from exc
-        return {**vote, "anony": bool(anony), "task": task, "model_a": model_a, "model_b": model_b}
+            db.execute("UPDATE battles SET revealed = ? WHERE id = ?", [when, battle_id])
+        out = {**vote, "anony": bool(anony), "task": task, "model_a": model_a, "model_b": model_b}
+        if models is None:
+            del out["best"], out["worst"]
+        else:
+            out["models"] = models
+        return out
 
     def vote_count(self, task: str | None = None) -> int:
         rows = self._query(
@@ -580,21 +701,31 @@ class ArenaStore:
         which votes the default board leaves out (:func:`arena.hygiene.counted_votes`).
         """
         sql = """
-            SELECT b.id AS battle_id, b.task, b.model_a, b.model_b, v.outcome AS winner, v.judge,
+            SELECT b.id AS battle_id, b.task,
+                   CASE WHEN b.models IS NULL THEN b.model_a END AS model_a,
+                   CASE WHEN b.models IS NULL THEN b.model_b END AS model_b,
+                   CASE WHEN b.models IS NULL THEN v.outcome END AS winner, v.judge,
                    v.anony, v.tstamp, coalesce(p.text, json_extract(b.meta, '$.prompt')) AS prompt,
-                   coalesce(b.sample_a, json_extract(b.meta, '$.sample_a')) AS sample_a,
-                   coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) AS sample_b,
-                   v.flags, x.voter IS NOT NULL AS voter_excluded
+                   CASE WHEN b.models IS NULL THEN coalesce(b.sample_a, json_extract(b.meta, '$.sample_a')) END AS sample_a,
+                   CASE WHEN b.models IS NULL THEN coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) END AS sample_b,
+                   v.flags, x.voter IS NOT NULL AS voter_excluded,
+                   coalesce(json_extract(b.meta, '$.category'), p.family) AS category,
+                   b.models, v.best, v.worst, coalesce(b.samples, json_extract(b.meta, '$.samples')) AS samples,
+                   json_extract(b.meta, '$.covariates') AS covariates
             FROM votes v JOIN battles b ON b.id = v.battle_id LEFT JOIN prompts p ON p.id = b.prompt_id
             LEFT JOIN excluded_voters x ON x.voter = v.voter
             WHERE (:task IS NULL OR b.task = :task) AND (:judge IS NULL OR v.judge = :judge)
             ORDER BY v.tstamp, v.id"""
+        loads = json.loads
         with self._read() as db:
             for row in db.query(sql, {"task": task, "judge": judge}):
                 row["anony"] = bool(row["anony"])
                 derived = ([] if row["anony"] else [NAMED]) + ([EXCLUDED] if row.pop("voter_excluded") else [])
                 if derived:
                     row["flags"] = with_flags(row["flags"], *derived)
+                for name in ("models", "samples", "covariates"):
+                    if row[name] is not None:
+                        row[name] = loads(row[name])
                 yield row
 
     def votes_frame(self, task: str | None = None, judge: str | None = None) -> pd.DataFrame:
@@ -641,20 +772,25 @@ class ArenaStore:
                 continue
             seen[battle_id] = where
             record_task = record.get("task") or task
-            for name in (record["model_a"], record["model_b"]):
+            kway = record.get("models") is not None
+            names = list(record["models"]) if kway else [record["model_a"], record["model_b"]]
+            for name in names:
                 models.setdefault(name, set()).add(record_task)
             judge, voter = record.get("judge") or "human", None
             if judge.startswith("arena_user"):
                 judge, voter = "human", record["judge"]
-            meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b") if record.get(key) is not None}
+            meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b", "samples", "category", "covariates")
+                    if record.get(key) is not None}
             if source is not None:
                 meta["source"] = source
-            battles.append((battle_id, record_task, record["model_a"], record["model_b"], voter, now,
-                            json.dumps(meta) if meta else None))
+            battles.append((battle_id, record_task, names[0], names[1], voter, now,
+                            json.dumps(meta) if meta else None, json.dumps(names) if kway else None))
             anony = record.get("anony")
             tstamp = record.get("tstamp")
-            new_votes.append((battle_id, record["winner"], voter, judge, 1 if anony is None else int(bool(anony)),
-                              now if tstamp is None else float(tstamp), join_flags(record.get("flags") or "")))
+            new_votes.append((battle_id, RANKED if kway else record["winner"], voter, judge,
+                              1 if anony is None else int(bool(anony)), now if tstamp is None else float(tstamp),
+                              join_flags(record.get("flags") or ""), record.get("best") if kway else None,
+                              record.get("worst") if kway else None))
         with self._write() as db:
             existing = set()
             ids = [b[0] for b in battles]
@@ -665,7 +801,7 @@ class ArenaStore:
             if skip_existing and existing:
                 battles = [b for b in battles if b[0] not in existing]
                 new_votes = [v for v in new_votes if v[0] not in existing]
-                used = {name for b in battles for name in (b[2], b[3])}
+                used = {name for b in battles for name in (json.loads(b[7]) if b[7] else (b[2], b[3]))}
                 models = {name: tasks for name, tasks in models.items() if name in used}
             else:
                 problems += [f"{seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
@@ -676,11 +812,12 @@ class ArenaStore:
                 [(name, json.dumps(sorted(tasks)), now) for name, tasks in models.items()],
             )
             db.conn.executemany(
-                "INSERT INTO battles (id, task, model_a, model_b, voter, created, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO battles (id, task, model_a, model_b, voter, created, meta, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 battles,
             )
             db.conn.executemany(
-                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp, flags) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp, flags, best, worst) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 new_votes,
             )
         return len(new_votes)
@@ -762,6 +899,16 @@ class ArenaStore:
 
 
 def _import_problem(record: Mapping[str, Any], task: str | None) -> str | None:
+    if record.get("models") is not None:
+        problem = kway_problem(record["models"], record.get("best"), record.get("worst"))
+        if problem:
+            return problem
+        if not (record.get("task") or task):
+            return "no task: the record has none and no default task was given"
+        flags = record.get("flags")
+        if flags is not None and not is_flags_text(flags):
+            return f"flags is {flags!r}, expected comma-separated flag names"
+        return None
     for side in ("model_a", "model_b"):
         name = record.get(side)
         if not isinstance(name, str) or not name.strip():
