@@ -3,11 +3,13 @@
 Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/api/v1/docs``):
 
     GET  /api/v1/health                     liveness (used by the Docker HEALTHCHECK)
-    GET  /api/v1/battle?task=t2i|edit       a new anonymous battle for this client
+    GET  /api/v1/battle?task=t2i|edit&k=2   a new anonymous battle for this client (k images: 2, or 3–8)
     POST /api/v1/battle/live                {"prompt", "task", "source_id"}: a battle on your own prompt
                                             or, for editing, your instruction over a gallery source
     GET  /api/v1/sources                    the gallery's editing source images (ids for live edits)
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
+    POST /api/v1/vote/kway                  {"battle_id", "best": 0..k-1|null, "worst": 0..k-1|null} (both null: all bad)
+    POST /api/v1/battle/reveal              {"battle_id"}: skip it; the names are shown and no vote is taken after
     GET  /api/v1/leaderboard?task=…&votes=human|auto|all&include_flagged=false
                                             (default: human once people voted, else auto; flagged votes left out)
     GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…   (every vote, with its flags)
@@ -57,6 +59,8 @@ class BattleOut(BaseModel):
     source_id: str | None = Field(None, description="editing: the source's gallery id (POST /battle/live edits it)")
     image_a: str = Field(description="left image (model_a), base64 PNG")
     image_b: str = Field(description="right image (model_b), base64 PNG")
+    images: list[str] | None = Field(None, description="a K-image battle (k ≥ 3): every image in display order, "
+                                                       "base64 PNG (image_a and image_b are the first two)")
 
 
 class LiveIn(BaseModel):
@@ -77,6 +81,26 @@ class SourceOut(BaseModel):
 class VoteIn(BaseModel):
     battle_id: str = Field(max_length=128)
     winner: Literal["model_a", "model_b", "tie", "tie (bothbad)"]
+
+
+class KwayVoteIn(BaseModel):
+    battle_id: str = Field(max_length=128)
+    best: int | None = Field(None, ge=0, le=7, description="position of the best image (0 = first); null with "
+                                                           "worst null: all bad")
+    worst: int | None = Field(None, ge=0, le=7, description="position of the worst image, optional")
+
+
+class KwayVoteOut(BaseModel):
+    ok: bool = True
+    battle_id: str
+    task: str
+    models: list[str] = Field(description="the models behind the images, in display order, revealed after the vote")
+    best: str | None
+    worst: str | None
+
+
+class RevealIn(BaseModel):
+    battle_id: str = Field(max_length=128)
 
 
 class VoteOut(BaseModel):
@@ -230,15 +254,17 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     # a cached lookup and one short SQLite write, cheaper on the event loop than a thread hop.
     @api.get("/battle", response_model=BattleOut, tags=["arena"],
              responses={429: {"description": "rate limited"}, 503: {"description": "gallery not ready"}})
-    async def battle(request: Request, task: Literal["t2i", "edit"] = Query("t2i")) -> Response:
-        """A new anonymous battle: two images of the same prompt (and seed) by two models."""
+    async def battle(request: Request, task: Literal["t2i", "edit"] = Query("t2i"),
+                     k: int = Query(2, ge=2, le=8, description="images in the battle: 2 (a pair), or 3 to 8")) -> Response:
+        """A new anonymous battle: ``k`` images of the same prompt (and seed) by ``k`` models."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.new_battle(task, voter)
+        b = service.new_battle(task, voter, k)
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
             "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
             "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
+            "images": [service.png_base64(path) for path in b.images] if k > 2 else None,
         })
 
     @api.post("/battle/live", response_model=BattleOut, tags=["arena"],
@@ -275,6 +301,29 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         r = service.vote(body.battle_id, body.winner, voter)
         return _json({"ok": True, "battle_id": r.battle_id, "task": r.task, "winner": r.winner,
                       "model_a": r.model_a, "model_b": r.model_b})
+
+    @api.post("/vote/kway", response_model=KwayVoteOut, tags=["arena"],
+              responses={403: {"description": "battle served to another client"},
+                         404: {"description": "no such battle"},
+                         409: {"description": "already voted, or revealed without a vote"},
+                         422: {"description": "a position outside the battle, best = worst, or a two-image battle"},
+                         429: {"description": "rate limited"}})
+    async def vote_kway(request: Request, body: KwayVoteIn) -> Response:
+        """Vote on a K-image battle this client fetched: the best image and optionally the worst (positions);
+        neither is "all bad". The answer reveals every model."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        r = service.vote_kway(body.battle_id, body.best, body.worst, voter)
+        return _json({"ok": True, "battle_id": r.battle_id, "task": r.task, "models": r.models, "best": r.best,
+                      "worst": r.worst})
+
+    @api.post("/battle/reveal", tags=["arena"], responses={403: {"description": "battle served to another client"},
+                                                            404: {"description": "no such battle"}})
+    def reveal(request: Request, body: RevealIn) -> dict[str, Any]:
+        """Skip a battle: its models are shown, and no vote is taken for it afterwards (409)."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        return service.reveal(body.battle_id, voter)
 
     @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
     def board(task: Literal["t2i", "edit"] = Query("t2i"),

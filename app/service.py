@@ -32,10 +32,11 @@ from typing import Any, Literal
 import numpy as np
 
 from arena.hygiene import counted_votes, flag_counts
-from arena.matchmaking import next_pair, pair_counts
+from arena.matchmaking import next_group, next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
-from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
+from arena.store import AlreadyVoted, RevealedBattle, UnknownBattle, VoteError, WrongVoter
 
+from .covariates import Covariates
 from .live import LiveError, clean_instruction, clean_prompt, image_path_for, is_fast
 
 VoteFilter = Literal["human", "auto", "all"]
@@ -70,6 +71,7 @@ class Battle:
     image_b: Path
     source: Path | None = None
     source_id: str | None = None  #: editing: the gallery id of the source image (for a live edit of it)
+    images: list[Path] = field(default_factory=list)  #: every image, in display order (K of them)
 
 
 @dataclass
@@ -79,6 +81,17 @@ class VoteResult:
     winner: str
     model_a: str
     model_b: str
+
+
+@dataclass
+class KwayResult:
+    """A K-way vote, revealed: the models in display order and the marks (names, or None)."""
+
+    battle_id: str
+    task: str
+    models: list[str]
+    best: str | None
+    worst: str | None
 
 
 class TokenBucket:
@@ -174,8 +187,15 @@ class ArenaService:
         strategy: str = "info",
         live=None,
         min_vote_s: float = 0.0,
+        kway: int = 4,
+        personal_votes: int = 30,
+        category_min_votes: int = 20,
     ) -> None:
         self.ws = workspace
+        self.kway = int(kway)  #: images in a K-image battle (the studio's "Four at once" arena)
+        self.personal_votes = int(personal_votes)  #: votes a voter casts before their own board shows
+        self.category_min_votes = int(category_min_votes)  #: votes a category needs before it is ranked
+        self.covariates = Covariates(workspace)
         self.min_vote_s = float(min_vote_s)  #: a vote sooner than this after its battle is flagged fast
         self.live = live  #: an app.live.LiveGenerator, or None (live prompts off)
         self._fast_cache: dict[str, bool] = {}
@@ -276,36 +296,48 @@ class ArenaService:
         """Models that can appear in a battle of ``task`` now."""
         return list(self._task_index(task).models)
 
-    def new_battle(self, task: str, voter: str) -> Battle:
-        """Pick a pair (matchmaking), a prompt both have, randomise sides, record the battle."""
+    def new_battle(self, task: str, voter: str, k: int = 2) -> Battle:
+        """Pick ``k`` models (matchmaking), a prompt they all have, randomise the order, record the battle."""
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        if not isinstance(k, int) or not 2 <= k <= 8:
+            raise ArenaError(f"a battle shows 2 to 8 images, not {k!r}", 422)
         idx = self._task_index(task)
         models = idx.models
-        if len(models) < 2:
+        if len(models) < k:
             registered = len(self.ws.store.list_models(task))
-            why = ("the gallery is still filling" if registered >= 2 else
+            why = ("the gallery is still filling" if registered >= k else
                    f"{registered} model(s) registered: add checkpoints to data/models or train one")
-            raise ArenaError(f"the {task} arena needs two models with gallery images; {why}", 503)
+            noun = "two models" if k == 2 else f"{k} models"
+            raise ArenaError(f"the {task} arena needs {noun} with gallery images; {why}", 503)
         with self._rng_lock:
-            # next_pair shuffles the sides, so the left image is either model at random
-            left, right = next_pair(models, idx.counts, strategy=self.strategy, seed=self._rng,
-                                    intervals=idx.intervals)
-            common = idx.common(left, right)
+            # matchmaking shuffles the sides, so the left image is any model at random
+            group = next_group(models, idx.counts, k, strategy=self.strategy, seed=self._rng, intervals=idx.intervals)
+            common = idx.common(group[0], group[1])
+            if k > 2:
+                shared = set(common).intersection(*(idx.by_model[m] for m in group[2:]))
+                common = [key for key in common if key in shared]
             if not common:
                 raise ArenaError(f"{task}: no prompt shared by the chosen models yet", 503)
             key = common[int(self._rng.integers(len(common)))]
-        sa, sb = idx.by_model[left][key], idx.by_model[right][key]
-        battle_id = self.ws.create_battle(sa, sb, voter)
+        samples = [idx.by_model[m][key] for m in group]
+        meta = self.covariates.battle_meta(samples)
+        if k == 2:
+            battle_id = self.ws.create_battle(samples[0], samples[1], voter, meta=meta)
+        else:
+            battle_id = self.ws.create_kway_battle(samples, voter, meta=meta)
+        first = samples[0]
+        images = [self.ws.root / s["image_path"] for s in samples]
         return Battle(
             battle_id=battle_id,
             task=task,
-            prompt=sa["prompt"],
-            family=sa.get("family") or "",
-            image_a=self.ws.root / sa["image_path"],
-            image_b=self.ws.root / sb["image_path"],
-            source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
-            source_id=sa["pool_id"] if task == "edit" else None,
+            prompt=first["prompt"],
+            family=first.get("family") or "",
+            image_a=images[0],
+            image_b=images[1],
+            source=self.ws.source_path(first["pool_id"]) if task == "edit" else None,
+            source_id=first["pool_id"] if task == "edit" else None,
+            images=images,
         )
 
     def _fast(self, model: str) -> bool:
@@ -384,11 +416,52 @@ class ArenaService:
             raise ArenaError(str(exc), 404) from exc
         except WrongVoter as exc:
             raise ArenaError(str(exc), 403) from exc
-        except AlreadyVoted as exc:
+        except (AlreadyVoted, RevealedBattle) as exc:
             raise ArenaError(str(exc), 409) from exc
         except VoteError as exc:
             raise ArenaError(str(exc), 422) from exc
         return VoteResult(battle_id, row["task"], winner, row["model_a"], row["model_b"])
+
+    def vote_kway(self, battle_id: str, best: int | None, worst: int | None, voter: str,
+                  judge: str = HUMAN_JUDGE) -> KwayResult:
+        """Record a K-way vote given by positions (0 = the first image): the ``best``, optionally
+        the ``worst``; neither is "all bad". Reveals the models. ArenaError (with an HTTP status) when refused."""
+        if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
+            raise ArenaError("battle_id must be the id of a battle you were served", 404)
+        battle = self.ws.store.get_battle(battle_id)
+        if battle is None:
+            raise ArenaError(f"no battle {battle_id!r}", 404)
+        models = battle.get("models")
+        if not models:
+            raise ArenaError(f"battle {battle_id!r} shows two images: vote with a winner (POST /api/v1/vote)", 422)
+        marks = []
+        for name, position in (("best", best), ("worst", worst)):
+            if position is not None and not (isinstance(position, int) and 0 <= position < len(models)):
+                raise ArenaError(f"{name} must be an image position from 0 to {len(models) - 1}, or null", 422)
+            marks.append(None if position is None else models[position])
+        try:
+            self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
+                                         min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
+        except UnknownBattle as exc:
+            raise ArenaError(str(exc), 404) from exc
+        except WrongVoter as exc:
+            raise ArenaError(str(exc), 403) from exc
+        except (AlreadyVoted, RevealedBattle) as exc:
+            raise ArenaError(str(exc), 409) from exc
+        except VoteError as exc:
+            raise ArenaError(str(exc), 422) from exc
+        return KwayResult(battle_id, battle["task"], list(models), marks[0], marks[1])
+
+    def reveal(self, battle_id: str, voter: str) -> dict[str, Any]:
+        """Skip a battle: show its models without a vote; no vote is taken for it afterwards."""
+        try:
+            battle = self.ws.store.reveal_battle(battle_id, voter)
+        except UnknownBattle as exc:
+            raise ArenaError(str(exc), 404) from exc
+        except WrongVoter as exc:
+            raise ArenaError(str(exc), 403) from exc
+        models = battle.get("models") or [battle["model_a"], battle["model_b"]]
+        return {"battle_id": battle_id, "task": battle["task"], "models": models, "voted": battle["vote"] is not None}
 
     def png_bytes(self, path: Path) -> bytes:
         """The bytes of a gallery PNG, cached (they are small and read on every battle)."""

@@ -376,8 +376,12 @@ class Workspace:
         return out
 
     # -- battles and votes --------------------------------------------------------------
-    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str) -> str:
-        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter)["id"]
+    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str,
+                      meta: dict[str, Any] | None = None) -> str:
+        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter, meta=meta)["id"]
+
+    def create_kway_battle(self, samples: list[dict[str, Any]], voter: str, meta: dict[str, Any] | None = None) -> str:
+        return self.store.create_kway_battle([s["id"] for s in samples], voter=voter, meta=meta)["id"]
 
     def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human", **options: Any) -> dict[str, Any]:
         """``options``: ``flags``, ``min_seconds``, ``anony`` (see ``ArenaStore.record_vote``)."""

@@ -276,3 +276,33 @@ def test_admin_excludes_a_voter_and_reverses_it(api):
     assert anonymous.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()["n_votes"] == n
     assert anonymous.post("/api/v1/admin/voters/include", json={"voter": who}, headers=admin).status_code == 404
     assert anonymous.post("/api/v1/admin/voters/exclude", json={"voter": "nobody"}, headers=admin).status_code == 404
+
+
+def test_a_three_image_battle_over_rest(api):
+    app, service, _ = api
+    c = client(app)
+    b = c.get("/api/v1/battle", params={"task": "t2i", "k": 3}).json()
+    assert len(b["images"]) == 3 and b["images"][:2] == [b["image_a"], b["image_b"]] and "tiny" not in json.dumps(b)
+    assert c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"}).status_code == 422
+    assert c.post("/api/v1/vote/kway", json={"battle_id": b["battle_id"], "best": 3}).status_code == 422
+    r = c.post("/api/v1/vote/kway", json={"battle_id": b["battle_id"], "best": 2, "worst": 0})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert sorted(out["models"]) == ["tiny-a", "tiny-b", "tiny-c"]
+    assert (out["best"], out["worst"]) == (out["models"][2], out["models"][0])
+    stored = service.ws.store.get_battle(b["battle_id"])
+    assert stored["models"] == out["models"] and stored["vote"]["best"] == out["best"]
+    assert len(stored["meta"]["covariates"]) == 3 and "aesthetics" in stored["meta"]["covariates"][0]
+    again = c.post("/api/v1/vote/kway", json={"battle_id": b["battle_id"], "best": 1})
+    assert again.status_code == 409 and "already has a vote" in again.json()["detail"]
+    # a battle revealed without a vote takes no vote afterwards, and stores nothing
+    skipped = c.get("/api/v1/battle", params={"task": "edit", "k": 3}).json()
+    shown = c.post("/api/v1/battle/reveal", json={"battle_id": skipped["battle_id"]}).json()
+    assert sorted(shown["models"]) == ["tiny-a", "tiny-b", "tiny-c"] and not shown["voted"]
+    late = c.post("/api/v1/vote/kway", json={"battle_id": skipped["battle_id"], "best": 0})
+    assert late.status_code == 409 and "revealed without a vote" in late.json()["detail"]
+    assert service.ws.store.get_battle(skipped["battle_id"])["vote"] is None
+    pair = c.get("/api/v1/battle", params={"task": "t2i"}).json()
+    c.post("/api/v1/battle/reveal", json={"battle_id": pair["battle_id"]})
+    assert c.post("/api/v1/vote", json={"battle_id": pair["battle_id"], "winner": "tie"}).status_code == 409
+    assert c.get("/api/v1/battle", params={"task": "t2i", "k": 4}).status_code == 503  # three models only
