@@ -10,8 +10,11 @@ Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
     POST /api/v1/vote/kway                  {"battle_id", "best": 0..k-1|null, "worst": 0..k-1|null} (both null: all bad)
     POST /api/v1/battle/reveal              {"battle_id"}: skip it; the names are shown and no vote is taken after
-    GET  /api/v1/leaderboard?task=…&votes=human|auto|all&include_flagged=false
-                                            (default: human once people voted, else auto; flagged votes left out)
+    GET  /api/v1/leaderboard?task=…&votes=human|auto|all&include_flagged=false&category=…&control=false
+                                            (default: human once people voted, else auto; flagged votes left out;
+                                            control=true adds ratings controlled for looks and the coefficients)
+    GET  /api/v1/categories?task=…          votes per category (prompt family, editing verb) and the minimum
+    GET  /api/v1/leaderboard/personal?task=…   this client's own board, once it has voted N times
     GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…   (every vote, with its flags)
     POST /api/v1/admin/login                {"password"} → admin cookie
     GET  /api/v1/admin/voters               (admin) voters, their votes, flagged votes, exclusion
@@ -42,6 +45,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.requests import cookie_parser
 
+from . import boards
 from .jobs import JobError, JobManager
 from .service import AdminAuth, ArenaError, ArenaService, RateLimited
 
@@ -130,6 +134,33 @@ class LeaderboardRow(BaseModel):
     component: int
 
 
+class ControlledRow(BaseModel):
+    model: str
+    elo: float = Field(description="Bradley–Terry rating with the covariates as extra regression terms")
+    ci_low: float
+    ci_high: float
+    elo_uncontrolled: float = Field(description="plain Bradley–Terry rating of the same votes")
+    shift: float
+
+
+class Coefficient(BaseModel):
+    covariate: str = Field(description="aesthetics, objects, or a numeric field of the battles' meta")
+    beta: float = Field(description="log-odds per standard deviation of the difference between two images")
+    elo_per_sd: float = Field(description="the same on the Elo scale: > 0 means voters prefer more of it")
+    ci_low: float
+    ci_high: float
+    sd: float
+
+
+class ControlledOut(BaseModel):
+    rows: list[ControlledRow]
+    coefficients: list[Coefficient]
+    votes: int
+    left_out: int = Field(description="votes without covariates, left out of the controlled fit")
+    rounds: int
+    warnings: list[str]
+
+
 class LeaderboardOut(BaseModel):
     task: str
     votes: str = Field(description="the votes rated: human, auto or all")
@@ -137,11 +168,21 @@ class LeaderboardOut(BaseModel):
     include_flagged: bool = Field(False, description="whether flagged votes (fast, burst, named, excluded voters') count")
     flagged: dict[str, int] = Field(default_factory=dict,
                                     description="votes per flag among the votes asked for (left out unless include_flagged)")
+    category: str | None = Field(None, description="the prompt family or editing verb rated, or every vote")
     n_votes: int
     ci: str
     rounds: int
     warnings: list[str]
     rows: list[LeaderboardRow]
+    controlled: ControlledOut | None = Field(None, description="with control=true: style control for images")
+
+
+class PersonalOut(BaseModel):
+    task: str
+    votes_cast: int = Field(description="this client's votes on the task")
+    needed: int = Field(description="votes before the personal board shows")
+    message: str
+    rows: list[LeaderboardRow] | None = Field(description="null until votes_cast reaches needed")
 
 
 class LoginIn(BaseModel):
@@ -330,16 +371,42 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
               votes: Literal["human", "auto", "all"] | None = Query(
                   None, description="default: human votes once there are any, else the automatic ones"),
               include_flagged: bool = Query(False, description="count flagged votes too (fast, burst, named, "
-                                                               "excluded voters'), which the default board leaves out")
+                                                               "excluded voters'), which the default board leaves out"),
+              category: str | None = Query(None, max_length=64, description="a prompt family or editing verb "
+                                                                             "(GET /categories lists them)"),
+              control: bool = Query(False, description="add ratings controlled for the images' covariates "
+                                                       "(aesthetics, object count) and their coefficients")
               ) -> LeaderboardOut:
         """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`."""
         why = ""
         if votes is None:
             votes, why = service.default_view(task)
-        lb = service.leaderboard(task, votes, include_flagged=include_flagged)
+        lb = service.leaderboard(task, votes, include_flagged=include_flagged, category=category)
+        controlled = None
+        if control:
+            style = boards.controlled_board(service, task, votes, include_flagged=include_flagged, category=category)
+            controlled = ControlledOut(rows=[ControlledRow(**r) for r in style.rows],
+                                       coefficients=[Coefficient(**c) for c in style.coefficients], votes=style.votes,
+                                       left_out=style.left_out, rounds=style.rounds, warnings=style.warnings)
         return LeaderboardOut(task=task, votes=votes, why=why, include_flagged=include_flagged,
-                              flagged=service.flagged(task, votes), n_votes=lb.votes, ci=lb.ci_method,
-                              rounds=lb.rounds, warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
+                              flagged=service.flagged(task, votes), category=category, n_votes=lb.votes,
+                              ci=lb.ci_method, rounds=lb.rounds, warnings=lb.warnings,
+                              rows=[LeaderboardRow(**row) for row in lb.rows], controlled=controlled)
+
+    @api.get("/categories", tags=["arena"])
+    def list_categories(task: Literal["t2i", "edit"] = Query("t2i"),
+                        votes: Literal["human", "auto", "all"] = Query("human")) -> dict[str, Any]:
+        """Votes per category (the prompt's family; for editing, its verb), and the votes a category needs
+        before its board ranks models."""
+        return {"task": task, "votes": votes, "min_votes": service.category_min_votes,
+                "categories": boards.categories(service, task, votes)}
+
+    @api.get("/leaderboard/personal", response_model=PersonalOut, tags=["arena"])
+    def personal(request: Request, task: Literal["t2i", "edit"] = Query("t2i")) -> PersonalOut:
+        """This client's own leaderboard, from its own votes, once it has cast enough of them."""
+        mine = boards.personal_board(service, task, voter_of(request))
+        return PersonalOut(task=task, votes_cast=mine.votes_cast, needed=mine.needed, message=mine.message,
+                           rows=None if mine.board is None else [LeaderboardRow(**r) for r in mine.board.rows])
 
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from arena.categories import category_too_small, in_category
 from arena.hygiene import counted_votes, flag_counts
 from arena.matchmaking import next_group, next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
@@ -539,18 +540,20 @@ class ArenaService:
         return "auto", why + " Human votes take over once people vote."
 
     def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0,
-                    include_flagged: bool = False) -> Leaderboard:
+                    include_flagged: bool = False, category: str | None = None) -> Leaderboard:
         """Leaderboard of a task, cached while the task's votes and the excluded voters are unchanged.
 
         ``max_age_s``: a cached board younger than this is returned without looking at the
         votes at all (matchmaking uses ``board_ttl_s``; pages and the API see every vote).
         ``include_flagged``: count flagged votes too (fast, burst, named, excluded voters').
+        ``category``: only the votes of one prompt family or editing verb; a category with fewer
+        than ``category_min_votes`` votes gets no rows, and a warning that says so.
         """
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
-        key = (task, votes, bool(include_flagged))
+        key = (task, votes, bool(include_flagged), category, self.category_min_votes if category else 0)
         now = time.monotonic()
         with self._boards_lock:
             cached = self._boards.get(key)
@@ -560,6 +563,14 @@ class ArenaService:
         if cached is not None and cached[1] == count:
             return cached[2]
         frame = self.votes(task, votes, include_flagged=include_flagged)
+        if category:
+            frame = in_category(frame, category)
+            short = category_too_small(category, len(frame), self.category_min_votes)
+            if short:
+                board = Leaderboard([], [short], votes=len(frame))
+                with self._boards_lock:
+                    self._boards[key] = (now, count, board)
+                return board
         board = leaderboard(frame, rounds=self.rounds, seed=0, workers=1) if len(frame) else Leaderboard([], [])
         with self._boards_lock:
             self._boards[key] = (now, count, board)

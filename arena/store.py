@@ -692,9 +692,11 @@ class ArenaStore:
         )
         return {row["judge"]: row["n"] for row in rows}
 
-    def vote_records(self, task: str | None = None, judge: str | None = None) -> Iterator[dict[str, Any]]:
+    def vote_records(
+        self, task: str | None = None, judge: str | None = None, voter: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Votes in time order as export records (the fields of :data:`arena.io.EXPORT_FIELDS`);
-        voters are left out: they identify people.
+        voters are left out: they identify people (``voter`` selects one voter's votes).
 
         ``flags`` holds the vote's stored flags plus ``named`` for a vote cast with the names
         shown and ``excluded`` while its voter is excluded, so that the records say by themselves
@@ -715,10 +717,11 @@ class ArenaStore:
             FROM votes v JOIN battles b ON b.id = v.battle_id LEFT JOIN prompts p ON p.id = b.prompt_id
             LEFT JOIN excluded_voters x ON x.voter = v.voter
             WHERE (:task IS NULL OR b.task = :task) AND (:judge IS NULL OR v.judge = :judge)
+                  AND (:voter IS NULL OR v.voter = :voter)
             ORDER BY v.tstamp, v.id"""
         loads = json.loads
         with self._read() as db:
-            for row in db.query(sql, {"task": task, "judge": judge}):
+            for row in db.query(sql, {"task": task, "judge": judge, "voter": voter}):
                 row["anony"] = bool(row["anony"])
                 derived = ([] if row["anony"] else [NAMED]) + ([EXCLUDED] if row.pop("voter_excluded") else [])
                 if derived:
@@ -728,9 +731,9 @@ class ArenaStore:
                         row[name] = loads(row[name])
                 yield row
 
-    def votes_frame(self, task: str | None = None, judge: str | None = None) -> pd.DataFrame:
+    def votes_frame(self, task: str | None = None, judge: str | None = None, voter: str | None = None) -> pd.DataFrame:
         """The vote table the rating functions take (see :mod:`arena.ratings`)."""
-        return pd.DataFrame(list(self.vote_records(task, judge)), columns=list(_VOTE_COLUMNS))
+        return pd.DataFrame(list(self.vote_records(task, judge, voter)), columns=list(_VOTE_COLUMNS))
 
     def import_votes(
         self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None,

@@ -306,3 +306,44 @@ def test_a_three_image_battle_over_rest(api):
     c.post("/api/v1/battle/reveal", json={"battle_id": pair["battle_id"]})
     assert c.post("/api/v1/vote", json={"battle_id": pair["battle_id"], "winner": "tie"}).status_code == 409
     assert c.get("/api/v1/battle", params={"task": "t2i", "k": 4}).status_code == 503  # three models only
+
+
+def test_the_personal_board_appears_after_the_nth_vote(api):
+    app, service, _ = api
+    me, other = client(app), client(app)
+    service.personal_votes = 3
+    try:
+        assert me.get("/api/v1/leaderboard/personal", params={"task": "edit"}).json()["rows"] is None
+        for n in range(1, 4):
+            b = me.get("/api/v1/battle", params={"task": "edit"}).json()
+            me.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"})
+            mine = me.get("/api/v1/leaderboard/personal", params={"task": "edit"}).json()
+            assert mine["votes_cast"] == n and (mine["rows"] is None) == (n < 3), mine
+        assert "1 to go" not in mine["message"] and sum(r["votes"] for r in mine["rows"]) == 2 * 3
+        theirs = other.get("/api/v1/leaderboard/personal", params={"task": "edit"}).json()
+        assert theirs["rows"] is None and "3 votes" in theirs["message"] and "0, 3 to go" in theirs["message"]
+    finally:
+        service.personal_votes = 30
+
+
+def test_category_boards_rank_only_categories_with_enough_votes(api):
+    app, service, _ = api
+    c = client(app)
+    for _ in range(4):
+        b = c.get("/api/v1/battle", params={"task": "t2i"}).json()
+        c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_b"})
+    listed = c.get("/api/v1/categories", params={"task": "t2i"}).json()
+    assert listed["min_votes"] == service.category_min_votes and sum(listed["categories"].values()) >= 4
+    family = next(iter(listed["categories"]))
+    n = listed["categories"][family]
+    small = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "category": family}).json()
+    assert small["rows"] == [] and small["category"] == family
+    assert f"category {family!r} has {n} vote(s); it is ranked from {service.category_min_votes} on" in small["warnings"][0]
+    service.category_min_votes = 1
+    try:
+        ranked = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "category": family}).json()
+    finally:
+        service.category_min_votes = 20
+    assert ranked["rows"] and ranked["n_votes"] == n and sum(r["votes"] for r in ranked["rows"]) == 2 * n
+    controlled = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "control": True}).json()
+    assert controlled["controlled"]["votes"] >= 4 and {co["covariate"] for co in controlled["controlled"]["coefficients"]} <= {"aesthetics", "objects"}
