@@ -24,8 +24,10 @@ import click  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from arena import io as vote_io  # noqa: E402
+from arena.categories import CATEGORY_MIN_VOTES, category_too_small, in_category  # noqa: E402
 from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
+from arena.style import style_control  # noqa: E402
 from arena.store import ArenaStore  # noqa: E402
 
 
@@ -35,6 +37,13 @@ from arena.store import ArenaStore  # noqa: E402
 @click.option("--judge", help="Only votes by this judge: 'human' (with FastChat's arena_user_… voters) or an "
                              "automatic judge's name.")
 @click.option("--anony-only", is_flag=True, help="Only votes cast while the models were hidden.")
+@click.option("--category", help="Only votes of this category (a prompt family such as counting, or an editing verb "
+                                 "such as recolor); one with fewer than --category-min-votes is not ranked.")
+@click.option("--category-min-votes", type=click.IntRange(min=1), default=CATEGORY_MIN_VOTES, show_default=True,
+              help="Votes a category needs before it is ranked (the studio's setting of the same name).")
+@click.option("--control", is_flag=True,
+              help="Also print ratings controlled for the images' covariates (aesthetics, objects…) and the "
+                   "covariates' coefficients (style control; votes need a covariates field).")
 @click.option("--include-flagged", is_flag=True,
               help="Also count flagged votes (fast, burst, named, excluded: the flags field of a studio export), "
                    "which the default table leaves out as the studio's board does.")
@@ -74,8 +83,8 @@ from arena.store import ArenaStore  # noqa: E402
     help="Processes to share the work (default: 2 for large inputs on a multi-core machine).",
 )
 def elo(
-    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, include_flagged: bool, strict: bool,
-    ci: str, rounds: int,
+    files: Sequence[str], task: str | None, judge: str | None, anony_only: bool, category: str | None,
+    category_min_votes: int, control: bool, include_flagged: bool, strict: bool, ci: str, rounds: int,
     seed: int, anchor: str | None, l2: float, min_votes: int, output_format: str, input_format: str,
     workers: int | None,
 ) -> None:
@@ -94,6 +103,7 @@ def elo(
       qwenrl elo votes.jsonl
       qwenrl elo votes.jsonl --task t2i --anony-only --format markdown
       qwenrl elo clean_battle_20240220.json --ci sandwich --format json
+      qwenrl elo votes.jsonl --task t2i --category counting --control
     """
     try:
         anchor_pair = parse_anchor(anchor) if anchor else None
@@ -101,8 +111,8 @@ def elo(
         for path in files:
             if os.path.getsize(path) > 32 << 20:
                 click.echo(f"reading {path}…", err=True)
-        votes = read_with_warnings(list(files), input_format=input_format, fields=vote_io.RATING_FIELDS,
-                                   workers=workers, strict=strict)
+        fields = vote_io.RATING_FIELDS + (("category",) if category else ()) + (("covariates",) if control else ())
+        votes = read_with_warnings(list(files), input_format=input_format, fields=fields, workers=workers, strict=strict)
         votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
         if not include_flagged:
             note = left_out_message(votes)
@@ -112,17 +122,43 @@ def elo(
             if note:
                 click.echo(f"warning: {note}", err=True)
             votes = counted
+        short = None
+        if category is not None:
+            votes = in_category(votes, category)
+            short = category_too_small(category, len(votes), category_min_votes)
         if len(votes) > 100_000:
             click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
-        board = leaderboard(
-            votes, ci=ci, rounds=rounds, seed=seed, anchor=anchor_pair, l2=l2, min_votes=min_votes,
-            workers=workers, progress=_progress_printer() if ci == "bootstrap" else None,
-        )
+        if short:
+            board = Leaderboard([], [short])
+        else:
+            board = leaderboard(
+                votes, ci=ci, rounds=rounds, seed=seed, anchor=anchor_pair, l2=l2, min_votes=min_votes,
+                workers=workers, progress=_progress_printer() if ci == "bootstrap" else None,
+            )
+        style = style_control(votes, rounds=200, seed=seed) if control and not short else None
     except (ValueError, OSError) as exc:  # VoteFileError is a ValueError
         raise click.ClickException(str(exc)) from exc
-    for warning in board.warnings:
+    for warning in board.warnings + (style.warnings if style else []):
         click.echo(f"warning: {warning}", err=True)
     click.echo(format_leaderboard(board, output_format), nl=False)
+    if style is not None:
+        click.echo(format_style(style, output_format), nl=False)
+
+
+def format_style(style, output_format: str) -> str:
+    """Ratings controlled for the covariates, and the coefficients, after the main table."""
+    if output_format == "json":
+        return json.dumps({"controlled": style.rows, "coefficients": style.coefficients, "votes": style.votes,
+                           "left_out": style.left_out}, indent=2) + "\n"
+    lines = ["", f"Controlled for {', '.join(c['covariate'] for c in style.coefficients) or 'nothing'} "
+                 f"({style.votes} votes, {style.rounds} bootstrap rounds):"]
+    lines.append(f"{'model':<32} {'Elo (controlled)':>16} {'95% CI':>17} {'Elo (plain)':>12}")
+    for r in style.rows:
+        lines.append(f"{r['model']:<32} {r['elo']:16.1f} {r['ci_low']:8.1f}–{r['ci_high']:<8.1f} {r['elo_uncontrolled']:12.1f}")
+    lines.append(f"{'covariate':<32} {'Elo per SD':>16} {'95% CI':>17}")
+    for c in style.coefficients:
+        lines.append(f"{c['covariate']:<32} {c['elo_per_sd']:16.1f} {c['ci_low']:8.1f}–{c['ci_high']:<8.1f}")
+    return "\n".join(lines) + "\n"
 
 
 def read_with_warnings(files: list[str], **options) -> pd.DataFrame:
