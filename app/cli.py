@@ -45,8 +45,18 @@ DEFAULT_WORKSPACE = "./workspace"
                    "benchmarks/results/seed_recipe_votes.jsonl); only votes between models this workspace has are "
                    "imported, each once")
 @click.option("--no-seed-votes", is_flag=True, help="import no bundled votes")
+@click.option("--min-vote-seconds", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="a human vote sent sooner than this after its battle was served is stored flagged 'fast' and left "
+                   "out of the default leaderboard (0: flag none)")
+@click.option("--battle-size", default=4, show_default=True, type=click.IntRange(2, 8),
+              help="images in the arena's K-image battles (the 'K at once' tab and GET /api/v1/battle?k=); 2 hides the tab")
+@click.option("--personal-board-votes", default=30, show_default=True, type=click.IntRange(1),
+              help="votes a visitor casts on a task before their own leaderboard shows")
+@click.option("--category-min-votes", default=20, show_default=True, type=click.IntRange(1),
+              help="votes a category (prompt family, editing verb) needs before its leaderboard ranks models")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, min_votes, live_prompts, seed_votes, no_seed_votes):
+           rate_limit, rate_burst, min_votes, live_prompts, seed_votes, no_seed_votes, min_vote_seconds, battle_size,
+           personal_board_votes, category_min_votes):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -77,7 +87,9 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     min_votes=min_votes, live_prompts=live_prompts,
+                                     min_votes=min_votes, live_prompts=live_prompts, min_vote_s=min_vote_seconds,
+                                     battle_size=battle_size, personal_votes=personal_board_votes,
+                                     category_min_votes=category_min_votes,
                                      seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),
                                      log=lambda line: click.echo(line, err=True))
     except (OSError, ValueError) as exc:

@@ -58,6 +58,10 @@ class StudioRuntime:
         configs_dir: str | Path | None = None,
         live_prompts: bool = True,
         seed_votes: str | Path | None = SEED_VOTES,
+        min_vote_s: float = 1.0,
+        battle_size: int = 4,
+        personal_votes: int = 30,
+        category_min_votes: int = 20,
         log=print,
     ) -> "StudioRuntime":
         """``seed_votes``: a file of automatic votes to import (between the models this
@@ -76,7 +80,8 @@ class StudioRuntime:
         elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
             raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
-        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes)
+        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes, min_vote_s=min_vote_s,
+                               kway=battle_size, personal_votes=personal_votes, category_min_votes=category_min_votes)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR,
                           path_roots=[ws.models_dir])

@@ -10,7 +10,10 @@ Nothing here imports gradio, fastapi or torch; handlers in ``app.studio`` and ro
 
 Voters are opaque ids (a browser cookie or a Gradio session). A vote is taken only for a
 battle served to that voter, once, with one of the four outcomes; each voter has a token
-bucket (``rate`` votes and battles per second, ``burst`` at once).
+bucket (``rate`` votes and battles per second, ``burst`` at once). A vote sent sooner than
+``min_vote_s`` after its battle was served is stored with the ``fast`` flag; boards leave
+flagged votes, named ones and excluded voters' out unless ``include_flagged``
+(see ``arena.hygiene``).
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from typing import Any, Literal
 import numpy as np
 
 from arena.boards import MIN_VOTES, needed_text, rank_apart, votes_needed
-from arena.matchmaking import next_pair, pair_counts
+from arena.categories import category_too_small, in_category
+from arena.hygiene import counted_votes, flag_counts
+from arena.matchmaking import next_group, next_pair, pair_counts
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
-from arena.store import AlreadyVoted, UnknownBattle, VoteError, WrongVoter
+from arena.store import AlreadyVoted, RevealedBattle, UnknownBattle, VoteError, WrongVoter
 
+from .covariates import Covariates
 from .limits import AdminLockout, LimitExceeded
 from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
@@ -68,6 +74,7 @@ class Battle:
     image_b: Path
     source: Path | None = None
     source_id: str | None = None  #: editing: the gallery id of the source image (for a live edit of it)
+    images: list[Path] = field(default_factory=list)  #: every image, in display order (K of them)
 
 
 @dataclass
@@ -77,6 +84,17 @@ class VoteResult:
     winner: str
     model_a: str
     model_b: str
+
+
+@dataclass
+class KwayResult:
+    """A K-way vote, revealed: the models in display order and the marks (names, or None)."""
+
+    battle_id: str
+    task: str
+    models: list[str]
+    best: str | None
+    worst: str | None
 
 
 class TokenBucket:
@@ -189,8 +207,17 @@ class ArenaService:
         seed: int | None = None,
         strategy: str = "info",
         live=None,
+        min_vote_s: float = 0.0,
+        kway: int = 4,
+        personal_votes: int = 30,
+        category_min_votes: int = 20,
     ) -> None:
         self.ws = workspace
+        self.kway = int(kway)  #: images in a K-image battle (the studio's "Four at once" arena)
+        self.personal_votes = int(personal_votes)  #: votes a voter casts before their own board shows
+        self.category_min_votes = int(category_min_votes)  #: votes a category needs before it is ranked
+        self.covariates = Covariates(workspace)
+        self.min_vote_s = float(min_vote_s)  #: a vote sooner than this after its battle is flagged fast
         self.live = live  #: an app.live.LiveGenerator, or None (live prompts off)
         self._fast_cache: dict[str, bool] = {}
         self.strategy = strategy
@@ -291,36 +318,48 @@ class ArenaService:
         """Models that can appear in a battle of ``task`` now."""
         return list(self._task_index(task).models)
 
-    def new_battle(self, task: str, voter: str) -> Battle:
-        """Pick a pair (matchmaking), a prompt both have, randomise sides, record the battle."""
+    def new_battle(self, task: str, voter: str, k: int = 2) -> Battle:
+        """Pick ``k`` models (matchmaking), a prompt they all have, randomise the order, record the battle."""
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        if not isinstance(k, int) or not 2 <= k <= 8:
+            raise ArenaError(f"a battle shows 2 to 8 images, not {k!r}", 422)
         idx = self._task_index(task)
         models = idx.models
-        if len(models) < 2:
+        if len(models) < k:
             registered = len(self.ws.store.list_models(task))
-            why = ("the gallery is still filling" if registered >= 2 else
+            why = ("the gallery is still filling" if registered >= k else
                    f"{registered} model(s) registered: add checkpoints to data/models or train one")
-            raise ArenaError(f"the {task} arena needs two models with gallery images; {why}", 503)
+            noun = "two models" if k == 2 else f"{k} models"
+            raise ArenaError(f"the {task} arena needs {noun} with gallery images; {why}", 503)
         with self._rng_lock:
-            # next_pair shuffles the sides, so the left image is either model at random
-            left, right = next_pair(models, idx.counts, strategy=self.strategy, seed=self._rng,
-                                    intervals=idx.intervals)
-            common = idx.common(left, right)
+            # matchmaking shuffles the sides, so the left image is any model at random
+            group = next_group(models, idx.counts, k, strategy=self.strategy, seed=self._rng, intervals=idx.intervals)
+            common = idx.common(group[0], group[1])
+            if k > 2:
+                shared = set(common).intersection(*(idx.by_model[m] for m in group[2:]))
+                common = [key for key in common if key in shared]
             if not common:
                 raise ArenaError(f"{task}: no prompt shared by the chosen models yet", 503)
             key = common[int(self._rng.integers(len(common)))]
-        sa, sb = idx.by_model[left][key], idx.by_model[right][key]
-        battle_id = self.ws.create_battle(sa, sb, voter)
+        samples = [idx.by_model[m][key] for m in group]
+        meta = self.covariates.battle_meta(samples)
+        if k == 2:
+            battle_id = self.ws.create_battle(samples[0], samples[1], voter, meta=meta)
+        else:
+            battle_id = self.ws.create_kway_battle(samples, voter, meta=meta)
+        first = samples[0]
+        images = [self.ws.root / s["image_path"] for s in samples]
         return Battle(
             battle_id=battle_id,
             task=task,
-            prompt=sa["prompt"],
-            family=sa.get("family") or "",
-            image_a=self.ws.root / sa["image_path"],
-            image_b=self.ws.root / sb["image_path"],
-            source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
-            source_id=sa["pool_id"] if task == "edit" else None,
+            prompt=first["prompt"],
+            family=first.get("family") or "",
+            image_a=images[0],
+            image_b=images[1],
+            source=self.ws.source_path(first["pool_id"]) if task == "edit" else None,
+            source_id=first["pool_id"] if task == "edit" else None,
+            images=images,
         )
 
     def _fast(self, model: str) -> bool:
@@ -396,16 +435,58 @@ class ArenaService:
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
             raise ArenaError("battle_id must be the id of a battle you were served", 404)
         try:
-            row = self.ws.record_vote(battle_id, winner, voter, judge=judge)
+            row = self.ws.record_vote(battle_id, winner, voter, judge=judge,
+                                      min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
         except WrongVoter as exc:
             raise ArenaError(str(exc), 403) from exc
-        except AlreadyVoted as exc:
+        except (AlreadyVoted, RevealedBattle) as exc:
             raise ArenaError(str(exc), 409) from exc
         except VoteError as exc:
             raise ArenaError(str(exc), 422) from exc
         return VoteResult(battle_id, row["task"], winner, row["model_a"], row["model_b"])
+
+    def vote_kway(self, battle_id: str, best: int | None, worst: int | None, voter: str,
+                  judge: str = HUMAN_JUDGE) -> KwayResult:
+        """Record a K-way vote given by positions (0 = the first image): the ``best``, optionally
+        the ``worst``; neither is "all bad". Reveals the models. ArenaError (with an HTTP status) when refused."""
+        if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
+            raise ArenaError("battle_id must be the id of a battle you were served", 404)
+        battle = self.ws.store.get_battle(battle_id)
+        if battle is None:
+            raise ArenaError(f"no battle {battle_id!r}", 404)
+        models = battle.get("models")
+        if not models:
+            raise ArenaError(f"battle {battle_id!r} shows two images: vote with a winner (POST /api/v1/vote)", 422)
+        marks = []
+        for name, position in (("best", best), ("worst", worst)):
+            if position is not None and not (isinstance(position, int) and 0 <= position < len(models)):
+                raise ArenaError(f"{name} must be an image position from 0 to {len(models) - 1}, or null", 422)
+            marks.append(None if position is None else models[position])
+        try:
+            self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
+                                         min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
+        except UnknownBattle as exc:
+            raise ArenaError(str(exc), 404) from exc
+        except WrongVoter as exc:
+            raise ArenaError(str(exc), 403) from exc
+        except (AlreadyVoted, RevealedBattle) as exc:
+            raise ArenaError(str(exc), 409) from exc
+        except VoteError as exc:
+            raise ArenaError(str(exc), 422) from exc
+        return KwayResult(battle_id, battle["task"], list(models), marks[0], marks[1])
+
+    def reveal(self, battle_id: str, voter: str) -> dict[str, Any]:
+        """Skip a battle: show its models without a vote; no vote is taken for it afterwards."""
+        try:
+            battle = self.ws.store.reveal_battle(battle_id, voter)
+        except UnknownBattle as exc:
+            raise ArenaError(str(exc), 404) from exc
+        except WrongVoter as exc:
+            raise ArenaError(str(exc), 403) from exc
+        models = battle.get("models") or [battle["model_a"], battle["model_b"]]
+        return {"battle_id": battle_id, "task": battle["task"], "models": models, "voted": battle["vote"] is not None}
 
     def png_bytes(self, path: Path) -> bytes:
         """The bytes of a gallery PNG, cached (they are small and read on every battle)."""
@@ -432,11 +513,27 @@ class ArenaService:
         return data
 
     # -- leaderboards ---------------------------------------------------------------------
-    def votes(self, task: str | None = None, votes: VoteFilter = "human"):
-        """The vote table (a DataFrame in the export format) of a task and kind of judge."""
+    def votes(self, task: str | None = None, votes: VoteFilter = "human", *, include_flagged: bool = False):
+        """The vote table (a DataFrame in the export format) of a task and kind of judge: the
+        votes a board counts, or with ``include_flagged`` every vote (an export's)."""
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
-        return self.ws.votes_frame(task=task, judges=votes)
+        return counted_votes(self.ws.votes_frame(task=task, judges=votes), include_flagged=include_flagged)
+
+    def flagged(self, task: str, votes: VoteFilter = "human") -> dict[str, int]:
+        """How many votes of each flag the default board of ``task`` leaves out."""
+        return flag_counts(self.votes(task, votes, include_flagged=True))
+
+    def exclude_voter(self, voter: str, reason: str = "") -> dict[str, Any]:
+        """Admin: leave a voter's votes out of the default boards (reversible; nothing deleted)."""
+        try:
+            return self.ws.store.exclude_voter(voter, reason)
+        except ValueError as exc:
+            raise ArenaError(str(exc), 404) from exc
+
+    def include_voter(self, voter: str) -> bool:
+        """Admin: count an excluded voter's votes again; False when they were not excluded."""
+        return self.ws.store.include_voter(voter)
 
     def default_view(self, task: str) -> tuple[VoteFilter, str]:
         """Which votes the leaderboard of ``task`` opens on, and why (a sentence for the page).
@@ -480,45 +577,59 @@ class ArenaService:
             return "auto", why
         return "auto", why + f" Human votes take over once people vote ({self.min_votes} per model)."
 
-    def ranked(self, task: str, votes: VoteFilter = "human") -> tuple[Leaderboard, list[dict], list[dict]]:
+    def ranked(self, task: str, votes: VoteFilter = "human", *, include_flagged: bool = False,
+               category: str | None = None) -> tuple[Leaderboard, list[dict], list[dict]]:
         """The leaderboard, its ranked rows and the rows listed apart (models with fewer than
         ``min_votes`` votes in this view: unranked, with the votes they still need)."""
-        board = self.leaderboard(task, votes)
+        board = self.leaderboard(task, votes, include_flagged=include_flagged, category=category)
         ranked, apart = rank_apart(board.rows, self.min_votes)
         return board, ranked, apart
 
-    def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0) -> Leaderboard:
-        """Leaderboard of a task, cached while the task's vote count is unchanged.
+    def leaderboard(self, task: str, votes: VoteFilter = "human", *, max_age_s: float | None = 0.0,
+                    include_flagged: bool = False, category: str | None = None) -> Leaderboard:
+        """Leaderboard of a task, cached while the task's votes and the excluded voters are unchanged.
 
         ``max_age_s``: a cached board younger than this is returned without looking at the
         votes at all (matchmaking uses ``board_ttl_s``; pages and the API see every vote).
+        ``include_flagged``: count flagged votes too (fast, burst, named, excluded voters').
+        ``category``: only the votes of one prompt family or editing verb; a category with fewer
+        than ``category_min_votes`` votes gets no rows, and a warning that says so.
         """
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
-        key = (task, votes)
+        key = (task, votes, bool(include_flagged), category, self.category_min_votes if category else 0)
         now = time.monotonic()
         with self._boards_lock:
             cached = self._boards.get(key)
         if cached is not None and max_age_s and now - cached[0] < max_age_s:
             return cached[2]
-        count = self.ws.store.vote_count(task)
+        count = (self.ws.store.vote_count(task), tuple(r["voter"] for r in self.ws.store.excluded_voters()))
         if cached is not None and cached[1] == count:
             return cached[2]
-        frame = self.votes(task, votes)
+        frame = self.votes(task, votes, include_flagged=include_flagged)
+        if category:
+            frame = in_category(frame, category)
+            short = category_too_small(category, len(frame), self.category_min_votes)
+            if short:
+                board = Leaderboard([], [short], votes=len(frame))
+                with self._boards_lock:
+                    self._boards[key] = (now, count, board)
+                return board
         board = leaderboard(frame, rounds=self.rounds, seed=0, workers=1) if len(frame) else Leaderboard([], [])
         with self._boards_lock:
             self._boards[key] = (now, count, board)
         return board
 
-    def win_rates(self, task: str, votes: VoteFilter = "human"):
-        frame = self.votes(task, votes)
+    def win_rates(self, task: str, votes: VoteFilter = "human", *, include_flagged: bool = False):
+        frame = self.votes(task, votes, include_flagged=include_flagged)
         return win_rate_matrix(frame) if len(frame) else None
 
-    def elo_history(self, task: str, votes: VoteFilter = "human", points: int = 30) -> list[dict[str, Any]]:
+    def elo_history(self, task: str, votes: VoteFilter = "human", points: int = 30, *,
+                    include_flagged: bool = False) -> list[dict[str, Any]]:
         """Online Elo after each of ``points`` evenly spaced prefixes of the vote log."""
-        frame = self.votes(task, votes)
+        frame = self.votes(task, votes, include_flagged=include_flagged)
         n = len(frame)
         if not n:
             return []

@@ -23,8 +23,9 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from . import charts, inspector
+from . import boards, charts, inspector
 from .jobs import CONFIG_DIR, OBJECTIVES, JobError, JobManager, config_objective, list_configs, resolve_config
+from .kway import build_kway_tab
 from .live import MAX_PROMPT_CHARS
 from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
 
@@ -249,8 +250,9 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
 # ---------------------------------------------------------------------------------------------
 
 
-def leaderboard_rows(studio: Studio, task: str, votes: str) -> tuple[list[list[Any]], list[str]]:
-    board = studio.service.leaderboard(task, votes)  # type: ignore[arg-type]
+def leaderboard_rows(studio: Studio, task: str, votes: str, include_flagged: bool = False,
+                     category: str | None = None) -> tuple[list[list[Any]], list[str]]:
+    board = studio.service.leaderboard(task, votes, include_flagged=include_flagged, category=category)  # type: ignore[arg-type]
     lineage = {}
     for row in board.rows:
         try:
@@ -264,17 +266,65 @@ def leaderboard_rows(studio: Studio, task: str, votes: str) -> tuple[list[list[A
     return rows, board.warnings
 
 
+ALL_CATEGORIES = "all"
+CONTROLLED_HEADERS = ["Model", "Elo (controlled)", "95% CI", "Elo (plain)", "Shift"]
+COEFFICIENT_HEADERS = ["Covariate", "Elo per SD", "95% CI", "SD of the difference"]
+
+
+def category_choices(studio: Studio, task: str, votes: str, with_flagged: bool) -> list[tuple[str, str]]:
+    """The category chooser: every vote, then each category with its votes (short ones say so)."""
+    counts = boards.categories(studio.service, task, votes, with_flagged)
+    least = studio.service.category_min_votes
+    return [("all categories", ALL_CATEGORIES)] + [
+        (f"{name} ({n} vote{'s' if n != 1 else ''}{'' if n >= least else ', too few to rank'})", name)
+        for name, n in counts.items()]
+
+
+def controlled_tables(studio: Studio, task: str, votes: str, with_flagged: bool, category: str | None
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Ratings with and without control for looks, the coefficients, and a note."""
+    style = boards.controlled_board(studio.service, task, votes, include_flagged=with_flagged, category=category)
+    rows = [[r["model"], round(r["elo"], 1), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}", round(r["elo_uncontrolled"], 1),
+             f"{r['shift']:+.1f}"] for r in style.rows]
+    coefs = [[c["covariate"], f"{c['elo_per_sd']:+.1f}", f"{c['ci_low']:+.1f} – {c['ci_high']:+.1f}", round(c["sd"], 3)]
+             for c in style.coefficients]
+    note = (f"Style control from {style.votes} vote(s), {style.rounds} bootstrap rounds: Bradley–Terry with each image's "
+            "covariates as extra terms. A positive coefficient means voters prefer more of it whatever the model; "
+            "the controlled rating is what remains.")
+    return (pd.DataFrame(rows, columns=CONTROLLED_HEADERS), pd.DataFrame(coefs, columns=COEFFICIENT_HEADERS),
+            "\n".join([note, *style.warnings]))
+
+
 def _leaderboard_tab(studio: Studio) -> tuple:
     with gr.Row():
         task = gr.Radio([(v, k) for k, v in TASK_LABELS.items()], value="t2i", label="Task", elem_id="lb-task")
         votes = gr.Radio(list(VOTE_FILTERS), value="human", label="Votes", elem_id="lb-votes",
                          info="human votes, automatic judges (oracle, rewards), or both")
+        category = gr.Dropdown([("all categories", ALL_CATEGORIES)], value=ALL_CATEGORIES, label="Category",
+                               elem_id="lb-category", info="the prompt's family, or the editing verb")
+    with gr.Row():
+        flagged = gr.Checkbox(False, label="Count flagged votes", elem_id="lb-flagged",
+                              info="fast votes, named ones and excluded voters' (left out by default)")
+        control = gr.Checkbox(False, label="Control for looks", elem_id="lb-control",
+                              info="ratings with the images' aesthetics and object count as covariates")
         refresh = gr.Button("Refresh", elem_id="lb-refresh")
     # True once the visitor picks the votes themselves; until then the board follows the default view
     picked = gr.State(False)
     view = gr.Textbox(label="Showing", interactive=False, elem_id="lb-view")
-    table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="lb-table", wrap=True)
+    with gr.Row():
+        with gr.Column(scale=3):
+            table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="lb-table", wrap=True)
+        with gr.Column(scale=2):
+            personal_note = gr.Textbox(label="Your board", interactive=False, elem_id="lb-personal-note")
+            personal = gr.Dataframe(headers=["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Votes"], interactive=False,
+                                    elem_id="lb-personal", visible=False)
     notes = gr.Textbox(label="Notes", interactive=False, elem_id="lb-notes")
+    with gr.Group(visible=False) as controlled_group:
+        controlled = gr.Dataframe(headers=CONTROLLED_HEADERS, interactive=False, elem_id="lb-controlled",
+                                  label="Controlled for looks")
+        coefficients = gr.Dataframe(headers=COEFFICIENT_HEADERS, interactive=False, elem_id="lb-coefficients",
+                                    label="What voters reward apart from the model")
+        controlled_note = gr.Textbox(label="Style control", interactive=False, elem_id="lb-controlled-note")
     with gr.Row():
         intervals = gr.Plot(label="Intervals", elem_id="lb-intervals")
         heatmap = gr.Plot(label="Win rates", elem_id="lb-heatmap")
@@ -283,47 +333,73 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         dl_jsonl = gr.DownloadButton("Download votes (JSON lines)", elem_id="lb-download-jsonl")
         dl_csv = gr.DownloadButton("Download votes (CSV)", elem_id="lb-download-csv")
 
-    def show_board(task_value: str, votes_value: str, is_picked: bool) -> dict:
+    def show_board(task_value: str, votes_value: str, is_picked: bool, with_flagged: bool, category_value: str | None,
+                   with_control: bool, request: gr.Request) -> dict:
         why = f"Showing {votes_value} votes, as you chose."
         if not is_picked:
             votes_value, why = studio.service.default_view(task_value)
-        rows, warnings = leaderboard_rows(studio, task_value, votes_value)
-        board = studio.service.leaderboard(task_value, votes_value)  # type: ignore[arg-type]
+        choices = category_choices(studio, task_value, votes_value, with_flagged)
+        chosen = category_value if category_value in {c[1] for c in choices} else ALL_CATEGORIES
+        only = None if chosen == ALL_CATEGORIES else chosen
+        board = studio.service.leaderboard(task_value, votes_value, include_flagged=with_flagged,  # type: ignore[arg-type]
+                                           category=only)
+        rows, warnings = leaderboard_rows(studio, task_value, votes_value, with_flagged, only)
         files = export_files(studio, task_value, votes_value)
         n = board.votes
-        note = f"{n} {votes_value} vote(s) for {TASK_LABELS[task_value]}; " \
-               f"95% intervals from {board.rounds} bootstrap rounds. Reproduce offline: " \
-               f"qwenrl elo {files['jsonl'].name} --task {task_value}"
-        return {
+        offline = f"qwenrl elo {files['jsonl'].name} --task {task_value}" + (" --include-flagged" if with_flagged else "")
+        offline += f" --category {only}" if only else ""
+        note = f"{n} {votes_value} vote(s) for {TASK_LABELS[task_value]}{f' in {only}' if only else ''}; " \
+               f"95% intervals from {board.rounds} bootstrap rounds. Reproduce offline: {offline}"
+        left_out = studio.service.flagged(task_value, votes_value)  # type: ignore[arg-type]
+        if left_out:
+            counts = ", ".join(f"{name} {k}" for name, k in left_out.items())
+            note += f"\nFlagged votes ({counts}): {'counted' if with_flagged else 'left out; tick Count flagged votes to count them'}."
+        mine = boards.personal_board(studio.service, task_value, voter_id(request))
+        mine_rows = [[r["rank_ub"], r["model"], round(r["elo"], 1), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}", r["votes"]]
+                     for r in (mine.board.rows if mine.board else [])]
+        out = {
             votes: votes_value,
             view: why,
+            category: gr.Dropdown(choices=choices, value=chosen),
             table: pd.DataFrame(rows, columns=LEADERBOARD_HEADERS),
             notes: "\n".join([note, *warnings]),
+            personal_note: mine.message,
+            personal: gr.Dataframe(value=pd.DataFrame(mine_rows, columns=["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Votes"]),
+                                   visible=mine.board is not None),
+            controlled_group: gr.Group(visible=with_control),
             intervals: charts.intervals_figure(board.rows),
-            heatmap: charts.heatmap_figure(studio.service.win_rates(task_value, votes_value)),  # type: ignore[arg-type]
-            history: charts.elo_history_figure(studio.service.elo_history(task_value, votes_value)),  # type: ignore[arg-type]
+            heatmap: charts.heatmap_figure(studio.service.win_rates(task_value, votes_value, include_flagged=with_flagged)),  # type: ignore[arg-type]
+            history: charts.elo_history_figure(studio.service.elo_history(task_value, votes_value, include_flagged=with_flagged)),  # type: ignore[arg-type]
             dl_jsonl: gr.DownloadButton(value=str(files["jsonl"])),
             dl_csv: gr.DownloadButton(value=str(files["csv"])),
         }
+        if with_control:
+            out[controlled], out[coefficients], out[controlled_note] = controlled_tables(
+                studio, task_value, votes_value, with_flagged, only)
+        return out
 
-    def pick_votes(task_value: str, votes_value: str) -> dict:
-        return {picked: True, **show_board(task_value, votes_value, True)}
+    def pick_votes(task_value: str, votes_value: str, with_flagged: bool, category_value: str | None,
+                   with_control: bool, request: gr.Request) -> dict:
+        return {picked: True, **show_board(task_value, votes_value, True, with_flagged, category_value, with_control,
+                                           request)}
 
-    outputs = [votes, view, table, notes, intervals, heatmap, history, dl_jsonl, dl_csv]
+    outputs = [votes, view, category, table, notes, personal_note, personal, controlled_group, controlled, coefficients,
+               controlled_note, intervals, heatmap, history, dl_jsonl, dl_csv]
+    inputs = [task, votes, picked, flagged, category, control]
     # .input, not .change: setting the votes radio from show_board must not count as a choice
-    for trigger in (refresh.click, task.input):
-        trigger(show_board, [task, votes, picked], outputs, api_visibility="undocumented")
-    votes.input(pick_votes, [task, votes], [picked, *outputs], api_visibility="undocumented")
-    return show_board, [task, votes, picked], outputs
+    for trigger in (refresh.click, task.input, flagged.input, category.input, control.input):
+        trigger(show_board, inputs, outputs, api_visibility="undocumented")
+    votes.input(pick_votes, [task, votes, flagged, category, control], [picked, *outputs], api_visibility="undocumented")
+    return show_board, inputs, outputs
 
 
 def export_files(studio: Studio, task: str, votes: str) -> dict[str, Path]:
-    """The task's votes written as JSON lines and CSV under ``workspace/exports``."""
+    """The task's votes (every one, with its flags) written as JSON lines and CSV under ``workspace/exports``."""
     from arena.io import write_votes
 
     folder = studio.ws.root / "exports"
     folder.mkdir(exist_ok=True)
-    frame = studio.service.votes(task, votes)  # type: ignore[arg-type]
+    frame = studio.service.votes(task, votes, include_flagged=True)  # type: ignore[arg-type]
     out = {}
     for fmt in ("jsonl", "csv"):
         path = folder / f"votes-{task}-{votes}.{fmt}"
@@ -687,6 +763,10 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                     for task, label in TASK_LABELS.items():
                         with gr.Tab(label, id=f"arena-{task}"):
                             views.append(_arena_tab(studio, task))
+                    kway_view = None
+                    if studio.service.kway > 2:
+                        with gr.Tab(f"{studio.service.kway} at once", id="arena-kway"):
+                            kway_view = build_kway_tab(studio, show_image, voter_id, TASK_LABELS)
                 with gr.Accordion("Models in the arena", open=False):
                     models = gr.Dataframe(headers=["model", "lineage", "gallery", "images", "note"],
                                           interactive=False, elem_id="models-table")
@@ -721,6 +801,9 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
         choosers = [v.own_source for v in views if v.own_source is not None]
         load_outputs = [models] + [c for v in views for c in v.outputs] + choosers
         blocks.load(first_battles, None, load_outputs, api_visibility="private")
+        if kway_view is not None:
+            fn, inputs, outputs = kway_view.load
+            blocks.load(fn, inputs, outputs, api_visibility="private")
         fn, inputs, outputs = lb_refresh
         lb_tab.select(fn, inputs, outputs, api_visibility="private")
         for fn, inputs, outputs in ri_loaders:

@@ -381,11 +381,16 @@ class Workspace:
         return out
 
     # -- battles and votes --------------------------------------------------------------
-    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str) -> str:
-        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter)["id"]
+    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str,
+                      meta: dict[str, Any] | None = None) -> str:
+        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter, meta=meta)["id"]
 
-    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human") -> dict[str, Any]:
-        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge)
+    def create_kway_battle(self, samples: list[dict[str, Any]], voter: str, meta: dict[str, Any] | None = None) -> str:
+        return self.store.create_kway_battle([s["id"] for s in samples], voter=voter, meta=meta)["id"]
+
+    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human", **options: Any) -> dict[str, Any]:
+        """``options``: ``flags``, ``min_seconds``, ``anony`` (see ``ArenaStore.record_vote``)."""
+        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge, **options)
 
     def votes_frame(self, task: str | None = None, judges: str = "human"):
         """Votes of ``judges``: "human", "auto" (every automatic judge) or "all"."""

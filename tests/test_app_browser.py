@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from arena.store import ArenaStore
@@ -78,7 +79,8 @@ def fresh_studio(tmp_path_factory, tiny_models):
                     "model_b": pairs[k % 3][1], "winner": ("model_a", "tie", "model_b", "tie (bothbad)")[k % 4],
                     "judge": "oracle", "anony": True, "tstamp": 1.7e9 + k}) + "\n" for k in range(60)))
     workspace = tmp_path_factory.mktemp("fresh") / "workspace"
-    proc = StudioProcess(workspace, tiny_models, password=PASSWORD, extra=["--seed-votes", str(seed)])
+    proc = StudioProcess(workspace, tiny_models, password=PASSWORD,
+                         extra=["--seed-votes", str(seed), "--personal-board-votes", "3"])
     try:
         proc.wait_ready()
         yield proc
@@ -453,3 +455,74 @@ def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
         if "nft-t2i@step1" in met:
             break
     assert "nft-t2i@step1" in met
+
+
+def test_a_four_image_battle(page, studio):
+    """Four anonymous images: mark the best and the worst, vote, see the four names; then a
+    battle judged all bad. Both votes are stored as K-way votes of the four models."""
+    from playwright.sync_api import expect
+
+    deadline = time.time() + 300
+    while httpx.get(f"{studio.url}/api/v1/health").json()["models"]["t2i"] < 4:  # the fourth gallery may lag
+        assert time.time() < deadline, "four models never had gallery images"
+        time.sleep(2)
+    page.get_by_role("tab", name="4 at once").click()
+    page.click("#kway-next")
+    for i in range(4):
+        expect(page.locator(f"#kway-image-{i} img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#kway-vote")).to_be_disabled()  # nothing marked yet
+    prompt = page.locator("#kway-prompt textarea").input_value()
+    shot(page, "arena_kway_before_vote")
+    page.click("#kway-best-2")
+    page.click("#kway-worst-0")
+    expect(page.locator("#kway-reveal textarea")).to_have_value(re.compile("Best: image 3; worst: image 1"))
+    expect(page.locator("#kway-worst-2")).to_be_disabled()  # the best cannot also be the worst
+    page.click("#kway-vote")
+    reveal = page.locator("#kway-reveal textarea")
+    expect(reveal).to_have_value(re.compile("1 was "), timeout=30_000)
+    shot(page, "arena_kway_revealed")
+    names = re.findall(r"\d was (.+?)(?:;|\.$)", reveal.input_value().splitlines()[1])
+    assert len(names) == 4 and len(set(names)) == 4, reveal.input_value()
+    expect(page.locator("#kway-vote")).to_be_disabled()
+    expect(page.locator("#kway-best-1")).to_be_disabled()
+    votes = stored_votes(studio, "t2i")
+    mine = votes[votes["models"].map(lambda m: m == names)]
+    assert len(mine) == 1 and mine.iloc[0].best == names[2] and mine.iloc[0].worst == names[0]
+    assert mine.iloc[0].prompt == prompt and mine.iloc[0].judge == "human"
+    page.click("#kway-next")
+    expect(reveal).to_have_value(re.compile("^Mark the best image"), timeout=30_000)
+    expect(page.locator("#kway-all-bad")).to_be_enabled()
+    page.click("#kway-all-bad")
+    expect(reveal).to_have_value(re.compile("You voted: all bad"), timeout=30_000)
+    votes = stored_votes(studio, "t2i")
+    kway = votes[votes["models"].notna()]
+    assert len(kway) >= 2 and pd.isna(kway.iloc[-1].best) and pd.isna(kway.iloc[-1].worst)
+
+
+def test_the_personal_board_appears_after_the_third_vote(fresh_page, fresh_studio):
+    """The fresh studio shows a visitor's own board from their third vote on (--personal-board-votes 3),
+    on the Leaderboard tab and over REST with the same cookie."""
+    from playwright.sync_api import expect
+
+    page = fresh_page
+    for n in range(1, 4):
+        if n > 1:
+            page.get_by_role("tab", name="Arena").click()
+            page.click("#t2i-next")
+            expect(page.locator("#t2i-reveal textarea")).to_have_value("", timeout=30_000)
+        vote(page, "t2i", 0)
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.locator("#lb-task label", has_text="Text to image").click()
+        page.click("#lb-refresh")
+        note = page.locator("#lb-personal-note textarea")
+        if n < 3:
+            expect(note).to_have_value(re.compile(f"you have cast {n}, {3 - n} to go"), timeout=30_000)
+            expect(page.locator("#lb-personal")).to_be_hidden()
+    expect(note).to_have_value(re.compile("Your own leaderboard, from your 3 votes"), timeout=30_000)
+    expect(page.locator("#lb-personal")).to_be_visible()
+    shot(page, "leaderboard_personal_board")
+    cookies = {c["name"]: c["value"] for c in page.context.cookies(fresh_studio.url)}
+    mine = httpx.get(f"{fresh_studio.url}/api/v1/leaderboard/personal", params={"task": "t2i"}, cookies=cookies).json()
+    assert mine["votes_cast"] == 3 and mine["rows"]
+    for row in mine["rows"]:
+        expect(page.locator("#lb-personal")).to_contain_text(row["model"])
