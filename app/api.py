@@ -327,7 +327,7 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         """A new anonymous battle: ``k`` images of the same prompt (and seed) by ``k`` models."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.new_battle(task, voter, k)
+        b = service.new_battle(task, voter, k, address=client_of(request))
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
             "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
@@ -345,7 +345,7 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         (task edit, source_id), sampled now by two arena models (Shapes models only)."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.live_battle(body.task, body.prompt, voter, source_id=body.source_id)
+        b = service.live_battle(body.task, body.prompt, voter, source_id=body.source_id, address=client_of(request))
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
             "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,

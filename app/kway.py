@@ -88,7 +88,8 @@ def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> Kway
 
     def show_battle(task_value: str, request: gr.Request) -> dict:
         try:
-            battle = studio.service.new_battle(task_value, voter_id(request), k)
+            battle = studio.service.new_battle(task_value, voter_id(request), k,
+                                               address=getattr(getattr(request, "client", None), "host", None))
         except ArenaError as exc:
             return {state: None, prompt: "", reveal: str(exc), **{im: None for im in images}, **buttons(None)}
         current = {"battle_id": battle.battle_id, "voted": False, "best": None, "worst": None}

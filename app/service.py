@@ -39,7 +39,7 @@ from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_ra
 from arena.store import AlreadyVoted, RevealedBattle, UnknownBattle, VoteError, WrongVoter
 
 from .covariates import Covariates
-from .limits import AdminLockout, LimitExceeded
+from .limits import BURST_FLAG, AdminLockout, LimitExceeded, VoterLimits
 from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
 VoteFilter = Literal["human", "auto", "all"]
@@ -211,8 +211,11 @@ class ArenaService:
         kway: int = 4,
         personal_votes: int = 30,
         category_min_votes: int = 20,
+        limits: VoterLimits | None = None,
     ) -> None:
         self.ws = workspace
+        #: new voters per address, burst flags, battles not voted on (app.limits)
+        self.limits = limits or VoterLimits(known=workspace.store.voter_seen)
         self.kway = int(kway)  #: images in a K-image battle (the studio's "Four at once" arena)
         self.personal_votes = int(personal_votes)  #: votes a voter casts before their own board shows
         self.category_min_votes = int(category_min_votes)  #: votes a category needs before it is ranked
@@ -247,6 +250,18 @@ class ArenaService:
             wait = self.ip_bucket.take(client_ip)
         if wait:
             raise RateLimited(wait)
+
+    def admit(self, voter: str, address: str | None) -> None:
+        """Before a battle is served: RateLimited when the voter or its address is over one of
+        the limits on new voters and open battles (:class:`app.limits.VoterLimits`)."""
+        try:
+            self.limits.admit(voter, address)
+        except LimitExceeded as exc:
+            raise RateLimited(exc.retry_after, str(exc)) from None
+
+    def vote_flags(self, voter: str) -> list[str]:
+        """The flags a vote of ``voter`` is stored with (``burst`` for a voter created in a burst)."""
+        return [BURST_FLAG] if self.limits.flags(voter) == BURST_FLAG else []
 
     # -- battles --------------------------------------------------------------------------
     def tasks(self) -> tuple[str, ...]:
@@ -318,12 +333,14 @@ class ArenaService:
         """Models that can appear in a battle of ``task`` now."""
         return list(self._task_index(task).models)
 
-    def new_battle(self, task: str, voter: str, k: int = 2) -> Battle:
-        """Pick ``k`` models (matchmaking), a prompt they all have, randomise the order, record the battle."""
+    def new_battle(self, task: str, voter: str, k: int = 2, address: str | None = None) -> Battle:
+        """Pick ``k`` models (matchmaking), a prompt they all have, randomise the order, record the battle.
+        ``address``: the client's, for the limits on new voters and open battles."""
         if task not in self.tasks():
             raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
         if not isinstance(k, int) or not 2 <= k <= 8:
             raise ArenaError(f"a battle shows 2 to 8 images, not {k!r}", 422)
+        self.admit(voter, address)
         idx = self._task_index(task)
         models = idx.models
         if len(models) < k:
@@ -348,6 +365,7 @@ class ArenaService:
             battle_id = self.ws.create_battle(samples[0], samples[1], voter, meta=meta)
         else:
             battle_id = self.ws.create_kway_battle(samples, voter, meta=meta)
+        self.limits.served(voter, battle_id)
         first = samples[0]
         images = [self.ws.root / s["image_path"] for s in samples]
         return Battle(
@@ -369,7 +387,8 @@ class ArenaService:
             self._fast_cache[model] = bool(row and row.get("source") and is_fast(row["source"]))
         return self._fast_cache[model]
 
-    def live_battle(self, task: str, text: str, voter: str, source_id: str | None = None) -> Battle:
+    def live_battle(self, task: str, text: str, voter: str, source_id: str | None = None,
+                    address: str | None = None) -> Battle:
         """A battle on the visitor's own prompt (text-to-image) or instruction (editing, over the
         gallery source ``source_id``): two arena models (matchmaking among the fast ones) sample
         it now with a fresh seed; the battle and its vote are stored like any other (family
@@ -391,6 +410,7 @@ class ArenaService:
         except LiveError as exc:
             raise ArenaError(str(exc), 422) from exc
         text = read.text
+        self.admit(voter, address)
         idx = self._task_index(task)
         keep = [i for i, m in enumerate(idx.models) if self._fast(m)]
         models = [idx.models[i] for i in keep]
@@ -420,6 +440,7 @@ class ArenaService:
             sample_id = self.ws.store.add_sample(model, prompt_id, seed, out, content_hash=made.get("content_hash"))
             samples.append({"id": sample_id, "image_path": out})
         battle_id = self.ws.create_battle(samples[0], samples[1], voter)
+        self.limits.served(voter, battle_id)
         return Battle(battle_id=battle_id, task=task, prompt=text, family="user",
                       image_a=self.ws.root / samples[0]["image_path"], image_b=self.ws.root / samples[1]["image_path"],
                       source=source["path"] if source else None, source_id=source["source_id"] if source else None)
@@ -435,7 +456,7 @@ class ArenaService:
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
             raise ArenaError("battle_id must be the id of a battle you were served", 404)
         try:
-            row = self.ws.record_vote(battle_id, winner, voter, judge=judge,
+            row = self.ws.record_vote(battle_id, winner, voter, judge=judge, flags=self.vote_flags(voter),
                                       min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
@@ -445,6 +466,7 @@ class ArenaService:
             raise ArenaError(str(exc), 409) from exc
         except VoteError as exc:
             raise ArenaError(str(exc), 422) from exc
+        self.limits.voted(voter, battle_id)
         return VoteResult(battle_id, row["task"], winner, row["model_a"], row["model_b"])
 
     def vote_kway(self, battle_id: str, best: int | None, worst: int | None, voter: str,
@@ -466,6 +488,7 @@ class ArenaService:
             marks.append(None if position is None else models[position])
         try:
             self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
+                                         flags=self.vote_flags(voter),
                                          min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
@@ -475,6 +498,7 @@ class ArenaService:
             raise ArenaError(str(exc), 409) from exc
         except VoteError as exc:
             raise ArenaError(str(exc), 422) from exc
+        self.limits.voted(voter, battle_id)
         return KwayResult(battle_id, battle["task"], list(models), marks[0], marks[1])
 
     def reveal(self, battle_id: str, voter: str) -> dict[str, Any]:
@@ -485,6 +509,7 @@ class ArenaService:
             raise ArenaError(str(exc), 404) from exc
         except WrongVoter as exc:
             raise ArenaError(str(exc), 403) from exc
+        self.limits.voted(voter, battle_id)  # a skipped battle is no longer open
         models = battle.get("models") or [battle["model_a"], battle["model_b"]]
         return {"battle_id": battle_id, "task": battle["task"], "models": models, "voted": battle["vote"] is not None}
 

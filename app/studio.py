@@ -77,6 +77,12 @@ def voter_id(request: gr.Request | None) -> str:
     return f"gradio-{request.session_hash}"
 
 
+def client_address(request: gr.Request | None) -> str | None:
+    """The browser's address (the key of the per-address limits on new voters and open battles)."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)
+
+
 def unchanged(components: list) -> dict:
     """An update that leaves every component as it is (Gradio needs one entry at least)."""
     return {c: gr.skip() for c in components}
@@ -184,14 +190,14 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
         }
 
     def new_battle(request: gr.Request) -> dict:
-        return show_battle(lambda: studio.service.new_battle(task, voter_id(request)))
+        return show_battle(lambda: studio.service.new_battle(task, voter_id(request), address=client_address(request)))
 
     def own_battle(text: str, request: gr.Request) -> dict:
         voter = voter_id(request)
 
         def make():
             studio.service.throttle(voter)
-            return studio.service.live_battle(task, text, voter)
+            return studio.service.live_battle(task, text, voter, address=client_address(request))
 
         return show_battle(make, keep_on_refusal=True)
 
@@ -203,7 +209,7 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
 
         def make():
             studio.service.throttle(voter)
-            return studio.service.live_battle(task, text, voter, source_id=source_id)
+            return studio.service.live_battle(task, text, voter, source_id=source_id, address=client_address(request))
 
         return show_battle(make, keep_on_refusal=True)
 
@@ -784,7 +790,7 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                 out[chooser] = gr.Dropdown(choices=source_choices(studio), value=CURRENT_SOURCE)
             for view in views:
                 try:
-                    battle = studio.service.new_battle(view.task, voter_id(request))
+                    battle = studio.service.new_battle(view.task, voter_id(request), address=client_address(request))
                 except ArenaError as exc:
                     out[view.reveal] = str(exc)
                     continue

@@ -242,6 +242,13 @@ def m003_kway_battles(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE votes ADD COLUMN worst TEXT")
 
 
+@migration
+def m004_battles_by_voter(db: sqlite_utils.Database) -> None:
+    """An index on who each battle was served to: the studio asks whether a voter is new on
+    every first battle of a voter it has not seen since it started."""
+    db.execute("CREATE INDEX IF NOT EXISTS battles_by_voter ON battles (voter)")
+
+
 # ---------------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------------
@@ -858,6 +865,10 @@ class ArenaStore:
         """Count an excluded voter's votes again; False when the voter was not excluded."""
         with self._write() as db:
             return db.execute("DELETE FROM excluded_voters WHERE voter = ?", [voter]).rowcount > 0
+
+    def voter_seen(self, voter: str) -> bool:
+        """Whether any battle was ever served to ``voter`` (a returning voter, not a new one)."""
+        return bool(self._query("SELECT 1 AS seen FROM battles WHERE voter = ? LIMIT 1", [voter]))
 
     def excluded_voters(self) -> list[dict[str, Any]]:
         """Excluded voters (``voter``, ``reason``, ``created``), oldest first."""
