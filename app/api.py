@@ -50,7 +50,7 @@ from . import boards
 from .jobs import JobError, JobManager
 from .limits import BodyLimit, excerpt
 from .live import MAX_PROMPT_CHARS
-from .service import AdminAuth, ArenaError, ArenaService, RateLimited
+from .service import AdminAuth, ArenaError, ArenaService, RateLimited, export_name
 
 VOTER_COOKIE = "qwenrl_voter"
 ADMIN_COOKIE = "qwenrl_admin"
@@ -440,12 +440,17 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
     def export(format: Literal["jsonl", "csv"] = Query("jsonl"), task: Literal["t2i", "edit"] | None = None,
-               votes: Literal["human", "auto", "all"] = Query("all")):
+               votes: Literal["human", "auto", "all"] | None = Query(
+                   None, description="default: with a task, the votes its leaderboard shows (as the UI's download); "
+                                     "without one, all")):
         """Every vote, with its flags, in the format `qwenrl elo` reads (JSON lines or CSV): `qwenrl elo`
-        leaves the flagged ones out as the default board does, and `--include-flagged` counts them."""
+        leaves the flagged ones out as the default board does, and `--include-flagged` counts them. The
+        file is named after the votes it holds, as the UI's download is (``votes-t2i-human.jsonl``)."""
+        if votes is None:
+            votes = service.default_view(task)[0] if task else "all"
         data = export_votes(service, format, task, votes)
         media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-        name = f"votes{'-' + task if task else ''}.{format}"
+        name = export_name(task, votes, format)
         return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"},

@@ -99,6 +99,27 @@ def samples_table(
     return rows[:limit]
 
 
+def short_names(models: list[str], width: int = 16) -> dict[str, str]:
+    """A label for each model that fits under a thumbnail and tells them apart: the names
+    without the prefix they all share (``shapes-grpo-t2i`` → ``grpo-t2i``), each cut to
+    ``width`` characters in its middle, which keeps both ends (``…@step300``)."""
+    names = list(models)
+    prefix = ""
+    if len(names) > 1:
+        common = names[0]
+        for name in names[1:]:
+            while not name.startswith(common):
+                common = common[:-1]
+        prefix = common[: common.rfind("-") + 1] if "-" in common else ""
+    out = {}
+    for name in names:
+        label = name[len(prefix):] or name
+        if len(label) > width:
+            label = label[: width // 2 - 1] + "…" + label[-(width - width // 2):]
+        out[name] = label
+    return out
+
+
 def sample_detail(ws, sample_id: int) -> dict[str, Any] | None:
     """Image, source, prompt, total, every component (and sub-part) and the rationale of a sample."""
     s = ws.store.get_sample(int(sample_id))

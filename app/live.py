@@ -165,13 +165,17 @@ class LiveGenerator:
         return self._proc
 
     def generate(self, source: str, text: str, seed: int, out: str, *,
-                 edit_source: dict[str, Any] | None = None) -> dict[str, Any]:
+                 edit_source: dict[str, Any] | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         """Sample one image of ``text`` from the checkpoint ``source`` into ``root/out`` (with
         ``edit_source``, a Shapes scene as ``Scene.to_dict`` gives it, an edit of that scene);
-        returns {"content_hash"}. LiveError when the worker fails or takes too long."""
+        returns {"content_hash"}, and with ``spec`` (what the text asks for, ``T2IPrompt`` or
+        ``EditTask.to_dict``) the task's composite judgement of the image too ("judgement").
+        LiveError when the worker fails or takes too long."""
         request = {"source": source, "text": text, "seed": int(seed), "out": out}
         if edit_source is not None:
             request["edit_source"] = edit_source
+        if spec is not None:
+            request["spec"] = spec
         request = json.dumps(request)
         with self._lock:
             proc = self._ensure()
@@ -216,6 +220,20 @@ def _sample(policy, text: str, seed: int, edit_source: dict[str, Any] | None = N
     return generate(policy, [item], [seed], num_steps=defaults["num_steps"], guidance_scale=defaults["guidance_scale"])[0]
 
 
+def _judge(rewards: dict[str, Any], spec: dict[str, Any], image) -> dict[str, Any]:
+    """The task's composite judgement of a live image (as the gallery's images are judged)."""
+    from qwenrl.rewards import Sample, load_reward
+    from qwenrl.world.grammar import EditTask, T2IPrompt
+
+    from .gallery import reward_path
+
+    task = spec["task"]
+    if task not in rewards:
+        rewards[task] = load_reward(reward_path(task), cache=False)
+    item = T2IPrompt.from_dict(spec) if task == "t2i" else EditTask.from_dict(spec)
+    return rewards[task]([Sample.from_spec(image, item)])[0].to_dict()
+
+
 def worker(root: Path, requests, answers, max_models: int = 4) -> None:
     """Answer each JSON request line of ``requests`` with one JSON line on ``answers``."""
     from PIL import Image
@@ -224,6 +242,7 @@ def worker(root: Path, requests, answers, max_models: int = 4) -> None:
 
     root = root.resolve()
     policies: OrderedDict[str, Any] = OrderedDict()
+    rewards: dict[str, Any] = {}  # task → its composite reward, loaded on first use
     for line in requests:
         try:
             req = json.loads(line)
@@ -249,6 +268,8 @@ def worker(root: Path, requests, answers, max_models: int = 4) -> None:
             Image.fromarray(image).save(tmp)
             os.replace(tmp, out)
             answer = {"content_hash": hashlib.sha256(image.tobytes()).hexdigest()[:32]}
+            if req.get("spec"):
+                answer["judgement"] = _judge(rewards, req["spec"], image)
         except Exception as exc:  # one bad request must not kill the worker
             answer = {"error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, LiveError) else str(exc)}
         answers.write(json.dumps(answer) + "\n")

@@ -25,7 +25,7 @@ from .api import create_api
 from .jobs import CONFIG_DIR, JobManager
 from .live import LiveGenerator
 from .service import AdminAuth, ArenaService
-from .studio import CSS, Studio, build_studio
+from .studio import CSS, KEYS_JS, Studio, build_studio
 from .workspace import SEED_VOTES, CheckpointWatcher, GalleryRunner, Workspace
 
 ADMIN_ENV = "QWENRL_ADMIN_PASSWORD"
@@ -91,7 +91,7 @@ class StudioRuntime:
         api = create_api(service, jobs, auth)
         blocks = build_studio(Studio(service, jobs, auth), refresh_s=ui_refresh_s)
         blocks.queue(default_concurrency_limit=16)
-        app = gr.mount_gradio_app(api, blocks, path="/", css=CSS, theme=gr.themes.Soft(),
+        app = gr.mount_gradio_app(api, blocks, path="/", css=CSS, head=KEYS_JS, theme=gr.themes.Soft(),
                                   footer_links=["api"], run_history=False, ssr_mode=False)
         return cls(ws, service, jobs, watcher, auth, app)
 

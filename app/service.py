@@ -48,6 +48,12 @@ HUMAN_JUDGE = "human"
 TASK_NAMES = {"t2i": "text-to-image", "edit": "editing"}
 
 
+def export_name(task: str | None, votes: str, fmt: str) -> str:
+    """The file name of an export of votes, the same in the UI and over REST: it says which
+    votes (``votes-t2i-human.jsonl``, ``votes-all-tasks-all.csv``)."""
+    return f"votes-{task or 'all-tasks'}-{votes}.{fmt}"
+
+
 class ArenaError(ValueError):
     """A request the arena refuses; ``status`` is the HTTP status that fits it."""
 
@@ -212,8 +218,11 @@ class ArenaService:
         personal_votes: int = 30,
         category_min_votes: int = 20,
         limits: VoterLimits | None = None,
+        reveal_scores: bool = True,
     ) -> None:
         self.ws = workspace
+        #: after a vote, show each image's checker verdict and reward beside the names
+        self.reveal_scores = reveal_scores
         #: new voters per address, burst flags, battles not voted on (app.limits)
         self.limits = limits or VoterLimits(known=workspace.store.voter_seen)
         self.kway = int(kway)  #: images in a K-image battle (the studio's "Four at once" arena)
@@ -380,6 +389,54 @@ class ArenaService:
             images=images,
         )
 
+    def named_battle(self, task: str, model_a: str, model_b: str, voter: str, address: str | None = None) -> Battle:
+        """A side-by-side battle of two models the visitor picked, on a gallery prompt both have
+        (left ``model_a``, right ``model_b``). Its vote is stored as not anonymous (the names were
+        shown), so the default boards leave it out, as LMArena keeps its named side-by-side apart."""
+        if task not in self.tasks():
+            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        idx = self._task_index(task)
+        for name in (model_a, model_b):
+            if name not in idx.models:
+                raise ArenaError(f"{str(name)[:80]!r} is not a model of the {task} arena; pick one of {', '.join(idx.models)}", 422)
+        if model_a == model_b:
+            raise ArenaError("pick two different models", 422)
+        self.admit(voter, address)
+        with self._rng_lock:
+            common = idx.common(model_a, model_b)
+            if not common:
+                raise ArenaError(f"{task}: no prompt shared by {model_a} and {model_b} yet", 503)
+            key = common[int(self._rng.integers(len(common)))]
+        sa, sb = idx.by_model[model_a][key], idx.by_model[model_b][key]
+        battle_id = self.ws.create_battle(sa, sb, voter, meta={**(self.covariates.battle_meta([sa, sb]) or {}), "named": True})
+        self.limits.served(voter, battle_id)
+        return Battle(battle_id=battle_id, task=task, prompt=sa["prompt"], family=sa.get("family") or "",
+                      image_a=self.ws.root / sa["image_path"], image_b=self.ws.root / sb["image_path"],
+                      source=self.ws.source_path(sa["pool_id"]) if task == "edit" else None,
+                      source_id=sa["pool_id"] if task == "edit" else None,
+                      images=[self.ws.root / sa["image_path"], self.ws.root / sb["image_path"]])
+
+    def reveal_details(self, battle_id: str) -> list[dict[str, Any]]:
+        """After a vote: for each image of the battle (side order), its ``model``, composite
+        ``score``, whether the exact checker passes it (``checker``; None when not judged) and
+        the checker's ``reasons``. Empty when ``reveal_scores`` is off or the battle has no vote."""
+        battle = self.ws.store.get_battle(battle_id) if self.reveal_scores else None
+        if battle is None or battle.get("vote") is None:
+            return []
+        from .inspector import component_rationale, reward_judge  # the inspector's reading of a judgement
+
+        models = battle.get("models") or [battle["model_a"], battle["model_b"]]
+        samples = battle.get("samples") or [battle["sample_a"], battle["sample_b"]]
+        out = []
+        for model, sample in zip(models, samples):
+            judged = {j["judge"]: j for j in self.ws.store.judgements(sample_id=sample)} if sample is not None else {}
+            j = judged.get(reward_judge(battle["task"]))
+            strict = (j or {}).get("parts", {}).get("strict")
+            out.append({"model": model, "score": j["score"] if j else None,
+                        "checker": None if strict is None else strict >= 1.0,
+                        "reasons": (component_rationale(j["rationale"], "strict") or "") if j else ""})
+        return out
+
     def _fast(self, model: str) -> bool:
         """Whether ``model`` samples quickly enough for live prompts (read once from its manifest)."""
         if model not in self._fast_cache:
@@ -434,10 +491,13 @@ class ArenaService:
             out = image_path_for(model, text, seed, source["source_id"] if source else None)
             try:
                 made = self.live.generate(self.ws.store.get_model(model)["source"], text, seed, out,
-                                          edit_source=source["scene"] if source else None)
+                                          edit_source=source["scene"] if source else None, spec=read.to_dict())
             except LiveError as exc:
                 raise ArenaError(str(exc), 503) from exc
             sample_id = self.ws.store.add_sample(model, prompt_id, seed, out, content_hash=made.get("content_hash"))
+            j = made.get("judgement")
+            if j:  # the worker judged the image as the gallery's are judged: the reveal can show it
+                self.ws.store.add_judgement(sample_id, j["judge"], j["score"], parts=j["parts"], rationale=j["rationale"])
             samples.append({"id": sample_id, "image_path": out})
         battle_id = self.ws.create_battle(samples[0], samples[1], voter)
         self.limits.served(voter, battle_id)

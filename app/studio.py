@@ -13,6 +13,7 @@ text components, never as raw HTML.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,16 @@ from PIL import Image
 from . import boards, charts, inspector
 from .jobs import CONFIG_DIR, OBJECTIVES, JobError, JobManager, config_objective, list_configs, resolve_config
 from .kway import build_kway_tab
+from .named import build_named_tab
 from .live import MAX_PROMPT_CHARS
-from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService
+from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService, export_name
 
 TASK_LABELS = {"t2i": "Text to image", "edit": "Editing"}
 BUTTONS = (("model_a", "A is better"), ("model_b", "B is better"), ("tie", "Tie"),
            ("tie (bothbad)", "Both are bad"))
+#: the keyboard shortcut of each vote button (the page's script clicks ``.vote-key-N`` of the open arena)
+VOTE_KEYS = ("a", "b", "t", "x")
+NEXT_KEY = "n"
 OUTCOME_TEXT = {"model_a": "A is better", "model_b": "B is better", "tie": "Tie", "tie (bothbad)": "Both are bad"}
 VOTER_COOKIE = "qwenrl_voter"
 _VOTER_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -40,7 +45,45 @@ LEADERBOARD_HEADERS = ["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Online Elo",
                        "TrueSkill μ−3σ", "Votes", "Win rate", "Lineage"]
 CSS = """
 .pixelated img { image-rendering: pixelated; object-fit: contain !important; }
+/* leaderboard headers break between words, never inside one ("TrueSkil/l μ") */
+#lb-table th, #lb-table th * { white-space: nowrap !important; word-break: keep-all !important; overflow-wrap: normal !important; }
+/* the inspector's thumbnail labels (model and score) wrap rather than being cut */
+#ri-gallery .caption-label { white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  max-width: 100% !important; line-height: 1.2; }
+/* the chosen vote stays marked after the reveal */
+.vote-buttons button.voted { outline: 3px solid var(--color-accent); outline-offset: 2px; opacity: 1 !important; }
+/* a phone (390 px wide): both images side by side and the vote buttons on the first screen */
+@media (max-width: 600px) {
+  .gradio-container { padding: 4px !important; }
+  .studio-title h1 { font-size: 1.2em; margin: 0; }
+  .studio-title p { display: none; }
+  .battle-images { flex-wrap: nowrap !important; gap: 4px !important; }
+  .battle-images > div { min-width: 0 !important; flex: 1 1 0 !important; }
+  .battle-images .image-container, .battle-images .image-frame, .battle-images img { max-height: 150px !important; }
+  .battle-images > div, .battle-images .block { height: auto !important; }
+  .battle-images .image-container { height: 150px !important; }
+  .vote-buttons { flex-wrap: wrap !important; gap: 4px !important; }
+  .vote-buttons button { min-width: 45% !important; flex: 1 1 45% !important; }
+}
 """
+
+#: the page's script: keys a, b, t and x vote in the arena on screen, n opens its next battle
+#: (not while typing in a text box)
+KEYS_JS = """
+<script>
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  const target = event.target;
+  if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+  const keys = {%(keys)s};
+  const key = event.key.toLowerCase();
+  const selector = key in keys ? ".vote-key-" + keys[key] : (key === "%(next)s" ? ".next-battle" : null);
+  if (!selector) return;
+  const button = [...document.querySelectorAll(selector)].find((el) => el.offsetParent !== null && !el.disabled);
+  if (button) { button.click(); event.preventDefault(); }
+});
+</script>
+""" % {"keys": ", ".join(f'"{k}": {i}' for i, k in enumerate(VOTE_KEYS)), "next": NEXT_KEY}
 
 
 @dataclass
@@ -120,8 +163,77 @@ class ArenaView:
     def outputs(self) -> list:
         return [self.state, self.prompt, self.source, self.image_a, self.image_b, *self.buttons, self.reveal]
 
+    def updates(self, battle) -> dict:
+        """A new battle on screen: its prompt and images, names hidden, the vote buttons on."""
+        return {
+            self.state: battle_state(battle),
+            self.prompt: battle.prompt,
+            self.source: show_image(battle.source),
+            self.image_a: gr.Image(value=show_image(battle.image_a), label="A"),
+            self.image_b: gr.Image(value=show_image(battle.image_b), label="B"),
+            self.reveal: "",
+            **{b: gr.Button(interactive=True, variant="secondary", elem_classes=vote_classes(i))
+               for i, b in enumerate(self.buttons)},
+        }
+
 
 CURRENT_SOURCE = "current"
+
+
+def battle_images(prefix: str, source_visible: bool | None = None) -> tuple[gr.Image, gr.Image, gr.Image]:
+    """The source (editing) and the two images of a battle, side by side even on a phone."""
+    with gr.Row(elem_classes="battle-images", elem_id=f"{prefix}-images"):
+        source = gr.Image(label="Source", interactive=False, visible=(prefix == "edit") if source_visible is None
+                          else source_visible, type="pil", format="png", elem_id=f"{prefix}-source",
+                          elem_classes="pixelated", height=280, min_width=80)
+        image_a = gr.Image(label="A", interactive=False, type="pil", format="png", elem_id=f"{prefix}-image-a",
+                           elem_classes="pixelated", height=280, min_width=80)
+        image_b = gr.Image(label="B", interactive=False, type="pil", format="png", elem_id=f"{prefix}-image-b",
+                           elem_classes="pixelated", height=280, min_width=80)
+    return source, image_a, image_b
+
+
+def vote_classes(i: int, voted: bool = False) -> list[str]:
+    return [f"vote-key-{i}"] + (["voted"] if voted else [])
+
+
+def vote_buttons(prefix: str) -> list[gr.Button]:
+    """The four vote buttons, each with its keyboard shortcut."""
+    with gr.Row(elem_classes="vote-buttons"):
+        return [gr.Button(f"{text} ({VOTE_KEYS[i]})", elem_id=f"{prefix}-vote-{i}", interactive=False,
+                          elem_classes=vote_classes(i), min_width=80)
+                for i, (_, text) in enumerate(BUTTONS)]
+
+
+def verdict_text(side: str, d: dict) -> str:
+    """``A — shapes-base: checker passes; reward 0.91`` (and why the checker fails it)."""
+    checker = "not judged" if d["checker"] is None else "checker passes" if d["checker"] else "checker fails"
+    found = re.search(r"[Tt]he image fails: ([^;]+)", d["reasons"]) if d["checker"] is False else None
+    reasons = found.group(1).strip().rstrip(".)") if found else ""  # the first reason is enough here
+    reward = "" if d["score"] is None else f"; reward {d['score']:.2f}"
+    return f"{side} — {d['model']}: {checker}{f' ({reasons})' if reasons else ''}{reward}"
+
+
+def revealed_updates(studio: Studio, result, outcome: str, image_a, image_b, buttons: list, reveal) -> dict:
+    """After a vote: the names on the images, the voter's own choice marked, and (a setting)
+    each image's checker verdict and reward beside the reveal."""
+    details = studio.service.reveal_details(result.battle_id)
+    labels = {"A": result.model_a, "B": result.model_b}
+    lines = [f"You voted: {OUTCOME_TEXT[outcome]}.", f"A was {result.model_a}; B was {result.model_b}."]
+    if details:
+        lines += [verdict_text(side, d) for side, d in zip("AB", details)]
+        for side, d in zip("AB", details):
+            mark = "" if d["checker"] is None else (" ✓" if d["checker"] else " ✗")
+            score = "" if d["score"] is None else f" {d['score']:.2f}"
+            labels[side] += f" ·{mark}{score}"
+    chosen = [o for o, _ in BUTTONS].index(outcome)
+    return {
+        image_a: gr.Image(label=f"A: {labels['A']}"),
+        image_b: gr.Image(label=f"B: {labels['B']}"),
+        reveal: "\n".join(lines),
+        **{b: gr.Button(interactive=False, variant="primary" if i == chosen else "secondary",
+                        elem_classes=vote_classes(i, voted=i == chosen)) for i, b in enumerate(buttons)},
+    }
 
 
 def battle_state(battle) -> dict:
@@ -139,30 +251,23 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
     state = gr.State(None)
     label = "Instruction" if task == "edit" else "Prompt"
     prompt = gr.Textbox(label=label, interactive=False, elem_id=f"{task}-prompt")
-    with gr.Row():
-        source = gr.Image(label="Source", interactive=False, visible=(task == "edit"), type="pil", format="png",
-                          elem_id=f"{task}-source", elem_classes="pixelated", height=280)
-        image_a = gr.Image(label="A", interactive=False, type="pil", format="png", elem_id=f"{task}-image-a",
-                           elem_classes="pixelated", height=280)
-        image_b = gr.Image(label="B", interactive=False, type="pil", format="png", elem_id=f"{task}-image-b",
-                           elem_classes="pixelated", height=280)
-    with gr.Row():
-        buttons = [gr.Button(text, elem_id=f"{task}-vote-{i}", interactive=False)
-                   for i, (_, text) in enumerate(BUTTONS)]
+    source, image_a, image_b = battle_images(task)
+    buttons = vote_buttons(task)
     reveal = gr.Textbox(label="Result", interactive=False, elem_id=f"{task}-reveal", lines=2)
-    next_button = gr.Button("Next battle", variant="primary", elem_id=f"{task}-next")
+    next_button = gr.Button(f"Next battle ({NEXT_KEY})", variant="primary", elem_id=f"{task}-next",
+                            elem_classes="next-battle")
     view = ArenaView(task, state, prompt, source, image_a, image_b, buttons, reveal, next_button)
     own_prompt = own_go = own_source = own_preview = None
     if task == "t2i" and studio.service.live is not None:
         with gr.Row():
-            own_prompt = gr.Textbox(label="Or battle on your own prompt (Shapes words, e.g. “two red squares above a blue circle”)",
+            own_prompt = gr.Textbox(label="Or battle on your own prompt (Shapes words, e.g. “a red square above a blue circle”)",
                                     max_length=MAX_PROMPT_CHARS, elem_id="t2i-own-prompt", scale=4)
             own_go = gr.Button("Battle on my prompt", elem_id="t2i-own-go", scale=1)
     if task == "edit" and studio.service.live is not None:
         with gr.Row():
             with gr.Column(scale=4):
                 own_prompt = gr.Textbox(
-                    label="Or battle on your own instruction (Shapes words, e.g. “make the background blue”, "
+                    label="Or battle on your own instruction (Shapes words, e.g. “make the background black”, "
                           "“add a small red circle”)", max_length=MAX_PROMPT_CHARS, elem_id="edit-own-prompt")
                 own_source = gr.Dropdown(source_choices(studio), value=CURRENT_SOURCE, label="over the source image",
                                          elem_id="edit-own-source")
@@ -178,16 +283,9 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
             if keep_on_refusal:  # a refused prompt of the visitor's leaves the open battle (and its source) as it was
                 return {reveal: str(exc)}
             return {state: None, prompt: "", reveal: str(exc), image_a: None, image_b: None,
-                    **{b: gr.Button(interactive=False) for b in buttons}}
-        return {
-            state: battle_state(battle),
-            prompt: battle.prompt,
-            source: show_image(battle.source),
-            image_a: gr.Image(value=show_image(battle.image_a), label="A"),
-            image_b: gr.Image(value=show_image(battle.image_b), label="B"),
-            reveal: "",
-            **{b: gr.Button(interactive=True) for b in buttons},
-        }
+                    **{b: gr.Button(interactive=False, variant="secondary", elem_classes=vote_classes(i))
+                       for i, b in enumerate(buttons)}}
+        return view.updates(battle)
 
     def new_battle(request: gr.Request) -> dict:
         return show_battle(lambda: studio.service.new_battle(task, voter_id(request), address=client_address(request)))
@@ -227,13 +325,8 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
                 result = studio.service.vote(current["battle_id"], outcome, voter)
             except ArenaError as exc:
                 return {reveal: f"Vote refused: {exc}"}
-            return {
-                state: {**current, "voted": True},
-                image_a: gr.Image(label=f"A: {result.model_a}"),
-                image_b: gr.Image(label=f"B: {result.model_b}"),
-                reveal: f"You voted: {OUTCOME_TEXT[outcome]}.\nA was {result.model_a}; B was {result.model_b}.",
-                **{b: gr.Button(interactive=False) for b in buttons},
-            }
+            return {state: {**current, "voted": True},
+                    **revealed_updates(studio, result, outcome, image_a, image_b, buttons, reveal)}
 
         return vote
 
@@ -256,11 +349,16 @@ def _arena_tab(studio: Studio, task: str) -> ArenaView:
 # ---------------------------------------------------------------------------------------------
 
 
+APART_HEADERS = ["Model", "Votes", "Needed", "Elo (BT)", "95% CI"]
+
+
 def leaderboard_rows(studio: Studio, task: str, votes: str, include_flagged: bool = False,
-                     category: str | None = None) -> tuple[list[list[Any]], list[str]]:
-    board = studio.service.leaderboard(task, votes, include_flagged=include_flagged, category=category)  # type: ignore[arg-type]
+                     category: str | None = None) -> tuple[list[list[Any]], list[str], list[list[Any]]]:
+    """The ranked rows, the board's warnings, and the rows of models listed apart (too few votes)."""
+    board, ranked, apart = studio.service.ranked(task, votes, include_flagged=include_flagged,  # type: ignore[arg-type]
+                                                 category=category)
     lineage = {}
-    for row in board.rows:
+    for row in ranked:
         try:
             lineage[row["model"]] = studio.ws.lineage(row["model"])
         except ValueError:
@@ -268,8 +366,10 @@ def leaderboard_rows(studio: Studio, task: str, votes: str, include_flagged: boo
     rows = [[r["rank_ub"], r["model"], round(r["elo"], 1), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}",
              round(r["elo_online"], 1), round(r["trueskill_mu"], 2), round(r["trueskill_sigma"], 2),
              round(r["trueskill_score"], 2), r["votes"], f"{r['win_rate']:.0%}", lineage[r["model"]]]
-            for r in board.rows]
-    return rows, board.warnings
+            for r in ranked]
+    unranked = [[r["model"], r["votes"], r["needed"], round(r["elo"], 1), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}"]
+                for r in apart]
+    return rows, board.warnings, unranked
 
 
 ALL_CATEGORIES = "all"
@@ -324,6 +424,8 @@ def _leaderboard_tab(studio: Studio) -> tuple:
             personal_note = gr.Textbox(label="Your board", interactive=False, elem_id="lb-personal-note")
             personal = gr.Dataframe(headers=["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Votes"], interactive=False,
                                     elem_id="lb-personal", visible=False)
+    apart = gr.Dataframe(headers=APART_HEADERS, interactive=False, elem_id="lb-apart", visible=False,
+                         label=f"Listed apart, unranked: fewer than {studio.service.min_votes} votes in this view")
     notes = gr.Textbox(label="Notes", interactive=False, elem_id="lb-notes")
     with gr.Group(visible=False) as controlled_group:
         controlled = gr.Dataframe(headers=CONTROLLED_HEADERS, interactive=False, elem_id="lb-controlled",
@@ -349,7 +451,7 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         only = None if chosen == ALL_CATEGORIES else chosen
         board = studio.service.leaderboard(task_value, votes_value, include_flagged=with_flagged,  # type: ignore[arg-type]
                                            category=only)
-        rows, warnings = leaderboard_rows(studio, task_value, votes_value, with_flagged, only)
+        rows, warnings, unranked = leaderboard_rows(studio, task_value, votes_value, with_flagged, only)
         files = export_files(studio, task_value, votes_value)
         n = board.votes
         offline = f"qwenrl elo {files['jsonl'].name} --task {task_value}" + (" --include-flagged" if with_flagged else "")
@@ -368,6 +470,7 @@ def _leaderboard_tab(studio: Studio) -> tuple:
             view: why,
             category: gr.Dropdown(choices=choices, value=chosen),
             table: pd.DataFrame(rows, columns=LEADERBOARD_HEADERS),
+            apart: gr.Dataframe(value=pd.DataFrame(unranked, columns=APART_HEADERS), visible=bool(unranked)),
             notes: "\n".join([note, *warnings]),
             personal_note: mine.message,
             personal: gr.Dataframe(value=pd.DataFrame(mine_rows, columns=["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Votes"]),
@@ -389,7 +492,7 @@ def _leaderboard_tab(studio: Studio) -> tuple:
         return {picked: True, **show_board(task_value, votes_value, True, with_flagged, category_value, with_control,
                                            request)}
 
-    outputs = [votes, view, category, table, notes, personal_note, personal, controlled_group, controlled, coefficients,
+    outputs = [votes, view, category, table, apart, notes, personal_note, personal, controlled_group, controlled, coefficients,
                controlled_note, intervals, heatmap, history, dl_jsonl, dl_csv]
     inputs = [task, votes, picked, flagged, category, control]
     # .input, not .change: setting the votes radio from show_board must not count as a choice
@@ -408,7 +511,7 @@ def export_files(studio: Studio, task: str, votes: str) -> dict[str, Path]:
     frame = studio.service.votes(task, votes, include_flagged=True)  # type: ignore[arg-type]
     out = {}
     for fmt in ("jsonl", "csv"):
-        path = folder / f"votes-{task}-{votes}.{fmt}"
+        path = folder / export_name(task, votes, fmt)  # the name REST gives the same votes
         write_votes(frame, path, format=fmt)
         out[fmt] = path
     return out
@@ -453,12 +556,13 @@ def _inspector_tab(studio: Studio) -> tuple:
         family = gr.Dropdown(["(all)"], value="(all)", label="Family", elem_id="ri-family")
         order = gr.Radio(["lowest first", "highest first"], value="lowest first", label="Sort by score")
     with gr.Row():
-        score_min = gr.Slider(0, 1, value=0, step=0.01, label="Score at least")
-        score_max = gr.Slider(0, 1, value=1, step=0.01, label="Score at most")
+        score_min = gr.Slider(0, 1, value=0, step=0.01, label="Score at least", elem_id="ri-score-min")
+        score_max = gr.Slider(0, 1, value=1, step=0.01, label="Score at most", elem_id="ri-score-max")
         verdict = gr.Dropdown(list(inspector.VERDICT_FILTERS), value="all samples", elem_id="ri-verdict",
                               label="Learned judge vs exact checker")
         search = gr.Button("Search", variant="primary", elem_id="ri-search")
     results = gr.State([])
+    status = gr.Markdown("", elem_id="ri-status")  # right under the filters: how many match, or why none does
     gallery = gr.Gallery(label="Samples (click one)", columns=8, height=300, format="png", allow_preview=False,
                          elem_id="ri-gallery", elem_classes="pixelated")
     with gr.Row():
@@ -482,16 +586,23 @@ def _inspector_tab(studio: Studio) -> tuple:
         return {model: gr.Dropdown(choices=models, value="(all)"), family: gr.Dropdown(choices=fams, value="(all)")}
 
     def run_search(task_value, model_value, family_value, order_value, lo, hi, verdict_value) -> dict:
+        if float(lo) > float(hi):  # an empty range: say so where the filters are, not below the page
+            why = (f"“Score at least” ({float(lo):.2f}) is above “Score at most” ({float(hi):.2f}): no score lies "
+                   "between them. Swap them, or lower the first.")
+            return {results: [], gallery: gr.Gallery(value=[], selected_index=None), status: f"**{why}**",
+                    **_detail_updates(None, *detail_outputs)}
         rows = inspector.samples_table(
             ws, task_value, model=None if model_value in (None, "(all)") else model_value,
             family=None if family_value in (None, "(all)") else family_value,
             score_min=float(lo), score_max=float(hi), order=order_value, verdict=verdict_value or "all samples",
         )
+        short = inspector.short_names(sorted({r["model"] for r in rows}))
         items = [(show_image(ws.root / r["image_path"]),
-                  f"{r['model']} · {'—' if r['score'] is None else format(r['score'], '.2f')}") for r in rows]
+                  f"{short[r['model']]} {'—' if r['score'] is None else format(r['score'], '.2f')}") for r in rows]
         first = inspector.sample_detail(ws, rows[0]["sample_id"]) if rows else None
+        found = f"{len(rows)} sample(s), {order_value}; each labelled with its model and score" if rows else f"**{NO_SAMPLE}**"
         # the first sample is shown and marked selected, so the detail panels are never blank
-        return {results: [r["sample_id"] for r in rows],
+        return {results: [r["sample_id"] for r in rows], status: found,
                 gallery: gr.Gallery(value=items, selected_index=0 if items else None),
                 **_detail_updates(first, *detail_outputs)}
 
@@ -502,7 +613,7 @@ def _inspector_tab(studio: Studio) -> tuple:
         return _detail_updates(inspector.sample_detail(ws, ids[index]), *detail_outputs)
 
     search_inputs = [task, model, family, order, score_min, score_max, verdict]
-    search_outputs = [results, gallery, *detail_outputs]
+    search_outputs = [results, status, gallery, *detail_outputs]
     task.change(choices, [task], [model, family], api_visibility="undocumented").then(
         run_search, search_inputs, search_outputs, api_visibility="undocumented")
     search.click(run_search, search_inputs, search_outputs, api_visibility="undocumented")
@@ -761,7 +872,8 @@ def models_frame(studio: Studio) -> pd.DataFrame:
 def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
     """The Blocks app; theme and CSS are given when it is mounted (``app.server``)."""
     with gr.Blocks(title="QwenRL Studio") as blocks:
-        gr.Markdown("# QwenRL Studio\nVote for the better image; the names are revealed after your vote.")
+        gr.Markdown("# QwenRL Studio\nVote for the better image; the names are revealed after your vote. "
+                    "Keys: a, b, t (tie), x (both bad), n (next battle).", elem_classes="studio-title")
         with gr.Tabs():
             with gr.Tab("Arena", id="arena"):
                 with gr.Tabs():
@@ -773,6 +885,8 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                     if studio.service.kway > 2:
                         with gr.Tab(f"{studio.service.kway} at once", id="arena-kway"):
                             kway_view = build_kway_tab(studio, show_image, voter_id, TASK_LABELS)
+                    with gr.Tab("Side by side (named)", id="arena-named") as named_tab:
+                        named_view = build_named_tab(studio, sys.modules[__name__], TASK_LABELS)
                 with gr.Accordion("Models in the arena", open=False):
                     models = gr.Dataframe(headers=["model", "lineage", "gallery", "images", "note"],
                                           interactive=False, elem_id="models-table")
@@ -794,14 +908,7 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                 except ArenaError as exc:
                     out[view.reveal] = str(exc)
                     continue
-                out.update({
-                    view.state: battle_state(battle),
-                    view.prompt: battle.prompt,
-                    view.source: show_image(battle.source),
-                    view.image_a: show_image(battle.image_a),
-                    view.image_b: show_image(battle.image_b),
-                    **{b: gr.Button(interactive=True) for b in view.buttons},
-                })
+                out.update(view.updates(battle))
             return out
 
         choosers = [v.own_source for v in views if v.own_source is not None]
@@ -810,6 +917,8 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
         if kway_view is not None:
             fn, inputs, outputs = kway_view.load
             blocks.load(fn, inputs, outputs, api_visibility="private")
+        fn, inputs, outputs = named_view.load
+        named_tab.select(fn, inputs, outputs, api_visibility="private")
         fn, inputs, outputs = lb_refresh
         lb_tab.select(fn, inputs, outputs, api_visibility="private")
         for fn, inputs, outputs in ri_loaders:

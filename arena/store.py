@@ -643,11 +643,13 @@ class ArenaStore:
         when = time.time() if tstamp is None else float(tstamp)
         with self._write() as db:
             battle = db.execute(
-                "SELECT model_a, model_b, voter, task, created, models, revealed FROM battles WHERE id = ?", [battle_id]
+                "SELECT model_a, model_b, voter, task, created, models, revealed, json_extract(meta, '$.named') "
+                "FROM battles WHERE id = ?", [battle_id]
             ).fetchone()
             if battle is None:
                 raise UnknownBattle(f"no battle {battle_id!r}")
-            model_a, model_b, served_to, task, created, models_json, revealed = battle
+            model_a, model_b, served_to, task, created, models_json, revealed, named = battle
+            anony = anony and not named  # a battle served with the names shown is never an anonymous vote
             if voter is not None and served_to is not None and voter != served_to:
                 raise WrongVoter(f"battle {battle_id!r} was served to another voter")
             if db.execute("SELECT 1 FROM votes WHERE battle_id = ?", [battle_id]).fetchone():

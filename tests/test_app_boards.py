@@ -80,3 +80,19 @@ def test_the_human_view_takes_over_once_every_model_has_enough(studio):
         assert board["votes"] == "human" and len(board["rows"]) == 3 and board["unranked"] == []
     else:  # matchmaking left a model short: the page still says how many it needs
         assert board["votes"] == "auto" and "more for" in board["why"]
+
+
+def test_the_rest_export_is_named_and_chosen_as_the_ui_download(studio):
+    """The REST export was always named votes-t2i.jsonl and held every vote, while the UI's file
+    named its votes and held the board's view."""
+    from app.service import export_name
+
+    c, service = studio
+    view = service.default_view("edit")[0]
+    r = c.get("/api/v1/votes/export", params={"task": "edit"})
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == f'attachment; filename="{export_name("edit", view, "jsonl")}"'
+    assert r.content == c.get("/api/v1/votes/export", params={"task": "edit", "votes": view}).content
+    assert export_name("edit", view, "jsonl") == f"votes-edit-{view}.jsonl"
+    every = c.get("/api/v1/votes/export", params={"format": "csv"})
+    assert 'filename="votes-all-tasks-all.csv"' in every.headers["content-disposition"]
