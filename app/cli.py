@@ -38,6 +38,8 @@ DEFAULT_WORKSPACE = "./workspace"
 @click.option("--min-votes", default=10, show_default=True, type=click.IntRange(0),
               help="votes a model needs in a leaderboard view to be ranked there (fewer: listed apart); human votes "
                    "become the default view once every model has this many")
+@click.option("--reveal-scores/--no-reveal-scores", default=True, show_default=True,
+              help="after a vote, show each image's checker verdict and reward beside the revealed names")
 @click.option("--live-prompts/--no-live-prompts", default=True, show_default=True,
               help="let visitors battle on their own prompt or edit instruction (Shapes models only: they sample in a blink)")
 @click.option("--seed-votes", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -55,7 +57,7 @@ DEFAULT_WORKSPACE = "./workspace"
 @click.option("--category-min-votes", default=20, show_default=True, type=click.IntRange(1),
               help="votes a category (prompt family, editing verb) needs before its leaderboard ranks models")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, min_votes, live_prompts, seed_votes, no_seed_votes, min_vote_seconds, battle_size,
+           rate_limit, rate_burst, min_votes, reveal_scores, live_prompts, seed_votes, no_seed_votes, min_vote_seconds, battle_size,
            personal_board_votes, category_min_votes):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
@@ -87,7 +89,7 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     min_votes=min_votes, live_prompts=live_prompts, min_vote_s=min_vote_seconds,
+                                     min_votes=min_votes, reveal_scores=reveal_scores, live_prompts=live_prompts, min_vote_s=min_vote_seconds,
                                      battle_size=battle_size, personal_votes=personal_board_votes,
                                      category_min_votes=category_min_votes,
                                      seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),
@@ -171,6 +173,7 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
     from .workspace import Workspace
 
     from qwenrl.checkpoints import CheckpointError, read_manifest
+    from qwenrl.progress import Progress
 
     ws = Workspace.open(workspace, models_dir=models_dir, pool_size=pool_size)
     try:
@@ -187,8 +190,10 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
         if fill:
             for name in ws.pending_gallery_models():
                 fill_model(ws, name, log=lambda msg: click.echo(msg, err=True))
+        progress = Progress(f"arena auto ({task}, judge {judge})", battles, "battles")
         try:
-            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy, margin=margin)
+            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy, margin=margin,
+                                     progress=lambda done, total: progress.update(done))
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         frame = ws.store.votes_frame(task=task, judge=summary["judge"])

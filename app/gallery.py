@@ -157,6 +157,7 @@ def fill_model(ws, name: str, *, log=print) -> int:
     from qwenrl.evaluation import policy_sampling_defaults
     from qwenrl.imageio import save_png
     from qwenrl.models import load_policy
+    from qwenrl.progress import time_left
     from qwenrl.world.scene import render
 
     model = ws.store.get_model(name)
@@ -195,7 +196,7 @@ def fill_model(ws, name: str, *, log=print) -> int:
                 })
             ws.add_gallery_samples(rows)
             done += len(chunk)
-            log(f"gallery {name}: {done}/{total} images ({time.time() - t0:.1f}s)")
+            log(f"gallery {name}: {done}/{total} images ({time.time() - t0:.1f}s, {time_left(time.time() - t0, done, total)})")
     return done
 
 

@@ -52,6 +52,7 @@ class StudioRuntime:
         rate: float = 20.0,
         burst: float = 40.0,
         min_votes: int = MIN_VOTES,
+        reveal_scores: bool = True,
         ui_refresh_s: float = 2.0,
         workspace_settings: dict[str, Any] | None = None,
         trainers: dict[str, str] | None = None,
@@ -80,7 +81,8 @@ class StudioRuntime:
         elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
             raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
-        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes, min_vote_s=min_vote_s,
+        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes, reveal_scores=reveal_scores,
+                               min_vote_s=min_vote_s,
                                kway=battle_size, personal_votes=personal_votes, category_min_votes=category_min_votes)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR,
