@@ -904,7 +904,8 @@ def build_studio(studio: Studio, *, refresh_s: float = 2.0) -> gr.Blocks:
                 out[chooser] = gr.Dropdown(choices=source_choices(studio), value=CURRENT_SOURCE)
             for view in views:
                 try:
-                    battle = studio.service.new_battle(view.task, voter_id(request), address=client_address(request))
+                    # a reloaded page shows the battle it had rather than opening another
+                    battle = studio.service.open_or_new_battle(view.task, voter_id(request), address=client_address(request))
                 except ArenaError as exc:
                     out[view.reveal] = str(exc)
                     continue

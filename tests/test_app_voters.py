@@ -85,3 +85,17 @@ def test_a_team_behind_one_address_that_keeps_its_cookies_votes(studio):
     every = service.votes("edit", "human", include_flagged=True)
     assert len(every) - len(before) == 32 * 5
     assert (every["flags"] == "burst").sum() - (before["flags"] == "burst").sum() == (32 - 16) * 5
+
+
+def test_a_reloaded_page_gets_its_open_battle_back(studio):
+    """The UI opens a battle per arena on every page load: a reload must not pile up open battles
+    (which would soon hit the cap on battles not voted on)."""
+    app, service = studio
+    first = service.open_or_new_battle("edit", "reloader", address="9.9.9.9")
+    for _ in range(30):
+        again = service.open_or_new_battle("edit", "reloader", address="9.9.9.9")
+        assert again.battle_id == first.battle_id and again.image_a == first.image_a and again.source == first.source
+    service.vote(first.battle_id, "tie", "reloader")
+    assert service.open_or_new_battle("edit", "reloader", address="9.9.9.9").battle_id != first.battle_id
+    live_like = service.new_battle("t2i", "reloader", address="9.9.9.9")
+    assert service.open_or_new_battle("t2i", "reloader").battle_id == live_like.battle_id
