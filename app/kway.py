@@ -86,10 +86,11 @@ def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> Kway
         out[all_bad] = gr.Button(interactive=open_)
         return out
 
-    def show_battle(task_value: str, request: gr.Request) -> dict:
-        try:
-            battle = studio.service.new_battle(task_value, voter_id(request), k,
-                                               address=getattr(getattr(request, "client", None), "host", None))
+    def show_battle(task_value: str, request: gr.Request, resume: bool = False) -> dict:
+        address = getattr(getattr(request, "client", None), "host", None)
+        try:  # a page that opens (or reloads) shows the battle it had, if it is still open
+            battle = (studio.service.open_or_new_battle(task_value, voter_id(request), address, k) if resume else
+                      studio.service.new_battle(task_value, voter_id(request), k, address=address))
         except ArenaError as exc:
             return {state: None, prompt: "", reveal: str(exc), **{im: None for im in images}, **buttons(None)}
         current = {"battle_id": battle.battle_id, "voted": False, "best": None, "worst": None}
@@ -151,5 +152,8 @@ def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> Kway
         worst[i].click(mark("worst", i), [state], outputs, api_visibility="private")
     vote.click(vote_marked, [state], outputs, api_name="vote_kway")
     all_bad.click(vote_all_bad, [state], outputs, api_name="vote_kway_all_bad")
-    view.load = (show_battle, [task], outputs)
+    def first_battle(task_value: str, request: gr.Request) -> dict:
+        return show_battle(task_value, request, resume=True)
+
+    view.load = (first_battle, [task], outputs)
     return view

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 import secrets
 import sys
 import threading
@@ -389,22 +390,23 @@ class ArenaService:
             images=images,
         )
 
-    def open_or_new_battle(self, task: str, voter: str, address: str | None = None) -> Battle:
-        """The voter's latest open gallery battle of ``task`` (served, neither voted on nor revealed,
-        within the open-battle window), else a new one: a page that is reloaded shows the battle it
-        had, instead of piling up battles nobody votes on."""
+    def open_or_new_battle(self, task: str, voter: str, address: str | None = None, k: int = 2) -> Battle:
+        """The voter's latest open gallery battle of ``task`` with ``k`` images (served, neither voted
+        on nor revealed, within the open-battle window), else a new one: a page that is reloaded shows
+        the battle it had, instead of piling up battles nobody votes on."""
         window = time.time() - self.limits.open_ttl_s
+        shape = "b.models IS NULL" if k == 2 else "json_array_length(b.models) = :k"
         rows = self.ws.store._query(
-            """SELECT b.id, b.prompt_id, b.sample_a, b.sample_b FROM battles b
-               WHERE b.voter = ? AND b.task = ? AND b.models IS NULL AND b.revealed IS NULL AND b.created > ?
+            f"""SELECT b.id, b.prompt_id, b.sample_a, b.sample_b, b.samples FROM battles b
+               WHERE b.voter = :voter AND b.task = :task AND {shape} AND b.revealed IS NULL AND b.created > :window
                  AND coalesce(json_extract(b.meta, '$.named'), 0) = 0
                  AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.battle_id = b.id)
-               ORDER BY b.created DESC LIMIT 1""", [voter, task, window])
+               ORDER BY b.created DESC LIMIT 1""", {"voter": voter, "task": task, "window": window, "k": k})
         item = self.ws.pool_item(rows[0]["prompt_id"]) if rows else None
         if item is None:  # none open, or a live one (made on the visitor's own text): a new battle
-            return self.new_battle(task, voter, address=address)
-        a, b = (self.ws.store.get_sample(rows[0][k]) for k in ("sample_a", "sample_b"))
-        images = [self.ws.root / a["image_path"], self.ws.root / b["image_path"]]
+            return self.new_battle(task, voter, k, address=address)
+        ids = json.loads(rows[0]["samples"]) if k > 2 else [rows[0]["sample_a"], rows[0]["sample_b"]]
+        images = [self.ws.root / self.ws.store.get_sample(i)["image_path"] for i in ids]
         return Battle(battle_id=rows[0]["id"], task=task, prompt=item.text, family=item.family, image_a=images[0],
                       image_b=images[1], source=self.ws.source_path(item.id) if task == "edit" else None,
                       source_id=item.id if task == "edit" else None, images=images)

@@ -107,7 +107,7 @@ def bench(model, task, split, samples_per_prompt, steps, guidance, seed, limit, 
     try:
         res = evaluate(policy, task, split, samples_per_prompt=samples_per_prompt, num_steps=steps,
                        guidance_scale=guidance, seed=seed, limit=limit,
-                       progress=True)  # with the time left, on stderr
+                       progress=not as_json)  # with the time left, on stderr; --json is for programs
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     res["model"] = model

@@ -83,8 +83,10 @@ def test_live_battle_vote_and_reveal(live_service):
     exported = [r for r in service.ws.store.vote_records(task="t2i") if r["battle_id"] == battle.battle_id]
     assert [r["prompt"] for r in exported] == [battle.prompt]  # the export (and so `qwenrl elo`) sees the prompt
     assert battle.prompt not in {s["prompt"] for s in service.ws.arena_samples("t2i")}  # not mixed into the gallery pool
-    overall = agreement(service.ws, "t2i")["overall"]  # unjudged live samples count as missing, not as errors
-    assert overall["votes"] >= 1 and overall["missing"] >= 1
+    overall = agreement(service.ws, "t2i")["overall"]  # the live worker judged both images, as the gallery's are
+    assert overall["votes"] >= 1 and overall["missing"] == 0
+    judged = {j["sample_id"] for j in service.ws.store.judgements(judge="shapes_t2i")}
+    assert {stored["sample_a"], stored["sample_b"]} <= judged
     with pytest.raises(ArenaError, match="another"):
         service.vote(battle.battle_id, "model_a", "voter-2")
 

@@ -22,9 +22,10 @@ SLOW_STEPS = 200  # the third model's gallery takes a while: the stop lands in t
 
 
 def samples_of(workspace, model: str) -> dict[tuple, tuple]:
+    """The model's gallery images (not the live battle's, which are no part of the gallery build)."""
     with ArenaStore(workspace / "arena.db") as store:
         return {(s["prompt_id"], s["seed"]): (s["id"], s["image_path"], s["content_hash"], s["created"])
-                for s in store.list_samples(model=model)}
+                for s in store.list_samples(model=model) if s["image_path"].startswith("gallery/")}
 
 
 def wait_for(check, timeout: float, what: str, studio: StudioProcess):

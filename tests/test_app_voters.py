@@ -99,3 +99,6 @@ def test_a_reloaded_page_gets_its_open_battle_back(studio):
     assert service.open_or_new_battle("edit", "reloader", address="9.9.9.9").battle_id != first.battle_id
     live_like = service.new_battle("t2i", "reloader", address="9.9.9.9")
     assert service.open_or_new_battle("t2i", "reloader").battle_id == live_like.battle_id
+    three = service.open_or_new_battle("t2i", "reloader", k=3)  # the K-image tab: the same on a reload
+    assert service.open_or_new_battle("t2i", "reloader", k=3).battle_id == three.battle_id != live_like.battle_id
+    assert len(three.images) == 3
