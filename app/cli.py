@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .limits import BURST_VOTERS, NEW_VOTERS
+
 from .autojudge import HUMANLIKE_MARGIN
 
 DEFAULT_WORKSPACE = "./workspace"
@@ -38,6 +40,11 @@ DEFAULT_WORKSPACE = "./workspace"
 @click.option("--min-votes", default=10, show_default=True, type=click.IntRange(0),
               help="votes a model needs in a leaderboard view to be ranked there (fewer: listed apart); human votes "
                    "become the default view once every model has this many")
+@click.option("--new-voters-per-address", default=NEW_VOTERS, show_default=True, type=click.IntRange(1),
+              help="new voters (cookies never seen) one address may bring in 10 minutes; beyond, 429: keep your cookie")
+@click.option("--burst-voters", default=BURST_VOTERS, show_default=True, type=click.IntRange(0),
+              help="new voters from one address within a minute before the next ones' votes are flagged burst "
+                   "(stored, left out of the default leaderboard)")
 @click.option("--reveal-scores/--no-reveal-scores", default=True, show_default=True,
               help="after a vote, show each image's checker verdict and reward beside the revealed names")
 @click.option("--live-prompts/--no-live-prompts", default=True, show_default=True,
@@ -57,7 +64,7 @@ DEFAULT_WORKSPACE = "./workspace"
 @click.option("--category-min-votes", default=20, show_default=True, type=click.IntRange(1),
               help="votes a category (prompt family, editing verb) needs before its leaderboard ranks models")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, min_votes, reveal_scores, live_prompts, seed_votes, no_seed_votes, min_vote_seconds, battle_size,
+           rate_limit, rate_burst, min_votes, new_voters_per_address, burst_voters, reveal_scores, live_prompts, seed_votes, no_seed_votes, min_vote_seconds, battle_size,
            personal_board_votes, category_min_votes):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
@@ -89,7 +96,8 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     min_votes=min_votes, reveal_scores=reveal_scores, live_prompts=live_prompts, min_vote_s=min_vote_seconds,
+                                     min_votes=min_votes, reveal_scores=reveal_scores, live_prompts=live_prompts,
+                                     new_voters=new_voters_per_address, burst_voters=burst_voters, min_vote_s=min_vote_seconds,
                                      battle_size=battle_size, personal_votes=personal_board_votes,
                                      category_min_votes=category_min_votes,
                                      seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),

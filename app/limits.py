@@ -38,6 +38,11 @@ OTHER_MAX_BYTES = 1024 * 1024
 #: how much of a refused input a refusal may quote
 EXCERPT_CHARS = 60
 BURST_FLAG = "burst"
+#: new voters one address may bring in 10 minutes (a team behind one NAT, or a load test of 32
+#: clients run twice and a few more, stays under it; a script that drops its cookie does not)
+NEW_VOTERS = 120
+#: new voters from one address within a minute before the next ones' votes are flagged ``burst``
+BURST_VOTERS = 16
 
 
 def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
@@ -192,7 +197,7 @@ class VoterLimits:
       address, that have no vote yet and are younger than ``open_ttl_s``.
     """
 
-    def __init__(self, *, new_voters: int = 60, new_voter_window_s: float = 600.0, burst_voters: int = 16,
+    def __init__(self, *, new_voters: int = NEW_VOTERS, new_voter_window_s: float = 600.0, burst_voters: int = BURST_VOTERS,
                  burst_window_s: float = 60.0, open_per_voter: int = 20, open_per_address: int = 100,
                  open_ttl_s: float = 600.0, known: Callable[[str], bool] | None = None,
                  max_voters: int = 200_000) -> None:

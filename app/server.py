@@ -23,6 +23,7 @@ from arena.boards import MIN_VOTES
 
 from .api import create_api
 from .jobs import CONFIG_DIR, JobManager
+from .limits import BURST_VOTERS, NEW_VOTERS, VoterLimits
 from .live import LiveGenerator
 from .service import AdminAuth, ArenaService
 from .studio import CSS, KEYS_JS, Studio, build_studio
@@ -53,6 +54,8 @@ class StudioRuntime:
         burst: float = 40.0,
         min_votes: int = MIN_VOTES,
         reveal_scores: bool = True,
+        new_voters: int = NEW_VOTERS,
+        burst_voters: int = BURST_VOTERS,
         ui_refresh_s: float = 2.0,
         workspace_settings: dict[str, Any] | None = None,
         trainers: dict[str, str] | None = None,
@@ -81,7 +84,9 @@ class StudioRuntime:
         elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
             raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
+        limits = VoterLimits(new_voters=new_voters, burst_voters=burst_voters, known=ws.store.voter_seen)
         service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes, reveal_scores=reveal_scores,
+                               limits=limits,
                                min_vote_s=min_vote_s,
                                kway=battle_size, personal_votes=personal_votes, category_min_votes=category_min_votes)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
