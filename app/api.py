@@ -3,14 +3,23 @@
 Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/api/v1/docs``):
 
     GET  /api/v1/health                     liveness (used by the Docker HEALTHCHECK)
-    GET  /api/v1/battle?task=t2i|edit       a new anonymous battle for this client
+    GET  /api/v1/battle?task=t2i|edit&k=2   a new anonymous battle for this client (k images: 2, or 3–8)
     POST /api/v1/battle/live                {"prompt", "task", "source_id"}: a battle on your own prompt
                                             or, for editing, your instruction over a gallery source
     GET  /api/v1/sources                    the gallery's editing source images (ids for live edits)
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
-    GET  /api/v1/leaderboard?task=…&votes=human|auto|all   (default: human once people voted, else auto)
-    GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…
+    POST /api/v1/vote/kway                  {"battle_id", "best": 0..k-1|null, "worst": 0..k-1|null} (both null: all bad)
+    POST /api/v1/battle/reveal              {"battle_id"}: skip it; the names are shown and no vote is taken after
+    GET  /api/v1/leaderboard?task=…&votes=human|auto|all&include_flagged=false&category=…&control=false
+                                            (default: human once people voted, else auto; flagged votes left out;
+                                            control=true adds ratings controlled for looks and the coefficients)
+    GET  /api/v1/categories?task=…          votes per category (prompt family, editing verb) and the minimum
+    GET  /api/v1/leaderboard/personal?task=…   this client's own board, once it has voted N times
+    GET  /api/v1/votes/export?format=jsonl|csv&task=…&votes=…   (every vote, with its flags)
     POST /api/v1/admin/login                {"password"} → admin cookie
+    GET  /api/v1/admin/voters               (admin) voters, their votes, flagged votes, exclusion
+    POST /api/v1/admin/voters/exclude       (admin) {"voter", "reason"}: left out of the default boards
+    POST /api/v1/admin/voters/include       (admin) {"voter"}: counted again
     GET  /api/v1/jobs                       (admin) jobs and their status
     POST /api/v1/jobs                       (admin) {"kind", "config", "overrides"} → queued job
     GET  /api/v1/jobs/{id}                  (admin) status, progress, log tail
@@ -32,12 +41,16 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.requests import cookie_parser
 
+from . import boards
 from .jobs import JobError, JobManager
-from .service import AdminAuth, ArenaError, ArenaService, RateLimited
+from .limits import BodyLimit, excerpt
+from .live import MAX_PROMPT_CHARS
+from .service import AdminAuth, ArenaError, ArenaService, RateLimited, export_name
 
 VOTER_COOKIE = "qwenrl_voter"
 ADMIN_COOKIE = "qwenrl_admin"
@@ -53,12 +66,16 @@ class BattleOut(BaseModel):
     source_id: str | None = Field(None, description="editing: the source's gallery id (POST /battle/live edits it)")
     image_a: str = Field(description="left image (model_a), base64 PNG")
     image_b: str = Field(description="right image (model_b), base64 PNG")
+    images: list[str] | None = Field(None, description="a K-image battle (k ≥ 3): every image in display order, "
+                                                       "base64 PNG (image_a and image_b are the first two)")
 
 
 class LiveIn(BaseModel):
-    prompt: str = Field(max_length=1000, description="a text-to-image prompt or an edit instruction in the Shapes "
-                                                     "grammar, e.g. 'a red circle left of a blue square', "
-                                                     "'make the background blue'")
+    # no max_length here: the length is checked with the other rules of a prompt, so that it has
+    # one limit and one message (an oversized body is refused with 413 before this is parsed)
+    prompt: str = Field(description=f"a text-to-image prompt or an edit instruction in the Shapes grammar, at most "
+                                    f"{MAX_PROMPT_CHARS} characters, e.g. 'a red circle left of a blue square', "
+                                    "'make the background blue'")
     task: Literal["t2i", "edit"] = "t2i"
     source_id: str | None = Field(None, max_length=128, description="editing: the gallery id of the source image "
                                                                     "(a battle's source_id, or one of GET /sources)")
@@ -73,6 +90,26 @@ class SourceOut(BaseModel):
 class VoteIn(BaseModel):
     battle_id: str = Field(max_length=128)
     winner: Literal["model_a", "model_b", "tie", "tie (bothbad)"]
+
+
+class KwayVoteIn(BaseModel):
+    battle_id: str = Field(max_length=128)
+    best: int | None = Field(None, ge=0, le=7, description="position of the best image (0 = first); null with "
+                                                           "worst null: all bad")
+    worst: int | None = Field(None, ge=0, le=7, description="position of the worst image, optional")
+
+
+class KwayVoteOut(BaseModel):
+    ok: bool = True
+    battle_id: str
+    task: str
+    models: list[str] = Field(description="the models behind the images, in display order, revealed after the vote")
+    best: str | None
+    worst: str | None
+
+
+class RevealIn(BaseModel):
+    battle_id: str = Field(max_length=128)
 
 
 class VoteOut(BaseModel):
@@ -98,23 +135,72 @@ class LeaderboardRow(BaseModel):
     losses: int
     ties: int
     win_rate: float
-    rank_ub: int
+    rank_ub: int | None = Field(description="rank (upper bound) among the ranked models; None for a model listed apart")
     component: int
+    needed: int | None = Field(None, description="listed apart: the votes it still needs to be ranked")
+
+
+class ControlledRow(BaseModel):
+    model: str
+    elo: float = Field(description="Bradley–Terry rating with the covariates as extra regression terms")
+    ci_low: float
+    ci_high: float
+    elo_uncontrolled: float = Field(description="plain Bradley–Terry rating of the same votes")
+    shift: float
+
+
+class Coefficient(BaseModel):
+    covariate: str = Field(description="aesthetics, objects, or a numeric field of the battles' meta")
+    beta: float = Field(description="log-odds per standard deviation of the difference between two images")
+    elo_per_sd: float = Field(description="the same on the Elo scale: > 0 means voters prefer more of it")
+    ci_low: float
+    ci_high: float
+    sd: float
+
+
+class ControlledOut(BaseModel):
+    rows: list[ControlledRow]
+    coefficients: list[Coefficient]
+    votes: int
+    left_out: int = Field(description="votes without covariates, left out of the controlled fit")
+    rounds: int
+    warnings: list[str]
 
 
 class LeaderboardOut(BaseModel):
     task: str
     votes: str = Field(description="the votes rated: human, auto or all")
     why: str = Field("", description="without ?votes=, which votes the board shows and why")
+    include_flagged: bool = Field(False, description="whether flagged votes (fast, burst, named, excluded voters') count")
+    flagged: dict[str, int] = Field(default_factory=dict,
+                                    description="votes per flag among the votes asked for (left out unless include_flagged)")
+    category: str | None = Field(None, description="the prompt family or editing verb rated, or every vote")
     n_votes: int
     ci: str
     rounds: int
     warnings: list[str]
-    rows: list[LeaderboardRow]
+    min_votes: int = Field(description="votes a model needs in this view to be ranked")
+    rows: list[LeaderboardRow] = Field(description="the ranked models")
+    unranked: list[LeaderboardRow] = Field(default_factory=list, description="models with fewer than min_votes votes "
+                                                                             "in this view, listed apart, unranked")
+    controlled: ControlledOut | None = Field(None, description="with control=true: style control for images")
+
+
+class PersonalOut(BaseModel):
+    task: str
+    votes_cast: int = Field(description="this client's votes on the task")
+    needed: int = Field(description="votes before the personal board shows")
+    message: str
+    rows: list[LeaderboardRow] | None = Field(description="null until votes_cast reaches needed")
 
 
 class LoginIn(BaseModel):
     password: str = Field(max_length=1024)
+
+
+class VoterIn(BaseModel):
+    voter: str = Field(min_length=1, max_length=256, description="a voter id, as GET /admin/voters lists them")
+    reason: str = Field("", max_length=1000)
 
 
 class JobIn(BaseModel):
@@ -164,6 +250,11 @@ def voter_of(request: Request) -> str:
     return request.state.voter
 
 
+def client_of(request: Request) -> str | None:
+    """The client's address (the key of the per-address limits)."""
+    return request.client.host if request.client else None
+
+
 def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) -> FastAPI:
     """The FastAPI app with the REST routes; ``app.server`` mounts Gradio on it at ``/``."""
     app = FastAPI(
@@ -176,6 +267,19 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     )
 
     app.add_middleware(VoterCookieMiddleware)
+    app.add_middleware(BodyLimit)  # added last, so it runs first: nothing reads an oversized body
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        """422 naming each bad field, quoting at most a short excerpt of what was sent."""
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body"
+            item = {"loc": list(err.get("loc", ())), "msg": f"{where}: {err.get('msg', 'invalid')}"}
+            if "input" in err and err.get("type") != "missing":
+                item["input"] = excerpt(err["input"])
+            problems.append(item)
+        return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(ArenaError)
     async def arena_error(request: Request, exc: ArenaError):
@@ -192,7 +296,7 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
             raise HTTPException(403, "admin is disabled: start the studio with --admin-password or QWENRL_ADMIN_PASSWORD")
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            if auth.check_password(header[7:].strip()):
+            if auth.verify(header[7:].strip(), client_of(request)):
                 return
             raise HTTPException(403, "wrong admin password")
         cookie = request.cookies.get(ADMIN_COOKIE)
@@ -218,15 +322,17 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     # a cached lookup and one short SQLite write, cheaper on the event loop than a thread hop.
     @api.get("/battle", response_model=BattleOut, tags=["arena"],
              responses={429: {"description": "rate limited"}, 503: {"description": "gallery not ready"}})
-    async def battle(request: Request, task: Literal["t2i", "edit"] = Query("t2i")) -> Response:
-        """A new anonymous battle: two images of the same prompt (and seed) by two models."""
+    async def battle(request: Request, task: Literal["t2i", "edit"] = Query("t2i"),
+                     k: int = Query(2, ge=2, le=8, description="images in the battle: 2 (a pair), or 3 to 8")) -> Response:
+        """A new anonymous battle: ``k`` images of the same prompt (and seed) by ``k`` models."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.new_battle(task, voter)
+        b = service.new_battle(task, voter, k, address=client_of(request))
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
             "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
             "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
+            "images": [service.png_base64(path) for path in b.images] if k > 2 else None,
         })
 
     @api.post("/battle/live", response_model=BattleOut, tags=["arena"],
@@ -239,7 +345,7 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         (task edit, source_id), sampled now by two arena models (Shapes models only)."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.live_battle(body.task, body.prompt, voter, source_id=body.source_id)
+        b = service.live_battle(body.task, body.prompt, voter, source_id=body.source_id, address=client_of(request))
         return _json({
             "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
             "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
@@ -264,35 +370,117 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         return _json({"ok": True, "battle_id": r.battle_id, "task": r.task, "winner": r.winner,
                       "model_a": r.model_a, "model_b": r.model_b})
 
+    @api.post("/vote/kway", response_model=KwayVoteOut, tags=["arena"],
+              responses={403: {"description": "battle served to another client"},
+                         404: {"description": "no such battle"},
+                         409: {"description": "already voted, or revealed without a vote"},
+                         422: {"description": "a position outside the battle, best = worst, or a two-image battle"},
+                         429: {"description": "rate limited"}})
+    async def vote_kway(request: Request, body: KwayVoteIn) -> Response:
+        """Vote on a K-image battle this client fetched: the best image and optionally the worst (positions);
+        neither is "all bad". The answer reveals every model."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        r = service.vote_kway(body.battle_id, body.best, body.worst, voter)
+        return _json({"ok": True, "battle_id": r.battle_id, "task": r.task, "models": r.models, "best": r.best,
+                      "worst": r.worst})
+
+    @api.post("/battle/reveal", tags=["arena"], responses={403: {"description": "battle served to another client"},
+                                                            404: {"description": "no such battle"}})
+    def reveal(request: Request, body: RevealIn) -> dict[str, Any]:
+        """Skip a battle: its models are shown, and no vote is taken for it afterwards (409)."""
+        voter = voter_of(request)
+        service.throttle(voter, request.client.host if request.client else None)
+        return service.reveal(body.battle_id, voter)
+
     @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
     def board(task: Literal["t2i", "edit"] = Query("t2i"),
               votes: Literal["human", "auto", "all"] | None = Query(
-                  None, description="default: human votes once there are any, else the automatic ones")) -> LeaderboardOut:
-        """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`."""
+                  None, description="default: human votes once there are any, else the automatic ones"),
+              include_flagged: bool = Query(False, description="count flagged votes too (fast, burst, named, "
+                                                               "excluded voters'), which the default board leaves out"),
+              category: str | None = Query(None, max_length=64, description="a prompt family or editing verb "
+                                                                             "(GET /categories lists them)"),
+              control: bool = Query(False, description="add ratings controlled for the images' covariates "
+                                                       "(aesthetics, object count) and their coefficients")
+              ) -> LeaderboardOut:
+        """Bradley–Terry Elo (95% bootstrap interval), online Elo, TrueSkill; rows as `qwenrl elo --format json`.
+        Models with fewer than ``min_votes`` votes in the view are listed apart (``unranked``)."""
         why = ""
         if votes is None:
             votes, why = service.default_view(task)
-        lb = service.leaderboard(task, votes)
-        return LeaderboardOut(task=task, votes=votes, why=why, n_votes=lb.votes, ci=lb.ci_method, rounds=lb.rounds,
-                              warnings=lb.warnings, rows=[LeaderboardRow(**row) for row in lb.rows])
+        lb, ranked, apart = service.ranked(task, votes, include_flagged=include_flagged, category=category)
+        controlled = None
+        if control:
+            style = boards.controlled_board(service, task, votes, include_flagged=include_flagged, category=category)
+            controlled = ControlledOut(rows=[ControlledRow(**r) for r in style.rows],
+                                       coefficients=[Coefficient(**c) for c in style.coefficients], votes=style.votes,
+                                       left_out=style.left_out, rounds=style.rounds, warnings=style.warnings)
+        return LeaderboardOut(task=task, votes=votes, why=why, include_flagged=include_flagged,
+                              flagged=service.flagged(task, votes), category=category, n_votes=lb.votes,
+                              ci=lb.ci_method, rounds=lb.rounds, warnings=lb.warnings, min_votes=service.min_votes,
+                              rows=[LeaderboardRow(**row) for row in ranked],
+                              unranked=[LeaderboardRow(**row) for row in apart], controlled=controlled)
+
+    @api.get("/categories", tags=["arena"])
+    def list_categories(task: Literal["t2i", "edit"] = Query("t2i"),
+                        votes: Literal["human", "auto", "all"] = Query("human")) -> dict[str, Any]:
+        """Votes per category (the prompt's family; for editing, its verb), and the votes a category needs
+        before its board ranks models."""
+        return {"task": task, "votes": votes, "min_votes": service.category_min_votes,
+                "categories": boards.categories(service, task, votes)}
+
+    @api.get("/leaderboard/personal", response_model=PersonalOut, tags=["arena"])
+    def personal(request: Request, task: Literal["t2i", "edit"] = Query("t2i")) -> PersonalOut:
+        """This client's own leaderboard, from its own votes, once it has cast enough of them."""
+        mine = boards.personal_board(service, task, voter_of(request))
+        return PersonalOut(task=task, votes_cast=mine.votes_cast, needed=mine.needed, message=mine.message,
+                           rows=None if mine.board is None else [LeaderboardRow(**r) for r in mine.board.rows])
 
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
     def export(format: Literal["jsonl", "csv"] = Query("jsonl"), task: Literal["t2i", "edit"] | None = None,
-               votes: Literal["human", "auto", "all"] = Query("all")):
-        """The votes in the format `qwenrl elo` reads (JSON lines or CSV)."""
+               votes: Literal["human", "auto", "all"] | None = Query(
+                   None, description="default: with a task, the votes its leaderboard shows (as the UI's download); "
+                                     "without one, all")):
+        """Every vote, with its flags, in the format `qwenrl elo` reads (JSON lines or CSV): `qwenrl elo`
+        leaves the flagged ones out as the default board does, and `--include-flagged` counts them. The
+        file is named after the votes it holds, as the UI's download is (``votes-t2i-human.jsonl``)."""
+        if votes is None:
+            votes = service.default_view(task)[0] if task else "all"
         data = export_votes(service, format, task, votes)
         media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-        name = f"votes{'-' + task if task else ''}.{format}"
+        name = export_name(task, votes, format)
         return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"}})
-    def login(body: LoginIn, response: Response) -> dict[str, bool]:
-        """Log in as the admin: sets an HttpOnly cookie for the job routes."""
-        if not auth.check_password(body.password):
+    @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"},
+                                                         429: {"description": "locked out after wrong passwords"}})
+    def login(request: Request, body: LoginIn, response: Response) -> dict[str, bool]:
+        """Log in as the admin: sets an HttpOnly cookie for the job routes. Five wrong passwords
+        from one client lock it out for five minutes (429 with Retry-After)."""
+        if not auth.verify(body.password, client_of(request)):
             raise HTTPException(403, "wrong admin password" if auth.enabled else "admin is disabled")
         response.set_cookie(ADMIN_COOKIE, auth.issue_token(), max_age=int(auth.ttl_s), httponly=True, samesite="strict")
         return {"ok": True}
+
+    @api.get("/admin/voters", tags=["admin"], dependencies=[Depends(require_admin)])
+    def voters(task: Literal["t2i", "edit"] | None = None) -> list[dict[str, Any]]:
+        """Voters with their votes, flagged votes, first and last vote, and whether excluded."""
+        return service.ws.store.voters(task)
+
+    @api.post("/admin/voters/exclude", tags=["admin"], dependencies=[Depends(require_admin)],
+              responses={404: {"description": "no votes from that voter"}})
+    def exclude(body: VoterIn) -> dict[str, Any]:
+        """Leave a voter's votes out of the default boards; nothing is deleted (see /admin/voters/include)."""
+        return service.exclude_voter(body.voter, body.reason)
+
+    @api.post("/admin/voters/include", tags=["admin"], dependencies=[Depends(require_admin)],
+              responses={404: {"description": "the voter is not excluded"}})
+    def include(body: VoterIn) -> dict[str, Any]:
+        """Count an excluded voter's votes again."""
+        if not service.include_voter(body.voter):
+            raise HTTPException(404, f"voter {body.voter!r} is not excluded")
+        return {"ok": True, "voter": body.voter}
 
     @api.get("/jobs", tags=["admin"], dependencies=[Depends(require_admin)])
     def list_jobs() -> list[dict[str, Any]]:
@@ -344,7 +532,7 @@ def export_votes(service: ArenaService, fmt: str, task: str | None, votes: str) 
     """Votes as JSON lines or CSV bytes (``arena.io`` format)."""
     from arena.io import write_votes
 
-    frame = service.votes(task, votes)  # type: ignore[arg-type]
+    frame = service.votes(task, votes, include_flagged=True)  # type: ignore[arg-type]
     buf = io.StringIO()
     write_votes(frame, buf, format=fmt)
     return buf.getvalue().encode()

@@ -44,8 +44,10 @@ def heatmap_figure(win_rates: pd.DataFrame | None, title: str = "Win rate of row
         text=win_rates.round(2).astype(object).where(win_rates.notna(), "").values, texttemplate="%{text}",
         hovertemplate="%{y} beats %{x}: %{z:.2f}<extra></extra>",
     ))
+    # rows from the top and columns from the left in the same order, so the diagonal runs down-right
     fig.update_layout(title=title, height=max(300, 200 + 40 * len(win_rates)), margin={"l": 160},
-                      xaxis={"type": "category"}, yaxis={"type": "category", "automargin": True})
+                      xaxis={"type": "category", "side": "top"},
+                      yaxis={"type": "category", "automargin": True, "autorange": "reversed"})
     return fig
 
 

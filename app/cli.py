@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .limits import BURST_VOTERS, NEW_VOTERS
+
 from .autojudge import HUMANLIKE_MARGIN
 
 DEFAULT_WORKSPACE = "./workspace"
@@ -35,6 +37,16 @@ DEFAULT_WORKSPACE = "./workspace"
               help="battles and votes per second per voter (a token bucket)")
 @click.option("--rate-burst", default=40.0, show_default=True, type=click.FloatRange(1),
               help="requests a voter may make at once before the rate limit applies")
+@click.option("--min-votes", default=10, show_default=True, type=click.IntRange(0),
+              help="votes a model needs in a leaderboard view to be ranked there (fewer: listed apart); human votes "
+                   "become the default view once every model has this many")
+@click.option("--new-voters-per-address", default=NEW_VOTERS, show_default=True, type=click.IntRange(1),
+              help="new voters (cookies never seen) one address may bring in 10 minutes; beyond, 429: keep your cookie")
+@click.option("--burst-voters", default=BURST_VOTERS, show_default=True, type=click.IntRange(0),
+              help="new voters from one address within a minute before the next ones' votes are flagged burst "
+                   "(stored, left out of the default leaderboard)")
+@click.option("--reveal-scores/--no-reveal-scores", default=True, show_default=True,
+              help="after a vote, show each image's checker verdict and reward beside the revealed names")
 @click.option("--live-prompts/--no-live-prompts", default=True, show_default=True,
               help="let visitors battle on their own prompt or edit instruction (Shapes models only: they sample in a blink)")
 @click.option("--seed-votes", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -42,8 +54,18 @@ DEFAULT_WORKSPACE = "./workspace"
                    "benchmarks/results/seed_recipe_votes.jsonl); only votes between models this workspace has are "
                    "imported, each once")
 @click.option("--no-seed-votes", is_flag=True, help="import no bundled votes")
+@click.option("--min-vote-seconds", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="a human vote sent sooner than this after its battle was served is stored flagged 'fast' and left "
+                   "out of the default leaderboard (0: flag none)")
+@click.option("--battle-size", default=4, show_default=True, type=click.IntRange(2, 8),
+              help="images in the arena's K-image battles (the 'K at once' tab and GET /api/v1/battle?k=); 2 hides the tab")
+@click.option("--personal-board-votes", default=30, show_default=True, type=click.IntRange(1),
+              help="votes a visitor casts on a task before their own leaderboard shows")
+@click.option("--category-min-votes", default=20, show_default=True, type=click.IntRange(1),
+              help="votes a category (prompt family, editing verb) needs before its leaderboard ranks models")
 def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_size, gallery_steps, configs_dir,
-           rate_limit, rate_burst, live_prompts, seed_votes, no_seed_votes):
+           rate_limit, rate_burst, min_votes, new_voters_per_address, burst_voters, reveal_scores, live_prompts, seed_votes, no_seed_votes, min_vote_seconds, battle_size,
+           personal_board_votes, category_min_votes):
     """Serve the studio: arena, leaderboard, reward inspector and training, plus the REST API.
 
     \b
@@ -53,6 +75,11 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
     The REST API is documented at http://HOST:PORT/api/v1/docs.
     """
     import signal
+
+    in_use = port_in_use(host, port)  # before anything starts: one clear line, not a traceback after the banner
+    if in_use:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {in_use} (another studio there?); "
+                                   "stop it or choose another --port")
 
     import uvicorn
 
@@ -69,7 +96,10 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         runtime = StudioRuntime.open(workspace, admin_password=admin_password, models_dir=models_dir,
                                      max_concurrent=max_jobs, workspace_settings=settings,
                                      configs_dir=configs_dir, rate=rate_limit, burst=rate_burst,
-                                     live_prompts=live_prompts,
+                                     min_votes=min_votes, reveal_scores=reveal_scores, live_prompts=live_prompts,
+                                     new_voters=new_voters_per_address, burst_voters=burst_voters, min_vote_s=min_vote_seconds,
+                                     battle_size=battle_size, personal_votes=personal_board_votes,
+                                     category_min_votes=category_min_votes,
                                      seed_votes=None if no_seed_votes else (seed_votes or SEED_VOTES),
                                      log=lambda line: click.echo(line, err=True))
     except (OSError, ValueError) as exc:
@@ -85,6 +115,23 @@ def studio(workspace, host, port, admin_password, models_dir, max_jobs, pool_siz
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         click.echo("stopping the studio's workers…", err=True)
         runtime.stop()
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (the system's words), or None when it can."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        return f"unknown host ({exc.strerror})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return (exc.strerror or str(exc)).lower()
+    return None
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -134,6 +181,7 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
     from .workspace import Workspace
 
     from qwenrl.checkpoints import CheckpointError, read_manifest
+    from qwenrl.progress import Progress
 
     ws = Workspace.open(workspace, models_dir=models_dir, pool_size=pool_size)
     try:
@@ -150,8 +198,10 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
         if fill:
             for name in ws.pending_gallery_models():
                 fill_model(ws, name, log=lambda msg: click.echo(msg, err=True))
+        progress = Progress(f"arena auto ({task}, judge {judge})", battles, "battles")
         try:
-            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy, margin=margin)
+            summary = run_auto_arena(ws, task=task, judge=judge, battles=battles, seed=seed, strategy=strategy, margin=margin,
+                                     progress=lambda done, total: progress.update(done))
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
         frame = ws.store.votes_frame(task=task, judge=summary["judge"])
@@ -161,7 +211,9 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
     if as_json:
         click.echo(json.dumps({**summary, "rows": board.rows, "warnings": board.warnings}, indent=2))
         return
-    click.echo(f"{summary['battles']} {task} battles judged by {summary['judge']}: {summary['outcomes']}", err=True)
+    # the table rates every vote of this judge in the workspace, earlier runs' too: say both numbers
+    click.echo(f"{summary['battles']} new {task} battles judged by {summary['judge']}: {summary['outcomes']}; "
+               f"the table rates all {len(frame)} {task} votes by {summary['judge']} in {workspace}", err=True)
     for warning in board.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"{'rank':>4}  {'model':<32} {'elo':>7} {'95% CI':>15} {'votes':>6}")

@@ -4,7 +4,9 @@ For each task a model does, the gallery holds one image per (prompt, seed) of th
 (``POOL_SIZE`` prompts evenly spaced through ``data/prompts/{task}_test.jsonl``, so every
 family is represented), sampled from the same initial noise for every model (the noise
 depends only on the seed, never on the batch), so that two models meet on equal terms, as
-image arenas do. Each image is scored by the task's composite reward
+image arenas do. Each prompt also has one *showcase* image per model, from another seed
+(``showcase_seed``): the reward inspector shows those, with model names, and the arena only
+the others, so an anonymous battle's image is never shown named anywhere. Each image is scored by the task's composite reward
 (``training/configs/rewards/shapes_{task}.yaml``) and its judgement (total, parts, rationale)
 is stored beside it.
 
@@ -76,8 +78,17 @@ def arena_pool(task: str, size: int = POOL_SIZE, prompt_dir: Path = PROMPT_DIR) 
 
 
 def pool_seeds(index: int, seeds_per_prompt: int = SEEDS_PER_PROMPT) -> list[int]:
-    """The fixed seeds of the ``index``-th prompt of a pool (the same for every model)."""
+    """The fixed seeds of the ``index``-th prompt of a pool (the same for every model): the
+    arena's images, shown only in anonymous battles."""
     return [BASE_SEED + index * 100 + k for k in range(seeds_per_prompt)]
+
+
+def showcase_seed(index: int) -> int:
+    """The seed of the ``index``-th prompt's *showcase* image: the one the public reward
+    inspector shows with its model's name. It is never one of the arena's seeds, so no image of
+    an anonymous battle can be looked up on a public page (a hash of a battle's image finds no
+    named image)."""
+    return BASE_SEED + index * 100 + 99
 
 
 def model_slug(name: str) -> str:
@@ -146,6 +157,7 @@ def fill_model(ws, name: str, *, log=print) -> int:
     from qwenrl.evaluation import policy_sampling_defaults
     from qwenrl.imageio import save_png
     from qwenrl.models import load_policy
+    from qwenrl.progress import time_left
     from qwenrl.world.scene import render
 
     model = ws.store.get_model(name)
@@ -184,7 +196,7 @@ def fill_model(ws, name: str, *, log=print) -> int:
                 })
             ws.add_gallery_samples(rows)
             done += len(chunk)
-            log(f"gallery {name}: {done}/{total} images ({time.time() - t0:.1f}s)")
+            log(f"gallery {name}: {done}/{total} images ({time.time() - t0:.1f}s, {time_left(time.time() - t0, done, total)})")
     return done
 
 

@@ -1,5 +1,9 @@
 """The reward inspector's queries: gallery samples with their judgements, filtered and sorted.
 
+The inspector is public and names each image's model, so it shows only the gallery's
+*showcase* samples (``Workspace.showcase_samples``: another seed than the arena's), never an
+image an anonymous battle may show; ``sample_detail`` refuses any other sample id.
+
 Library functions over a workspace (no gradio, no torch); the studio's inspector tab adapts
 them. Each gallery image carries the programmatic composite's judgement and, once the
 gallery worker has run the learned judge (``app.learned_judge``), the learned-judge
@@ -76,7 +80,7 @@ def samples_table(
     judged = _judgements_by_sample(ws, task)
     learned = verdicts(ws, task) if verdict != "all samples" else {}
     rows = []
-    for s in ws.arena_samples(task):
+    for s in ws.showcase_samples(task):
         if model and s["model"] != model:
             continue
         if family and s["family"] != family:
@@ -95,10 +99,31 @@ def samples_table(
     return rows[:limit]
 
 
+def short_names(models: list[str], width: int = 16) -> dict[str, str]:
+    """A label for each model that fits under a thumbnail and tells them apart: the names
+    without the prefix they all share (``shapes-grpo-t2i`` → ``grpo-t2i``), each cut to
+    ``width`` characters in its middle, which keeps both ends (``…@step300``)."""
+    names = list(models)
+    prefix = ""
+    if len(names) > 1:
+        common = names[0]
+        for name in names[1:]:
+            while not name.startswith(common):
+                common = common[:-1]
+        prefix = common[: common.rfind("-") + 1] if "-" in common else ""
+    out = {}
+    for name in names:
+        label = name[len(prefix):] or name
+        if len(label) > width:
+            label = label[: width // 2 - 1] + "…" + label[-(width - width // 2):]
+        out[name] = label
+    return out
+
+
 def sample_detail(ws, sample_id: int) -> dict[str, Any] | None:
     """Image, source, prompt, total, every component (and sub-part) and the rationale of a sample."""
     s = ws.store.get_sample(int(sample_id))
-    if s is None:
+    if s is None or not ws.is_showcase(s):  # an arena image is never shown with its model's name
         return None
     item = ws.pool_item(s["prompt_id"])
     judgements = ws.store.judgements(sample_id=s["id"])
@@ -154,7 +179,7 @@ def component_rationale(rationale: str, component: str) -> str | None:
 def compare(ws, task: str, model_a: str, model_b: str, pool_id: str) -> tuple[dict | None, dict | None]:
     """The two models' samples (same prompt, same seed) on one arena prompt."""
     found: dict[str, int] = {}
-    for s in ws.arena_samples(task):
+    for s in ws.showcase_samples(task):
         if s["pool_id"] == pool_id and s["model"] in (model_a, model_b) and s["model"] not in found:
             found[s["model"]] = s["id"]
     return (sample_detail(ws, found[model_a]) if model_a in found else None,
@@ -165,18 +190,18 @@ def reward_frame(ws, task: str) -> pd.DataFrame:
     """``model``, ``score`` of every scored gallery sample of a task."""
     judged = _judgements_by_sample(ws, task)
     rows = [{"model": s["model"], "score": judged[s["id"]]["score"]}
-            for s in ws.arena_samples(task) if s["id"] in judged and judged[s["id"]]["score"] is not None]
+            for s in ws.showcase_samples(task) if s["id"] in judged and judged[s["id"]]["score"] is not None]
     return pd.DataFrame(rows, columns=["model", "score"])
 
 
 def families(ws, task: str) -> list[str]:
-    return sorted({s["family"] for s in ws.arena_samples(task) if s["family"]})
+    return sorted({s["family"] for s in ws.showcase_samples(task) if s["family"]})
 
 
 def pool_prompts(ws, task: str) -> list[tuple[str, str]]:
     """(label, pool id) of the arena prompts of a task, for a chooser."""
     seen: dict[str, str] = {}
-    for s in ws.arena_samples(task):
+    for s in ws.showcase_samples(task):
         seen.setdefault(s["pool_id"], s["prompt"])
     return [(f"{text}  [{pid}]", pid) for pid, text in sorted(seen.items())]
 
@@ -200,7 +225,7 @@ def agreement(ws, task: str, judge: str | None = None) -> dict[str, Any]:
 def judge_checker_agreement(ws, task: str) -> dict[str, Any]:
     """How often the learned judge's pass/fail matches the strict checker's on the gallery,
     overall and per model, with both kinds of disagreement counted."""
-    by_model = {s["id"]: s["model"] for s in ws.arena_samples(task)}
+    by_model = {s["id"]: s["model"] for s in ws.showcase_samples(task)}
     groups: dict[str, list[dict[str, Any]]] = {"all models": []}
     for sid, v in verdicts(ws, task).items():
         if sid in by_model:

@@ -39,6 +39,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "training" / "configs"
+MODELS_DIR = REPO_ROOT / "data" / "models"
 
 #: job kind → the module run with ``python -m``
 TRAINERS: dict[str, str] = {"grpo": "training.grpo", "distill": "training.distill"}
@@ -125,26 +126,40 @@ def list_configs(kind: str, config_dir: Path = CONFIG_DIR, objective: str | None
     return [str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in paths]
 
 
+def shown_path(path: Path) -> str:
+    """A server folder as a refusal may name it: relative to the repository, else by its name only
+    (a refusal never names an absolute path on the server)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else f"the studio's {path.name} folder"
+
+
+def _plain_text(value: str, limit: int) -> bool:
+    return 0 < len(value) <= limit and all(ch.isprintable() for ch in value)
+
+
 def resolve_config(config: str | Path, config_dir: Path = CONFIG_DIR) -> Path:
-    """The config file, which must be a YAML file inside ``config_dir`` (never an arbitrary path)."""
+    """The config file, which must be a YAML file inside ``config_dir`` (never an arbitrary path);
+    JobError for anything else, a NUL byte or other control character included."""
+    if not isinstance(config, (str, Path)) or not _plain_text(str(config), 512):
+        raise JobError(f"config {str(config)[:60]!r} must be a file name of printable characters")
     raw = Path(config)
     path = (raw if raw.is_absolute() else REPO_ROOT / raw).resolve()
     if not path.is_relative_to(config_dir.resolve()):
         path = (config_dir / raw.name).resolve()  # a bare file name
     if not path.is_relative_to(config_dir.resolve()) or path.suffix not in (".yaml", ".yml") or not path.is_file():
-        raise JobError(f"config {str(config)!r} is not one of the YAML files in {config_dir}")
+        raise JobError(f"config {str(config)[:120]!r} is not one of the YAML files in {shown_path(config_dir)}")
     return path
 
 
 def check_overrides(overrides: dict[str, Any] | None) -> dict[str, str]:
-    """``--set`` overrides as strings; keys are field names, values one line each."""
+    """``--set`` overrides as strings; keys are field names, values one line of printable characters each."""
     out: dict[str, str] = {}
     for key, value in (overrides or {}).items():
         if not _KEY.match(str(key)):
-            raise JobError(f"override key {key!r} is not a config field name")
+            raise JobError(f"override key {str(key)[:80]!r} is not a config field name")
         text = value if isinstance(value, str) else json.dumps(value)
-        if "\n" in text or "\r" in text or len(text) > 1000:
-            raise JobError(f"override {key}: value must be one line of at most 1000 characters")
+        if len(text) > 1000 or any(not ch.isprintable() for ch in text):
+            raise JobError(f"override {key}: value must be one line of at most 1000 printable characters")
         out[str(key)] = text
     return out
 
@@ -205,6 +220,7 @@ class JobManager:
         env: dict[str, str] | None = None,
         poll_s: float = 0.5,
         kill_grace_s: float = 10.0,
+        path_roots: list[Path] | None = None,
     ) -> None:
         self.store = store
         self.runs_dir = Path(runs_dir)
@@ -218,6 +234,8 @@ class JobManager:
         self.env = env
         self.poll_s = poll_s
         self.kill_grace_s = kill_grace_s
+        #: the folders a job's path fields (model, reward, teachers…) may name
+        self.path_roots = list(dict.fromkeys([*(Path(p) for p in path_roots or []), MODELS_DIR, CONFIG_DIR, self.config_dir, self.runs_dir]))
         self._running: dict[int, _Running] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -274,12 +292,43 @@ class JobManager:
             raise JobError(f"unknown job kind {kind!r}; expected one of {sorted(self.trainers)}")
         config_path = resolve_config(config, self.config_dir)
         sets = check_overrides(overrides)
+        self.check_config(kind, config_path, sets)
         spec = {"config": str(config_path), "overrides": sets, "submitted_by": submitted_by}
         job_id = self.store.create_job(kind, spec)
         # the run folder is named by the store's id: no user text ever becomes a path
         self.store.update_job(job_id, run_dir=str(self.runs_dir / f"{kind}-{job_id:04d}"))
         self._wake.set()
         return job_id
+
+    def check_config(self, kind: str, config_path: Path, sets: dict[str, str], timeout_s: float = 60.0) -> None:
+        """Check a job's config and overrides as its trainer will, before it is queued: the
+        trainer's own config class (``python -m training.configs check``, a subprocess that
+        imports no torch, so this process never imports ``training``), with every path field
+        inside ``path_roots``. JobError with the trainer's message (no absolute server path).
+        A kind run by another module than the repository's trainer (tests) is not checked."""
+        if TRAINERS.get(kind) != self.trainers.get(kind):
+            return
+        cmd = [self.python, "-m", "training.configs", "check", "--kind", kind, "--config", str(config_path)]
+        for key, value in sets.items():
+            cmd += ["--set", f"{key}={value}"]
+        for root in self.path_roots:
+            cmd += ["--inside", str(root)]
+        try:
+            out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s,
+                                 stdin=subprocess.DEVNULL)
+            answer = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            raise JobError("could not check the config (the checker did not answer); see the server log") from None
+        if "error" in answer:
+            raise JobError(self.scrub(str(answer["error"])))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the server's absolute folders written as the admin knows them."""
+        for folder, shown in ((self.runs_dir, "runs"), (self.config_dir, shown_path(self.config_dir)),
+                              (REPO_ROOT, "")):
+            for name in dict.fromkeys((str(Path(folder).resolve()), str(folder))):
+                text = text.replace(name + "/", f"{shown}/" if shown else "").replace(name, shown or "the repository")
+        return text
 
     def cancel(self, job_id: int | str, note: str = "cancelled by the admin") -> dict[str, Any]:
         """Cancel a queued job, or SIGTERM a running one's process group (SIGKILL after a grace)."""

@@ -66,7 +66,8 @@ def judge_model(ws: Any, name: str, *, log: Callable[[str], None] = print) -> in
     for task in TASKS:
         judge = reward_name(task)
         have = {j["sample_id"] for j in ws.store.judgements(judge=judge)}
-        todo = [s for s in ws.arena_samples(task) if s["model"] == name and s["id"] not in have]
+        # the arena's images (judge–human agreement) and the showcase ones (the inspector)
+        todo = [s for s in ws.gallery_samples(task) if s["model"] == name and s["id"] not in have]
         for start in range(0, len(todo), BATCH):
             chunk = todo[start:start + BATCH]
             samples = []

@@ -3,10 +3,13 @@
 Only models that are fast on a CPU take part (Shapes checkpoints: a pair of images costs a
 fraction of a second); for others the studio answers that live prompts are off. The prompt is
 checked before anything runs: non-empty, at most ``MAX_PROMPT_CHARS`` characters, and, for
-Shapes models, only words of the Shapes grammar (its models know no others); an edit
-instruction must also start as the grammar's do (``make``, ``change``, ``add``…). An edit
+Shapes models, a sentence of the Shapes grammar (its models know no other; case and punctuation
+do not matter): a prompt must read as one (``qwenrl.world.sentences.read_prompt``), and an edit
+instruction must read as one that applies to its source (the object it names is there). An edit
 applies to a source image of the arena gallery, named by its pool id and sent to the worker as
-its scene (never as a file a visitor chose).
+its scene (never as a file a visitor chose). What was read (the prompt's spec, the edit's
+target scene) is stored with the prompt, so the checker can judge live images as it judges the
+gallery's.
 
 Generation runs in one worker subprocess (``python -m app.live``), so the studio's server never
 imports torch: the server writes one JSON request per line to the worker's stdin and reads one
@@ -39,42 +42,84 @@ class LiveError(ValueError):
     """A live request that cannot be served; the message says why (shown to the visitor)."""
 
 
-def clean_prompt(text: Any, shapes: bool = True) -> str:
-    """The prompt, whitespace collapsed; LiveError when it is empty, too long or (``shapes``)
-    has words the Shapes grammar does not know."""
+def _collapsed(text: Any) -> str:
+    """The text with control characters dropped and whitespace collapsed; LiveError when it is
+    not text, empty or longer than ``MAX_PROMPT_CHARS`` (the one length limit, with one message)."""
     if not isinstance(text, str):
         raise LiveError("type a prompt first")
     cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     if not cleaned:
         raise LiveError("type a prompt first")
     if len(cleaned) > MAX_PROMPT_CHARS:
-        raise LiveError(f"the prompt has {len(cleaned)} characters; at most {MAX_PROMPT_CHARS}")
-    if shapes:
-        from qwenrl.world.grammar import unknown_words
-
-        unknown = unknown_words(cleaned)
-        if unknown:
-            raise LiveError(
-                f"the Shapes models only know the words of their grammar; not known: {', '.join(unknown[:8])}. "
-                "Try e.g. “a red circle left of a blue square” or “three green triangles on a yellow background”."
-            )
-        cleaned = cleaned.lower()
+        raise LiveError(f"the prompt has {len(cleaned):,} characters; at most {MAX_PROMPT_CHARS}")
     return cleaned
+
+
+def _known_words(cleaned: str) -> None:
+    from qwenrl.world.grammar import unknown_words
+
+    unknown = unknown_words(cleaned)
+    if unknown:
+        shown = ", ".join(w if len(w) <= 20 else w[:20] + "…" for w in unknown[:8])
+        raise LiveError(
+            f"the Shapes models only know the words of their grammar; not known: {shown}. "
+            "Try e.g. “a red circle left of a blue square” or “three green triangles on a gray background”."
+        )
+
+
+def clean_prompt(text: Any, shapes: bool = True) -> str:
+    """The prompt, whitespace collapsed; LiveError when it is empty or too long, or (``shapes``)
+    not a prompt of the Shapes grammar (an unknown word is named; case and punctuation do not
+    matter, and the prompt comes back as the grammar writes it)."""
+    return read_live_prompt(text).text if shapes else _collapsed(text)
+
+
+def read_live_prompt(text: Any):
+    """The Shapes ``T2IPrompt`` a visitor's prompt reads as (:func:`qwenrl.world.sentences.read_prompt`);
+    LiveError saying why it is not one."""
+    from qwenrl.world.grammar import GrammarError
+    from qwenrl.world.sentences import PROMPT_EXAMPLES, read_prompt
+
+    cleaned = _collapsed(text)
+    _known_words(cleaned)
+    try:
+        return read_prompt(cleaned)
+    except GrammarError as exc:
+        raise LiveError(f"{exc}. Try {PROMPT_EXAMPLES}.") from None
 
 
 def clean_instruction(text: Any, shapes: bool = True) -> str:
-    """An edit instruction, checked like a prompt (:func:`clean_prompt`); for Shapes models it
-    must also start with one of the grammar's edit verbs."""
-    cleaned = clean_prompt(text, shapes=shapes)
-    if shapes:
-        from qwenrl.world.grammar import EDIT_VERBS
+    """An edit instruction, checked like a prompt (:func:`clean_prompt`) as far as it can be
+    without its source: for Shapes models it must start with one of the grammar's edit verbs
+    (:func:`read_live_instruction` reads it against the source)."""
+    cleaned = _collapsed(text)
+    if not shapes:
+        return cleaned
+    from qwenrl.world.grammar import EDIT_VERBS
+    from qwenrl.world.sentences import normalize
 
-        if cleaned.split()[0] not in EDIT_VERBS:
-            raise LiveError(
-                f"an edit instruction starts with one of: {', '.join(EDIT_VERBS)}. "
-                "Try e.g. “make the background blue” or “add a small red circle”."
-            )
+    _known_words(cleaned)
+    cleaned = normalize(cleaned)
+    if not cleaned or cleaned.split()[0] not in EDIT_VERBS:
+        raise LiveError(
+            f"an edit instruction starts with one of: {', '.join(EDIT_VERBS)}. "
+            "Try e.g. “make the background black” or “add a small red circle”."
+        )
     return cleaned
+
+
+def read_live_instruction(text: Any, source: dict[str, Any], seed: int = 0):
+    """The Shapes ``EditTask`` a visitor's instruction asks of ``source`` (a scene as
+    ``Scene.to_dict`` gives it); LiveError saying why it is not one, or does not apply."""
+    from qwenrl.world.grammar import GrammarError
+    from qwenrl.world.scene import Scene
+    from qwenrl.world.sentences import read_instruction
+
+    cleaned = clean_instruction(text)
+    try:
+        return read_instruction(cleaned, Scene.from_dict(source), seed=seed)
+    except GrammarError as exc:
+        raise LiveError(f"{exc}.") from None
 
 
 def is_fast(source: str | Path) -> bool:
@@ -120,13 +165,17 @@ class LiveGenerator:
         return self._proc
 
     def generate(self, source: str, text: str, seed: int, out: str, *,
-                 edit_source: dict[str, Any] | None = None) -> dict[str, Any]:
+                 edit_source: dict[str, Any] | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         """Sample one image of ``text`` from the checkpoint ``source`` into ``root/out`` (with
         ``edit_source``, a Shapes scene as ``Scene.to_dict`` gives it, an edit of that scene);
-        returns {"content_hash"}. LiveError when the worker fails or takes too long."""
+        returns {"content_hash"}, and with ``spec`` (what the text asks for, ``T2IPrompt`` or
+        ``EditTask.to_dict``) the task's composite judgement of the image too ("judgement").
+        LiveError when the worker fails or takes too long."""
         request = {"source": source, "text": text, "seed": int(seed), "out": out}
         if edit_source is not None:
             request["edit_source"] = edit_source
+        if spec is not None:
+            request["spec"] = spec
         request = json.dumps(request)
         with self._lock:
             proc = self._ensure()
@@ -171,6 +220,20 @@ def _sample(policy, text: str, seed: int, edit_source: dict[str, Any] | None = N
     return generate(policy, [item], [seed], num_steps=defaults["num_steps"], guidance_scale=defaults["guidance_scale"])[0]
 
 
+def _judge(rewards: dict[str, Any], spec: dict[str, Any], image) -> dict[str, Any]:
+    """The task's composite judgement of a live image (as the gallery's images are judged)."""
+    from qwenrl.rewards import Sample, load_reward
+    from qwenrl.world.grammar import EditTask, T2IPrompt
+
+    from .gallery import reward_path
+
+    task = spec["task"]
+    if task not in rewards:
+        rewards[task] = load_reward(reward_path(task), cache=False)
+    item = T2IPrompt.from_dict(spec) if task == "t2i" else EditTask.from_dict(spec)
+    return rewards[task]([Sample.from_spec(image, item)])[0].to_dict()
+
+
 def worker(root: Path, requests, answers, max_models: int = 4) -> None:
     """Answer each JSON request line of ``requests`` with one JSON line on ``answers``."""
     from PIL import Image
@@ -179,6 +242,7 @@ def worker(root: Path, requests, answers, max_models: int = 4) -> None:
 
     root = root.resolve()
     policies: OrderedDict[str, Any] = OrderedDict()
+    rewards: dict[str, Any] = {}  # task → its composite reward, loaded on first use
     for line in requests:
         try:
             req = json.loads(line)
@@ -204,6 +268,8 @@ def worker(root: Path, requests, answers, max_models: int = 4) -> None:
             Image.fromarray(image).save(tmp)
             os.replace(tmp, out)
             answer = {"content_hash": hashlib.sha256(image.tobytes()).hexdigest()[:32]}
+            if req.get("spec"):
+                answer["judgement"] = _judge(rewards, req["spec"], image)
         except Exception as exc:  # one bad request must not kill the worker
             answer = {"error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, LiveError) else str(exc)}
         answers.write(json.dumps(answer) + "\n")

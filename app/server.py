@@ -19,11 +19,14 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
+from arena.boards import MIN_VOTES
+
 from .api import create_api
 from .jobs import CONFIG_DIR, JobManager
+from .limits import BURST_VOTERS, NEW_VOTERS, VoterLimits
 from .live import LiveGenerator
 from .service import AdminAuth, ArenaService
-from .studio import CSS, Studio, build_studio
+from .studio import CSS, KEYS_JS, Studio, build_studio
 from .workspace import SEED_VOTES, CheckpointWatcher, GalleryRunner, Workspace
 
 ADMIN_ENV = "QWENRL_ADMIN_PASSWORD"
@@ -49,12 +52,20 @@ class StudioRuntime:
         watch_interval_s: float = 2.0,
         rate: float = 20.0,
         burst: float = 40.0,
+        min_votes: int = MIN_VOTES,
+        reveal_scores: bool = True,
+        new_voters: int = NEW_VOTERS,
+        burst_voters: int = BURST_VOTERS,
         ui_refresh_s: float = 2.0,
         workspace_settings: dict[str, Any] | None = None,
         trainers: dict[str, str] | None = None,
         configs_dir: str | Path | None = None,
         live_prompts: bool = True,
         seed_votes: str | Path | None = SEED_VOTES,
+        min_vote_s: float = 1.0,
+        battle_size: int = 4,
+        personal_votes: int = 30,
+        category_min_votes: int = 20,
         log=print,
     ) -> "StudioRuntime":
         """``seed_votes``: a file of automatic votes to import (between the models this
@@ -73,16 +84,21 @@ class StudioRuntime:
         elif seed_votes is not None and Path(seed_votes) != SEED_VOTES:
             raise FileNotFoundError(f"no vote file {seed_votes}")
         live = LiveGenerator(ws.root) if live_prompts else None
-        service = ArenaService(ws, rate=rate, burst=burst, live=live)
+        limits = VoterLimits(new_voters=new_voters, burst_voters=burst_voters, known=ws.store.voter_seen)
+        service = ArenaService(ws, rate=rate, burst=burst, live=live, min_votes=min_votes, reveal_scores=reveal_scores,
+                               limits=limits,
+                               min_vote_s=min_vote_s,
+                               kway=battle_size, personal_votes=personal_votes, category_min_votes=category_min_votes)
         jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
-                          config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR)
+                          config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR,
+                          path_roots=[ws.models_dir])
         jobs.recover()
         watcher = CheckpointWatcher(ws, GalleryRunner(ws), interval_s=watch_interval_s, on_new=on_new)
         auth = AdminAuth(admin_password if admin_password is not None else os.environ.get(ADMIN_ENV))
         api = create_api(service, jobs, auth)
         blocks = build_studio(Studio(service, jobs, auth), refresh_s=ui_refresh_s)
         blocks.queue(default_concurrency_limit=16)
-        app = gr.mount_gradio_app(api, blocks, path="/", css=CSS, theme=gr.themes.Soft(),
+        app = gr.mount_gradio_app(api, blocks, path="/", css=CSS, head=KEYS_JS, theme=gr.themes.Soft(),
                                   footer_links=["api"], run_history=False, ssr_mode=False)
         return cls(ws, service, jobs, watcher, auth, app)
 

@@ -39,7 +39,7 @@ from arena.io import frame_records, is_human_judge, read_votes
 from arena.store import ArenaStore
 from qwenrl.checkpoints import CheckpointError, is_complete, read_manifest
 
-from .gallery import POOL_SIZE, REWARD_DIR, SEEDS_PER_PROMPT, TASKS, arena_pool, model_slug, pool_seeds
+from .gallery import POOL_SIZE, REWARD_DIR, SEEDS_PER_PROMPT, TASKS, arena_pool, model_slug, pool_seeds, showcase_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODELS = REPO_ROOT / "data" / "models"
@@ -90,7 +90,8 @@ class Workspace:
         self._rewards: dict[str, Any] = {}
         self._pool: dict[str, Any] = {}  # pool id → PoolItem
         self._prompt_ids: dict[str, int] = {}  # pool id → store prompt id
-        self._pool_of: dict[int, tuple[Any, list[int]]] = {}  # store prompt id → (PoolItem, seeds)
+        self._pool_of: dict[int, tuple[Any, list[int]]] = {}  # store prompt id → (PoolItem, arena seeds)
+        self._showcase_of: dict[int, int] = {}  # store prompt id → its showcase seed (the inspector's image)
         self.seed_votes: SeedVotes | None = None  #: the last import_seed_votes
 
     # -- opening ------------------------------------------------------------------------
@@ -157,6 +158,7 @@ class Workspace:
                 self._pool[it.id] = it
                 self._prompt_ids[it.id] = pid
                 self._pool_of[pid] = (it, pool_seeds(i, self.seeds_per_prompt))
+                self._showcase_of[pid] = showcase_seed(i)
 
     def prompt_id(self, pool_id: str) -> int:
         """The store's id of an arena-pool prompt (``t2i-test-0000`` → an integer)."""
@@ -308,7 +310,8 @@ class Workspace:
 
     # -- gallery ------------------------------------------------------------------------
     def gallery_total(self, model: dict[str, Any]) -> int:
-        return sum(self.pool_size * self.seeds_per_prompt for t in model["tasks"] if t in TASKS)
+        """Images of a model's gallery: the arena's seeds and the showcase image, per prompt and task."""
+        return sum(self.pool_size * (self.seeds_per_prompt + 1) for t in model["tasks"] if t in TASKS)
 
     def failure_marker(self, name: str) -> Path:
         return self.gallery_dir / model_slug(name) / "FAILED.txt"
@@ -328,7 +331,7 @@ class Workspace:
         done: dict[str, int] = {}
         for row in self.store.list_samples():
             entry = self._pool_of.get(row["prompt_id"])
-            if entry and row["seed"] in entry[1]:
+            if entry and (row["seed"] in entry[1] or row["seed"] == self._showcase_of.get(row["prompt_id"])):
                 done[row["model"]] = done.get(row["model"], 0) + 1
         out = []
         for m in self.store.list_models():
@@ -354,7 +357,7 @@ class Workspace:
         have = {(s["prompt_id"], s["seed"]) for s in self.store.list_samples(model=name, task=task)}
         out = []
         for i, item in enumerate(arena_pool(task, self.pool_size)):
-            for seed in pool_seeds(i, self.seeds_per_prompt):
+            for seed in [*pool_seeds(i, self.seeds_per_prompt), showcase_seed(i)]:
                 if (self._prompt_ids[item.id], seed) not in have:
                     out.append((item, seed))
         return out
@@ -370,22 +373,49 @@ class Workspace:
             self.store.add_judgement(sample_id, j["judge"], j["score"], parts=j["parts"], rationale=j["rationale"])
 
     def arena_samples(self, task: str) -> list[dict[str, Any]]:
-        """Gallery samples of a task in the arena pool, with their prompt text and family."""
+        """Gallery samples of a task in the arena pool at the arena's seeds (the images anonymous
+        battles show, and no public page), with their prompt text and family."""
+        return [s for s in self.gallery_samples(task) if s["role"] == "arena"]
+
+    def showcase_samples(self, task: str) -> list[dict[str, Any]]:
+        """The showcase samples of a task (one per prompt and model, at the showcase seed): what
+        the public reward inspector shows, with model names. Never in a battle; and one whose
+        pixels equal an arena image's (a model that draws the same picture from any noise) is
+        left out, so that no battle image can be looked up by its content."""
+        samples = self.gallery_samples(task)
+        in_arena = {s["content_hash"] for s in samples if s["role"] == "arena" and s.get("content_hash")}
+        return [s for s in samples if s["role"] == "showcase" and s.get("content_hash") not in in_arena]
+
+    def gallery_samples(self, task: str) -> list[dict[str, Any]]:
+        """Every gallery sample of a task, with its prompt text, family and ``role``: ``arena``
+        or ``showcase``."""
         out = []
         for s in self.store.list_samples(task=task):
             entry = self._pool_of.get(s["prompt_id"])
-            if entry is None or s["seed"] not in entry[1]:
+            if entry is None:
+                continue
+            role = "arena" if s["seed"] in entry[1] else "showcase" if s["seed"] == self._showcase_of[s["prompt_id"]] else None
+            if role is None:
                 continue
             item = entry[0]
-            out.append({**s, "pool_id": item.id, "prompt": item.text, "family": item.family})
+            out.append({**s, "pool_id": item.id, "prompt": item.text, "family": item.family, "role": role})
         return out
 
-    # -- battles and votes --------------------------------------------------------------
-    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str) -> str:
-        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter)["id"]
+    def is_showcase(self, sample: dict[str, Any]) -> bool:
+        """Whether a stored sample is a showcase image (one a public page may show with its model)."""
+        return self._showcase_of.get(sample.get("prompt_id")) == sample.get("seed")
 
-    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human") -> dict[str, Any]:
-        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge)
+    # -- battles and votes --------------------------------------------------------------
+    def create_battle(self, sample_a: dict[str, Any], sample_b: dict[str, Any], voter: str,
+                      meta: dict[str, Any] | None = None) -> str:
+        return self.store.create_battle(sample_a["id"], sample_b["id"], voter=voter, meta=meta)["id"]
+
+    def create_kway_battle(self, samples: list[dict[str, Any]], voter: str, meta: dict[str, Any] | None = None) -> str:
+        return self.store.create_kway_battle([s["id"] for s in samples], voter=voter, meta=meta)["id"]
+
+    def record_vote(self, battle_id: str, winner: str, voter: str, judge: str = "human", **options: Any) -> dict[str, Any]:
+        """``options``: ``flags``, ``min_seconds``, ``anony`` (see ``ArenaStore.record_vote``)."""
+        return self.store.record_vote(battle_id, winner, voter=voter, judge=judge, **options)
 
     def votes_frame(self, task: str | None = None, judges: str = "human"):
         """Votes of ``judges``: "human", "auto" (every automatic judge) or "all"."""

@@ -7,9 +7,18 @@ Formats (``input_format="auto"`` picks one from the file name, then from the fir
 - ``json``: a JSON list of objects, as FastChat and GenAI-Arena publish ``clean_battle`` logs.
 
 A record needs ``model_a``, ``model_b`` and ``winner`` (one of :data:`OUTCOMES`); ``judge``,
-``anony``, ``tstamp`` (Unix seconds), ``battle_id``, ``task``, ``prompt``, ``sample_a`` and
-``sample_b`` are optional, and other fields (FastChat's ``conversation_a``…) are ignored.
+``anony``, ``tstamp`` (Unix seconds), ``battle_id``, ``task``, ``prompt``, ``sample_a``,
+``sample_b`` and ``flags`` (:mod:`arena.hygiene`) are optional, and other fields (FastChat's ``conversation_a``…) are ignored.
 FastChat's ``question_id`` stands in for a missing ``battle_id``.
+
+A **K-way vote** (K ≥ 3 images in one battle) has ``models`` (the K names in display order),
+``best`` and ``worst`` (a name, or null; both null is "all bad") instead of ``model_a``,
+``model_b`` and ``winner``, and ``samples`` (K sample ids) instead of ``sample_a`` and
+``sample_b``. ``category`` (the prompt's family or editing verb) and ``covariates`` (one
+object of numbers per image, in side order: ``aesthetics``, ``objects``…) may come with any
+vote. :func:`write_votes` writes these fields only when a record has them (JSON lines) and as
+JSON text in CSV cells; ``pairwise=True`` writes each K-way vote as the pairwise comparisons
+it implies instead, for readers of FastChat's format, with a :class:`KwayExpandedWarning`.
 
 Reading is all-or-nothing: every malformed record is reported as ``file:line: what is wrong``
 (for a JSON list, the line where the record starts) in one :class:`VoteFileError`, and nothing
@@ -40,22 +49,33 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from arena.ratings import OUTCOMES, process_pool_context
+from arena.hygiene import is_flags_text
+from arena.ratings import OUTCOMES, kway_comparisons, kway_problem, process_pool_context
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "json")
 
-EXPORT_FIELDS: tuple[str, ...] = (
+BASE_FIELDS: tuple[str, ...] = (
     "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp",
-    "prompt", "sample_a", "sample_b",
+    "prompt", "sample_a", "sample_b", "flags",
 )
-"""Fields of an exported vote, in file order: FastChat's ``clean_battle`` fields (model_a,
-model_b, winner, judge, anony, tstamp) and ours (battle_id, task, prompt, sample ids)."""
+"""Fields every exported vote has, in file order: FastChat's ``clean_battle`` fields (model_a,
+model_b, winner, judge, anony, tstamp) and ours (battle_id, task, prompt, sample ids, flags:
+see :mod:`arena.hygiene`)."""
 
-RATING_FIELDS: tuple[str, ...] = ("task", "model_a", "model_b", "winner", "judge", "anony", "tstamp")
+EXTRA_FIELDS: tuple[str, ...] = ("category", "models", "best", "worst", "samples", "covariates")
+"""Fields a vote has only when they apply: its category, a K-way vote's models and marks, and
+the images' covariates. JSON lines leave them out when empty; CSV has a column for each."""
+
+EXPORT_FIELDS: tuple[str, ...] = BASE_FIELDS + EXTRA_FIELDS
+
+RATING_FIELDS: tuple[str, ...] = (
+    "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "flags", "models", "best", "worst",
+)
 """The fields ``qwenrl elo`` needs; reading only these is faster."""
 
 # Fields with few distinct values are returned as categoricals.
-_CATEGORICAL = ("task", "model_a", "model_b", "winner", "judge")
+_CATEGORICAL = ("task", "model_a", "model_b", "winner", "judge", "flags", "best", "worst", "category")
+_JSON_CELLS = ("models", "samples", "covariates")  # lists and objects: JSON text in a CSV cell
 _MAX_PROBLEMS = 20
 _PARALLEL_BYTES = 32 << 20  # JSON-lines files larger than this are parsed by two processes
 _BLOCK_BYTES = 4 << 20  # read and decoded at a time
@@ -63,6 +83,10 @@ _BLOCK_BYTES = 4 << 20  # read and decoded at a time
 
 class SelfBattleWarning(UserWarning):
     """Self-battles were left out of the votes read (``strict=False``)."""
+
+
+class KwayExpandedWarning(UserWarning):
+    """K-way votes were written as the pairwise comparisons they imply (``pairwise=True``)."""
 
 
 class VoteFileError(ValueError):
@@ -363,6 +387,10 @@ def _read_csv(path: str, fields: tuple[str, ...], workers: int | None) -> list[_
         frame = pd.DataFrame(columns=list(fields))
     except (pd.errors.ParserError, UnicodeDecodeError):
         raise VoteFileError([_csv_first_bad_row(path)]) from None
+    required = [name for name in ("model_a", "model_b", "winner") if name not in frame.columns]
+    if required and len(frame.columns):  # one error for the header, not one per row
+        shown = ", ".join(map(str, frame.columns[:12])) + (" …" if len(frame.columns) > 12 else "")
+        raise VoteFileError([(path, 1, f"the header has no {', '.join(required)} column; it has: {shown}")])
     records_columns: dict[str, list] = {}
     for name in fields:
         if name in frame.columns:
@@ -387,10 +415,24 @@ def _read_csv(path: str, fields: tuple[str, ...], workers: int | None) -> list[_
     for name in ("sample_a", "sample_b"):
         if name in records_columns:
             records_columns[name] = [int(v) if v is not None and v.isdigit() else v for v in records_columns[name]]
+    for name in _JSON_CELLS:
+        if name in records_columns:
+            records_columns[name] = _csv_json(name, records_columns[name], lines, problems)
     part = _validate_columns(path, records_columns, lines, fields)
     part.problems = sorted(problems + part.problems)
     part.total_problems += len(problems)
     return [part]
+
+
+def _csv_json(name: str, values: list, lines: np.ndarray, problems: list[tuple[int, str]]) -> list:
+    out = []
+    for k, value in enumerate(values):
+        try:
+            out.append(None if value is None else json.loads(value))
+        except ValueError:
+            problems.append((int(lines[k]), f"{name} is {_show(value)}, not JSON"))
+            out.append(None)
+    return out
 
 
 def _csv_numbers(values: list, lines: np.ndarray, problems: list[tuple[int, str]]) -> list:
@@ -554,7 +596,24 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "tstamp": (_is_number, "a number (Unix seconds)", False),
     "sample_a": (_is_sample_ref, "an integer or a string", False),
     "sample_b": (_is_sample_ref, "an integer or a string", False),
+    "flags": (is_flags_text, "comma-separated flag names (fast, burst…)", False),
+    "category": (_is_name, "a non-empty string", False),
+    "models": (lambda v: type(v) is list, "a list of three or more model names", False),
+    "best": (_is_name, "a model name or null", False),
+    "worst": (_is_name, "a model name or null", False),
+    "samples": (lambda v: type(v) is list and all(_is_sample_ref(x) for x in v), "a list of sample ids", False),
+    "covariates": (lambda v: _covariates_problem(v) is None, "a list of objects of numbers, one per image", False),
 }
+_PAIRWISE_ONLY = ("model_a", "model_b", "winner")
+
+
+def _covariates_problem(value: Any) -> str | None:
+    if type(value) is not list or not value:
+        return "not a list"
+    for side in value:
+        if type(side) is not dict or not all(type(k) is str and _is_number(v) for k, v in side.items()):
+            return "not objects of numbers"
+    return None
 
 
 def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fields: tuple[str, ...]) -> _Part:
@@ -575,6 +634,9 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
             bad_rows.add(row)
             total += 1
 
+    kway = np.zeros(len(lines), dtype=bool)
+    if "models" in columns:
+        kway = np.array([v is not None for v in columns["models"]], dtype=bool)
     for name in fields:
         values = columns[name]
         test, expected, required = _RULES[name]
@@ -585,8 +647,11 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
                 if (value is None and required) or (value is not None and not _safe(test, value))
             ]
             if invalid:
-                rows = np.flatnonzero(np.isin(codes, invalid)).tolist()
-                report(rows, name, lambda row: uniques[codes[row]], expected)
+                rows = np.flatnonzero(np.isin(codes, invalid))
+                if name in _PAIRWISE_ONLY and kway.any():  # a K-way vote has no model_a, model_b, winner
+                    missing = [code for code, value in enumerate(uniques) if value is None]
+                    rows = rows[~(kway[rows] & np.isin(codes[rows], missing))]
+                report(rows.tolist(), name, lambda row: uniques[codes[row]], expected)
             out[name] = (codes, uniques)
         elif name == "tstamp":
             numbers, rows = _float_column(values, test)
@@ -601,6 +666,11 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
                 rows = [k for k, v in enumerate(values) if v is not None and not _safe(test, v)]
             report(rows, name, values.__getitem__, expected)
             out[name] = values
+    if kway.any():
+        for row, message in _kway_row_problems(columns, kway, bad_rows):
+            problems.append((int(lines[row]), message))
+            bad_rows.add(row)
+            total += 1
     # The same model on both sides: not a draw but no vote at all (read_votes leaves it out or,
     # strict, refuses it).
     a_codes, a_names = out["model_a"]
@@ -613,6 +683,36 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
     problems.sort()
     return _Part(path, out, lines, problems[: _MAX_PROBLEMS * 5], total,
                  self_battles=self_battles, self_rows=self_rows)
+
+
+def _kway_row_problems(columns: dict[str, Any], kway: np.ndarray, bad_rows: set[int]) -> list[tuple[int, str]]:
+    """What is wrong with each K-way record whose fields passed their own checks: its models
+    and marks together, a pairwise field beside them, sample ids or covariates of another length."""
+    def column(name: str) -> list:
+        values = columns.get(name)
+        if values is None:
+            return [None] * len(kway)
+        if isinstance(values, tuple):
+            codes, uniques = values
+            return [uniques[c] for c in codes.tolist()]
+        return values
+
+    models, best, worst = column("models"), column("best"), column("worst")
+    pairwise = [column(name) for name in _PAIRWISE_ONLY if name in columns]
+    samples, covariates = column("samples"), column("covariates")
+    out = []
+    for row in np.flatnonzero(kway).tolist():
+        if row in bad_rows:
+            continue
+        problem = kway_problem(models[row], best[row], worst[row])
+        if problem is None and any(values[row] is not None for values in pairwise):
+            problem = "a K-way vote (models) has no model_a, model_b or winner"
+        for name, values in (("samples", samples), ("covariates", covariates)):
+            if problem is None and type(values[row]) is list and len(values[row]) != len(models[row]):
+                problem = f"{name} has {len(values[row])} entries for {len(models[row])} models"
+        if problem:
+            out.append((row, problem))
+    return out
 
 
 def _safe(test: Callable[[Any], bool], value: Any) -> bool:
@@ -671,8 +771,8 @@ def _assemble(parts: list[_Part], fields: tuple[str, ...]) -> pd.DataFrame:
             )
         elif name == "tstamp":
             columns[name] = np.concatenate(pieces) if pieces else np.zeros(0)
-        else:
-            columns[name] = [value for piece in pieces for value in piece]
+        else:  # object columns: a list of ints with a None in it would become floats (329 → 329.0)
+            columns[name] = _objects([value for piece in pieces for value in piece])
     files = list(dict.fromkeys(part.path for part in parts))
     part_file = [files.index(part.path) for part in parts]
     columns["file"] = pd.Categorical.from_codes(
@@ -680,6 +780,21 @@ def _assemble(parts: list[_Part], fields: tuple[str, ...]) -> pd.DataFrame:
     )
     columns["line"] = np.concatenate([part.lines for part in parts]) if parts else np.zeros(0, np.int64)
     return pd.DataFrame(columns)
+
+
+def _objects(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def sample_ref(value: Any) -> Any:
+    """A sample id as it was written: an integer stays an integer (a table that held a missing
+    value may have turned it into a float, 329.0), a string stays a string, missing is None."""
+    value = _plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _categorical(codes: np.ndarray, uniques: list) -> pd.Categorical:
@@ -711,12 +826,16 @@ def write_votes(
     destination: str | os.PathLike | TextIO,
     *,
     format: str = "auto",  # noqa: A002 - the word users know
+    pairwise: bool = False,
 ) -> int:
-    """Write votes (:data:`EXPORT_FIELDS`, in that order) as JSON lines or CSV; returns the count.
+    """Write votes (:data:`EXPORT_FIELDS`, in that order) as JSON lines or CSV; returns the count
+    of records written.
 
     ``destination`` is a path or an open text file. ``format="auto"`` means CSV for a ``.csv``
     path, else JSON lines. A path is written aside and renamed, so the file appears whole or
-    not at all.
+    not at all. ``pairwise``: each K-way vote is written as the comparisons it implies
+    (:func:`arena.ratings.kway_comparisons`), for readers of FastChat's pairwise format, and a
+    :class:`KwayExpandedWarning` says how many were; those comparisons are not independent votes.
     """
     is_path = isinstance(destination, (str, os.PathLike))
     fmt = format
@@ -726,6 +845,8 @@ def write_votes(
         raise ValueError(f"output format must be jsonl or csv, not {fmt!r}")
     if isinstance(records, pd.DataFrame):
         records = frame_records(records)
+    if pairwise:
+        records = _PairwiseRecords(records)
     if not is_path:
         return _write_records(records, destination, fmt)  # type: ignore[arg-type]
     target = Path(destination)  # type: ignore[arg-type]
@@ -745,18 +866,54 @@ def write_votes(
 
 def _write_records(records: Iterable[Mapping[str, Any]], handle: TextIO, fmt: str) -> int:
     count = 0
+    cell = {name: sample_ref if name in ("sample_a", "sample_b") else _plain for name in EXPORT_FIELDS}  # 329 stays 329
     if fmt == "jsonl":
         dumps = json.JSONEncoder(ensure_ascii=False).encode
         for record in records:
-            handle.write(dumps({name: _plain(record.get(name)) for name in EXPORT_FIELDS}) + "\n")
+            line = {name: cell[name](record.get(name)) for name in BASE_FIELDS}
+            for name in EXTRA_FIELDS:
+                value = _plain(record.get(name))
+                if value is not None:
+                    line[name] = value
+            handle.write(dumps(line) + "\n")
             count += 1
     else:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(EXPORT_FIELDS)
         for record in records:
-            writer.writerow([_csv_cell(record.get(name)) for name in EXPORT_FIELDS])
+            writer.writerow([_csv_cell(cell[name](record.get(name))) for name in EXPORT_FIELDS])
             count += 1
+    if isinstance(records, _PairwiseRecords) and records.expanded:
+        warnings.warn(KwayExpandedWarning(
+            f"wrote {records.expanded} K-way vote(s) as the {records.comparisons} pairwise comparisons they imply "
+            "(FastChat's format has no K-way vote); they are not independent votes, so intervals computed from "
+            "these records are too narrow: rate the K-way file instead"), stacklevel=3)
     return count
+
+
+class _PairwiseRecords:
+    """Records with each K-way vote replaced by its comparisons (counting how many were)."""
+
+    def __init__(self, records: Iterable[Mapping[str, Any]]):
+        self.records = records
+        self.expanded = self.comparisons = 0
+
+    def __iter__(self):
+        for record in self.records:
+            models = record.get("models")
+            if models is None:
+                yield record
+                continue
+            self.expanded += 1
+            samples, covariates = record.get("samples") or [], record.get("covariates") or []
+            side = {name: k for k, name in enumerate(models)}
+            base = {k: v for k, v in record.items() if k not in ("models", "best", "worst", "samples", "covariates")}
+            for model_a, model_b, winner in kway_comparisons(list(models), record.get("best"), record.get("worst")):
+                a, b = side[model_a], side[model_b]
+                self.comparisons += 1
+                yield {**base, "model_a": model_a, "model_b": model_b, "winner": winner,
+                       "sample_a": samples[a] if samples else None, "sample_b": samples[b] if samples else None,
+                       "covariates": [covariates[a], covariates[b]] if covariates else None}
 
 
 def _plain(value: Any) -> Any:
@@ -774,6 +931,8 @@ def _csv_cell(value: Any) -> str:
     value = _plain(value)
     if value is None:
         return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -783,14 +942,21 @@ def _csv_cell(value: Any) -> str:
 
 def frame_records(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
     """Rows of a vote table (from :func:`read_votes` or a store) as plain dicts, missing
-    values as None."""
+    values as None; the fields of :data:`EXTRA_FIELDS` only when a row has them."""
     names = [name for name in (*EXPORT_FIELDS, "file", "line") if name in frame.columns]
     data = {name: frame[name].tolist() for name in names}
+    plain = {name: sample_ref if name in ("sample_a", "sample_b") else _plain for name in names}
+    extra = [name for name in names if name in EXTRA_FIELDS]
     for k in range(len(frame)):
-        yield {name: _plain(data[name][k]) for name in names}
+        record = {name: plain[name](data[name][k]) for name in names}
+        for name in extra:
+            if record[name] is None:
+                del record[name]
+        yield record
 
 
 __all__ = [
-    "EXPORT_FIELDS", "FORMATS", "RATING_FIELDS", "SelfBattleWarning", "VoteFileError", "detect_format",
-    "frame_records", "is_human_judge", "read_votes", "self_battle_message", "write_votes",
+    "BASE_FIELDS", "EXPORT_FIELDS", "EXTRA_FIELDS", "FORMATS", "KwayExpandedWarning", "RATING_FIELDS",
+    "SelfBattleWarning", "VoteFileError", "detect_format",
+    "frame_records", "is_human_judge", "read_votes", "sample_ref", "self_battle_message", "write_votes",
 ]

@@ -1,4 +1,9 @@
-"""Which two models meet next: a pure, seeded choice from the history of battles.
+"""Which models meet next: a pure, seeded choice from the history of battles.
+
+:func:`next_pair` picks two models; :func:`next_group` picks K for a K-image battle, the same
+way: the first two as a pair, then each further model with probability proportional to what
+it would teach about the ones already chosen (the sum of its pair weights to them), so a
+group gathers close, rarely compared models (and newcomers, while short of their minimum).
 
 Two strategies:
 
@@ -32,17 +37,25 @@ Strategy = Literal["random", "info"]
 
 def pair_counts(votes: pd.DataFrame | Sequence[Mapping[str, Any]], models: Sequence[str]) -> np.ndarray:
     """Symmetric matrix of battles between ``models`` (in that order) found in ``votes``;
-    votes involving other models are ignored."""
+    votes involving other models are ignored. A K-way vote counts as a meeting of every pair
+    of its models."""
     frame = votes if isinstance(votes, pd.DataFrame) else pd.DataFrame.from_records(list(votes))
     m = len(models)
     counts = np.zeros((m, m), dtype=np.int64)
     if len(frame) == 0:
         return counts
     index = pd.Index(list(models))
-    a = index.get_indexer(frame["model_a"].astype(object))
-    b = index.get_indexer(frame["model_b"].astype(object))
+    a = index.get_indexer(frame["model_a"].astype(object)) if "model_a" in frame else np.full(len(frame), -1)
+    b = index.get_indexer(frame["model_b"].astype(object)) if "model_b" in frame else np.full(len(frame), -1)
     keep = (a >= 0) & (b >= 0) & (a != b)
     np.add.at(counts, (a[keep], b[keep]), 1)
+    if "models" in frame.columns:
+        for group in frame["models"].tolist():
+            if isinstance(group, (list, tuple)):
+                members = [k for k in index.get_indexer(list(group)).tolist() if k >= 0]
+                for x in range(len(members)):
+                    for y in range(x + 1, len(members)):
+                        counts[members[x], members[y]] += 1
     return counts + counts.T
 
 
@@ -83,6 +96,50 @@ def next_pair(
     if rng.random() < 0.5:
         i, j = j, i
     return models[int(i)], models[int(j)]
+
+
+def next_group(
+    models: Sequence[str],
+    counts: np.ndarray,
+    k: int,
+    *,
+    strategy: Strategy = "info",
+    seed: int | np.random.Generator | None = None,
+    min_votes: int = 20,
+    new_model_share: float = 0.75,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+) -> tuple[str, ...]:
+    """``k`` distinct models among ``models`` for a K-image battle, in display order (shuffled).
+
+    ``"random"``: any ``k`` models, equally likely. ``"info"``: a first pair as :func:`next_pair`
+    picks it, then each further model with probability proportional to the sum of its pair
+    weights ``(overlap + 0.1) / (1 + battles so far)`` to the models already chosen. The same
+    inputs and seed give the same group.
+    """
+    m = len(models)
+    if k < 2:
+        raise ValueError("a battle shows at least two models")
+    if k > m:
+        raise ValueError(f"a battle of {k} images needs {k} models; there are {m}")
+    if k == 2:
+        return next_pair(models, counts, strategy=strategy, seed=seed, min_votes=min_votes,
+                         new_model_share=new_model_share, intervals=intervals)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    a, b = next_pair(models, counts, strategy=strategy, seed=rng, min_votes=min_votes,
+                     new_model_share=new_model_share, intervals=intervals)
+    chosen = [list(models).index(a), list(models).index(b)]
+    if strategy == "random":
+        rest = [i for i in range(m) if i not in chosen]
+        chosen += [int(x) for x in rng.choice(rest, size=k - 2, replace=False)]
+    else:
+        weight = (_overlap(models, intervals) + 0.1) / (1.0 + np.asarray(counts))
+        np.fill_diagonal(weight, 0.0)
+        while len(chosen) < k:
+            gain = weight[:, chosen].sum(axis=1)
+            gain[chosen] = 0.0
+            chosen.append(int(rng.choice(m, p=gain / gain.sum())))
+    order = rng.permutation(k)
+    return tuple(models[chosen[int(i)]] for i in order)
 
 
 def _informative_pair(

@@ -1,9 +1,17 @@
-"""Ratings from pairwise votes: pure functions of a vote table.
+"""Ratings from arena votes: pure functions of a vote table.
 
 A vote table is a pandas DataFrame, or a list of dicts, with the columns ``model_a``,
 ``model_b``, ``winner`` (one of :data:`OUTCOMES`) and optionally ``tstamp``. Nothing here
 reads a database or keeps state: the studio calls these functions on the votes it has and
 caches what they return.
+
+A **K-way vote** (K images, one battle) is a row with ``models`` (the K names in display
+order), ``best`` and ``worst`` (a name or None) instead of ``model_a``, ``model_b`` and
+``winner``. Every method rates the comparisons it implies (:func:`kway_comparisons`): the best
+beats each other, each other beats the worst; no mark at all ("all bad") ties every pair, as
+"tie (bothbad)" does for two images. The bootstrap resamples votes, not comparisons, so the
+comparisons of one K-way vote are always drawn together, and the sandwich intervals sum each
+vote's comparisons before squaring.
 
 Conventions, compatible with FastChat's leaderboard code:
 
@@ -64,19 +72,63 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class EncodedVotes:
-    """Votes as integer arrays in time order; what every rating function works on.
+    """Votes as integer arrays of comparisons in time order; what every rating function works on.
 
     ``a[k]`` and ``b[k]`` index :attr:`models`; ``outcome[k]`` is 2 when model_a won, 1 for a
-    tie of either kind and 0 when model_b won.
+    tie of either kind and 0 when model_b won. With K-way votes, ``unit[k]`` is the vote that
+    comparison ``k`` comes from (non-decreasing) and ``appearances[i]`` the number of votes
+    model ``i`` took part in; for pairwise votes both are None (a vote is a comparison).
     """
 
     models: tuple[str, ...]
     a: np.ndarray
     b: np.ndarray
     outcome: np.ndarray
+    unit: np.ndarray | None = None
+    appearances: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.a)
+
+    @property
+    def n_votes(self) -> int:
+        """Votes (K-way ones counting once), as opposed to comparisons."""
+        if self.unit is None:
+            return len(self.a)
+        return int(self.unit[-1]) + 1 if len(self.unit) else 0
+
+    def votes_per_model(self) -> np.ndarray:
+        m = len(self.models)
+        if self.appearances is not None:
+            return self.appearances
+        return np.bincount(self.a, minlength=m) + np.bincount(self.b, minlength=m)
+
+
+def kway_comparisons(models: list[str], best: str | None, worst: str | None) -> list[tuple[str, str, str]]:
+    """The comparisons a K-way vote implies, as ``(model_a, model_b, winner)``: the best beats
+    each other (in display order), then each other but the best beats the worst; with neither
+    mark ("all bad"), every pair is a "tie (bothbad)"."""
+    if best is None and worst is None:
+        return [(models[i], models[j], "tie (bothbad)") for i in range(len(models)) for j in range(i + 1, len(models))]
+    out = [(best, m, "model_a") for m in models if best is not None and m != best]
+    out += [(m, worst, "model_a") for m in models if worst is not None and m not in (best, worst)]
+    return out
+
+
+def kway_problem(models: Any, best: Any, worst: Any) -> str | None:
+    """What is wrong with a K-way vote's fields, or None."""
+    if not isinstance(models, (list, tuple)) or len(models) < 3:
+        return "models must list three or more models (a two-model vote uses model_a, model_b and winner)"
+    if not all(isinstance(m, str) and m.strip() for m in models):
+        return "models must be non-empty strings"
+    if len(set(models)) != len(models):
+        return "models names a model twice"
+    for name, mark in (("best", best), ("worst", worst)):
+        if mark is not None and mark not in models:
+            return f"{name} is {mark!r}, which is not one of the models"
+    if best is not None and best == worst:
+        return "best and worst are the same model"
+    return None
 
 
 Votes = pd.DataFrame | Iterable[Mapping[str, Any]] | EncodedVotes
@@ -89,6 +141,10 @@ def encode_votes(votes: Votes) -> EncodedVotes:
     frame = votes if isinstance(votes, pd.DataFrame) else pd.DataFrame.from_records(list(votes))
     if len(frame) == 0:
         return EncodedVotes((), *(np.zeros(0, dtype=np.int64) for _ in range(2)), np.zeros(0, np.int8))
+    if "models" in frame.columns:
+        kway = frame["models"].map(lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))).to_numpy(bool)
+        if kway.any():
+            return _encode_with_kway(frame, kway)
     missing = [c for c in ("model_a", "model_b", "winner") if c not in frame.columns]
     if missing:
         raise ValueError(f"the vote table has no column {', '.join(missing)}")
@@ -122,6 +178,63 @@ def encode_votes(votes: Votes) -> EncodedVotes:
     return EncodedVotes(tuple(models), a.astype(np.int64), b.astype(np.int64), outcome)
 
 
+def _encode_with_kway(frame: pd.DataFrame, kway: np.ndarray) -> EncodedVotes:
+    """Encode a table holding K-way votes: every vote expanded into its comparisons, in time order."""
+    n = len(frame)
+    pair_rows = np.flatnonzero(~kway)
+    if len(pair_rows):
+        pairs = encode_votes(frame.iloc[pair_rows].drop(columns=["tstamp"], errors="ignore"))
+    else:
+        pairs = EncodedVotes((), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8))
+    names = list(pairs.models)
+    index = {name: k for k, name in enumerate(names)}
+    best = frame["best"].tolist() if "best" in frame.columns else [None] * n
+    worst = frame["worst"].tolist() if "worst" in frame.columns else [None] * n
+    models_column = frame["models"].tolist()
+    expanded: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+    code = {"model_a": A_WINS, "tie (bothbad)": TIE}
+    for row in np.flatnonzero(kway).tolist():
+        marks = [None if _missing(v) else v for v in (best[row], worst[row])]
+        problem = kway_problem(models_column[row], *marks)
+        if problem:
+            raise ValueError(f"row {row}: {problem}")
+        for name in models_column[row]:
+            if name not in index:
+                index[name] = len(names)
+                names.append(name)
+        comparisons = kway_comparisons(list(models_column[row]), *marks)
+        expanded[row] = ([index[x] for x, _, _ in comparisons], [index[y] for _, y, _ in comparisons],
+                         [code[w] for _, _, w in comparisons], [index[x] for x in models_column[row]])
+    order = np.arange(n)
+    if "tstamp" in frame.columns:
+        tstamp = pd.to_numeric(frame["tstamp"], errors="coerce").to_numpy(dtype=np.float64)
+        if not _is_sorted(tstamp):
+            order = np.argsort(tstamp, kind="stable")
+    pair_slot = np.full(n, -1)
+    pair_slot[pair_rows] = np.arange(len(pair_rows))
+    a, b, outcome, unit = [], [], [], []
+    appearances = np.zeros(len(names), dtype=np.int64)
+    for u, row in enumerate(order.tolist()):
+        if kway[row]:
+            xa, xb, xo, members = expanded[row]
+            appearances[members] += 1
+        else:
+            k = pair_slot[row]
+            xa, xb, xo = [int(pairs.a[k])], [int(pairs.b[k])], [int(pairs.outcome[k])]
+            appearances[xa[0]] += 1
+            appearances[xb[0]] += 1
+        a += xa
+        b += xb
+        outcome += xo
+        unit += [u] * len(xa)
+    return EncodedVotes(tuple(names), np.array(a, dtype=np.int64), np.array(b, dtype=np.int64),
+                        np.array(outcome, dtype=np.int8), np.array(unit, dtype=np.int64), appearances)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
 def _factorize_models(model_a: pd.Series, model_b: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Joint integer codes for the two model columns (categorical columns take a fast path)."""
     if isinstance(model_a.dtype, pd.CategoricalDtype) and isinstance(model_b.dtype, pd.CategoricalDtype):
@@ -131,12 +244,17 @@ def _factorize_models(model_a: pd.Series, model_b: pd.Series) -> tuple[np.ndarra
             lookup = np.append(names.get_indexer(column.cat.categories), -1)
             codes.append(lookup[column.cat.codes.to_numpy()])  # code -1 (missing) maps to -1
         joint = np.concatenate(codes)
-        used = np.unique(joint[joint >= 0])
-        if len(used) < len(names):  # drop categories that no vote uses
+        # Models in order of first appearance (model_a column, then model_b), as pd.factorize
+        # gives for plain columns: the bootstrap's draws follow this order, so a table read
+        # from a file and filtered gives the same numbers as the same votes from a store.
+        # Categories no vote uses are dropped.
+        order = pd.unique(joint)  # hash-based, in order of first appearance
+        order = order[order >= 0]
+        if len(order) < len(names) or (order != np.arange(len(order))).any():
             remap = np.full(len(names) + 1, -1)
-            remap[used] = np.arange(len(used))
+            remap[order] = np.arange(len(order))
             joint = remap[joint]
-            names = names[used]
+            names = names[order]
         return joint, [str(x) for x in names]
     codes, uniques = pd.factorize(pd.concat([model_a, model_b], ignore_index=True))
     return codes, [str(x) for x in uniques]
@@ -568,18 +686,36 @@ BOOTSTRAP_BLOCK = 50
 
 
 @dataclass(frozen=True)
+class KwayPatterns:
+    """The K-way votes of one component, grouped by the comparisons they imply: pattern ``p``
+    adds ``cells[p]`` (a 0/1 row per (pair, outcome) cell of the component, with multiplicity)
+    and was cast ``counts[p]`` times."""
+
+    cells: np.ndarray  # (patterns × cells of the component), dense
+    counts: np.ndarray
+
+
+@dataclass(frozen=True)
 class _BootstrapPlan:
-    """What every bootstrap block of one component needs; built once, shipped to workers."""
+    """What every bootstrap block of one component needs; built once, shipped to workers.
+
+    A resample draws votes: pairwise votes by (pair, outcome) cell, K-way votes by pattern, in
+    one multinomial, so that the comparisons of a K-way vote always come together.
+    """
 
     fit: BTFit
-    cell_counts: np.ndarray  # votes per (pair, outcome) cell, cells sorted by pair
+    cell_counts: np.ndarray  # comparisons per (pair, outcome) cell, cells sorted by pair
     cell_score: np.ndarray  # 1, 0.5 or 0: the score of the pair's first model in that cell
     cell_pair: np.ndarray
     starts: np.ndarray  # first cell of each pair
     hess0_inv: np.ndarray  # inverse of the full-data Hessian (+ 11ᵀ/m)
+    draw_counts: np.ndarray  # votes per resampling category: pairwise cells, then K-way patterns
+    pair_cells: np.ndarray | None = None  # the cell of each pairwise category (None: every cell, in order)
+    patterns: np.ndarray | None = None  # K-way patterns × cells
 
     @classmethod
-    def build(cls, fit: BTFit) -> _BootstrapPlan:
+    def build(cls, fit: BTFit, pairwise: PairCounts | None = None, kway: KwayPatterns | None = None) -> _BootstrapPlan:
+        """``pairwise`` and ``kway``: the component's votes apart (None: every vote pairwise)."""
         pc = fit.counts
         m = len(fit.theta)
         cell_counts = np.stack([pc.wins_i, pc.ties, pc.wins_j], axis=1).ravel()
@@ -589,7 +725,68 @@ class _BootstrapPlan:
         cell_pair = cell_pair[keep]
         starts = np.flatnonzero(np.r_[True, cell_pair[1:] != cell_pair[:-1]])
         _, hess0 = _bt_grad_hess(fit.theta, pc, fit.l2)
-        return cls(fit, cell_counts[keep], cell_score[keep], cell_pair, starts, np.linalg.inv(hess0 + 1.0 / m))
+        hess0_inv = np.linalg.inv(hess0 + 1.0 / m)
+        if kway is None:
+            return cls(fit, cell_counts[keep], cell_score[keep], cell_pair, starts, hess0_inv, cell_counts[keep])
+        single = np.stack([pairwise.wins_i, pairwise.ties, pairwise.wins_j], axis=1).ravel()[keep]
+        pair_cells = np.flatnonzero(single > 0)
+        draw = np.concatenate([single[pair_cells], kway.counts.astype(np.float64)])
+        return cls(fit, cell_counts[keep], cell_score[keep], cell_pair, starts, hess0_inv, draw, pair_cells,
+                   kway.cells[:, keep].astype(np.float64))
+
+    def resample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Comparisons per cell in ``size`` resamples of the votes (rows)."""
+        draws = resample_counts(rng, self.draw_counts, size).astype(np.float64)
+        if self.patterns is None:
+            return draws
+        counts = np.zeros((size, len(self.cell_counts)))
+        n_pair = len(self.pair_cells)
+        counts[:, self.pair_cells] = draws[:, :n_pair]
+        counts += draws[:, n_pair:] @ self.patterns
+        return counts
+
+
+def kway_patterns(ev: EncodedVotes, pc: PairCounts) -> tuple[PairCounts, dict[tuple[int, ...], int], np.ndarray]:
+    """Split votes for the bootstrap: the pair counts of the pairwise votes (aligned with ``pc``),
+    and the K-way votes as patterns ``{cells: count}``, a pattern being the sorted cell numbers
+    ``3·pair + (0 win of i, 1 tie, 2 win of j)`` of its comparisons in ``pc``; plus each pattern's first model."""
+    m = len(ev.models)
+    lo, hi = np.minimum(ev.a, ev.b), np.maximum(ev.a, ev.b)
+    slot = np.searchsorted(pc.i * m + pc.j, lo * m + hi)
+    side = np.where(ev.a == lo, ev.outcome, 2 - ev.outcome)  # outcome from the lower index's side
+    cell = 3 * slot + (2 - side)  # 2 (i won) → 0, tie → 1, 0 (j won) → 2
+    sizes = np.bincount(ev.unit, minlength=ev.n_votes)
+    single = sizes[ev.unit] == 1
+    cells = np.zeros(3 * len(pc.i))
+    np.add.at(cells, cell[single], 1.0)
+    cells = cells.reshape(-1, 3)
+    pairwise = PairCounts(pc.models, pc.i, pc.j, cells[:, 0], cells[:, 1], cells[:, 2])
+    patterns: dict[tuple[int, ...], int] = {}
+    first: dict[tuple[int, ...], int] = {}
+    multi = np.flatnonzero(~single)
+    if len(multi):
+        bounds = np.flatnonzero(np.r_[True, ev.unit[multi][1:] != ev.unit[multi][:-1], True])
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            key = tuple(sorted(cell[multi[start:stop]].tolist()))
+            patterns[key] = patterns.get(key, 0) + 1
+            first.setdefault(key, int(ev.a[multi[start]]))
+    return pairwise, patterns, np.array([first[k] for k in patterns], dtype=np.int64)
+
+
+def _component_patterns(fit: BTFit, pc: PairCounts, patterns: dict[tuple[int, ...], int], first: np.ndarray
+                        ) -> KwayPatterns:
+    """The patterns of one component, as rows over its cells (in ``fit.counts`` numbering)."""
+    member = np.zeros(len(pc.models), dtype=bool)
+    member[fit.members] = True
+    local = np.full(len(pc.i), -1)
+    inside = member[pc.i] & member[pc.j]
+    local[inside] = np.arange(int(inside.sum()))  # restrict() keeps the pairs in the same order
+    keys = [key for key, f in zip(patterns, first.tolist()) if member[f]]
+    rows = np.zeros((len(keys), 3 * int(inside.sum())))
+    for r, key in enumerate(keys):
+        for c in key:
+            rows[r, 3 * local[c // 3] + c % 3] += 1.0
+    return KwayPatterns(rows, np.array([patterns[k] for k in keys], dtype=np.float64))
 
 
 def resample_counts(rng: np.random.Generator, counts: np.ndarray, size: int) -> np.ndarray:
@@ -630,7 +827,7 @@ def _bootstrap_block(plan: _BootstrapPlan, seed: np.random.SeedSequence, size: i
     pc, theta0, l2 = fit.counts, fit.theta, fit.l2
     m = len(theta0)
     rng = np.random.default_rng(seed)
-    counts = resample_counts(rng, plan.cell_counts, size).astype(np.float64)
+    counts = plan.resample(rng, size)
     n = np.add.reduceat(counts, plan.starts, axis=1)
     s = np.add.reduceat(counts * plan.cell_score, plan.starts, axis=1)
 
@@ -682,28 +879,41 @@ def _nonempty(pc: PairCounts) -> PairCounts:
     return PairCounts(pc.models, pc.i[keep], pc.j[keep], pc.wins_i[keep], pc.ties[keep], pc.wins_j[keep])
 
 
-def _sandwich_cov(fit: BTFit) -> np.ndarray:
-    """Robust covariance of θ: H⁻¹ J H⁻¹, J summing the outer products of per-vote scores."""
+def _sandwich_cov(fit: BTFit, pairwise: PairCounts | None = None, kway: KwayPatterns | None = None) -> np.ndarray:
+    """Robust covariance of θ: H⁻¹ J H⁻¹, J summing the outer products of per-vote scores (a
+    K-way vote's score is the sum of its comparisons' scores; ``pairwise`` and ``kway`` hold
+    the component's votes apart, None when every vote is pairwise)."""
     pc, theta = fit.counts, fit.theta
     m = len(theta)
     p = _expit(LN10 * (theta[pc.i] - theta[pc.j]))
+    votes = pc if kway is None else pairwise
     # Per-vote score of a pair is LN10·(y - p)·(e_i - e_j) with y = 1, 1/2 or 0.
-    meat_w = LN10 * LN10 * (pc.wins_i * (1 - p) ** 2 + pc.ties * (0.5 - p) ** 2 + pc.wins_j * p**2)
+    meat_w = LN10 * LN10 * (votes.wins_i * (1 - p) ** 2 + votes.ties * (0.5 - p) ** 2 + votes.wins_j * p**2)
     meat = np.zeros((m, m))
     meat[pc.i, pc.j] = -meat_w
     meat[pc.j, pc.i] = -meat_w
     meat[np.diag_indices(m)] = np.bincount(pc.i, meat_w, m) + np.bincount(pc.j, meat_w, m)
+    if kway is not None and len(kway.counts):
+        score = LN10 * (np.array([1.0, 0.5, 0.0])[None, :] - p[:, None])  # per (pair, outcome) cell
+        per_cell = np.zeros((3 * len(p), m))
+        rows = np.arange(3 * len(p))
+        per_cell[rows, np.repeat(pc.i, 3)] = score.ravel()
+        per_cell[rows, np.repeat(pc.j, 3)] = -score.ravel()
+        g = kway.cells @ per_cell  # each pattern's score
+        meat += g.T @ (g * kway.counts[:, None])
     _, hess = _bt_grad_hess(theta, pc, fit.l2)
     bread = np.linalg.inv(hess + 1.0 / m)
     return bread @ meat @ bread
 
 
-def _intervals(fit: BTFit, method: str, thetas: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """95% interval on the Elo scale for each member of the component."""
+def _intervals(fit: BTFit, method: str, thetas: np.ndarray | None, votes: tuple = (None, None)
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval on the Elo scale for each member of the component (``votes``: the
+    component's pairwise counts and K-way patterns apart, for the sandwich)."""
     if method == "bootstrap":
         elo = fit.elo(thetas)
         return np.quantile(elo, 0.025, axis=0), np.quantile(elo, 0.975, axis=0)
-    cov = _sandwich_cov(fit)
+    cov = _sandwich_cov(fit, *votes)
     var = np.diag(cov).copy()
     if fit.anchor_index is not None:  # uncertainty of the difference to the anchor
         k = fit.anchor_index
@@ -795,9 +1005,14 @@ def leaderboard(
     pc = pair_counts(ev)
     fits = _fit_components(pc, l2, anchor, warnings)
 
+    # K-way votes are resampled whole: split them from the pairwise ones, per component.
+    split: list[tuple] = [(None, None)] * len(fits)
+    if ev.unit is not None:
+        pairwise, patterns, first = kway_patterns(ev, pc)
+        split = [(pairwise.restrict(fit.members), _component_patterns(fit, pc, patterns, first)) for fit in fits]
     # The bootstrap runs in seeded blocks, so a block draws the same votes in whichever
     # process runs it: results do not depend on ``workers``.
-    plans = [_BootstrapPlan.build(fit) for fit in fits] if ci == "bootstrap" else []
+    plans = [_BootstrapPlan.build(fit, *split[c]) for c, fit in enumerate(fits)] if ci == "bootstrap" else []
     blocks = []  # (component, first round, seed, size)
     for c, component_seed in enumerate(np.random.SeedSequence(seed).spawn(len(plans))):
         starts = range(0, rounds, BOOTSTRAP_BLOCK)
@@ -840,7 +1055,7 @@ def leaderboard(
 
     lows, highs, elo_bt, comp = np.empty(m), np.empty(m), np.empty(m), np.empty(m, dtype=np.int64)
     for c, fit in enumerate(fits):
-        low, high = _intervals(fit, ci, thetas[c] if plans else None)
+        low, high = _intervals(fit, ci, thetas[c] if plans else None, split[c])
         lows[fit.members], highs[fit.members] = low, high
         elo_bt[fit.members] = fit.elo()
         comp[fit.members] = c + 1
@@ -849,9 +1064,11 @@ def leaderboard(
     losses = np.bincount(ev.a[ev.outcome == B_WINS], minlength=m) + np.bincount(ev.b[ev.outcome == A_WINS], minlength=m)
     ties = np.bincount(ev.a[ev.outcome == TIE], minlength=m) + np.bincount(ev.b[ev.outcome == TIE], minlength=m)
 
+    appearances = ev.votes_per_model()
     rows = []
     for k, name in enumerate(ev.models):
-        n_votes = int(wins[k] + losses[k] + ties[k])
+        n_votes = int(appearances[k])
+        n_comparisons = int(wins[k] + losses[k] + ties[k])
         rows.append({
             "rank_ub": 1 + int(np.sum((comp == comp[k]) & (lows > highs[k]))),
             "model": name,
@@ -866,12 +1083,12 @@ def leaderboard(
             "wins": int(wins[k]),
             "losses": int(losses[k]),
             "ties": int(ties[k]),
-            "win_rate": float(wins[k] / n_votes),
+            "win_rate": float(wins[k] / n_comparisons),
             "component": int(comp[k]),
         })
     rows.sort(key=lambda r: (r["component"], -r["elo"], r["model"]))
     groups = [sorted(fit.counts.models) for fit in fits]
-    return Leaderboard(rows, warnings, groups, ci, rounds if ci == "bootstrap" else 0, len(ev))
+    return Leaderboard(rows, warnings, groups, ci, rounds if ci == "bootstrap" else 0, ev.n_votes)
 
 
 def _online_ratings(
@@ -894,7 +1111,7 @@ def process_pool_context() -> multiprocessing.context.BaseContext:
 
 def _drop_rare_models(ev: EncodedVotes, min_votes: int, warnings: list[str]) -> EncodedVotes:
     m = len(ev.models)
-    per_model = np.bincount(ev.a, minlength=m) + np.bincount(ev.b, minlength=m)
+    per_model = ev.votes_per_model()
     rare = per_model < min_votes
     if not rare.any():
         return ev
@@ -904,9 +1121,11 @@ def _drop_rare_models(ev: EncodedVotes, min_votes: int, warnings: list[str]) -> 
     used = np.flatnonzero(~rare)
     remap = np.full(m, -1)
     remap[used] = np.arange(len(used))
-    return EncodedVotes(
-        tuple(ev.models[k] for k in used), remap[ev.a[keep]], remap[ev.b[keep]], ev.outcome[keep]
-    )
+    if ev.unit is None:
+        return EncodedVotes(tuple(ev.models[k] for k in used), remap[ev.a[keep]], remap[ev.b[keep]], ev.outcome[keep])
+    units, unit = np.unique(ev.unit[keep], return_inverse=True)
+    return EncodedVotes(tuple(ev.models[k] for k in used), remap[ev.a[keep]], remap[ev.b[keep]], ev.outcome[keep],
+                        unit.astype(np.int64), per_model[used])
 
 
 def parse_anchor(text: str) -> tuple[str, float]:

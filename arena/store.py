@@ -8,7 +8,9 @@ processes) never interleave; reads use one connection per thread.
 Votes are append-only: one vote per battle (a UNIQUE column), no UPDATE or DELETE (triggers
 refuse them). :meth:`ArenaStore.record_vote` accepts a vote only for an existing battle with no
 vote yet, from the voter it was served to, with an outcome in :data:`OUTCOMES`; anything else
-raises a :class:`VoteError` and changes nothing.
+raises a :class:`VoteError` and changes nothing. A vote may carry flags (``fast``, ``burst``…,
+see :mod:`arena.hygiene`); an admin may exclude a voter (:meth:`ArenaStore.exclude_voter`),
+which leaves their votes out of the default boards without touching them, and reverses.
 
 Schema changes are migrations: functions registered with :func:`migration`, applied in order
 at open, each in its own transaction and recorded in the ``_migrations`` table.
@@ -38,7 +40,8 @@ from typing import Any
 import pandas as pd
 import sqlite_utils
 
-from arena.ratings import OUTCOMES
+from arena.hygiene import EXCLUDED, FAST, NAMED, is_flags_text, join_flags, with_flags
+from arena.ratings import OUTCOMES, kway_problem
 
 JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "lost")
 
@@ -65,6 +68,10 @@ class InvalidOutcome(VoteError):
 
 class WrongVoter(VoteError):
     """The battle was served to another voter."""
+
+
+class RevealedBattle(VoteError):
+    """The battle's names were shown before any vote: a vote now would not be blind."""
 
 
 class ImportConflict(VoteError):
@@ -190,6 +197,58 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migration
+def m002_vote_flags(db: sqlite_utils.Database) -> None:
+    """Flags on votes (a sorted, comma-separated set of names: see arena.hygiene) and the
+    voters an admin left out of the boards (a row per voter while excluded; votes untouched)."""
+    db.execute("ALTER TABLE votes ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
+    db.execute(
+        """CREATE TABLE excluded_voters (
+            voter TEXT PRIMARY KEY,
+            reason TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL
+        )"""
+    )
+
+
+RANKED = "ranked"
+"""The ``outcome`` of a K-way vote; its marks are in ``best`` and ``worst``."""
+
+
+@migration
+def m003_kway_battles(db: sqlite_utils.Database) -> None:
+    """K-way battles and votes: a battle's ``models`` and ``samples`` (JSON lists, K ≥ 3; NULL for
+    a pair), when its names were ``revealed``; a vote's ``best`` and ``worst`` marks with the
+    outcome 'ranked'. The votes table is rebuilt from its own SQL to widen the outcome check,
+    keeping every column, index and trigger (votes stay append-only: DROP fires no trigger)."""
+    db.execute("ALTER TABLE battles ADD COLUMN models TEXT")
+    db.execute("ALTER TABLE battles ADD COLUMN samples TEXT")
+    db.execute("ALTER TABLE battles ADD COLUMN revealed REAL")
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'votes'").fetchone()[0]
+    check = "CHECK (outcome IN (" + ", ".join(repr(o) for o in OUTCOMES) + "))"
+    if check not in sql:
+        raise RuntimeError(f"votes has an outcome check this migration does not know: {sql}")
+    wider = "CHECK (outcome IN (" + ", ".join(repr(o) for o in (*OUTCOMES, RANKED)) + "))"
+    others = db.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'votes' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+    ).fetchall()
+    db.execute(sql.replace(check, wider).replace("CREATE TABLE votes", "CREATE TABLE votes_wider", 1))
+    db.execute("INSERT INTO votes_wider SELECT * FROM votes")
+    db.execute("DROP TABLE votes")
+    db.execute("ALTER TABLE votes_wider RENAME TO votes")
+    for (statement,) in others:
+        db.execute(statement)
+    db.execute("ALTER TABLE votes ADD COLUMN best TEXT")
+    db.execute("ALTER TABLE votes ADD COLUMN worst TEXT")
+
+
+@migration
+def m004_battles_by_voter(db: sqlite_utils.Database) -> None:
+    """An index on who each battle was served to: the studio asks whether a voter is new on
+    every first battle of a voter it has not seen since it started."""
+    db.execute("CREATE INDEX IF NOT EXISTS battles_by_voter ON battles (voter)")
+
+
 # ---------------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +256,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 _JOB_FIELDS = ("status", "pid", "run_dir", "started", "finished", "error")
 _VOTE_COLUMNS = (
     "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "prompt",
-    "sample_a", "sample_b",
+    "sample_a", "sample_b", "flags", "category", "models", "best", "worst", "samples", "covariates",
 )
 
 
@@ -453,9 +512,12 @@ class ArenaStore:
 
     # -- battles and votes ---------------------------------------------------------------------
 
-    def create_battle(self, sample_a: int, sample_b: int, *, voter: str | None = None) -> dict[str, Any]:
+    def create_battle(
+        self, sample_a: int, sample_b: int, *, voter: str | None = None, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A battle between two samples of the same prompt by different models; ``voter`` is
-        who it is served to (only they may vote on it). Returns the battle with its id."""
+        who it is served to (only they may vote on it); ``meta`` is kept with it (``covariates``:
+        one object of numbers per image, in side order). Returns the battle with its id."""
         with self._write() as db:
             rows = {
                 row[0]: row
@@ -474,58 +536,153 @@ class ArenaStore:
             battle = {
                 "id": secrets.token_urlsafe(16), "task": a[3], "model_a": a[1], "model_b": b[1],
                 "prompt_id": a[2], "sample_a": sample_a, "sample_b": sample_b, "voter": voter,
-                "created": time.time(), "meta": None,
+                "created": time.time(), "meta": json.dumps(dict(meta)) if meta else None,
             }
             db["battles"].insert(battle)
         return battle
+
+    def create_kway_battle(
+        self, samples: list[int], *, voter: str | None = None, meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A battle among K ≥ 3 samples of the same prompt by K different models, shown in this
+        order; voted on with :meth:`record_ranking`. Returns it with ``models`` and its id."""
+        samples = [int(x) for x in samples]
+        if len(samples) < 3:
+            raise StoreError("a K-way battle needs three or more samples (two: create_battle)")
+        with self._write() as db:
+            marks = ", ".join("?" * len(samples))
+            rows = {row[0]: row for row in db.execute(
+                f"SELECT id, model, prompt_id, task FROM samples WHERE id IN ({marks})", samples)}
+            for sample in samples:
+                if sample not in rows:
+                    raise StoreError(f"unknown sample {sample!r}")
+            if len({rows[x][2] for x in samples}) != 1:
+                raise StoreError(f"samples {samples} answer different prompts")
+            models = [rows[x][1] for x in samples]
+            if len(set(models)) != len(models):
+                raise StoreError(f"samples {samples} are not by {len(samples)} different models: {models}")
+            first = rows[samples[0]]
+            battle = {
+                "id": secrets.token_urlsafe(16), "task": first[3], "model_a": models[0], "model_b": models[1],
+                "prompt_id": first[2], "sample_a": samples[0], "sample_b": samples[1], "voter": voter,
+                "created": time.time(), "meta": json.dumps(dict(meta)) if meta else None,
+                "models": json.dumps(models), "samples": json.dumps(samples),
+            }
+            db["battles"].insert(battle)
+        return {**battle, "models": models, "samples": samples}
+
+    def reveal_battle(self, battle_id: str, voter: str | None = None) -> dict[str, Any]:
+        """Show a battle's names without a vote (the voter skips it): from then on no vote is
+        taken for it (:class:`RevealedBattle`). Returns the battle."""
+        with self._write() as db:
+            row = db.execute("SELECT voter FROM battles WHERE id = ?", [battle_id]).fetchone()
+            if row is None:
+                raise UnknownBattle(f"no battle {battle_id!r}")
+            if voter is not None and row[0] is not None and voter != row[0]:
+                raise WrongVoter(f"battle {battle_id!r} was served to another voter")
+            db.execute("UPDATE battles SET revealed = coalesce(revealed, ?) WHERE id = ?", [time.time(), battle_id])
+        return self.get_battle(battle_id)  # type: ignore[return-value]
 
     def get_battle(self, battle_id: str) -> dict[str, Any] | None:
         """The battle, with its ``vote`` (None until voted)."""
         rows = self._query("SELECT * FROM battles WHERE id = ?", [battle_id])
         if not rows:
             return None
-        battle = _json_fields(rows[0], meta=None)
+        battle = _json_fields(rows[0], meta=None, models=None, samples=None)
         votes = self._query(
-            "SELECT outcome, voter, judge, anony, tstamp FROM votes WHERE battle_id = ?", [battle_id]
+            "SELECT outcome, voter, judge, anony, tstamp, flags, best, worst FROM votes WHERE battle_id = ?", [battle_id]
         )
         battle["vote"] = {**votes[0], "anony": bool(votes[0]["anony"])} if votes else None
         return battle
 
     def record_vote(
         self, battle_id: str, outcome: str, *, voter: str | None = None, judge: str = "human",
-        anony: bool = True, tstamp: float | None = None,
+        anony: bool = True, tstamp: float | None = None, flags: Iterable[str] = (),
+        min_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """Record the one vote of a battle; returns it with the two model names revealed.
+        """Record the one vote of a two-image battle; returns it with the model names revealed.
 
+        ``flags`` are stored with the vote (see :mod:`arena.hygiene`); with ``min_seconds``, a
+        vote sent sooner than that after the battle was created also gets the ``fast`` flag.
         Raises :class:`InvalidOutcome`, :class:`UnknownBattle`, :class:`WrongVoter` (the
-        battle was served to another voter) or :class:`AlreadyVoted`; nothing is written then.
+        battle was served to another voter), :class:`AlreadyVoted` or :class:`RevealedBattle`
+        (its names were shown); nothing is written then.
         """
         if not isinstance(outcome, str) or outcome not in OUTCOMES:
             raise InvalidOutcome(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        return self._record(battle_id, outcome, None, None, voter=voter, judge=judge, anony=anony, tstamp=tstamp,
+                            flags=flags, min_seconds=min_seconds)
+
+    def record_ranking(
+        self, battle_id: str, best: str | None, worst: str | None = None, *, voter: str | None = None,
+        judge: str = "human", anony: bool = True, tstamp: float | None = None, flags: Iterable[str] = (),
+        min_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Record the one vote of a K-way battle: the ``best`` model and optionally the ``worst``
+        (names from the battle's ``models``); neither is "all bad". Refusals as for :meth:`record_vote`."""
+        for name, mark in (("best", best), ("worst", worst)):
+            if mark is not None and not isinstance(mark, str):
+                raise InvalidOutcome(f"{name} must be a model name or None, not {mark!r}")
+        if best is not None and best == worst:
+            raise InvalidOutcome("the best and the worst image cannot be the same")
+        return self._record(battle_id, RANKED, best, worst, voter=voter, judge=judge, anony=anony, tstamp=tstamp,
+                            flags=flags, min_seconds=min_seconds)
+
+    def _record(
+        self, battle_id: str, outcome: str, best: str | None, worst: str | None, *, voter: str | None, judge: str,
+        anony: bool, tstamp: float | None, flags: Iterable[str], min_seconds: float | None,
+    ) -> dict[str, Any]:
         if not isinstance(judge, str) or not judge:
             raise VoteError("a vote needs a judge: 'human' or the automatic judge's name")
         if not isinstance(battle_id, str):
             raise UnknownBattle(f"no battle {battle_id!r}")
+        try:
+            flag_text = join_flags(flags)
+        except ValueError as exc:
+            raise VoteError(str(exc)) from None
+        when = time.time() if tstamp is None else float(tstamp)
         with self._write() as db:
             battle = db.execute(
-                "SELECT model_a, model_b, voter, task FROM battles WHERE id = ?", [battle_id]
+                "SELECT model_a, model_b, voter, task, created, models, revealed, json_extract(meta, '$.named') "
+                "FROM battles WHERE id = ?", [battle_id]
             ).fetchone()
             if battle is None:
                 raise UnknownBattle(f"no battle {battle_id!r}")
-            model_a, model_b, served_to, task = battle
+            model_a, model_b, served_to, task, created, models_json, revealed, named = battle
+            anony = anony and not named  # a battle served with the names shown is never an anonymous vote
             if voter is not None and served_to is not None and voter != served_to:
                 raise WrongVoter(f"battle {battle_id!r} was served to another voter")
             if db.execute("SELECT 1 FROM votes WHERE battle_id = ?", [battle_id]).fetchone():
-                raise AlreadyVoted(f"battle {battle_id!r} already has a vote")
+                raise AlreadyVoted(f"battle {battle_id!r} already has a vote: its names were revealed with it")
+            if revealed is not None:
+                raise RevealedBattle(f"battle {battle_id!r} was revealed without a vote: a vote now would not be blind")
+            models = json.loads(models_json) if models_json else None
+            if models is None and outcome == RANKED:
+                raise InvalidOutcome(f"battle {battle_id!r} shows two images: vote one of {', '.join(OUTCOMES)}")
+            if models is not None and outcome != RANKED:
+                raise InvalidOutcome(f"battle {battle_id!r} shows {len(models)} images: mark the best (and the worst), "
+                                     "or neither for 'all bad'")
+            for name, mark in (("best", best), ("worst", worst)):
+                if mark is not None and mark not in models:
+                    raise InvalidOutcome(f"{name} {mark!r} is not one of the battle's models")
+            if min_seconds is not None and when - created < min_seconds:
+                flag_text = with_flags(flag_text, FAST)
             vote = {
                 "battle_id": battle_id, "outcome": outcome, "voter": voter if voter is not None else served_to,
-                "judge": judge, "anony": int(bool(anony)), "tstamp": time.time() if tstamp is None else float(tstamp),
+                "judge": judge, "anony": int(bool(anony)), "tstamp": when, "flags": flag_text,
+                "best": best, "worst": worst,
             }
             try:
                 db["votes"].insert(vote)
             except sqlite3.IntegrityError as exc:  # another process won the race
                 raise AlreadyVoted(f"battle {battle_id!r} already has a vote") from exc
-        return {**vote, "anony": bool(anony), "task": task, "model_a": model_a, "model_b": model_b}
+            db.execute("UPDATE battles SET revealed = ? WHERE id = ?", [when, battle_id])
+        out = {**vote, "anony": bool(anony), "task": task, "model_a": model_a, "model_b": model_b}
+        if models is None:
+            del out["best"], out["worst"]
+        else:
+            out["models"] = models
+        return out
 
     def vote_count(self, task: str | None = None) -> int:
         rows = self._query(
@@ -544,25 +701,56 @@ class ArenaStore:
         )
         return {row["judge"]: row["n"] for row in rows}
 
-    def vote_records(self, task: str | None = None, judge: str | None = None) -> Iterator[dict[str, Any]]:
+    def vote_records(
+        self, task: str | None = None, judge: str | None = None, voter: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Votes in time order as export records (the fields of :data:`arena.io.EXPORT_FIELDS`);
-        voters are left out: they identify people."""
+        voters are left out: they identify people (``voter`` selects one voter's votes).
+
+        ``flags`` holds the vote's stored flags plus ``named`` for a vote cast with the names
+        shown and ``excluded`` while its voter is excluded, so that the records say by themselves
+        which votes the default board leaves out (:func:`arena.hygiene.counted_votes`).
+        """
         sql = """
-            SELECT b.id AS battle_id, b.task, b.model_a, b.model_b, v.outcome AS winner, v.judge,
+            SELECT b.id AS battle_id, b.task,
+                   CASE WHEN b.models IS NULL THEN b.model_a END AS model_a,
+                   CASE WHEN b.models IS NULL THEN b.model_b END AS model_b,
+                   CASE WHEN b.models IS NULL THEN v.outcome END AS winner, v.judge,
                    v.anony, v.tstamp, coalesce(p.text, json_extract(b.meta, '$.prompt')) AS prompt,
-                   coalesce(b.sample_a, json_extract(b.meta, '$.sample_a')) AS sample_a,
-                   coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) AS sample_b
+                   CASE WHEN b.models IS NULL THEN coalesce(b.sample_a, json_extract(b.meta, '$.sample_a')) END AS sample_a,
+                   CASE WHEN b.models IS NULL THEN coalesce(b.sample_b, json_extract(b.meta, '$.sample_b')) END AS sample_b,
+                   v.flags, x.voter IS NOT NULL AS voter_excluded,
+                   coalesce(json_extract(b.meta, '$.category'), p.family) AS category,
+                   b.models, v.best, v.worst, coalesce(b.samples, json_extract(b.meta, '$.samples')) AS samples,
+                   json_extract(b.meta, '$.covariates') AS covariates
             FROM votes v JOIN battles b ON b.id = v.battle_id LEFT JOIN prompts p ON p.id = b.prompt_id
+            LEFT JOIN excluded_voters x ON x.voter = v.voter
             WHERE (:task IS NULL OR b.task = :task) AND (:judge IS NULL OR v.judge = :judge)
+                  AND (:voter IS NULL OR v.voter = :voter)
             ORDER BY v.tstamp, v.id"""
+        loads = json.loads
         with self._read() as db:
-            for row in db.query(sql, {"task": task, "judge": judge}):
+            for row in db.query(sql, {"task": task, "judge": judge, "voter": voter}):
                 row["anony"] = bool(row["anony"])
+                derived = ([] if row["anony"] else [NAMED]) + ([EXCLUDED] if row.pop("voter_excluded") else [])
+                if derived:
+                    row["flags"] = with_flags(row["flags"], *derived)
+                for name in ("models", "samples", "covariates"):
+                    if row[name] is not None:
+                        row[name] = loads(row[name])
+                for key in ("sample_a", "sample_b"):  # an id an older import stored as 329.0
+                    if isinstance(row[key], float) and row[key].is_integer():
+                        row[key] = int(row[key])
                 yield row
 
-    def votes_frame(self, task: str | None = None, judge: str | None = None) -> pd.DataFrame:
-        """The vote table the rating functions take (see :mod:`arena.ratings`)."""
-        return pd.DataFrame(list(self.vote_records(task, judge)), columns=list(_VOTE_COLUMNS))
+    def votes_frame(self, task: str | None = None, judge: str | None = None, voter: str | None = None) -> pd.DataFrame:
+        """The vote table the rating functions take (see :mod:`arena.ratings`); sample ids keep
+        their type (an object column: integers with a missing one among them stay integers)."""
+        records = list(self.vote_records(task, judge, voter))
+        frame = pd.DataFrame(records, columns=list(_VOTE_COLUMNS))
+        for name in ("sample_a", "sample_b"):
+            frame[name] = pd.Series([r.get(name) for r in records], index=frame.index, dtype=object)
+        return frame
 
     def import_votes(
         self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None,
@@ -576,7 +764,8 @@ class ArenaStore:
         is refused, and so is one whose battle is already in the store, unless
         ``skip_existing`` (then it is left out, which makes importing the same file again a
         no-op). FastChat's voter ids in ``judge`` (``arena_user_…``) become human votes with
-        that voter. Missing ``anony`` counts as anonymous and a missing ``tstamp`` as now.
+        that voter. Missing ``anony`` counts as anonymous and a missing ``tstamp`` as now;
+        ``flags`` are kept as they are (an exported ``excluded`` or ``named`` flag stays with the vote).
         ``source`` (where the votes come from) is kept in each battle's ``meta``.
         """
         if isinstance(votes, pd.DataFrame):
@@ -603,20 +792,28 @@ class ArenaStore:
                 continue
             seen[battle_id] = where
             record_task = record.get("task") or task
-            for name in (record["model_a"], record["model_b"]):
+            kway = record.get("models") is not None
+            names = list(record["models"]) if kway else [record["model_a"], record["model_b"]]
+            for name in names:
                 models.setdefault(name, set()).add(record_task)
             judge, voter = record.get("judge") or "human", None
             if judge.startswith("arena_user"):
                 judge, voter = "human", record["judge"]
-            meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b") if record.get(key) is not None}
+            meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b", "samples", "category", "covariates")
+                    if record.get(key) is not None}
+            for key in ("sample_a", "sample_b"):  # an id read as 329.0 is the integer 329
+                if isinstance(meta.get(key), float) and meta[key].is_integer():
+                    meta[key] = int(meta[key])
             if source is not None:
                 meta["source"] = source
-            battles.append((battle_id, record_task, record["model_a"], record["model_b"], voter, now,
-                            json.dumps(meta) if meta else None))
+            battles.append((battle_id, record_task, names[0], names[1], voter, now,
+                            json.dumps(meta) if meta else None, json.dumps(names) if kway else None))
             anony = record.get("anony")
             tstamp = record.get("tstamp")
-            new_votes.append((battle_id, record["winner"], voter, judge, 1 if anony is None else int(bool(anony)),
-                              now if tstamp is None else float(tstamp)))
+            new_votes.append((battle_id, RANKED if kway else record["winner"], voter, judge,
+                              1 if anony is None else int(bool(anony)), now if tstamp is None else float(tstamp),
+                              join_flags(record.get("flags") or ""), record.get("best") if kway else None,
+                              record.get("worst") if kway else None))
         with self._write() as db:
             existing = set()
             ids = [b[0] for b in battles]
@@ -627,7 +824,7 @@ class ArenaStore:
             if skip_existing and existing:
                 battles = [b for b in battles if b[0] not in existing]
                 new_votes = [v for v in new_votes if v[0] not in existing]
-                used = {name for b in battles for name in (b[2], b[3])}
+                used = {name for b in battles for name in (json.loads(b[7]) if b[7] else (b[2], b[3]))}
                 models = {name: tasks for name, tasks in models.items() if name in used}
             else:
                 problems += [f"{seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
@@ -638,14 +835,61 @@ class ArenaStore:
                 [(name, json.dumps(sorted(tasks)), now) for name, tasks in models.items()],
             )
             db.conn.executemany(
-                "INSERT INTO battles (id, task, model_a, model_b, voter, created, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO battles (id, task, model_a, model_b, voter, created, meta, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 battles,
             )
             db.conn.executemany(
-                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp, flags, best, worst) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 new_votes,
             )
         return len(new_votes)
+
+    # -- voters --------------------------------------------------------------------------------
+
+    def exclude_voter(self, voter: str, reason: str = "") -> dict[str, Any]:
+        """Leave a voter's votes out of the default boards (their votes stay as they are; the
+        exports flag them ``excluded``). Refused for a voter with no vote (a typo, most likely).
+        Excluding again updates the reason. :meth:`include_voter` reverses it."""
+        if not isinstance(voter, str) or not voter:
+            raise StoreError("a voter id is needed")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM votes WHERE voter = ? LIMIT 1", [voter]).fetchone() is None:
+                raise StoreError(f"no votes from voter {voter!r}: nothing to exclude (voters: qwenrl votes voters)")
+            db.execute(
+                """INSERT INTO excluded_voters (voter, reason, created) VALUES (?, ?, ?)
+                   ON CONFLICT (voter) DO UPDATE SET reason = excluded.reason""",
+                [voter, str(reason or ""), time.time()],
+            )
+        return self._query("SELECT * FROM excluded_voters WHERE voter = ?", [voter])[0]
+
+    def include_voter(self, voter: str) -> bool:
+        """Count an excluded voter's votes again; False when the voter was not excluded."""
+        with self._write() as db:
+            return db.execute("DELETE FROM excluded_voters WHERE voter = ?", [voter]).rowcount > 0
+
+    def voter_seen(self, voter: str) -> bool:
+        """Whether any battle was ever served to ``voter`` (a returning voter, not a new one)."""
+        return bool(self._query("SELECT 1 AS seen FROM battles WHERE voter = ? LIMIT 1", [voter]))
+
+    def excluded_voters(self) -> list[dict[str, Any]]:
+        """Excluded voters (``voter``, ``reason``, ``created``), oldest first."""
+        return self._query("SELECT * FROM excluded_voters ORDER BY created, voter")
+
+    def voters(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Each voter's ``votes``, ``flagged`` (votes stored with a flag), ``first`` and ``last``
+        vote times and whether ``excluded``: what an admin looks at before excluding one.
+        Automatic judges vote as themselves and are listed too."""
+        rows = self._query(
+            """SELECT v.voter, count(*) AS votes, sum(v.flags != '') AS flagged, min(v.tstamp) AS first,
+                      max(v.tstamp) AS last, x.voter IS NOT NULL AS excluded
+               FROM votes v JOIN battles b ON b.id = v.battle_id
+               LEFT JOIN excluded_voters x ON x.voter = v.voter
+               WHERE v.voter IS NOT NULL AND (:task IS NULL OR b.task = :task)
+               GROUP BY v.voter ORDER BY votes DESC, v.voter""",
+            {"task": task},
+        )
+        return [{**row, "excluded": bool(row["excluded"])} for row in rows]
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -682,6 +926,16 @@ class ArenaStore:
 
 
 def _import_problem(record: Mapping[str, Any], task: str | None) -> str | None:
+    if record.get("models") is not None:
+        problem = kway_problem(record["models"], record.get("best"), record.get("worst"))
+        if problem:
+            return problem
+        if not (record.get("task") or task):
+            return "no task: the record has none and no default task was given"
+        flags = record.get("flags")
+        if flags is not None and not is_flags_text(flags):
+            return f"flags is {flags!r}, expected comma-separated flag names"
+        return None
     for side in ("model_a", "model_b"):
         name = record.get(side)
         if not isinstance(name, str) or not name.strip():
@@ -695,6 +949,9 @@ def _import_problem(record: Mapping[str, Any], task: str | None) -> str | None:
     judge = record.get("judge")
     if judge is not None and not isinstance(judge, str):
         return f"judge is {judge!r}, expected a string"
+    flags = record.get("flags")
+    if flags is not None and not is_flags_text(flags):
+        return f"flags is {flags!r}, expected comma-separated flag names"
     return None
 
 

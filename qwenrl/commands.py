@@ -106,7 +106,8 @@ def bench(model, task, split, samples_per_prompt, steps, guidance, seed, limit, 
     policy = _load(model)
     try:
         res = evaluate(policy, task, split, samples_per_prompt=samples_per_prompt, num_steps=steps,
-                       guidance_scale=guidance, seed=seed, limit=limit, progress=sys.stderr.isatty())
+                       guidance_scale=guidance, seed=seed, limit=limit,
+                       progress=not as_json)  # with the time left, on stderr; --json is for programs
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     res["model"] = model

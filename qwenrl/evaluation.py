@@ -90,7 +90,9 @@ def generate_for(
 ) -> np.ndarray:
     """One image per (item, seed) pair, in order; edits are conditioned on their source render."""
     out = []
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, file=sys.stderr, unit="img")
+    # tqdm shows the time left; in a log (not a terminal) a line every 15 s rather than a redraw per batch
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, file=sys.stderr, unit="img",
+               mininterval=0.1 if sys.stderr.isatty() else 15.0)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         texts = [it.text for it in chunk]

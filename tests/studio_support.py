@@ -83,7 +83,11 @@ class StudioProcess:
                "--models-dir", str(models_dir), "--pool-size", str(pool_size), "--gallery-steps", str(gallery_steps)]
         if configs_dir is not None:
             cmd += ["--configs-dir", str(configs_dir)]
-        cmd += extra or []
+        # a browser test votes at machine speed: no vote is flagged fast unless a test asks for it
+        extra = list(extra or [])
+        if "--min-vote-seconds" not in extra:
+            extra += ["--min-vote-seconds", "0"]
+        cmd += extra
         env = {**os.environ, "QWENRL_ADMIN_PASSWORD": password, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.log_path = log or workspace.parent / f"studio-{self.port}.log"
         self._log = open(self.log_path, "wb")

@@ -26,7 +26,8 @@ def api(filled_workspace, tmp_path_factory):
     (configs / "fake_grpo.yaml").write_text("steps: 1\n")
     jobs = JobManager(filled_workspace.store, filled_workspace.runs_dir, trainers={"grpo": "tests.fake_trainer"},
                       config_dir=configs, max_concurrent=1)
-    service = ArenaService(filled_workspace, rate=1000, burst=1000, seed=0)
+    # min_votes 0: every model is ranked, as in `qwenrl elo`, which these tests compare with
+    service = ArenaService(filled_workspace, rate=1000, burst=1000, seed=0, min_votes=0)
     return create_api(service, jobs, AdminAuth(PASSWORD)), service, jobs
 
 
@@ -230,3 +231,120 @@ def test_leaderboard_is_reproduced_offline_by_qwenrl_elo(api, tmp_path):
     for row in board["rows"]:
         for key in ("elo", "ci_low", "ci_high", "elo_online", "trueskill_mu", "votes", "rank_ub"):
             assert row[key] == pytest.approx(offline[row["model"]][key], abs=1e-6), key
+
+
+def test_fast_votes_are_flagged_and_left_out_of_the_default_board(api):
+    app, service, _ = api
+    c = client(app)
+    before = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    service.min_vote_s = 30.0  # nobody looks at two images for half a minute before this vote
+    try:
+        b = c.get("/api/v1/battle").json()
+        assert c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"}).status_code == 200
+    finally:
+        service.min_vote_s = 0.0
+    assert service.ws.store.get_battle(b["battle_id"])["vote"]["flags"] == "fast"
+    default = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    assert default["n_votes"] == before["n_votes"] and default["flagged"]["fast"] >= 1 and not default["include_flagged"]
+    counted = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "include_flagged": True}).json()
+    assert counted["n_votes"] == before["n_votes"] + 1 and counted["include_flagged"]
+    exported = c.get("/api/v1/votes/export", params={"task": "t2i", "votes": "human"}).text
+    assert any(json.loads(line)["battle_id"] == b["battle_id"] and json.loads(line)["flags"] == "fast"
+               for line in exported.splitlines())
+
+
+def test_admin_excludes_a_voter_and_reverses_it(api):
+    app, service, _ = api
+    voter = client(app)
+    for _ in range(2):
+        b = voter.get("/api/v1/battle").json()
+        voter.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_b"})
+    who = voter.cookies.get(VOTER_COOKIE)
+    n = client(app).get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()["n_votes"]
+    stored = service.ws.store.vote_count()
+    admin = {"Authorization": f"Bearer {PASSWORD}"}
+    anonymous = client(app)
+    assert anonymous.post("/api/v1/admin/voters/exclude", json={"voter": who}).status_code == 401
+    listed = {r["voter"]: r for r in anonymous.get("/api/v1/admin/voters", headers=admin).json()}
+    assert listed[who]["votes"] == 2 and not listed[who]["excluded"]
+    r = anonymous.post("/api/v1/admin/voters/exclude", json={"voter": who, "reason": "test"}, headers=admin)
+    assert r.status_code == 200 and r.json()["reason"] == "test"
+    board = anonymous.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    assert board["n_votes"] == n - 2 and board["flagged"]["excluded"] == 2
+    assert service.ws.store.vote_count() == stored  # nothing deleted
+    r = anonymous.post("/api/v1/admin/voters/include", json={"voter": who}, headers=admin)
+    assert r.status_code == 200
+    assert anonymous.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()["n_votes"] == n
+    assert anonymous.post("/api/v1/admin/voters/include", json={"voter": who}, headers=admin).status_code == 404
+    assert anonymous.post("/api/v1/admin/voters/exclude", json={"voter": "nobody"}, headers=admin).status_code == 404
+
+
+def test_a_three_image_battle_over_rest(api):
+    app, service, _ = api
+    c = client(app)
+    b = c.get("/api/v1/battle", params={"task": "t2i", "k": 3}).json()
+    assert len(b["images"]) == 3 and b["images"][:2] == [b["image_a"], b["image_b"]] and "tiny" not in json.dumps(b)
+    assert c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"}).status_code == 422
+    assert c.post("/api/v1/vote/kway", json={"battle_id": b["battle_id"], "best": 3}).status_code == 422
+    r = c.post("/api/v1/vote/kway", json={"battle_id": b["battle_id"], "best": 2, "worst": 0})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert sorted(out["models"]) == ["tiny-a", "tiny-b", "tiny-c"]
+    assert (out["best"], out["worst"]) == (out["models"][2], out["models"][0])
+    stored = service.ws.store.get_battle(b["battle_id"])
+    assert stored["models"] == out["models"] and stored["vote"]["best"] == out["best"]
+    assert len(stored["meta"]["covariates"]) == 3 and "aesthetics" in stored["meta"]["covariates"][0]
+    again = c.post("/api/v1/vote/kway", json={"battle_id": b["battle_id"], "best": 1})
+    assert again.status_code == 409 and "already has a vote" in again.json()["detail"]
+    # a battle revealed without a vote takes no vote afterwards, and stores nothing
+    skipped = c.get("/api/v1/battle", params={"task": "edit", "k": 3}).json()
+    shown = c.post("/api/v1/battle/reveal", json={"battle_id": skipped["battle_id"]}).json()
+    assert sorted(shown["models"]) == ["tiny-a", "tiny-b", "tiny-c"] and not shown["voted"]
+    late = c.post("/api/v1/vote/kway", json={"battle_id": skipped["battle_id"], "best": 0})
+    assert late.status_code == 409 and "revealed without a vote" in late.json()["detail"]
+    assert service.ws.store.get_battle(skipped["battle_id"])["vote"] is None
+    pair = c.get("/api/v1/battle", params={"task": "t2i"}).json()
+    c.post("/api/v1/battle/reveal", json={"battle_id": pair["battle_id"]})
+    assert c.post("/api/v1/vote", json={"battle_id": pair["battle_id"], "winner": "tie"}).status_code == 409
+    assert c.get("/api/v1/battle", params={"task": "t2i", "k": 4}).status_code == 503  # three models only
+
+
+def test_the_personal_board_appears_after_the_nth_vote(api):
+    app, service, _ = api
+    me, other = client(app), client(app)
+    service.personal_votes = 3
+    try:
+        assert me.get("/api/v1/leaderboard/personal", params={"task": "edit"}).json()["rows"] is None
+        for n in range(1, 4):
+            b = me.get("/api/v1/battle", params={"task": "edit"}).json()
+            me.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"})
+            mine = me.get("/api/v1/leaderboard/personal", params={"task": "edit"}).json()
+            assert mine["votes_cast"] == n and (mine["rows"] is None) == (n < 3), mine
+        assert "1 to go" not in mine["message"] and sum(r["votes"] for r in mine["rows"]) == 2 * 3
+        theirs = other.get("/api/v1/leaderboard/personal", params={"task": "edit"}).json()
+        assert theirs["rows"] is None and "3 votes" in theirs["message"] and "0, 3 to go" in theirs["message"]
+    finally:
+        service.personal_votes = 30
+
+
+def test_category_boards_rank_only_categories_with_enough_votes(api):
+    app, service, _ = api
+    c = client(app)
+    for _ in range(4):
+        b = c.get("/api/v1/battle", params={"task": "t2i"}).json()
+        c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_b"})
+    listed = c.get("/api/v1/categories", params={"task": "t2i"}).json()
+    assert listed["min_votes"] == service.category_min_votes and sum(listed["categories"].values()) >= 4
+    family = next(iter(listed["categories"]))
+    n = listed["categories"][family]
+    small = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "category": family}).json()
+    assert small["rows"] == [] and small["category"] == family
+    assert f"category {family!r} has {n} vote(s); it is ranked from {service.category_min_votes} on" in small["warnings"][0]
+    service.category_min_votes = 1
+    try:
+        ranked = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "category": family}).json()
+    finally:
+        service.category_min_votes = 20
+    assert ranked["rows"] and ranked["n_votes"] == n and sum(r["votes"] for r in ranked["rows"]) == 2 * n
+    controlled = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human", "control": True}).json()
+    assert controlled["controlled"]["votes"] >= 4 and {co["covariate"] for co in controlled["controlled"]["coefficients"]} <= {"aesthetics", "objects"}

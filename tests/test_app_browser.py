@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from arena.store import ArenaStore
@@ -31,16 +32,17 @@ EVIL = '<img src=x onerror="window.__xss=1">'  # a model name that is HTML: must
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, tiny_models):
+    models = tmp_path_factory.mktemp("browser-models")  # the studio's models folder: job configs may name its models
     configs = tmp_path_factory.mktemp("configs")
     (configs / "tiny_grpo_t2i.yaml").write_text(
-        f"model: {tiny_models / 'tiny-a'}\n"
+        f"model: {models / 'tiny-a'}\n"
         "task: t2i\nreward: training/configs/rewards/shapes_t2i.yaml\n"
         "num_prompts: 2\ngroup_size: 2\nrollout_batch_prompts: 2\nnum_steps: 4\nsde_window: [0, 2]\n"
         "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 0\neval_at_start: false\n"
         "train_batch_size: 4\nthreads: 1\n"
     )
     (configs / "tiny_grpo_nft_t2i.yaml").write_text(  # listed first: the tab opens on the forward-process objective
-        f"model: {tiny_models / 'tiny-a'}\n"
+        f"model: {models / 'tiny-a'}\n"
         "task: t2i\nreward: training/configs/rewards/shapes_t2i.yaml\nobjective: nft\nname: nft-t2i\n"
         "num_prompts: 2\ngroup_size: 2\nrollout_batch_prompts: 2\nnum_steps: 4\nnum_inner_epochs: 1\n"
         "steps: 1\nsave_every: 1\nstate_every: 0\neval_every: 1\neval_at_start: false\neval_limit: 2\neval_num_steps: 2\n"
@@ -53,7 +55,6 @@ def studio(tmp_path_factory, tiny_models):
     from qwenrl.models.shapes import ShapesPolicy
     from tests.studio_support import TINY
 
-    models = tmp_path_factory.mktemp("browser-models")
     for name in ("tiny-a", "tiny-b", "tiny-c"):
         shutil.copytree(tiny_models / name, models / name)
     torch.manual_seed(7)
@@ -78,7 +79,9 @@ def fresh_studio(tmp_path_factory, tiny_models):
                     "model_b": pairs[k % 3][1], "winner": ("model_a", "tie", "model_b", "tie (bothbad)")[k % 4],
                     "judge": "oracle", "anony": True, "tstamp": 1.7e9 + k}) + "\n" for k in range(60)))
     workspace = tmp_path_factory.mktemp("fresh") / "workspace"
-    proc = StudioProcess(workspace, tiny_models, password=PASSWORD, extra=["--seed-votes", str(seed)])
+    # no admin password: the Training tab must say at once that nobody can log in
+    proc = StudioProcess(workspace, tiny_models, password="",
+                         extra=["--seed-votes", str(seed), "--personal-board-votes", "3"])
     try:
         proc.wait_ready()
         yield proc
@@ -165,9 +168,9 @@ def test_vote_text_to_image_reveals_and_stores(page, studio):
     expect(page.locator("#t2i-reveal textarea")).to_have_value("")
 
 
-def own_battle(page, task: str, text: str, refused_word: str | None = None) -> None:
+def own_battle(page, task: str, text: str, refused_word: str | None = None, read_as: str | None = None) -> None:
     """Submit the visitor's own prompt or instruction; with ``refused_word``, expect the refusal
-    that names it instead of a battle."""
+    that names it instead of a battle; ``read_as``: the prompt as the grammar writes it back."""
     from playwright.sync_api import expect
 
     page.locator(f"#{task}-own-prompt textarea").fill(text)
@@ -175,17 +178,27 @@ def own_battle(page, task: str, text: str, refused_word: str | None = None) -> N
     if refused_word:
         expect(page.locator(f"#{task}-reveal textarea")).to_have_value(re.compile(f"not known: {refused_word}"), timeout=30_000)
     else:
-        expect(page.locator(f"#{task}-prompt textarea")).to_have_value(text, timeout=60_000)
+        expect(page.locator(f"#{task}-prompt textarea")).to_have_value(read_as or text, timeout=60_000)
+
+
+def open_battle_source(studio, page) -> dict:
+    """The source scene of the editing battle this page has open (the latest served to its voter)."""
+    voter = {c["name"]: c["value"] for c in page.context.cookies(studio.url)}["qwenrl_voter"]
+    with ArenaStore(studio.workspace / "arena.db") as store:
+        row = store._query("SELECT p.spec FROM battles b JOIN prompts p ON p.id = b.prompt_id WHERE b.voter = ? "
+                           "AND b.task = 'edit' ORDER BY b.created DESC LIMIT 1", [voter])[0]
+    return json.loads(row["spec"])["source"]
 
 
 def test_battle_on_my_own_prompt(page, studio):
     page.get_by_role("tab", name="Text to image").click()
     own_battle(page, "t2i", "a purple elephant", refused_word="elephant")
-    own_battle(page, "t2i", "two red squares above a blue circle")
+    # punctuation and case are forgiven; the prompt comes back as the grammar writes it
+    own_battle(page, "t2i", "A red square, above a blue circle.", read_as="a red square above a blue circle")
     model_a, model_b = vote(page, "t2i", 1)
     shot(page, "arena_t2i_own_prompt_revealed")
     votes = stored_votes(studio, "t2i")
-    mine = votes[(votes.prompt == "two red squares above a blue circle") & (votes.winner == "model_b")]
+    mine = votes[(votes.prompt == "a red square above a blue circle") & (votes.winner == "model_b")]
     assert len(mine) == 1 and mine.iloc[0].model_a == model_a and mine.iloc[0].model_b == model_b
 
 
@@ -203,11 +216,12 @@ def test_battle_on_my_own_instruction(page, studio):
     page.get_by_role("tab", name="Editing").click()
     expect(page.locator("#edit-source img")).to_be_visible(timeout=60_000)
     own_battle(page, "edit", "make the circle sparkle", refused_word="sparkle")
-    own_battle(page, "edit", "make the background blue")
+    background = next(bg for bg in ("black", "gray", "white") if bg != open_battle_source(studio, page)["background"])
+    own_battle(page, "edit", f"make the background {background}")
     expect(page.locator("#edit-source img")).to_be_visible()
     model_a, model_b = vote(page, "edit", 0)
     votes = stored_votes(studio, "edit")
-    mine = votes[(votes.prompt == "make the background blue") & (votes.winner == "model_a")]
+    mine = votes[(votes.prompt == f"make the background {background}") & (votes.winner == "model_a")]
     assert len(mine) == 1 and (mine.iloc[0].model_a, mine.iloc[0].model_b) == (model_a, model_b)
     prompt = stored_prompt(studio, mine.iloc[0])
     assert prompt["family"] == "user" and prompt["source_image"].startswith("gallery/sources/edit-test-")
@@ -250,10 +264,12 @@ def test_leaderboard_reflects_votes(page, studio):
     model_a, model_b = vote(page, "t2i", 1)
     page.get_by_role("tab", name="Leaderboard").click()
     page.click("#lb-refresh")
-    table = page.locator("#lb-table")
-    expect(table).to_contain_text(model_a, timeout=30_000)
-    expect(table).to_contain_text(model_b)
     board = httpx.get(f"{studio.url}/api/v1/leaderboard", params={"task": "t2i"}).json()
+    # a model with fewer than --min-votes votes is listed apart, unranked
+    for model in (model_a, model_b):
+        where = "#lb-table" if model in {r["model"] for r in board["rows"]} else "#lb-apart"
+        expect(page.locator(where)).to_contain_text(model, timeout=30_000)
+    table = page.locator("#lb-table")
     n_votes = len(stored_votes(studio, "t2i").query("judge == 'human'"))
     assert board["n_votes"] == n_votes
     expect(page.locator("#lb-notes textarea")).to_have_value(re.compile(rf"^{n_votes} human vote"))
@@ -453,3 +469,213 @@ def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
         if "nft-t2i@step1" in met:
             break
     assert "nft-t2i@step1" in met
+
+
+def test_a_four_image_battle(page, studio):
+    """Four anonymous images: mark the best and the worst, vote, see the four names; then a
+    battle judged all bad. Both votes are stored as K-way votes of the four models."""
+    from playwright.sync_api import expect
+
+    deadline = time.time() + 300
+    while httpx.get(f"{studio.url}/api/v1/health").json()["models"]["t2i"] < 4:  # the fourth gallery may lag
+        assert time.time() < deadline, "four models never had gallery images"
+        time.sleep(2)
+    page.get_by_role("tab", name="4 at once").click()
+    page.click("#kway-next")
+    for i in range(4):
+        expect(page.locator(f"#kway-image-{i} img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#kway-vote")).to_be_disabled()  # nothing marked yet
+    prompt = page.locator("#kway-prompt textarea").input_value()
+    shot(page, "arena_kway_before_vote")
+    page.click("#kway-best-2")
+    page.click("#kway-worst-0")
+    expect(page.locator("#kway-reveal textarea")).to_have_value(re.compile("Best: image 3; worst: image 1"))
+    expect(page.locator("#kway-worst-2")).to_be_disabled()  # the best cannot also be the worst
+    page.click("#kway-vote")
+    reveal = page.locator("#kway-reveal textarea")
+    expect(reveal).to_have_value(re.compile("1 was "), timeout=30_000)
+    shot(page, "arena_kway_revealed")
+    names = re.findall(r"\d was (.+?)(?:;|\.$)", reveal.input_value().splitlines()[1])
+    assert len(names) == 4 and len(set(names)) == 4, reveal.input_value()
+    expect(page.locator("#kway-vote")).to_be_disabled()
+    expect(page.locator("#kway-best-1")).to_be_disabled()
+    votes = stored_votes(studio, "t2i")
+    mine = votes[votes["models"].map(lambda m: m == names)]
+    assert len(mine) == 1 and mine.iloc[0].best == names[2] and mine.iloc[0].worst == names[0]
+    assert mine.iloc[0].prompt == prompt and mine.iloc[0].judge == "human"
+    page.click("#kway-next")
+    expect(reveal).to_have_value(re.compile("^Mark the best image"), timeout=30_000)
+    expect(page.locator("#kway-all-bad")).to_be_enabled()
+    page.click("#kway-all-bad")
+    expect(reveal).to_have_value(re.compile("You voted: all bad"), timeout=30_000)
+    votes = stored_votes(studio, "t2i")
+    kway = votes[votes["models"].notna()]
+    assert len(kway) >= 2 and pd.isna(kway.iloc[-1].best) and pd.isna(kway.iloc[-1].worst)
+
+
+def test_the_personal_board_appears_after_the_third_vote(fresh_page, fresh_studio):
+    """The fresh studio shows a visitor's own board from their third vote on (--personal-board-votes 3),
+    on the Leaderboard tab and over REST with the same cookie."""
+    from playwright.sync_api import expect
+
+    page = fresh_page
+    for n in range(1, 4):
+        if n > 1:
+            page.get_by_role("tab", name="Arena").click()
+            page.click("#t2i-next")
+            expect(page.locator("#t2i-reveal textarea")).to_have_value("", timeout=30_000)
+        vote(page, "t2i", 0)
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.locator("#lb-task label", has_text="Text to image").click()
+        page.click("#lb-refresh")
+        note = page.locator("#lb-personal-note textarea")
+        if n < 3:
+            expect(note).to_have_value(re.compile(f"you have cast {n}, {3 - n} to go"), timeout=30_000)
+            expect(page.locator("#lb-personal")).to_be_hidden()
+    expect(note).to_have_value(re.compile("Your own leaderboard, from your 3 votes"), timeout=30_000)
+    expect(page.locator("#lb-personal")).to_be_visible()
+    shot(page, "leaderboard_personal_board")
+    cookies = {c["name"]: c["value"] for c in page.context.cookies(fresh_studio.url)}
+    mine = httpx.get(f"{fresh_studio.url}/api/v1/leaderboard/personal", params={"task": "t2i"}, cookies=cookies).json()
+    assert mine["votes_cast"] == 3 and mine["rows"]
+    for row in mine["rows"]:
+        expect(page.locator("#lb-personal")).to_contain_text(row["model"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 20: a newcomer's rough edges, each looked at in a screenshot
+# ---------------------------------------------------------------------------------------------
+
+
+def test_keyboard_votes_and_the_reveal_shows_verdicts(page, studio):
+    """Keys a/b/t/x vote and n opens the next battle; after the vote, the visitor's choice stays
+    marked and each image's checker verdict and reward are shown beside the names."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Text to image").click()
+    expect(page.locator("#t2i-vote-1")).to_be_enabled(timeout=60_000)
+    page.locator("body").click(position={"x": 5, "y": 5})  # focus on the page, not a text box
+    page.keyboard.press("b")
+    reveal = page.locator("#t2i-reveal textarea")
+    expect(reveal).to_have_value(re.compile(r"^You voted: B is better\."), timeout=30_000)
+    text = reveal.input_value()
+    assert re.search(r"^A — .+: checker (passes|fails).*; reward \d\.\d\d$", text, re.M), text
+    assert re.search(r"^B — .+: checker (passes|fails).*; reward \d\.\d\d$", text, re.M), text
+    chosen = page.locator("#t2i-vote-1")
+    expect(chosen).to_have_class(re.compile(r"\bvoted\b"))
+    expect(page.locator("#t2i-vote-0")).not_to_have_class(re.compile(r"\bvoted\b"))
+    expect(page.locator("#t2i-image-a")).to_contain_text(re.compile(r"A: .+ · [✓✗] \d\.\d\d"))
+    shot(page, "arena_keyboard_vote_verdicts")
+    page.keyboard.press("n")
+    expect(reveal).to_have_value("", timeout=30_000)
+    expect(chosen).not_to_have_class(re.compile(r"\bvoted\b"))
+    page.locator("#t2i-own-prompt textarea").fill("a")  # typing in a text box never votes
+    page.keyboard.press("x")
+    expect(reveal).to_have_value("")
+
+
+def test_vote_buttons_fit_a_phone_screen(browser, studio):
+    """At 390×844 the vote buttons used to be below the screen."""
+    from playwright.sync_api import expect
+
+    phone = browser.new_page()
+    phone.set_viewport_size({"width": 390, "height": 844})
+    try:
+        phone.set_default_timeout(30_000)
+        phone.goto(studio.url + "/")
+        expect(phone.locator("#t2i-vote-3")).to_be_enabled(timeout=60_000)
+        expect(phone.locator("#t2i-image-a img")).to_be_visible()
+        for i in range(4):
+            box = phone.locator(f"#t2i-vote-{i}").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 844, (i, box)
+        a, b = phone.locator("#t2i-image-a img").bounding_box(), phone.locator("#t2i-image-b img").bounding_box()
+        assert abs(a["y"] - b["y"]) < 2 and a["x"] < b["x"], (a, b)  # side by side, not stacked
+        shot(phone, "arena_phone_390x844")
+    finally:
+        phone.close()
+
+
+def test_named_side_by_side_votes_are_kept_apart(page, studio):
+    """The visitor picks the two models; the vote is stored as not anonymous and the default board
+    leaves it out."""
+    from playwright.sync_api import expect
+
+    before = httpx.get(f"{studio.url}/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    page.get_by_role("tab", name="Side by side (named)").click()
+    expect(page.locator("#named-model-a input")).to_have_value(re.compile(r"\S"), timeout=30_000)
+    page.locator("#named-model-b input").click()
+    page.get_by_role("option", name="tiny-c").click()
+    page.click("#named-go")
+    expect(page.locator("#named-vote-0")).to_be_enabled(timeout=30_000)
+    model_a = page.locator("#named-model-a input").input_value()
+    expect(page.locator("#named-image-b")).to_contain_text("B: tiny-c")
+    page.click("#named-vote-0")
+    reveal = page.locator("#named-reveal textarea")
+    expect(reveal).to_have_value(re.compile(f"A was {re.escape(model_a)}; B was tiny-c"), timeout=30_000)
+    assert "stored apart" in reveal.input_value()
+    shot(page, "arena_named_side_by_side")
+    with ArenaStore(studio.workspace / "arena.db") as store:
+        named = [r for r in store.vote_records(task="t2i") if not r["anony"]]
+    assert named and named[-1]["model_b"] == "tiny-c" and "named" in named[-1]["flags"].split(",")
+    after = httpx.get(f"{studio.url}/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
+    assert after["n_votes"] == before["n_votes"]  # the default board leaves it out
+    counted = httpx.get(f"{studio.url}/api/v1/leaderboard",
+                        params={"task": "t2i", "votes": "human", "include_flagged": True}).json()
+    assert counted["n_votes"] > after["n_votes"]
+
+
+def test_leaderboard_headers_and_heatmap_read_the_same_way(page, studio):
+    """Headers wrapped mid-word ("TrueSkil/l μ"); the heatmap's axes ran in opposite orders."""
+    from playwright.sync_api import expect
+
+    vote(page, "t2i", 0)
+    page.get_by_role("tab", name="Leaderboard").click()
+    page.locator("#lb-votes label", has_text="all").click()
+    heatmap = page.locator("#lb-heatmap .js-plotly-plot")
+    expect(heatmap).to_be_visible(timeout=30_000)
+    for header in page.locator("#lb-table th").all():
+        assert header.evaluate("el => getComputedStyle(el).whiteSpace") == "nowrap"
+        text = header.inner_text().strip()
+        if text:
+            lines = header.evaluate("el => Math.round(el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight || 20))")
+            assert lines <= 2, (text, lines)
+    axes = heatmap.evaluate("el => [el._fullLayout.xaxis._categories, el._fullLayout.yaxis._categories, el._fullLayout.yaxis.range]")
+    # the same models in the same order on both axes, the y axis running down: row k from the top is column k from the left
+    assert axes[0] == axes[1] and axes[2][0] > axes[2][1], axes
+    shot(page, "leaderboard_headers_heatmap")
+
+
+def test_inspector_labels_and_an_inverted_range(page, studio):
+    """Thumbnail labels were cut ("shapes-grpo…") and had no score; an inverted score range was
+    accepted and its message sat below the visible area."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Reward inspector").click()
+    captions = page.locator("#ri-gallery .caption-label")
+    expect(captions.first).to_be_visible(timeout=30_000)
+    for caption in captions.all()[:8]:
+        assert re.fullmatch(r".+ (\d\.\d\d|—)", caption.inner_text().strip()), caption.inner_text()
+        assert caption.evaluate("el => el.scrollWidth <= el.clientWidth + 1"), caption.inner_text()  # not cut
+    status = page.locator("#ri-status")
+    expect(status).to_contain_text(re.compile(r"\d+ sample\(s\)"))
+    for slider, value in (("#ri-score-min", "0.99"), ("#ri-score-max", "0.1")):
+        box = page.locator(f'{slider} input[type="number"]')
+        box.fill(value)
+        box.press("Enter")
+    page.click("#ri-search")
+    expect(status).to_contain_text("is above “Score at most”", timeout=30_000)
+    box = status.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= page.viewport_size["height"], box  # on the first screen
+    shot(page, "inspector_inverted_range")
+
+
+def test_training_tab_says_at_once_when_admin_is_disabled(fresh_page, fresh_studio):
+    """It used to say so only after a password was tried."""
+    from playwright.sync_api import expect
+
+    page = fresh_page
+    page.get_by_role("tab", name="Training").click()
+    expect(page.locator("#admin-status textarea")).to_have_value(re.compile(r"^Admin is disabled: start the studio "
+                                                                           r"with --admin-password"))
+    expect(page.locator("#admin-login")).to_be_disabled()
+    shot(page, "training_admin_disabled")

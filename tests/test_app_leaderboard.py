@@ -86,7 +86,7 @@ def test_a_malformed_seed_file_adds_nothing(fresh, tmp_path):
 
 
 def test_the_leaderboard_opens_on_the_view_that_has_votes(fresh, tmp_path):
-    service = ArenaService(fresh, rounds=20, seed=0)
+    service = ArenaService(fresh, rounds=20, seed=0, min_votes=4)  # each model has 8 of the 12 bundled votes
     assert service.default_view("t2i") == ("human", "No text-to-image votes yet: vote in the Arena tab, or let "
                                                     "a program judge (qwenrl arena auto).")
     fresh.import_seed_votes(seed_file(tmp_path / "seed.jsonl"))
@@ -94,7 +94,7 @@ def test_the_leaderboard_opens_on_the_view_that_has_votes(fresh, tmp_path):
     assert view == "auto"
     assert why.startswith("Showing automatic votes: nobody has voted on text-to-image battles yet; these 12 were "
                           "judged by a program: oracle (12).")
-    assert "12 of them come with the studio" in why
+    assert "12 of them come with the studio" in why and why.endswith("Human votes take over once people vote (4 per model).")
     board = service.leaderboard("t2i", view)
     assert {r["model"] for r in board.rows} == {"tiny-a", "tiny-b", "tiny-c"} and board.votes == 12
     assert service.leaderboard("t2i", "human").rows == []
@@ -104,10 +104,15 @@ def test_the_leaderboard_opens_on_the_view_that_has_votes(fresh, tmp_path):
     assert out["votes"] == "auto" and out["why"] == why and len(out["rows"]) == 3
     asked = c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "human"}).json()
     assert asked["votes"] == "human" and asked["rows"] == [] and asked["why"] == ""
-    # one human vote and human votes are the default again
+    # one human vote does not replace the board: human votes take over once every model has min_votes
     fresh.store.import_votes([{"battle_id": "h1", "task": "t2i", "model_a": "tiny-a", "model_b": "tiny-c",
                                "winner": "model_a", "judge": "human"}])
-    assert service.default_view("t2i") == ("human", "Showing human votes: people have voted 1 time(s) on "
+    view, why = service.default_view("t2i")
+    assert view == "auto" and "human votes take over once every model has 4: 4 more for tiny-b, 3 more for tiny-a, 3 more for tiny-c needed" in why
+    fresh.store.import_votes([{"battle_id": f"h{k}", "task": "t2i", "model_a": ("tiny-a", "tiny-b", "tiny-c")[k % 3],
+                               "model_b": ("tiny-b", "tiny-c", "tiny-a")[k % 3], "winner": "model_a", "judge": "human"}
+                              for k in range(2, 8)])
+    assert service.default_view("t2i") == ("human", "Showing human votes: people have voted 7 time(s) on "
                                                     "text-to-image battles.")
     assert service.default_view("edit")[0] == "auto"
 
@@ -119,7 +124,7 @@ def test_a_fresh_workspace_of_the_bundled_models_has_a_leaderboard(tmp_path):
         done = ws.import_seed_votes(SEED_VOTES)
         assert done.imported > 0 and done.left_out_human == 0
         file_votes = read_votes(SEED_VOTES)
-        service = ArenaService(ws, rounds=20, seed=0)
+        service = ArenaService(ws, rounds=20, seed=0)  # the bundled votes give every model far more than min_votes
         for task in sorted(set(file_votes["task"])):
             in_file = file_votes[file_votes.task == task]
             named = set(in_file["model_a"]) | set(in_file["model_b"])
@@ -140,7 +145,7 @@ def test_the_studio_imports_the_seed_votes_at_every_start(tmp_path, tiny_models)
     lines = []
     for start in range(2):
         runtime = StudioRuntime.open(tmp_path / "ws", models_dir=tiny_models, seed_votes=path, log=lines.append,
-                                     workspace_settings={"pool_size": 2, "num_steps": 2})
+                                     workspace_settings={"pool_size": 2, "num_steps": 2}, min_votes=4)
         try:
             board = TestClient(runtime.app).get("/api/v1/leaderboard", params={"task": "edit"}).json()
             assert board["votes"] == "auto" and {r["model"] for r in board["rows"]} == {"tiny-a", "tiny-b", "tiny-c"}

@@ -36,7 +36,7 @@ def test_prompts_are_checked_before_anything_runs():
     assert clean_prompt("  A red   circle\tleft of a blue square ") == "a red circle left of a blue square"
     for bad, message in [("", "type a prompt"), ("   ", "type a prompt"), (None, "type a prompt"),
                          ("a red " * 60, f"at most {MAX_PROMPT_CHARS}"),
-                         ("a <script>alert(1)</script> circle", r"not known: <script>alert\(1\)</script>"),
+                         ("a <script>alert(1)</script> circle", r"not known: 1, alert, script\."),
                          ("a purple elephant", "not known: elephant")]:
         with pytest.raises(LiveError, match=message):
             clean_prompt(bad)
@@ -73,8 +73,8 @@ def test_worker_samples_and_survives_bad_requests(filled_workspace, tiny_models)
 
 def test_live_battle_vote_and_reveal(live_service):
     service = live_service
-    battle = service.live_battle("t2i", "two red squares above a blue circle", "voter-1")
-    assert battle.prompt == "two red squares above a blue circle" and battle.family == "user" and battle.source is None
+    battle = service.live_battle("t2i", "A red square, above a blue circle.", "voter-1")
+    assert battle.prompt == "a red square above a blue circle" and battle.family == "user" and battle.source is None
     assert Image.open(battle.image_a).size == (32, 32) and Image.open(battle.image_b).size == (32, 32)
     result = service.vote(battle.battle_id, "model_b", "voter-1")
     assert {result.model_a, result.model_b} <= {"tiny-a", "tiny-b", "tiny-c"} and result.model_a != result.model_b
@@ -83,8 +83,10 @@ def test_live_battle_vote_and_reveal(live_service):
     exported = [r for r in service.ws.store.vote_records(task="t2i") if r["battle_id"] == battle.battle_id]
     assert [r["prompt"] for r in exported] == [battle.prompt]  # the export (and so `qwenrl elo`) sees the prompt
     assert battle.prompt not in {s["prompt"] for s in service.ws.arena_samples("t2i")}  # not mixed into the gallery pool
-    overall = agreement(service.ws, "t2i")["overall"]  # unjudged live samples count as missing, not as errors
-    assert overall["votes"] >= 1 and overall["missing"] >= 1
+    overall = agreement(service.ws, "t2i")["overall"]  # the live worker judged both images, as the gallery's are
+    assert overall["votes"] >= 1 and overall["missing"] == 0
+    judged = {j["sample_id"] for j in service.ws.store.judgements(judge="shapes_t2i")}
+    assert {stored["sample_a"], stored["sample_b"]} <= judged
     with pytest.raises(ArenaError, match="another"):
         service.vote(battle.battle_id, "model_a", "voter-2")
 
@@ -131,7 +133,7 @@ def test_edit_instructions_are_checked_like_prompts():
 
     from qwenrl.world.grammar import sample_edit
 
-    assert clean_instruction("  Make the   background BLUE ") == "make the background blue"
+    assert clean_instruction("  Make the   background BLACK. ") == "make the background black"
     for bad, message in [("", "type a prompt"), ("make " * 50, f"at most {MAX_PROMPT_CHARS}"),
                          ("make the circle sparkle", "not known: sparkle"),
                          ("a red circle", "starts with one of: add, change, make, move, remove, replace, turn")]:
@@ -171,7 +173,9 @@ def test_live_edit_battle_vote_and_storage(live_service):
     stored = service.ws.store.get_battle(battle.battle_id)
     prompt = service.ws.store._query("SELECT * FROM prompts WHERE id = ?", [stored["prompt_id"]])[0]
     assert (prompt["task"], prompt["text"], prompt["family"]) == ("edit", "add a small red circle", "user")
-    assert json.loads(prompt["spec"]) == {"source": service.ws.edit_source(source_id)["scene"], "source_id": source_id}
+    spec = json.loads(prompt["spec"])  # the source, and what the checker needs: the target scene
+    assert spec["source"] == service.ws.edit_source(source_id)["scene"] and spec["source_id"] == source_id
+    assert spec["family"] == "add" and len(spec["target"]["objects"]) == len(spec["source"]["objects"]) + 1
     assert prompt["source_image"] == f"gallery/sources/{source_id}.png"
     exported = [r for r in service.ws.store.vote_records(task="edit") if r["battle_id"] == battle.battle_id]
     assert [(r["prompt"], r["winner"], r["judge"]) for r in exported] == [("add a small red circle", "tie", "human")]
@@ -179,7 +183,9 @@ def test_live_edit_battle_vote_and_storage(live_service):
     # over the source of a gallery battle, as the editing tab does by default
     gallery = service.new_battle("edit", "voter-e")
     assert gallery.source_id is not None
-    again = service.live_battle("edit", "make the background blue", "voter-e", source_id=gallery.source_id)
+    scene = service.ws.edit_source(gallery.source_id)["scene"]
+    again = service.live_battle("edit", f"make the background {other_background(scene)}", "voter-e",
+                                source_id=gallery.source_id)
     assert again.source == gallery.source
 
 
@@ -207,12 +213,14 @@ def test_live_edit_through_the_rest_api(live_service):
     assert Image.open(io.BytesIO(base64.b64decode(sources[0]["source_png"]))).size == (32, 32)
     gallery = c.get("/api/v1/battle", params={"task": "edit"}).json()
     assert gallery["source_id"] in {s["source_id"] for s in sources}
-    r = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": "remove the large green square",
+    first = live_service.ws.edit_source(gallery["source_id"])["scene"]["objects"][0]
+    text = f"remove the {first['size']} {first['color']} {first['shape']}"
+    r = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": text.title() + ".",
                                             "source_id": gallery["source_id"]})
     assert r.status_code == 200, r.text
     b = r.json()
     assert (b["task"], b["prompt"], b["family"], b["source_id"]) == (
-        "edit", "remove the large green square", "user", gallery["source_id"])
+        "edit", text, "user", gallery["source_id"])
     assert b["source_png"] == gallery["source_png"]
     v = c.post("/api/v1/vote", json={"battle_id": b["battle_id"], "winner": "model_a"})
     assert v.status_code == 200 and v.json()["task"] == "edit"
@@ -224,3 +232,53 @@ def test_live_edit_through_the_rest_api(live_service):
                                                   "source_id": "nope"})
     assert unknown.status_code == 404
     assert c.post("/api/v1/battle/live", json={"task": "video", "prompt": "a red circle"}).status_code == 422
+
+
+def other_background(scene: dict) -> str:
+    return next(bg for bg in ("black", "gray", "white") if bg != scene["background"])
+
+
+def test_live_texts_must_be_sentences_of_the_grammar(live_service):
+    """Word salad and edits of objects the source does not have used to be accepted."""
+    c = TestClient(create_api(live_service, None, AdminAuth(None)))
+    stored = len(live_service.ws.store.list_prompts(family="user"))
+    salad = c.post("/api/v1/battle/live", json={"prompt": "circle red a blue blue"})
+    assert salad.status_code == 422 and "not a Shapes prompt" in salad.json()["detail"]
+    for text in ("two red squares above a blue circle", "a red circles", "a red circle and a red circle"):
+        r = c.post("/api/v1/battle/live", json={"prompt": text})
+        assert r.status_code == 422 and "not a Shapes prompt" in r.json()["detail"], (text, r.text)
+    source_id = live_service.edit_sources()[0]["source_id"]
+    scene = live_service.ws.edit_source(source_id)["scene"]
+    present = {(o["color"], o["shape"]) for o in scene["objects"]}
+    color, shape = next((c_, s) for c_ in ("yellow", "red", "blue", "green", "purple", "cyan")
+                        for s in ("circle", "square", "triangle") if (c_, s) not in present)
+    r = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": f"remove the {color} {shape}", "source_id": source_id})
+    assert r.status_code == 422 and f"the source image has no {color} {shape}" in r.json()["detail"]
+    r = c.post("/api/v1/battle/live", json={"task": "edit", "prompt": "make the background blue", "source_id": source_id})
+    assert r.status_code == 422 and "background colour (white, black, gray)" in r.json()["detail"]
+    assert len(live_service.ws.store.list_prompts(family="user")) == stored  # refused before anything was stored
+
+
+def test_punctuation_and_case_do_not_break_prompts(live_service):
+    """ "a red circle." used to give 422 "not known: circle.", and "a red circle, left of a blue square" failed on "circle,"."""
+    c = TestClient(create_api(live_service, None, AdminAuth(None)))
+    for text, read in [("a red circle.", "a red circle"),
+                       ("A Red Circle, left of a Blue Square!", "a red circle left of a blue square")]:
+        r = c.post("/api/v1/battle/live", json={"prompt": text})
+        assert r.status_code == 200, r.text
+        assert r.json()["prompt"] == read
+        [prompt] = [p for p in live_service.ws.store.list_prompts(family="user") if p["text"] == read]
+        assert prompt["spec"]["objects"][0] == {"color": "red", "shape": "circle", "count": 1}
+
+
+def test_one_prompt_limit_with_one_message(live_service):
+    """The schema used to say "at most 1000 characters" and the studio "at most 200"."""
+    c = TestClient(create_api(live_service, None, AdminAuth(None)))
+    for length in (MAX_PROMPT_CHARS + 1, 1000, 1001, 5000):
+        r = c.post("/api/v1/battle/live", json={"prompt": "a" * length})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == f"the prompt has {length:,} characters; at most {MAX_PROMPT_CHARS}"
+    schema = c.get("/api/v1/openapi.json").json()["components"]["schemas"]["LiveIn"]["properties"]["prompt"]
+    assert "maxLength" not in schema and f"at most {MAX_PROMPT_CHARS} characters" in schema["description"]
+    r = c.post("/api/v1/battle/live", json={"prompt": "a " + "q" * 150 + " circle"})  # an unknown word is cut short too
+    assert r.status_code == 422 and len(r.content) < 400 and "q" * 100 not in r.text

@@ -44,7 +44,8 @@ def test_gallery_images_are_scored_with_rationales(filled_workspace):
     assert j["judge"] == "shapes_t2i" and 0.0 <= j["score"] <= 1.0
     assert "alignment" in j["parts"] and j["rationale"].startswith("shapes_t2i =")
     status = {r["model"]: r for r in ws.gallery_status()}
-    assert all(r["status"] == "ready" and r["done"] == r["total"] == 2 * POOL_SIZE for r in status.values())
+    # both tasks, one arena image and one showcase image (the inspector's) per prompt
+    assert all(r["status"] == "ready" and r["done"] == r["total"] == 2 * 2 * POOL_SIZE for r in status.values())
 
 
 def test_gallery_noise_depends_on_the_seed_only():

@@ -224,3 +224,20 @@ def test_votes_import_of_a_published_log(published, tmp_path):
     assert refused.exit_code != 0 and "winner is 'right'" in refused.output
     with ArenaStore(other) as store:
         assert store.vote_count() == 0
+
+
+def test_elo_by_category_and_with_style_control(tmp_path):
+    from tests.test_arena_style import planted
+
+    votes = planted(600, seed=3)
+    for k, v in enumerate(votes):
+        v["category"] = "counting" if k % 3 else "position"
+    path = tmp_path / "votes.jsonl"
+    vote_io.write_votes(votes, path)
+    counting = run(elo, [path, "--category", "counting", "--format", "json", "--bootstrap", "20"])
+    rows = json.loads(counting.stdout)
+    assert sum(r["votes"] for r in rows) == sum(2 if "model_a" in v else 4 for k, v in enumerate(votes) if k % 3)
+    short = run(elo, [path, "--category", "position", "--category-min-votes", "1000"])
+    assert short.exit_code == 0 and "category 'position' has 200 vote(s); it is ranked from 1000 on" in short.stderr
+    controlled = run(elo, [path, "--control", "--bootstrap", "20"])
+    assert controlled.exit_code == 0 and "Controlled for aesthetics, objects (600 votes" in controlled.stdout

@@ -15,12 +15,14 @@ from arena.ratings import leaderboard, online_elo
 
 RECORDS = [
     {"battle_id": "b1", "task": "t2i", "model_a": "base", "model_b": "grpo", "winner": "model_b",
-     "judge": "human", "anony": True, "tstamp": 1700000000.25, "prompt": "a red circle", "sample_a": 1, "sample_b": 2},
+     "judge": "human", "anony": True, "tstamp": 1700000000.25, "prompt": "a red circle", "sample_a": 1, "sample_b": 2,
+     "flags": "fast"},
     {"battle_id": "b2", "task": "edit", "model_a": "grpo", "model_b": "base", "winner": "tie (bothbad)",
      "judge": "oracle", "anony": False, "tstamp": 1700000001.5, "prompt": "make it blue,\n\"now\" — ok ✓",
-     "sample_a": 3, "sample_b": 4},
+     "sample_a": 3, "sample_b": 4, "flags": "burst,named"},
     {"battle_id": "b3", "task": "t2i", "model_a": "base", "model_b": "distill", "winner": "tie",
-     "judge": None, "anony": None, "tstamp": None, "prompt": None, "sample_a": None, "sample_b": None},
+     "judge": None, "anony": None, "tstamp": None, "prompt": None, "sample_a": None, "sample_b": None,
+     "flags": None},
 ]
 
 

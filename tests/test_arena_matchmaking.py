@@ -87,3 +87,38 @@ def test_bad_requests():
         next_pair(["a", "b"], np.zeros((2, 2)), strategy="elo")
     with pytest.raises(ValueError, match="distinct"):
         next_pair(["a", "a"], np.zeros((2, 2)))
+
+
+def test_a_group_of_four_is_distinct_seeded_and_shuffled():
+    from arena.matchmaking import next_group
+
+    counts = settled_counts(MODELS)
+    groups = [next_group(MODELS, counts, 4, seed=s) for s in range(200)]
+    assert all(len(set(g)) == 4 and set(g) <= set(MODELS) for g in groups)
+    assert next_group(MODELS, counts, 4, seed=7) == groups[7]
+    assert len({g[0] for g in groups}) == len(MODELS)  # any model may be shown first
+    with pytest.raises(ValueError, match="needs 12 models"):
+        next_group(MODELS, counts, 12)
+
+
+def test_groups_gather_close_rarely_compared_models():
+    from arena.matchmaking import next_group
+
+    counts = settled_counts(MODELS, per_pair=50)
+    close = ["m0", "m1", "m2", "m3"]  # never met each other
+    for x in close:
+        for y in close:
+            counts[MODELS.index(x), MODELS.index(y)] = 0
+    intervals = {m: (1000 + 100 * k, 1040 + 100 * k) for k, m in enumerate(MODELS)}
+    for m in close:  # the four overlap; the rest are far apart
+        intervals[m] = (990, 1010)
+    info = [len(set(next_group(MODELS, counts, 4, seed=s, intervals=intervals)) & set(close)) for s in range(100)]
+    uniform = [len(set(next_group(MODELS, counts, 4, seed=s, strategy="random")) & set(close)) for s in range(100)]
+    assert np.mean(info) > 3.0 and np.mean(uniform) < 2.0
+
+
+def test_pair_counts_see_every_pair_of_a_kway_vote():
+    votes = [{"models": ["m0", "m1", "m2", "m3"], "best": "m0", "worst": None},
+             {"model_a": "m0", "model_b": "m1", "winner": "tie", "models": None}]
+    counts = pair_counts(votes, MODELS)
+    assert counts[0, 1] == 2 and counts[2, 3] == 1 and counts[0, 4] == 0 and counts.sum() == 2 * 7

@@ -10,6 +10,7 @@ import pytest
 from arena import io as vote_io
 from arena.ratings import leaderboard
 from arena.store import (
+    MIGRATIONS,
     AlreadyVoted,
     ArenaStore,
     ImportConflict,
@@ -46,10 +47,12 @@ def new_battle(store, samples, a="base", b="grpo", k=0, voter=None):
 
 def test_schema_migrations_and_wal(tmp_path):
     path = tmp_path / "arena.db"
+    every = [m.name for m in MIGRATIONS]
+    assert every[:2] == ["m001_initial", "m002_vote_flags"]
     with ArenaStore(path) as store:
-        assert store.applied_migrations() == ["m001_initial"]
+        assert store.applied_migrations() == every
     with ArenaStore(path) as store:  # reopening applies nothing twice
-        assert store.applied_migrations() == ["m001_initial"]
+        assert store.applied_migrations() == every
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -27,7 +27,7 @@ def judged(filled_workspace):
     """tiny-a's four t2i samples given learned-judge verdicts of each kind (other tests in this
     module may judge tiny-b's, so the checks below look at tiny-a's)."""
     ws = filled_workspace
-    samples = [s for s in ws.arena_samples("t2i") if s["model"] == "tiny-a"]
+    samples = [s for s in ws.showcase_samples("t2i") if s["model"] == "tiny-a"]  # what the inspector shows
     assert len(samples) == POOL_SIZE == 4
     cases = [(1.0, 0.0), (0.4, 1.0), (1.0, 1.0), (None, 1.0)]  # (judge score, strict)
     for s, (score, strict) in zip(samples, cases):
@@ -57,7 +57,7 @@ def test_detail_shows_both_rationales(judged):
     assert d["checker_rationale"].startswith("0.000, weight 0: Strict check")
     assert d["verdicts"] == {"judge_score": 1.0, "judge_pass": True, "checker_pass": False}
     assert d["rationale"].startswith("shapes_t2i =")  # the programmatic composite stays the main judgement
-    unjudged = inspector.sample_detail(ws, next(s["id"] for s in ws.arena_samples("t2i") if s["model"] == "tiny-c"))
+    unjudged = inspector.sample_detail(ws, next(s["id"] for s in ws.showcase_samples("t2i") if s["model"] == "tiny-c"))
     assert "has not judged this sample" in unjudged["learned_rationale"] and "Strict check" in unjudged["checker_rationale"]
 
 
@@ -75,10 +75,10 @@ def test_judge_checker_agreement_counts(judged):
 def test_the_gallery_worker_runs_the_committed_judge(filled_workspace):
     ws = filled_workspace
     n = judge_model(ws, "tiny-b", log=lambda m: None)
-    assert n == 2 * POOL_SIZE
+    assert n == 2 * 2 * POOL_SIZE  # both tasks, the arena's images and the inspector's showcase ones
     for task in ("t2i", "edit"):
         stored = {j["sample_id"]: j for j in ws.store.judgements(judge=reward_name(task))}
-        mine = [s for s in ws.arena_samples(task) if s["model"] == "tiny-b"]
+        mine = [s for s in ws.gallery_samples(task) if s["model"] == "tiny-b"]
         for s in mine:
             j = stored[s["id"]]
             assert "strict" in j["parts"] and "[judge]" in j["rationale"]

@@ -36,6 +36,7 @@ from qwenrl.sampling import guided_velocity
 from qwenrl.tasks import TASKS
 from training.configs import (  # noqa: F401 - re-exported: the configs moved to training/configs.py
     DTYPE_NAMES,
+    LR_SCHEDULES,
     REPO_ROOT,
     LR_SCHEDULES,
     ConfigError,
@@ -389,6 +390,7 @@ def eta(elapsed: float, done: int, left: int) -> str:
 
 def log(trainer: str, msg: str) -> None:
     print(f"[{trainer} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int = 0, schedule: str = "constant", min_ratio: float = 0.1) -> float:

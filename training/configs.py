@@ -36,6 +36,8 @@ from qwenrl.tasks import TASKS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: weight dtypes a diffusers pipeline may load in (``training.common.DTYPES`` maps them to torch's)
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+#: learning-rate schedules after the warm-up (``training.common.lr_at``)
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -200,9 +202,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **values: Any):
-    """``cls`` from a YAML file, then ``overrides`` (``key=value``, value parsed as YAML; dotted
-    keys reach into mapping fields, e.g. ``distill_teachers.t2i=data/models/x``), then ``values``."""
+def config_values(cls: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                  **values: Any) -> dict[str, Any]:
+    """The field values ``load_config`` would build ``cls`` from (YAML, then overrides, then
+    ``values``), each coerced to its field's type; ConfigError for an unknown key or a value of
+    the wrong kind. Fields left out keep their defaults."""
     raw: dict[str, Any] = {}
     if path is not None:
         raw = read_yaml(path)
@@ -212,14 +216,24 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: {text!r} is not a YAML value ({str(exc).splitlines()[0]})") from None
+        _set_dotted(raw, key.strip(), value)
     raw.update(values)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; known keys: {', '.join(known)}")
     hints = typing.get_type_hints(cls)
-    raw = {k: _coerce(v, hints[k], k) for k, v in raw.items()}
+    return {k: _coerce(v, hints[k], k) for k, v in raw.items()}
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **values: Any):
+    """``cls`` from a YAML file, then ``overrides`` (``key=value``, value parsed as YAML; dotted
+    keys reach into mapping fields, e.g. ``distill_teachers.t2i=data/models/x``), then ``values``."""
+    raw = config_values(cls, path, overrides, **values)
     try:
         return cls(**raw)
     except TypeError as exc:
@@ -535,6 +549,8 @@ class GRPOConfig(ModelSettings, RunSettings):
 
 # -- on-policy distillation (training/distill.py) -----------------------------------------------
 
+ROUTINGS = ("task", "mixture")
+
 
 ROUTINGS = ("task", "mixture")
 
@@ -706,3 +722,75 @@ class PretrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] = ()) -> "PretrainConfig":
         return load_config(cls, path, overrides)
+
+
+# -- checking a job before the studio queues it -------------------------------------------------
+
+#: the configs of the trainers the studio launches as jobs (``app/jobs.py``), by job kind
+JOB_CONFIGS: dict[str, type] = {"grpo": GRPOConfig, "distill": DistillConfig}
+#: the fields of each job config that name files or folders (a mapping field: each of its values)
+JOB_PATH_FIELDS: dict[str, tuple[str, ...]] = {
+    "grpo": ("model", "reward", "monitor_reward", "distill_teachers"),
+    "distill": ("student", "teachers", "eval_rewards"),
+}
+
+
+def check_job_config(kind: str, config: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                     inside: list[str | Path] | tuple[str | Path, ...] = ()) -> Any:
+    """The config a ``kind`` job would run (``config`` with its ``--set`` overrides), checked as the
+    trainer checks it, and with every path field inside one of the folders ``inside`` (checked
+    first, so that no file outside them is read); ConfigError with the trainer's message."""
+    if kind not in JOB_CONFIGS:
+        raise ConfigError(f"unknown job kind {kind!r}; expected one of {sorted(JOB_CONFIGS)}")
+    cls = JOB_CONFIGS[kind]
+    values = config_values(cls, config, overrides)
+    if inside:
+        roots = [Path(r).resolve() for r in inside]
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                    for f in dataclasses.fields(cls)}
+        for name in JOB_PATH_FIELDS[kind]:
+            value = values.get(name, defaults[name])
+            items = value.items() if isinstance(value, dict) else [(None, value)]
+            for key, item in items:
+                if item is not None:
+                    _check_inside(name if key is None else f"{name}.{key}", item, roots)
+    return load_config(cls, config, overrides)
+
+
+def _check_inside(field_name: str, value: Any, roots: list[Path]) -> None:
+    if not isinstance(value, str) or not value or any(not ch.isprintable() for ch in value):
+        raise ConfigError(f"{field_name} must be a path without control characters, got {value!r:.80}")
+    path = resolve_path(value).resolve()
+    if not any(path.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(r.relative_to(REPO_ROOT)) if r.is_relative_to(REPO_ROOT) else r.name for r in roots)
+        raise ConfigError(f"{field_name} {value!r:.120} is outside the folders a studio job may read ({shown}); "
+                          "name a checkpoint or config inside them")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.configs check --kind grpo --config C --set k=v --inside DIR``: one JSON
+    line, ``{"ok": true}`` or ``{"error": "…"}`` (exit status 2), without importing torch.
+    The studio runs it before it queues a job."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("command", choices=["check"])
+    ap.add_argument("--kind", required=True)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--inside", action="append", default=[], metavar="DIR",
+                    help="a folder path fields may name (repeatable); none: any path")
+    args = ap.parse_args(argv)
+    try:
+        check_job_config(args.kind, args.config, args.set, args.inside)
+    except (ConfigError, ValueError) as exc:  # a config's own checks may raise plain ValueErrors
+        print(json.dumps({"error": str(exc)}))
+        return 2
+    print(json.dumps({"ok": True}))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

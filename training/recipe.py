@@ -227,6 +227,32 @@ class LoadMonitor:
         return {"mean": float(np.mean(self.samples)), "max": float(np.max(self.samples)), "samples": len(self.samples)}
 
 
+RECORDED = REPO_ROOT / "benchmarks" / "results" / "seed_recipe.json"
+STAGES = ("grpo_t2i", "grpo_edit", "distill", "bench")
+
+
+def recorded_seconds(path: Path = RECORDED) -> dict[str, float]:
+    """Each stage's wall time in the recorded run of the recipe (benchmarks/results/seed_recipe.json)."""
+    try:
+        seconds = json.loads(Path(path).read_text())["seconds"]
+        return {k: float(seconds[k]) for k in STAGES if k in seconds}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def time_left_estimate(done: dict[str, float], recorded: dict[str, float]) -> str:
+    """``about 35m10s left`` for the stages not run yet: their recorded times, scaled by how this
+    run's finished stages compare with the recorded ones (another machine, other overrides)."""
+    from qwenrl.progress import duration
+
+    left = [s for s in STAGES if s not in done]
+    if not recorded or not left or any(s not in recorded for s in left):
+        return "no recorded run to estimate the time left from"
+    finished = [s for s in STAGES if s in done and s in recorded]
+    pace = sum(done[s] for s in finished) / sum(recorded[s] for s in finished) if finished else 1.0
+    return f"about {duration(pace * sum(recorded[s] for s in left))} left for the recipe"
+
+
 def stage_timing(seconds: float, load: dict[str, float], run: Path | None = None) -> dict[str, Any]:
     """A stage's wall time and load, with the step count and median step time from its run's metrics."""
     out: dict[str, Any] = {"seconds": seconds, "load": load, "cpus": os.cpu_count()}
@@ -262,10 +288,12 @@ def seed_recipe(
     seconds: dict[str, float] = {}
     timing: dict[str, dict[str, Any]] = {}
     published: dict[str, Path] = {}
-    for task in ("t2i", "edit"):
+    recorded = recorded_seconds()
+    for k, task in enumerate(("t2i", "edit")):
         t0, load = time.perf_counter(), LoadMonitor()
         cfg = grpo.GRPOConfig.from_yaml(CONFIGS / f"shapes_grpo_{task}.yaml", overrides.get(task, []), model=str(base))
-        log("recipe", f"GRPO {task}: {cfg.steps} steps in {out / f'grpo-{task}'}")
+        log("recipe", f"stage {k + 1}/4, GRPO {task}: {cfg.steps} steps in {out / f'grpo-{task}'} "
+                      f"({time_left_estimate(seconds, recorded)}; the trainer prints its own estimate each step)")
         result = grpo.train(cfg, out / f"grpo-{task}")
         published[task] = publish(result["checkpoint"], models / f"shapes-grpo-{task}", f"shapes-grpo-{task}")
         seconds[f"grpo_{task}"] = time.perf_counter() - t0
@@ -274,7 +302,7 @@ def seed_recipe(
     t0, load = time.perf_counter(), LoadMonitor()
     dcfg = distill.DistillConfig.from_yaml(CONFIGS / "shapes_distill.yaml", overrides.get("distill", []), student=str(base),
                                            teachers={t: str(p) for t, p in published.items()})
-    log("recipe", f"distillation: {dcfg.steps} steps in {out / 'distill'}")
+    log("recipe", f"stage 3/4, distillation: {dcfg.steps} steps in {out / 'distill'} ({time_left_estimate(seconds, recorded)})")
     result = distill.train(dcfg, out / "distill")
     publish(result["checkpoint"], models / "shapes-distilled", "shapes-distilled")
     seconds["distill"] = time.perf_counter() - t0
@@ -283,6 +311,7 @@ def seed_recipe(
     t0, load = time.perf_counter(), LoadMonitor()
     table = {}
     names = ("shapes-base", "shapes-grpo-t2i", "shapes-grpo-edit", "shapes-distilled")
+    log("recipe", f"stage 4/4, bench ({time_left_estimate(seconds, recorded)})")
     for k, name in enumerate(names):
         log("recipe", f"benching {name} ({k + 1}/{len(names)}, {bench_samples} sample(s) per test prompt)")
         table[name] = bench(base if name == "shapes-base" else models / name, splits, bench_limit, samples_per_prompt=bench_samples)

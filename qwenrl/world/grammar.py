@@ -13,6 +13,7 @@ scene and what must be preserved. Held-out colour-shape pairs and relation tripl
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,14 +78,20 @@ class GrammarError(ValueError):
     """A prompt or instruction outside the Shapes grammar."""
 
 
+def words_of(text: str) -> list[str]:
+    """The words of ``text`` as the grammar writes them: lower case, punctuation dropped
+    ("A red circle, left of…" → ``["a", "red", "circle", "left", "of", …]``)."""
+    return re.findall(r"[^\W_]+", text.lower())
+
+
 def unknown_words(text: str) -> list[str]:
-    """The distinct words of ``text`` outside the vocabulary, sorted (case-insensitive)."""
-    return sorted({w for w in text.lower().split() if w not in VOCAB})
+    """The distinct words of ``text`` outside the vocabulary, sorted (case and punctuation do not matter)."""
+    return sorted({w for w in words_of(text) if w not in VOCAB})
 
 
 def check_words(text: str) -> list[str]:
     """The words of ``text``; raises GrammarError naming any word outside the vocabulary."""
-    words = text.lower().split()
+    words = words_of(text)
     unknown = unknown_words(text)
     if unknown:
         raise GrammarError(
