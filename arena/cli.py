@@ -111,7 +111,10 @@ def elo(
         for path in files:
             if os.path.getsize(path) > 32 << 20:
                 click.echo(f"reading {path}…", err=True)
-        fields = vote_io.RATING_FIELDS + (("category",) if category else ()) + (("covariates",) if control else ())
+        # only the fields this table needs: each one read costs time on a large file
+        needed = {"task": task is not None, "judge": judge is not None, "anony": anony_only}
+        fields = tuple(f for f in vote_io.RATING_FIELDS if needed.get(f, True))
+        fields += (("category",) if category else ()) + (("covariates",) if control else ())
         votes = read_with_warnings(list(files), input_format=input_format, fields=fields, workers=workers, strict=strict)
         votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
         if not include_flagged:
