@@ -28,7 +28,6 @@ from arena.categories import CATEGORY_MIN_VOTES, category_too_small, in_category
 from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
 from arena.style import style_control  # noqa: E402
-from arena.store import ArenaStore  # noqa: E402
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -286,6 +285,8 @@ def export_votes(store_path: str, out: str, output_format: str | None, task: str
       qwenrl votes export --store workspace/arena.db --out t2i.jsonl --task t2i
       qwenrl votes export --store workspace/arena.db --out fastchat.jsonl --pairwise
     """
+    from arena.store import ArenaStore
+
     try:
         with ArenaStore(store_path) as store, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", vote_io.KwayExpandedWarning)
@@ -316,6 +317,8 @@ def import_votes(files: Sequence[str], store_path: str, task: str | None, input_
     Example:
       qwenrl votes import --store workspace/arena.db --task t2i clean_battle_20240220.json
     """
+    from arena.store import ArenaStore
+
     try:
         frame = read_with_warnings(list(files), input_format=input_format, strict=strict)
         with ArenaStore(store_path) as store:
@@ -339,6 +342,8 @@ def list_voters(store_path: str, task: str | None, as_json: bool) -> None:
     Example:
       qwenrl votes voters --store workspace/arena.db
     """
+    from arena.store import ArenaStore
+
     try:
         with ArenaStore(store_path) as store:
             rows = store.voters(task)
@@ -371,6 +376,8 @@ def exclude_voter(voter: str, store_path: str, reason: str, undo: bool) -> None:
       qwenrl votes exclude --store workspace/arena.db 3f2a… --reason "100 votes in a minute"
       qwenrl votes exclude --store workspace/arena.db 3f2a… --undo
     """
+    from arena.store import ArenaStore
+
     try:
         with ArenaStore(store_path) as store:
             if undo:
