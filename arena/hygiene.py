@@ -78,12 +78,22 @@ def flagged_mask(frame: pd.DataFrame) -> pd.Series:
 
 
 def counted_votes(frame: pd.DataFrame, *, include_flagged: bool = False) -> pd.DataFrame:
-    """The votes a board counts: without a flag, or every vote with ``include_flagged``."""
+    """The votes a board counts: without a flag, or every vote with ``include_flagged``.
+
+    When votes are left out, the model columns become categoricals that keep the models'
+    order of first appearance in ``frame``, as a vote file read whole and then filtered keeps
+    it: the bootstrap draws follow that order, so the studio's board and ``qwenrl elo`` on its
+    export give the same intervals."""
     if include_flagged:
         return frame
     mask = flagged_mask(frame)
     if not mask.any():
         return frame
+    frame = frame.copy()
+    if {"model_a", "model_b"} <= set(frame.columns) and not isinstance(frame["model_a"].dtype, pd.CategoricalDtype):
+        order = pd.unique(pd.concat([frame["model_a"], frame["model_b"]], ignore_index=True).dropna())
+        for name in ("model_a", "model_b"):
+            frame[name] = pd.Categorical(frame[name], categories=order)
     return frame[~mask].reset_index(drop=True)
 
 
