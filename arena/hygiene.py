@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 FAST, BURST, NAMED, EXCLUDED = "fast", "burst", "named", "excluded"
@@ -69,11 +70,15 @@ def with_flags(text: str | None, *extra: str) -> str:
     return join_flags([*split_flags(text), *extra])
 
 
-def flagged_mask(frame: pd.DataFrame) -> pd.Series:
+def flagged_mask(frame: pd.DataFrame) -> np.ndarray:
     """True for the rows of a vote table that carry a flag (no ``flags`` column: none do)."""
     if "flags" not in frame.columns or len(frame) == 0:
-        return pd.Series(False, index=frame.index)
+        return np.zeros(len(frame), dtype=bool)
     flags = frame["flags"]
+    if isinstance(flags.dtype, pd.CategoricalDtype):  # a file read: look at the few distinct values only
+        flagged = np.array([value != "" for value in flags.cat.categories], dtype=bool)
+        codes = flags.cat.codes.to_numpy()
+        return (codes >= 0) & np.append(flagged, False)[codes]
     return flags.notna().to_numpy() & (flags.astype(object).fillna("") != "").to_numpy()
 
 

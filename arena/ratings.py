@@ -142,7 +142,7 @@ def encode_votes(votes: Votes) -> EncodedVotes:
     if len(frame) == 0:
         return EncodedVotes((), *(np.zeros(0, dtype=np.int64) for _ in range(2)), np.zeros(0, np.int8))
     if "models" in frame.columns:
-        kway = frame["models"].map(lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))).to_numpy(bool)
+        kway = frame["models"].notna().to_numpy(bool)  # a list is never NA; None and NaN are
         if kway.any():
             return _encode_with_kway(frame, kway)
     missing = [c for c in ("model_a", "model_b", "winner") if c not in frame.columns]
@@ -244,7 +244,7 @@ def _factorize_models(model_a: pd.Series, model_b: pd.Series) -> tuple[np.ndarra
             lookup = np.append(names.get_indexer(column.cat.categories), -1)
             codes.append(lookup[column.cat.codes.to_numpy()])  # code -1 (missing) maps to -1
         joint = np.concatenate(codes)
-        used = np.unique(joint[joint >= 0])
+        used = np.flatnonzero(np.bincount(joint[joint >= 0], minlength=len(names)))
         if len(used) < len(names):  # drop categories that no vote uses
             remap = np.full(len(names) + 1, -1)
             remap[used] = np.arange(len(used))
