@@ -89,16 +89,20 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=40)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    import socket
+
     from playwright.sync_api import sync_playwright
 
-    from tests.studio_support import free_port
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
 
     report: dict = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models = tiny_models(root / "models")
         (root / "ws").mkdir()
-        server = Server(root / "ws" / "workspace", models, free_port(), rate=1000, burst=1000, pool_size=8,
+        server = Server(root / "ws" / "workspace", models, port, rate=1000, burst=1000, pool_size=8,
                         extra=("--min-vote-seconds", "0", "--no-live-prompts"))
         try:
             server.start()
