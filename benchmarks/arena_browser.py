@@ -36,21 +36,28 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-# Clicks the vote button, waits for the reveal; clicks Next, waits for new images. Returns ms.
+# Clicks the vote button, waits for the reveal; clicks Next, waits until the reveal is cleared
+# (it is cleared in the same update that brings the new images) and the image has loaded (the
+# next battle may show the very same picture, so its address is no signal). Returns ms; a step
+# that does not finish in 20 s fails the run rather than waiting for ever.
 CYCLE = """
 async ({vote, reveal, next, image}) => {
-  const until = (ok) => new Promise((resolve) => {
-    const poll = () => (ok() ? resolve(performance.now()) : requestAnimationFrame(poll));
+  const until = (ok, what) => new Promise((resolve, reject) => {
+    const start = performance.now();
+    const poll = () => {
+      if (ok()) return resolve(performance.now());
+      if (performance.now() - start > 20000) return reject(new Error('no ' + what + ' after 20 s'));
+      requestAnimationFrame(poll);
+    };
     poll();
   });
   const revealed = () => (document.querySelector(reveal).value || '').includes(' was ');
   const img = () => document.querySelector(image);
-  const before = img() ? img().src : null;
   const t0 = performance.now();
   document.querySelector(vote).click();
-  const t1 = await until(revealed);
+  const t1 = await until(revealed, 'reveal');
   document.querySelector(next).click();
-  const t2 = await until(() => !revealed() && img() && img().src !== before && img().complete);
+  const t2 = await until(() => !revealed() && img() && img().complete && img().naturalWidth > 0, 'next battle');
   return [t1 - t0, t2 - t1];
 }
 """
@@ -108,7 +115,10 @@ def main() -> None:
             server.start()
             import httpx
 
+            deadline = time.time() + 600
             while httpx.get(f"{server.url}/api/v1/health").json()["models"]["t2i"] < 4:
+                if time.time() > deadline:
+                    raise SystemExit("the studio never had four models with gallery images")
                 time.sleep(1)
             report["uptime_before"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
             with sync_playwright() as pw:
