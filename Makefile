@@ -44,6 +44,8 @@ bench: install
 	$(BIN)/python benchmarks/grpo.py
 	$(BIN)/python benchmarks/grpo_signal.py
 	$(BIN)/python benchmarks/arena_load.py
+	$(BIN)/python benchmarks/arena_browser.py
+	$(BIN)/python benchmarks/arena_simulation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -122,3 +122,27 @@ def save_png(fig: go.Figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_image(str(path))
     return path
+
+
+def simulation_figure(settings: dict[str, list], tau: float = 0.9) -> go.Figure:
+    """Learning curves of simulated arenas (``arena.simulate``): Kendall τ, interval width and
+    top-1 error against votes, one colour per battle size, one dash per setting."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Kendall τ to the true ranking", "mean 95% interval width (Elo)",
+                                                        "top-1 error rate"))
+    colours = {2: "#1f77b4", 3: "#2ca02c", 4: "#d62728"}
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    for s, (setting, curves) in enumerate(settings.items()):
+        for curve in curves:
+            name = f"{'pairwise' if curve.k == 2 else f'{curve.k} images'} · {setting}"
+            style = {"color": colours.get(curve.k, "#9467bd"), "dash": dashes[s % len(dashes)]}
+            for col, values in enumerate((curve.kendall_tau, curve.ci_width, curve.top1_error), start=1):
+                fig.add_trace(go.Scatter(x=curve.votes, y=values, mode="lines+markers", name=name, line=style,
+                                         legendgroup=name, showlegend=col == 1, marker={"size": 4}), row=1, col=col)
+    fig.add_hline(y=tau, line={"dash": "dot", "color": "gray"}, row=1, col=1)
+    for col in (1, 2, 3):
+        fig.update_xaxes(type="log", title_text="votes (human actions)", row=1, col=col)
+    fig.update_layout(height=430, width=1400, legend={"orientation": "h", "y": -0.25},
+                      margin={"t": 40, "b": 120})
+    return fig

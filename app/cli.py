@@ -222,5 +222,94 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
                    f"{r['ci_low']:7.1f}–{r['ci_high']:<7.1f} {r['votes']:>6}")
 
 
+@arena.command("simulate")
+@click.option("--task", type=click.Choice(["t2i", "edit"]), default="t2i", show_default=True,
+              help="whose pass rates the bundled models bring (measured on the test prompts)")
+@click.option("--bundled/--no-bundled", default=True, show_default=True,
+              help="include the bundled models (their per-family pass rates from benchmarks/results/seed_recipe.json)")
+@click.option("--synthetic", default="0.15,0.55,0.65,0.8", show_default=True,
+              help="pass rates of synthetic models, comma-separated ('' for none)")
+@click.option("--k", "kway", default=4, show_default=True, type=click.IntRange(3, 8),
+              help="images in a K-way battle (compared with pairwise battles)")
+@click.option("--noise", default=0.1, show_default=True, type=click.FloatRange(0, 1), help="share of random votes")
+@click.option("--votes", default=3000, show_default=True, type=click.IntRange(20), help="votes per simulated arena")
+@click.option("--arenas", default=20, show_default=True, type=click.IntRange(1), help="simulated arenas averaged")
+@click.option("--tau", default=0.9, show_default=True, type=click.FloatRange(0, 1), help="the Kendall τ to reach")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the curves as JSON")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), help="plot the curves (plotly PNG)")
+def simulate(task, bundled, synthetic, kway, noise, votes, arenas, tau, seed, json_path, png_path):
+    """How fast K-way and pairwise battles learn, with the oracle judge as the voter.
+
+    Simulated arenas among the bundled models (as the strict checker sees them: their pass
+    rates per prompt family) and synthetic ones with known pass rates; votes are matched by
+    the arena's matchmaking and rated by Bradley–Terry. Prints, for each battle size, the votes
+    (human actions) needed for the mean Kendall τ to reach --tau, and τ, interval width and
+    top-1 error along the way.
+
+    \b
+    Examples:
+      qwenrl arena simulate
+      qwenrl arena simulate --no-bundled --synthetic 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8 --png curves.png
+    """
+    import collections
+
+    from arena.simulate import SimModel, learning_curves, synthetic_models
+
+    from .gallery import PROMPT_DIR
+    from .workspace import REPO_ROOT
+
+    models = []
+    if bundled:
+        table = json.loads((REPO_ROOT / "benchmarks" / "results" / "seed_recipe.json").read_text())["table"]
+        models += [SimModel(name, rows[f"{task}/test"]["families"]) for name, rows in table.items()
+                   if f"{task}/test" in rows]
+    try:
+        rates = [float(x) for x in synthetic.split(",") if x.strip()]
+    except ValueError as exc:
+        raise click.ClickException(f"--synthetic takes pass rates such as 0.2,0.5: {exc}") from exc
+    if any(not 0 <= r <= 1 for r in rates):
+        raise click.ClickException("--synthetic pass rates lie between 0 and 1")
+    models += synthetic_models(rates)
+    with open(PROMPT_DIR / f"{task}_test.jsonl") as handle:
+        families = collections.Counter(json.loads(line).get("family", "") for line in handle if line.strip())
+    try:
+        curves = learning_curves(models, families, ks=(2, kway), votes=votes, noise=noise, arenas=arenas, seed=seed,
+                                 progress=lambda done, total: click.echo(f"arena {done}/{total}", err=True))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(simulation_table(models, families, curves, tau))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({
+            "task": task, "noise": noise, "arenas": arenas, "tau": tau, "seed": seed,
+            "models": {m.name: round(m.overall(families), 4) for m in models},
+            "curves": [c.__dict__ for c in curves]}, indent=2))
+    if png_path:
+        from .charts import save_png, simulation_figure
+
+        save_png(simulation_figure({f"{len(models)} models": curves}, tau), png_path)
+
+
+def simulation_table(models, families, curves, tau: float) -> str:
+    """A markdown table: votes to reach τ, and τ, interval width and top-1 error at a few vote counts."""
+    pairwise = curves[0].votes_to_reach(tau)
+    marks = [n for n in curves[0].votes if n in (curves[0].votes[len(curves[0].votes) // 4],
+                                                  curves[0].votes[len(curves[0].votes) // 2], curves[0].votes[-1])]
+    head = ["battle", f"votes to τ ≥ {tau}", "vs pairwise"] + [f"τ / CI width / top-1 err at {n}" for n in marks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for c in curves:
+        reach = c.votes_to_reach(tau)
+        ratio = f"{reach / pairwise:.2f}×" if reach and pairwise else "—"
+        cells = [f"{c.tau_at(n):.2f} / {c.width_at(n):.0f} / {c.error_at(n):.2f}" for n in marks]
+        lines.append("| " + " | ".join([("pairwise" if c.k == 2 else f"{c.k} images"),
+                                         str(reach) if reach else f"not within {c.votes[-1]}", ratio, *cells]) + " |")
+    truth = sorted(models, key=lambda m: -m.overall(families))
+    lines.append("")
+    lines.append("True ranking (pass rate over the prompt mix): " + ", ".join(
+        f"{m.name} {m.overall(families):.3f}" for m in truth) + ".")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     sys.exit(studio())

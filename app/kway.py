@@ -2,20 +2,31 @@
 
 One battle asks one judgement of K images instead of one bit of two: the vote is expanded
 into the comparisons it implies when rated (``arena.ratings``), and resampled whole by the
-bootstrap. The flow: press *Best* under one image (and optionally *Worst* under another),
-then *Vote*; or press *All bad*. The names are revealed under the images, then *Next battle*.
+bootstrap. The K images are shown side by side in one picture, numbered 1 to K from the left
+(one image to send and load rather than K, so the next battle comes as fast as a pair's). The
+flow: pick the best image (and, if you like, the worst) in the two choosers under it, then
+*Vote*; or press *All bad*. The names are revealed with the vote, then *Next battle*. Marking
+is done in the page (no round trip): only the vote goes to the server.
 
 Handlers are thin adapters over ``ArenaService.new_battle(k=…)`` and ``vote_kway``; the page
-keeps its open battle in ``gr.State`` (id, marks, whether voted).
+keeps its open battle in ``gr.State`` (id, whether voted).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import gradio as gr
+from PIL import Image
 
 from .service import ArenaError
+
+GAP = 2  # pixels between two images of the strip (white)
+
+
+NO_WORST = -1
 
 
 @dataclass
@@ -27,9 +38,9 @@ class KwayView:
     task: gr.Radio
     prompt: gr.Textbox
     source: gr.Image
-    images: list[gr.Image]
-    best: list[gr.Button]
-    worst: list[gr.Button]
+    images: gr.Image
+    best: gr.Radio
+    worst: gr.Radio
     vote: gr.Button
     all_bad: gr.Button
     reveal: gr.Textbox
@@ -38,16 +49,23 @@ class KwayView:
 
     @property
     def outputs(self) -> list:
-        return [self.state, self.prompt, self.source, *self.images, *self.best, *self.worst, self.vote, self.all_bad,
+        return [self.state, self.prompt, self.source, self.images, self.best, self.worst, self.vote, self.all_bad,
                 self.reveal]
 
 
-def marks_text(k: int, best: int | None, worst: int | None) -> str:
-    """What the voter has marked so far, in words."""
-    if best is None:
-        return "Mark the best image (and, if you like, the worst), then Vote; or All bad."
-    text = f"Best: image {best + 1}"
-    return text + (f"; worst: image {worst + 1}." if worst is not None else "; no worst marked (optional).")
+def image_strip(paths: list[Path]) -> Image.Image:
+    """The battle's images side by side, left to right in display order, on white."""
+    tiles = []
+    for path in paths:
+        with Image.open(path) as im:
+            tiles.append(im.convert("RGB"))
+    width = sum(t.width for t in tiles) + GAP * (len(tiles) - 1)
+    strip = Image.new("RGB", (width, max(t.height for t in tiles)), "white")
+    x = 0
+    for tile in tiles:
+        strip.paste(tile, (x, 0))
+        x += tile.width + GAP
+    return strip
 
 
 def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> KwayView:
@@ -58,15 +76,13 @@ def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> Kway
     prompt = gr.Textbox(label="Prompt or instruction", interactive=False, elem_id="kway-prompt")
     source = gr.Image(label="Source", interactive=False, visible=False, type="pil", format="png",
                       elem_id="kway-source", elem_classes="pixelated", height=200)
-    images, best, worst = [], [], []
+    images = gr.Image(label=f"Images 1 to {k}, from the left", interactive=False, type="pil", format="png",
+                      elem_id="kway-images", elem_classes="pixelated", height=240)
+    positions = [(str(i + 1), i) for i in range(k)]
     with gr.Row():
-        for i in range(k):
-            with gr.Column(min_width=160):
-                images.append(gr.Image(label=f"Image {i + 1}", interactive=False, type="pil", format="png",
-                                       elem_id=f"kway-image-{i}", elem_classes="pixelated", height=220))
-                with gr.Row():
-                    best.append(gr.Button("Best", size="sm", elem_id=f"kway-best-{i}", interactive=False))
-                    worst.append(gr.Button("Worst", size="sm", elem_id=f"kway-worst-{i}", interactive=False))
+        best = gr.Radio(positions, value=None, label="Best image", elem_id="kway-best", interactive=False)
+        worst = gr.Radio(positions + [("none", NO_WORST)], value=None, label="Worst image (optional)",
+                         elem_id="kway-worst", interactive=False)
     with gr.Row():
         vote = gr.Button("Vote", variant="primary", elem_id="kway-vote", interactive=False)
         all_bad = gr.Button("All bad", elem_id="kway-all-bad", interactive=False)
@@ -74,17 +90,9 @@ def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> Kway
     next_button = gr.Button("Next battle", elem_id="kway-next")
     view = KwayView(k, state, task, prompt, source, images, best, worst, vote, all_bad, reveal, next_button)
 
-    def buttons(current: dict | None) -> dict:
-        """The mark and vote buttons as the current marks allow."""
-        open_ = bool(current) and not current.get("voted")
-        b, w = (current or {}).get("best"), (current or {}).get("worst")
-        out = {}
-        for i in range(k):
-            out[best[i]] = gr.Button(variant="primary" if b == i else "secondary", interactive=open_ and w != i)
-            out[worst[i]] = gr.Button(variant="stop" if w == i else "secondary", interactive=open_ and b != i)
-        out[vote] = gr.Button(interactive=open_ and b is not None)
-        out[all_bad] = gr.Button(interactive=open_)
-        return out
+    def controls(open_: bool) -> dict:
+        return {best: gr.Radio(value=None, interactive=open_), worst: gr.Radio(value=None, interactive=open_),
+                vote: gr.Button(interactive=open_), all_bad: gr.Button(interactive=open_)}
 
     def show_battle(task_value: str, request: gr.Request, resume: bool = False) -> dict:
         address = getattr(getattr(request, "client", None), "host", None)
@@ -92,65 +100,49 @@ def build_kway_tab(studio, show_image, voter_id, labels: dict[str, str]) -> Kway
             battle = (studio.service.open_or_new_battle(task_value, voter_id(request), address, k) if resume else
                       studio.service.new_battle(task_value, voter_id(request), k, address=address))
         except ArenaError as exc:
-            return {state: None, prompt: "", reveal: str(exc), **{im: None for im in images}, **buttons(None)}
-        current = {"battle_id": battle.battle_id, "voted": False, "best": None, "worst": None}
+            return {state: None, prompt: "", reveal: str(exc), images: None, **controls(False)}
         return {
-            state: current,
+            state: {"battle_id": battle.battle_id, "voted": False},
             prompt: battle.prompt,
             source: gr.Image(value=show_image(battle.source), visible=battle.source is not None),
-            **{im: gr.Image(value=show_image(path), label=f"Image {i + 1}")
-               for i, (im, path) in enumerate(zip(images, battle.images))},
-            reveal: marks_text(k, None, None),
-            **buttons(current),
+            images: image_strip(battle.images),
+            reveal: "Pick the best image (and, if you like, the worst), then Vote; or All bad.",
+            **controls(True),
         }
 
-    def mark(kind: str, position: int):
-        def handler(current: dict | None) -> dict:
-            if not current or current.get("voted"):
-                return {reveal: "No open battle: press “Next battle”."}
-            current = {**current, kind: None if current.get(kind) == position else position}  # a second press unmarks
-            return {state: current, reveal: marks_text(k, current["best"], current["worst"]), **buttons(current)}
-
-        return handler
-
-    def send(current: dict | None, everything_bad: bool, request: gr.Request) -> dict:
+    def send(current: dict | None, best_at: int | None, worst_at: int | None, request: gr.Request) -> dict:
         if not current or current.get("voted"):
             return {reveal: "No open battle: press “Next battle”."}
-        best_at, worst_at = (None, None) if everything_bad else (current["best"], current["worst"])
-        if not everything_bad and best_at is None:
-            return {reveal: "Mark the best image first (or press All bad)."}
         voter = voter_id(request)
         try:
             studio.service.throttle(voter)
             result = studio.service.vote_kway(current["battle_id"], best_at, worst_at, voter)
         except ArenaError as exc:
             return {reveal: f"Vote refused: {exc}"}
-        done = {**current, "voted": True}
-        if everything_bad:
+        if best_at is None and worst_at is None:
             said = "You voted: all bad."
         else:
             said = f"You voted: best {result.best}" + (f", worst {result.worst}." if result.worst else ".")
         names = "; ".join(f"{i + 1} was {name}" for i, name in enumerate(result.models))
         return {
-            state: done,
-            **{im: gr.Image(label=f"{i + 1}: {name}") for i, (im, name) in enumerate(zip(images, result.models))},
+            state: {**current, "voted": True},
+            best: gr.Radio(interactive=False), worst: gr.Radio(interactive=False),
+            vote: gr.Button(interactive=False), all_bad: gr.Button(interactive=False),
             reveal: f"{said}\n{names}.",
-            **buttons(done),
         }
 
-    def vote_marked(current: dict | None, request: gr.Request) -> dict:
-        return send(current, False, request)
+    def vote_marked(current: dict | None, best_at: int | None, worst_at: int | None, request: gr.Request) -> dict:
+        if best_at is None:
+            return {reveal: "Pick the best image first (or press All bad)."}
+        return send(current, best_at, None if worst_at in (None, NO_WORST) else worst_at, request)
 
     def vote_all_bad(current: dict | None, request: gr.Request) -> dict:
-        return send(current, True, request)
+        return send(current, None, None, request)
 
     outputs = view.outputs
     next_button.click(show_battle, [task], outputs, api_name="new_battle_kway")
     task.input(show_battle, [task], outputs, api_visibility="private")
-    for i in range(k):
-        best[i].click(mark("best", i), [state], outputs, api_visibility="private")
-        worst[i].click(mark("worst", i), [state], outputs, api_visibility="private")
-    vote.click(vote_marked, [state], outputs, api_name="vote_kway")
+    vote.click(vote_marked, [state, best, worst], outputs, api_name="vote_kway")
     all_bad.click(vote_all_bad, [state], outputs, api_name="vote_kway_all_bad")
     def first_battle(task_value: str, request: gr.Request) -> dict:
         return show_battle(task_value, request, resume=True)

@@ -230,6 +230,7 @@ class ArenaService:
         self.personal_votes = int(personal_votes)  #: votes a voter casts before their own board shows
         self.category_min_votes = int(category_min_votes)  #: votes a category needs before it is ranked
         self.covariates = Covariates(workspace)
+        self._kway_models: OrderedDict[str, list[str]] = OrderedDict()  # battle id → its models, for the vote
         self.min_vote_s = float(min_vote_s)  #: a vote sooner than this after its battle is flagged fast
         self.live = live  #: an app.live.LiveGenerator, or None (live prompts off)
         self._fast_cache: dict[str, bool] = {}
@@ -293,7 +294,7 @@ class ArenaService:
                     self._refresh_lock.release()
         return idx
 
-    def refresh(self, task: str) -> _TaskIndex:
+    def refresh(self, task: str, warm: bool = False) -> _TaskIndex:
         """Rebuild a task's snapshot: its gallery samples per model, and the matchmaking inputs
         (battle counts and intervals of the human votes, recomputed every ``board_ttl_s`` or when
         the models change). Requests only ever read snapshots."""
@@ -314,6 +315,10 @@ class ArenaService:
                 intervals = {r["model"]: (r["ci_low"], r["ci_high"]) for r in board.rows} if board else {}
         idx = _TaskIndex(by_model, now, models, counts, intervals, rated)
         self._index[task] = idx
+        if warm:  # the background refresher computes new images' covariates, off the request path (cached)
+            for samples in by_model.values():
+                for sample in samples.values():
+                    self.covariates.of(sample)
         return idx
 
     def start(self, interval_s: float = 1.0) -> None:
@@ -326,7 +331,7 @@ class ArenaService:
             while not stop.wait(interval_s):
                 for task in self.tasks():
                     try:
-                        self.refresh(task)
+                        self.refresh(task, warm=True)
                     except Exception as exc:  # keep serving the last snapshot
                         print(f"arena refresh ({task}): {type(exc).__name__}: {exc}", file=sys.stderr)
 
@@ -375,6 +380,10 @@ class ArenaService:
             battle_id = self.ws.create_battle(samples[0], samples[1], voter, meta=meta)
         else:
             battle_id = self.ws.create_kway_battle(samples, voter, meta=meta)
+            with self._rng_lock:
+                self._kway_models[battle_id] = list(group)
+                while len(self._kway_models) > 100_000:
+                    self._kway_models.popitem(last=False)
         self.limits.served(voter, battle_id)
         first = samples[0]
         images = [self.ws.root / s["image_path"] for s in samples]
@@ -557,10 +566,12 @@ class ArenaService:
         the ``worst``; neither is "all bad". Reveals the models. ArenaError (with an HTTP status) when refused."""
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
             raise ArenaError("battle_id must be the id of a battle you were served", 404)
-        battle = self.ws.store.get_battle(battle_id)
-        if battle is None:
-            raise ArenaError(f"no battle {battle_id!r}", 404)
-        models = battle.get("models")
+        models = self._kway_models.get(battle_id)
+        if models is None:  # served by an earlier run of the studio, or not a K-way battle
+            battle = self.ws.store.get_battle(battle_id)
+            if battle is None:
+                raise ArenaError(f"no battle {battle_id!r}", 404)
+            models = battle.get("models")
         if not models:
             raise ArenaError(f"battle {battle_id!r} shows two images: vote with a winner (POST /api/v1/vote)", 422)
         marks = []
@@ -569,9 +580,9 @@ class ArenaService:
                 raise ArenaError(f"{name} must be an image position from 0 to {len(models) - 1}, or null", 422)
             marks.append(None if position is None else models[position])
         try:
-            self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
-                                         flags=self.vote_flags(voter),
-                                         min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
+            row = self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
+                                               flags=self.vote_flags(voter),
+                                               min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
         except WrongVoter as exc:
@@ -581,7 +592,7 @@ class ArenaService:
         except VoteError as exc:
             raise ArenaError(str(exc), 422) from exc
         self.limits.voted(voter, battle_id)
-        return KwayResult(battle_id, battle["task"], list(models), marks[0], marks[1])
+        return KwayResult(battle_id, row["task"], list(models), marks[0], marks[1])
 
     def reveal(self, battle_id: str, voter: str) -> dict[str, Any]:
         """Skip a battle: show its models without a vote; no vote is taken for it afterwards."""

@@ -28,7 +28,6 @@ from arena.categories import CATEGORY_MIN_VOTES, category_too_small, in_category
 from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
 from arena.style import style_control  # noqa: E402
-from arena.store import ArenaStore  # noqa: E402
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,7 +110,10 @@ def elo(
         for path in files:
             if os.path.getsize(path) > 32 << 20:
                 click.echo(f"reading {path}…", err=True)
-        fields = vote_io.RATING_FIELDS + (("category",) if category else ()) + (("covariates",) if control else ())
+        # only the fields this table needs: each one read costs time on a large file
+        needed = {"task": task is not None, "judge": judge is not None, "anony": anony_only}
+        fields = tuple(f for f in vote_io.RATING_FIELDS if needed.get(f, True))
+        fields += (("category",) if category else ()) + (("covariates",) if control else ())
         votes = read_with_warnings(list(files), input_format=input_format, fields=fields, workers=workers, strict=strict)
         if len(votes) == 0:
             raise ValueError(f"no votes in {', '.join(files)}: the file{'s hold' if len(files) > 1 else ' holds'} "
@@ -313,6 +315,8 @@ def export_votes(store_path: str, out: str, output_format: str | None, task: str
       qwenrl votes export --store workspace/arena.db --out t2i.jsonl --task t2i
       qwenrl votes export --store workspace/arena.db --out fastchat.jsonl --pairwise
     """
+    from arena.store import ArenaStore
+
     try:
         with open_store(store_path) as store, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", vote_io.KwayExpandedWarning)
@@ -370,6 +374,8 @@ def list_voters(store_path: str, task: str | None, as_json: bool) -> None:
     Example:
       qwenrl votes voters --store workspace/arena.db
     """
+    from arena.store import ArenaStore
+
     try:
         with ArenaStore(store_path) as store:
             rows = store.voters(task)
@@ -402,6 +408,8 @@ def exclude_voter(voter: str, store_path: str, reason: str, undo: bool) -> None:
       qwenrl votes exclude --store workspace/arena.db 3f2a… --reason "100 votes in a minute"
       qwenrl votes exclude --store workspace/arena.db 3f2a… --undo
     """
+    from arena.store import ArenaStore
+
     try:
         with ArenaStore(store_path) as store:
             if undo:

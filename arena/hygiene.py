@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 FAST, BURST, NAMED, EXCLUDED = "fast", "burst", "named", "excluded"
@@ -69,21 +70,35 @@ def with_flags(text: str | None, *extra: str) -> str:
     return join_flags([*split_flags(text), *extra])
 
 
-def flagged_mask(frame: pd.DataFrame) -> pd.Series:
+def flagged_mask(frame: pd.DataFrame) -> np.ndarray:
     """True for the rows of a vote table that carry a flag (no ``flags`` column: none do)."""
     if "flags" not in frame.columns or len(frame) == 0:
-        return pd.Series(False, index=frame.index)
+        return np.zeros(len(frame), dtype=bool)
     flags = frame["flags"]
+    if isinstance(flags.dtype, pd.CategoricalDtype):  # a file read: look at the few distinct values only
+        flagged = np.array([value != "" for value in flags.cat.categories], dtype=bool)
+        codes = flags.cat.codes.to_numpy()
+        return (codes >= 0) & np.append(flagged, False)[codes]
     return flags.notna().to_numpy() & (flags.astype(object).fillna("") != "").to_numpy()
 
 
 def counted_votes(frame: pd.DataFrame, *, include_flagged: bool = False) -> pd.DataFrame:
-    """The votes a board counts: without a flag, or every vote with ``include_flagged``."""
+    """The votes a board counts: without a flag, or every vote with ``include_flagged``.
+
+    When votes are left out, the model columns become categoricals that keep the models'
+    order of first appearance in ``frame``, as a vote file read whole and then filtered keeps
+    it: the bootstrap draws follow that order, so the studio's board and ``qwenrl elo`` on its
+    export give the same intervals."""
     if include_flagged:
         return frame
     mask = flagged_mask(frame)
     if not mask.any():
         return frame
+    frame = frame.copy()
+    if {"model_a", "model_b"} <= set(frame.columns) and not isinstance(frame["model_a"].dtype, pd.CategoricalDtype):
+        order = pd.unique(pd.concat([frame["model_a"], frame["model_b"]], ignore_index=True).dropna())
+        for name in ("model_a", "model_b"):
+            frame[name] = pd.Categorical(frame[name], categories=order)
     return frame[~mask].reset_index(drop=True)
 
 

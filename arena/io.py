@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -260,34 +261,24 @@ def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list
 
 def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...]) -> _Part:
     """Parse the lines in bytes [start, end) of a JSON-lines file (``start`` begins a line);
-    line numbers count from 1 at ``start``. The loop is the hot path of ``qwenrl elo``."""
-    decode = json.JSONDecoder().raw_decode
+    line numbers count from 1 at ``start``. The loop is the hot path of ``qwenrl elo``.
+
+    Each block of lines is first decoded by msgspec into records holding only the fields asked
+    for (other fields are skipped unparsed, which is most of a line's bytes); a block with a
+    blank line, a line that is not one JSON object, or anything else unusual is parsed again
+    line by line, which says what is wrong and where.
+    """
     columns = _Columns(fields)
-    keep, lines = columns.pending.append, columns.lines.append
+    decoder = _record_decoder(columns.names)
     problems: list[tuple[int, str]] = []
     line_number = 0
-    for first, texts in _text_blocks(path, start, end, problems):
-        for line_number, text in enumerate(texts, first):
-            if text is None:
-                continue
-            try:  # the fast path: an object filling the line
-                record, stop = decode(text)
-                if stop != len(text) and text[stop:].strip():
-                    raise ValueError
-            except ValueError:
-                if not text.strip():
-                    continue  # blank lines are allowed
-                try:
-                    record = json.loads(text)  # slower, but says what is wrong
-                except json.JSONDecodeError as exc:
-                    problems.append((line_number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
-                    continue
-            if type(record) is dict:
-                keep(record)
-                lines(line_number)
-            else:
-                problems.append((line_number, f"expected a JSON object, found {type(record).__name__}"))
-        columns.flush()
+    for first, data, count in _byte_blocks(path, start, end):
+        structs = _fast_decode(decoder, data, count)
+        if structs is not None:
+            columns.add_structs(structs, first)
+        else:
+            _parse_lines_slowly(columns, data, first, problems)
+        line_number = first + count - 1
     part = columns.validate(path)
     part.problems = sorted(problems + part.problems)
     part.total_problems += len(problems)
@@ -295,9 +286,69 @@ def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...])
     return part
 
 
-def _text_blocks(path: str, start: int, end: int, problems: list[tuple[int, str]]):
-    """(first line number, lines) for each block of whole lines in bytes [start, end); a line
-    that is not UTF-8 is reported in ``problems`` and given as None."""
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+
+
+def _record_decoder(names: tuple[str, ...]):
+    """A msgspec decoder of JSON objects into records with only ``names``. ``tstamp`` must be a
+    number (or absent: NaN) and ``anony`` a boolean; any other value of theirs, like any
+    surprise, makes the block take the careful path, which names the line."""
+    import msgspec
+
+    typed = {"tstamp": (float, math.nan), "anony": (bool | None, None)}
+    record = msgspec.defstruct("VoteRecord", [(name, *typed.get(name, (Any, None))) for name in names], gc=False)
+    return msgspec.json.Decoder(record)
+
+
+def _fast_decode(decoder, data: bytes, count: int) -> list | None:
+    """The block's records, one per line, or None when the block needs the careful path."""
+    import msgspec
+
+    body = data[:-1] if data.endswith(b"\n") else data
+    # decode_lines skips blank lines, so the line numbers would drift: such blocks take the careful path
+    if not body or body[:1] in b" \t\r\n" or body[-1:] in b" \t\n" or _BLANK_LINE.search(body):
+        return None
+    try:
+        structs = decoder.decode_lines(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return structs if len(structs) == count else None  # two objects on one line: not one record
+
+
+def _parse_lines_slowly(columns: _Columns, data: bytes, first: int, problems: list[tuple[int, str]]) -> None:
+    """The careful path: each line decoded alone, every problem reported with its line."""
+    decode = json.JSONDecoder().raw_decode
+    keep, lines = columns.pending.append, columns.lines.append
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    for line_number, raw in enumerate(data.split(b"\n"), first):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append((line_number, f"not UTF-8 text ({exc.reason})"))
+            continue
+        try:
+            record, stop = decode(text)
+            if stop != len(text) and text[stop:].strip():
+                raise ValueError
+        except ValueError:
+            if not text.strip():
+                continue  # blank lines are allowed
+            try:
+                record = json.loads(text)  # slower, but says what is wrong
+            except json.JSONDecodeError as exc:
+                problems.append((line_number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
+                continue
+        if type(record) is dict:
+            keep(record)
+            lines(line_number)
+        else:
+            problems.append((line_number, f"expected a JSON object, found {type(record).__name__}"))
+    columns.flush()
+
+
+def _byte_blocks(path: str, start: int, end: int):
+    """(first line number, bytes, lines) for each block of whole lines in bytes [start, end)."""
     first = 1
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -309,20 +360,9 @@ def _text_blocks(path: str, start: int, end: int, problems: list[tuple[int, str]
                 tail = handle.readline()  # finish the block's last line
                 remaining -= len(tail)
                 data += tail
-            if data.endswith(b"\n"):
-                data = data[:-1]
-            try:
-                texts: list[str | None] = data.decode("utf-8").split("\n")
-            except UnicodeDecodeError:
-                texts = []
-                for k, raw in enumerate(data.split(b"\n"), start=first):
-                    try:
-                        texts.append(raw.decode("utf-8"))
-                    except UnicodeDecodeError as exc:
-                        problems.append((k, f"not UTF-8 text ({exc.reason})"))
-                        texts.append(None)
-            yield first, texts
-            first += len(texts)
+            count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            yield first, data, count
+            first += count
 
 
 def _read_json_list(path: str, fields: tuple[str, ...], workers: int | None) -> list[_Part]:
@@ -505,6 +545,7 @@ class _Columns:
     def __init__(self, fields: tuple[str, ...]):
         self.fields = fields
         names = (*fields, "question_id") if "battle_id" in fields else fields
+        self.names: tuple[str, ...] = tuple(names)
         self.columns: dict[str, list] = {name: [] for name in names}
         self.index: dict[str, dict] = {name: {} for name in names if name in _CATEGORICAL}
         self.lines: list[int] = []
@@ -519,11 +560,27 @@ class _Columns:
         if len(self.pending) >= 50_000:
             self.flush()
 
+    def add_structs(self, structs: list, first: int) -> None:
+        """Records decoded by msgspec (attributes, one per field), from line ``first`` on."""
+        self.flush()
+        for name, column in self.columns.items():
+            values = list(map(attrgetter(name), structs))
+            if name in self.index:
+                column.append(_codes_fast(values, self.index[name]))
+            elif name == "tstamp":  # chunks: arrays from here, lists from the careful path
+                column.append(np.array(values, dtype=np.float64))
+            else:
+                column.extend(values)
+        self.lines.extend(range(first, first + len(structs)))
+
     def flush(self) -> None:
         for name, column in self.columns.items():
             values = [record.get(name) for record in self.pending]
             if name in self.index:
                 column.append(_codes(values, self.index[name]))
+            elif name == "tstamp":
+                if values:
+                    column.append(values)
             else:
                 column.extend(values)
         self.pending.clear()  # in place: the parse loop holds its append method
@@ -535,6 +592,12 @@ class _Columns:
             if name in self.index:
                 codes = np.concatenate(column) if column else np.zeros(0, dtype=np.int64)
                 columns[name] = (codes, [_unwrap(v) for v in self.index[name]])
+            elif name == "tstamp":
+                if all(isinstance(chunk, np.ndarray) for chunk in column):
+                    columns[name] = np.concatenate(column) if column else np.zeros(0)
+                else:  # the careful path's raw values, checked one by one (NaN: absent)
+                    columns[name] = [v for chunk in column for v in (
+                        [None if x != x else x for x in chunk.tolist()] if isinstance(chunk, np.ndarray) else chunk)]
             else:
                 columns[name] = column
         if "battle_id" in columns:  # FastChat calls it question_id
@@ -552,6 +615,26 @@ class _Unhashable:
 
 def _unwrap(value: Any) -> Any:
     return value.value if isinstance(value, _Unhashable) else value
+
+
+def _codes_fast(values: list, index: dict) -> np.ndarray:
+    """:func:`_codes` through pandas' hash table: a chunk's distinct values are coded once and
+    looked up (a missing value, None, gets its own code after the chunk's others)."""
+    if values and values.count(values[0]) == len(values):  # a constant column (task, judge…): no hashing
+        try:
+            return np.full(len(values), index.setdefault(values[0], len(index)), dtype=np.int64)
+        except TypeError:
+            return _codes(values, index)
+    try:
+        local, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+    except TypeError:  # an unhashable value (a list where a string belongs)
+        return _codes(values, index)
+    lookup = np.empty(len(uniques) + 1, dtype=np.int64)
+    for u, value in enumerate(uniques.tolist()):
+        lookup[u] = index.setdefault(value, len(index))
+    if (local < 0).any():
+        lookup[-1] = index.setdefault(None, len(index))
+    return lookup[local]
 
 
 def _codes(values: list, index: dict) -> np.ndarray:
@@ -749,6 +832,8 @@ def _factorize(values: list) -> tuple[np.ndarray, list]:
 
 
 def _float_column(values: list, test: Callable[[Any], bool]) -> tuple[np.ndarray, list[int]]:
+    if isinstance(values, np.ndarray):  # decoded as numbers already (NaN where absent)
+        return values, np.flatnonzero(np.isinf(values)).tolist()
     types = set(map(type, values))
     if types <= {float, int, type(None)}:
         numbers = np.array([math.nan if v is None else v for v in values], dtype=np.float64)

@@ -142,7 +142,7 @@ def encode_votes(votes: Votes) -> EncodedVotes:
     if len(frame) == 0:
         return EncodedVotes((), *(np.zeros(0, dtype=np.int64) for _ in range(2)), np.zeros(0, np.int8))
     if "models" in frame.columns:
-        kway = frame["models"].map(lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))).to_numpy(bool)
+        kway = frame["models"].notna().to_numpy(bool)  # a list is never NA; None and NaN are
         if kway.any():
             return _encode_with_kway(frame, kway)
     missing = [c for c in ("model_a", "model_b", "winner") if c not in frame.columns]
@@ -244,17 +244,12 @@ def _factorize_models(model_a: pd.Series, model_b: pd.Series) -> tuple[np.ndarra
             lookup = np.append(names.get_indexer(column.cat.categories), -1)
             codes.append(lookup[column.cat.codes.to_numpy()])  # code -1 (missing) maps to -1
         joint = np.concatenate(codes)
-        # Models in order of first appearance (model_a column, then model_b), as pd.factorize
-        # gives for plain columns: the bootstrap's draws follow this order, so a table read
-        # from a file and filtered gives the same numbers as the same votes from a store.
-        # Categories no vote uses are dropped.
-        order = pd.unique(joint)  # hash-based, in order of first appearance
-        order = order[order >= 0]
-        if len(order) < len(names) or (order != np.arange(len(order))).any():
+        used = np.flatnonzero(np.bincount(joint[joint >= 0], minlength=len(names)))
+        if len(used) < len(names):  # drop categories that no vote uses
             remap = np.full(len(names) + 1, -1)
-            remap[order] = np.arange(len(order))
+            remap[used] = np.arange(len(used))
             joint = remap[joint]
-            names = names[order]
+            names = names[used]
         return joint, [str(x) for x in names]
     codes, uniques = pd.factorize(pd.concat([model_a, model_b], ignore_index=True))
     return codes, [str(x) for x in uniques]

@@ -55,18 +55,20 @@ OUTCOMES = ("model_a", "model_b", "tie", "tie (bothbad)")
 class Server:
     """``qwenrl studio`` in its own process group on a workspace of tiny checkpoints."""
 
-    def __init__(self, workspace: Path, models_dir: Path, port: int, rate: float, burst: float):
+    def __init__(self, workspace: Path, models_dir: Path, port: int, rate: float, burst: float,
+                 pool_size: int = 48, extra: tuple[str, ...] = ()):
         self.workspace, self.models_dir, self.port = workspace, models_dir, port
         self.url = f"http://127.0.0.1:{port}"
         self.rate, self.burst = rate, burst
+        self.pool_size, self.extra = pool_size, tuple(extra)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300.0) -> float:
         """Start and wait until both arenas have models; returns the seconds it took."""
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "qwenrl", "studio", "--workspace", str(self.workspace), "--port", str(self.port),
-               "--models-dir", str(self.models_dir), "--pool-size", "48", "--gallery-steps", "4",
-               "--rate-limit", str(self.rate), "--rate-burst", str(self.burst)]
+               "--models-dir", str(self.models_dir), "--pool-size", str(self.pool_size), "--gallery-steps", "4",
+               "--rate-limit", str(self.rate), "--rate-burst", str(self.burst), *self.extra]
         log = open(self.workspace.parent / "server.log", "ab")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,

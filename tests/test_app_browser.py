@@ -472,8 +472,8 @@ def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):
 
 
 def test_a_four_image_battle(page, studio):
-    """Four anonymous images: mark the best and the worst, vote, see the four names; then a
-    battle judged all bad. Both votes are stored as K-way votes of the four models."""
+    """Four anonymous images side by side: mark the best and the worst, vote, see the four names;
+    then a battle judged all bad. Both votes are stored as K-way votes of the four models."""
     from playwright.sync_api import expect
 
     deadline = time.time() + 300
@@ -482,15 +482,14 @@ def test_a_four_image_battle(page, studio):
         time.sleep(2)
     page.get_by_role("tab", name="4 at once").click()
     page.click("#kway-next")
-    for i in range(4):
-        expect(page.locator(f"#kway-image-{i} img")).to_be_visible(timeout=60_000)
-    expect(page.locator("#kway-vote")).to_be_disabled()  # nothing marked yet
+    expect(page.locator("#kway-images img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#kway-vote")).to_be_enabled()
+    page.click("#kway-vote")  # nothing marked yet: refused, nothing stored
+    expect(page.locator("#kway-reveal textarea")).to_have_value(re.compile("^Pick the best image first"))
     prompt = page.locator("#kway-prompt textarea").input_value()
     shot(page, "arena_kway_before_vote")
-    page.click("#kway-best-2")
-    page.click("#kway-worst-0")
-    expect(page.locator("#kway-reveal textarea")).to_have_value(re.compile("Best: image 3; worst: image 1"))
-    expect(page.locator("#kway-worst-2")).to_be_disabled()  # the best cannot also be the worst
+    page.locator("#kway-best label", has_text="3").click()
+    page.locator("#kway-worst label", has_text="1").click()
     page.click("#kway-vote")
     reveal = page.locator("#kway-reveal textarea")
     expect(reveal).to_have_value(re.compile("1 was "), timeout=30_000)
@@ -498,13 +497,13 @@ def test_a_four_image_battle(page, studio):
     names = re.findall(r"\d was (.+?)(?:;|\.$)", reveal.input_value().splitlines()[1])
     assert len(names) == 4 and len(set(names)) == 4, reveal.input_value()
     expect(page.locator("#kway-vote")).to_be_disabled()
-    expect(page.locator("#kway-best-1")).to_be_disabled()
+    expect(page.locator("#kway-best input").first).to_be_disabled()
     votes = stored_votes(studio, "t2i")
     mine = votes[votes["models"].map(lambda m: m == names)]
     assert len(mine) == 1 and mine.iloc[0].best == names[2] and mine.iloc[0].worst == names[0]
     assert mine.iloc[0].prompt == prompt and mine.iloc[0].judge == "human"
     page.click("#kway-next")
-    expect(reveal).to_have_value(re.compile("^Mark the best image"), timeout=30_000)
+    expect(reveal).to_have_value(re.compile("^Pick the best image"), timeout=30_000)
     expect(page.locator("#kway-all-bad")).to_be_enabled()
     page.click("#kway-all-bad")
     expect(reveal).to_have_value(re.compile("You voted: all bad"), timeout=30_000)

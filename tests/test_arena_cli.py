@@ -241,3 +241,23 @@ def test_elo_by_category_and_with_style_control(tmp_path):
     assert short.exit_code == 0 and "category 'position' has 200 vote(s); it is ranked from 1000 on" in short.stderr
     controlled = run(elo, [path, "--control", "--bootstrap", "20"])
     assert controlled.exit_code == 0 and "Controlled for aesthetics, objects (600 votes" in controlled.stdout
+
+
+# The tables of a pairwise file as the code gave them before K-way votes, flags and the faster
+# reader (computed then, to 4 decimals): whole file, and filtered to one task and judge.
+PINNED = {
+    (): [("grpo", 1049.7229, 1023.1439, 1078.0129, 25.6526), ("distill", 1005.2446, 979.8618, 1030.7191, 24.5042),
+         ("base", 945.0324, 913.1101, 973.451, 22.7726)],
+    ("--task", "t2i", "--judge", "human"): [
+        ("grpo", 1042.3043, 1007.0527, 1077.1408, 24.2376), ("distill", 1004.6324, 969.2141, 1042.1308, 23.3278),
+        ("base", 953.0633, 916.2017, 987.2909, 22.1084)],
+}
+
+
+@pytest.mark.parametrize("filters", list(PINNED))
+def test_pairwise_files_give_the_tables_they_gave_before(vote_file, filters):
+    result = run(elo, [vote_file, "--format", "json", "--bootstrap", "200", "--seed", "0", *filters])
+    assert result.exit_code == 0, result.output
+    rows = [(r["model"], round(r["elo"], 4), round(r["ci_low"], 4), round(r["ci_high"], 4), round(r["trueskill_mu"], 4))
+            for r in json.loads(result.stdout)]
+    assert rows == PINNED[filters]
