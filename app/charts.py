@@ -74,14 +74,14 @@ def reward_distribution_figure(frame: pd.DataFrame, title: str = "Reward per mod
 
 
 def metrics_figure(rows: list[dict[str, Any]], title: str = "Training metrics") -> go.Figure:
-    """Reward curves from ``metrics.jsonl`` rows: every ``reward``-like key against ``step``."""
+    """Reward curves from ``metrics.jsonl`` rows (under the names of ``qwenrl.metrics``): the total
+    and each judge's ``rewards/{name}/mean`` against ``step``."""
     rows = [r for r in rows if isinstance(r.get("step"), (int, float))]
     if not rows:
         return _empty(title, "no metrics yet")
     frame = pd.DataFrame(rows)
     numeric = [k for k in frame.columns if pd.api.types.is_numeric_dtype(frame[k])]
-    keys = [k for k in numeric if k == "reward/mean" or (k.startswith("rewards/") and k.count("/") == 2
-                                                          and k.endswith("/mean"))]
+    keys = [k for k in numeric if k.startswith("rewards/") and k.count("/") == 2 and k.endswith("/mean")]
     keys = keys or [k for k in numeric if "reward" in k]
     keys = keys or [k for k in numeric if k != "step"][:4]
     fig = go.Figure()
@@ -90,7 +90,6 @@ def metrics_figure(rows: list[dict[str, Any]], title: str = "Training metrics") 
         fig.add_trace(go.Scatter(x=part["step"], y=part[key], mode="lines+markers", name=key))
     fig.update_layout(title=title, xaxis_title="step", height=360)
     return fig
-
 
 
 def eval_figure(rows: list[dict[str, Any]], title: str = "Held-out accuracy (strict checker, test split)") -> go.Figure:

@@ -37,6 +37,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from qwenrl.metrics import read_metrics
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "training" / "configs"
 MODELS_DIR = REPO_ROOT / "data" / "models"
@@ -485,31 +487,13 @@ def labelled(items: list[str], what: str) -> dict[str, str]:
 
 
 def run_metrics(run: str | Path) -> list[dict[str, Any]]:
-    """The metric rows of a run folder (``read_metrics`` of its ``metrics.jsonl``); SystemExit
-    when it has none, for the command-line scripts that read finished runs."""
+    """The metric rows of a run folder (``qwenrl.metrics.read_metrics`` of its ``metrics.jsonl``:
+    an old run's names come out under the current scheme); SystemExit when it has none, for the
+    command-line scripts that read finished runs."""
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise SystemExit(f"{run}: no metrics.jsonl (not a run folder?)")
     return read_metrics(path)
-
-
-def read_metrics(path: str | Path, limit: int = 100_000) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.jsonl``; a half-written last line is skipped."""
-    rows: list[dict[str, Any]] = []
-    try:
-        with open(path) as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-                    if len(rows) >= limit:
-                        break
-    except OSError:
-        pass
-    return rows
 
 
 def _total_steps(job: dict[str, Any]) -> int | None:

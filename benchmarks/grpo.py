@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "grpo.json"
 BASE = REPO / "data" / "models" / "shapes-base"
-PARTS = ("step_seconds", "rollout_seconds", "reward_seconds", "update_seconds")
+PARTS = ("step_seconds", "rollout_seconds", "reward_seconds", "update_seconds")  #: charts/… in the runs' metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = cfg_for(path, per_round * args.rounds)
             rows = [json.loads(line) for line in (Path(tmp) / f"run{i}" / "metrics.jsonl").read_text().splitlines()]
             timed = [row for row in rows if row["step"] % per_round != 1] or rows  # each resumed block's first step warms up
-            med = {k: statistics.median(row[k] for row in timed) for k in PARTS}
+            med = {k: statistics.median(row[f"charts/{k}"] for row in timed) for k in PARTS}
             results.append({
                 "config": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
                 "objective": cfg.objective, "num_prompts": cfg.num_prompts, "group_size": cfg.group_size,

@@ -3,7 +3,7 @@
 Reads the ``metrics.jsonl`` of finished (or stopped) run folders and puts their held-out
 evaluations (``eval/accuracy``: the strict checker on the test split) on one time axis:
 
-* ``train minutes`` — the run's own training time, the sum of its ``step_seconds`` up to the
+* ``train minutes`` — the run's own training time, the sum of its ``charts/step_seconds`` up to the
   evaluation (evaluations themselves are left out: both objectives evaluate the same way);
 * ``--step-seconds LABEL=S`` — or, where a run shared the machine with other work, its steps
   times a seconds-per-step figure measured on a quiet machine (``benchmarks/grpo.py`` times the
@@ -34,7 +34,7 @@ def curve(run: Path, step_seconds: float | None = None) -> list[dict[str, float]
     """(step, minutes, accuracy, per-family) at each evaluation of a run folder."""
     elapsed, points = 0.0, []
     for row in run_metrics(run):  # a stopped run's half-written last line is skipped
-        elapsed += row.get("step_seconds") or 0.0
+        elapsed += row.get("charts/step_seconds") or 0.0
         if row.get("eval/accuracy") is None:
             continue
         minutes = (row["step"] * step_seconds if step_seconds is not None else elapsed) / 60
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", metavar="LABEL=RUN", help="a label and a GRPO run folder")
     ap.add_argument("--step-seconds", action="append", default=[], metavar="LABEL=S",
-                    help="time a run's steps at S seconds each instead of its own step_seconds")
+                    help="time a run's steps at S seconds each instead of its own charts/step_seconds")
     ap.add_argument("--title", default="Held-out accuracy against training time")
     ap.add_argument("--out", type=Path, help="PNG to write (plotly + kaleido)")
     ap.add_argument("--json", type=Path, default=RESULTS)

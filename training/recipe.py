@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from qwenrl.metrics import read_metrics
 from training.common import REPO_ROOT, log, resolve_path
 
 CONFIGS = REPO_ROOT / "training" / "configs"
@@ -258,8 +259,8 @@ def stage_timing(seconds: float, load: dict[str, float], run: Path | None = None
     out: dict[str, Any] = {"seconds": seconds, "load": load, "cpus": os.cpu_count()}
     metrics = run / "metrics.jsonl" if run is not None else None
     if metrics is not None and metrics.exists():
-        steps = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        times = [r["step_seconds"] for r in steps if r.get("step_seconds")]
+        steps = read_metrics(metrics)
+        times = [r["charts/step_seconds"] for r in steps if r.get("charts/step_seconds")]
         if times:
             out.update(steps=len(times), median_step_seconds=float(np.median(times)))
     return out
