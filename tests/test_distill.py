@@ -55,7 +55,7 @@ def test_distillation_lowers_the_velocity_gap(world, tmp_path):  # noqa: F811
     result = train(tiny(world, steps=12, batch_size=8, timesteps_per_trajectory=2), tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for task in ("t2i", "edit"):
-        gaps = [r[f"distill/velocity_gap/{task}"] for r in rows]
+        gaps = [r[f"losses/distill/{task}"] for r in rows]
         assert sum(gaps[-3:]) < 0.8 * sum(gaps[:3]), (task, gaps)
     manifest = json.loads((Path(result["checkpoint"]) / "manifest.json").read_text())
     assert manifest["trainer"] == "distill" and manifest["task"] == "t2i+edit" and manifest["name"] == "distill@step12"
@@ -88,7 +88,7 @@ def test_evaluation_covers_every_task(world, tmp_path):  # noqa: F811
 def test_grpo_with_an_auxiliary_distillation_term(world, tmp_path):  # noqa: F811
     cfg = small(world, steps=1, distill_teachers={"edit": world["teacher"]}, distill_weight=0.5, distill_prompts=2, distill_timesteps=2)
     result = train_grpo(cfg, tmp_path / "run")
-    assert result["metrics"]["distill/velocity_gap/edit"] > 0
+    assert result["metrics"]["losses/distill/edit"] > 0
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ TINY = {
     "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1},
     "transformer": {"num_layers": 1, "attention_head_dim": 8, "num_attention_heads": 2},
 }
-TIMING = ("samples_per_s", "step_seconds", "rollout_seconds", "reward_seconds", "update_seconds")
+TIMING = ("charts/samples_per_s", "charts/step_seconds", "charts/rollout_seconds", "charts/reward_seconds", "charts/update_seconds")
 
 
 def tiny_policy(seed: int = 0) -> ShapesPolicy:
@@ -212,8 +212,9 @@ def test_one_step_changes_the_trained_parameters_only(world, tmp_path):
     assert manifest["lineage"] == ["tiny-base", "grpo-t2i@step1"]
     assert manifest["trainer"] == "grpo" and manifest["task"] == "t2i" and manifest["step"] == 1
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    for key in ("reward/mean", "reward/std", "frac_reward_zero_std", "loss", "approx_kl", "clipfrac", "kl", "lr",
-                "samples_per_s", "step_seconds", "rewards/alignment/mean", "rewards/aesthetics/mean", "rewards/strict/mean"):
+    for key in ("rewards/total/mean", "rewards/total/std", "rewards/frac_zero_std", "losses/total", "losses/approx_kl",
+                "losses/clipfrac", "losses/kl", "charts/lr", "charts/samples_per_s", "charts/step_seconds",
+                "rewards/alignment/mean", "rewards/aesthetics/mean", "rewards/strict/mean"):
         assert key in rows[-1], key
     assert (tmp_path / "run" / "config.yaml").exists()
 
@@ -234,7 +235,7 @@ def test_evaluation_writes_grids_rationales_and_eval_metrics(world, tmp_path):
     train(small(world, steps=1, eval_every=1, eval_limit=4, eval_num_steps=2, eval_grid_size=4), run)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1]
-    assert {"eval/accuracy", "eval/reward/mean", "eval/rewards/aesthetics/mean"} <= set(rows[1])
+    assert {"eval/accuracy", "eval/rewards/total/mean", "eval/rewards/aesthetics/mean"} <= set(rows[1])
     records = json.loads((run / "samples" / "step-000001.json").read_text())
     assert len(records) == 4 and all(r["rationale"] and "passed" in r for r in records)
     assert (run / "samples" / "step-000001.png").exists()
@@ -251,9 +252,9 @@ def test_monitor_reward_is_judged_on_held_out_samples_and_never_trained_on(world
     rows = [json.loads(line) for line in (tmp_path / "watched" / "metrics.jsonl").read_text().splitlines()]
     for row in (rows[0], rows[1]):
         # the monitor's only part is the strict checker: its mean is the held-out accuracy
-        assert row["eval/monitor/reward/mean"] == pytest.approx(row["eval/accuracy"])
+        assert row["eval/monitor/rewards/total/mean"] == pytest.approx(row["eval/accuracy"])
         assert row["eval/monitor/rewards/strict/mean"] == pytest.approx(row["eval/accuracy"])
-    assert rows[1]["reward/mean"] is not None and not any("monitor" in k for k in rows[1] if not k.startswith("eval/"))
+    assert rows[1]["rewards/total/mean"] is not None and not any("monitor" in k for k in rows[1] if not k.startswith("eval/"))
     records = json.loads((tmp_path / "watched" / "samples" / "step-000001.json").read_text())
     assert all(r["monitor_reward"] == float(r["passed"]) and r["monitor_rationale"] for r in records)
     # watching changes nothing that is trained
@@ -313,8 +314,8 @@ def test_two_processes_match_one(world, tmp_path):
     assert moved > 1e-4 and gap < 1e-3 * moved
     rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two")]
     for r1, r2 in zip(*rows):
-        assert r1["reward/mean"] == pytest.approx(r2["reward/mean"], abs=1e-9)
-        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-3, abs=1e-8)
+        assert r1["rewards/total/mean"] == pytest.approx(r2["rewards/total/mean"], abs=1e-9)
+        assert r1["losses/total"] == pytest.approx(r2["losses/total"], rel=1e-3, abs=1e-8)
 
 
 @pytest.mark.parametrize("family", ["sd3", "qwen-image"])
@@ -329,8 +330,8 @@ def test_one_lora_step_on_a_tiny_diffusers_pipeline(world, tmp_path, family):
     assert manifest["policy"] == "diffusers" and manifest["trainable"] == "lora" and manifest["parent"] == family
     lora = load_file(Path(result["checkpoint"]) / "lora.safetensors")
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)  # B starts at zero: it moved
-    assert result["metrics"]["updates"] == 2
-    assert "eval/reward/mean" in result["metrics"] and "eval/accuracy" not in result["metrics"]  # no strict checker off the Shapes world
+    assert result["metrics"]["charts/updates"] == 2
+    assert "eval/rewards/total/mean" in result["metrics"] and "eval/accuracy" not in result["metrics"]  # no strict checker off the Shapes world
 
 
 # -- configs and CLI ------------------------------------------------------------------------------

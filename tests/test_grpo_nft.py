@@ -192,16 +192,16 @@ def test_top_selection_trains_only_the_best_samples_of_each_group(world, tmp_pat
     trained = sorted(i for rows, _ in seen for i in rows)
     assert len(trained) == 4 and {i // 4 for i in trained} == {0, 1}
     assert all(o == 1.0 for _, opt in seen for o in opt)
-    assert result["metrics"]["frac_samples_trained"] == 0.5 and result["metrics"]["frac_groups_filtered"] == 0.0
+    assert result["metrics"]["charts/frac_samples_trained"] == 0.5 and result["metrics"]["charts/frac_groups_filtered"] == 0.0
 
 
 def test_one_nft_step_trains_the_denoiser_and_keeps_an_old_policy(world, tmp_path):
     result = train(small_nft(world, steps=1, save_every=1), tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    for key in ("loss", "nft/loss_pos", "nft/loss_neg", "nft/optimality_mean", "nft/velocity_gap", "nft/old_decay",
-                "reward/mean", "rewards/strict/mean", "grad_norm"):
+    for key in ("losses/total", "losses/nft_pos", "losses/nft_neg", "losses/nft_optimality", "losses/nft_old_gap",
+                "charts/nft_old_decay", "rewards/total/mean", "rewards/strict/mean", "charts/grad_norm"):
         assert key in rows[-1], key
-    assert "clipfrac" not in rows[-1] and rows[-1]["updates"] == 2
+    assert "losses/clipfrac" not in rows[-1] and rows[-1]["charts/updates"] == 2
     base = load_file(Path(world["base"]) / "transformer.safetensors")
     new = load_file(Path(result["checkpoint"]) / "transformer.safetensors")
     assert any(not torch.equal(base[k], new[k]) for k in base)
@@ -217,7 +217,7 @@ def test_nft_lora_step_trains_adapters_and_lags_them(world, tmp_path):
                              nft_guided_loss=True), tmp_path / "run")
     old = load_file(tmp_path / "run" / "state" / "old.safetensors")
     assert old and all("lora_" in k for k in old)
-    assert result["metrics"]["kl"] >= 0
+    assert result["metrics"]["losses/kl"] >= 0
     load_policy(result["checkpoint"])
 
 
@@ -237,7 +237,7 @@ def test_nft_resume_continues_exactly(world, tmp_path):
         return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
     assert metrics("straight") == metrics("resumed")
-    assert [r["nft/old_decay"] for r in metrics("straight")] == pytest.approx([0.5 / 3, 1 / 3, 0.5, 0.5])
+    assert [r["charts/nft_old_decay"] for r in metrics("straight")] == pytest.approx([0.5 / 3, 1 / 3, 0.5, 0.5])
 
 
 def test_nft_two_processes_match_one(world, tmp_path):
@@ -257,8 +257,8 @@ def test_nft_two_processes_match_one(world, tmp_path):
         assert moved > 1e-4 and gap < 1e-3 * moved, stem
     rows = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two")]
     for r1, r2 in zip(*rows):
-        assert r1["reward/mean"] == pytest.approx(r2["reward/mean"], abs=1e-9)
-        assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-3, abs=1e-8)
+        assert r1["rewards/total/mean"] == pytest.approx(r2["rewards/total/mean"], abs=1e-9)
+        assert r1["losses/total"] == pytest.approx(r2["losses/total"], rel=1e-3, abs=1e-8)
 
 
 def test_nft_moves_samples_towards_what_it_rewards(tmp_path, monkeypatch):
@@ -325,7 +325,7 @@ def test_with_no_lag_the_anchor_is_the_step_start_not_the_moving_policy(world, t
     anchor that followed the policy within the step would leave no trust region at all)."""
     train(small_nft(world, steps=1, nft_old_decay=0.0, num_inner_epochs=3), tmp_path / "run")
     row = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
-    assert row["updates"] == 3 and row["nft/velocity_gap"] > 0
+    assert row["charts/updates"] == 3 and row["losses/nft_old_gap"] > 0
     state = tmp_path / "run" / "state"
     model, old = load_file(state / "model.safetensors"), load_file(state / "old.safetensors")
     assert all(torch.equal(model[k], old[k]) for k in model)  # after the step, θ_old = θ

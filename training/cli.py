@@ -23,8 +23,36 @@ def _errors():
 
 
 def _summary(result: dict) -> str:
-    keep = {k: v for k, v in result["metrics"].items() if k in ("step", "reward/mean", "eval/accuracy", "loss") or k.startswith(("distill/", "eval/t2i/accuracy", "eval/edit/accuracy"))}
+    keep = {k: v for k, v in result["metrics"].items()
+            if k in ("step", "rewards/total/mean", "eval/accuracy", "losses/total")
+            or k.startswith(("losses/distill/", "eval/t2i/accuracy", "eval/edit/accuracy"))}
     return json.dumps({"run": result["run"], "checkpoint": result["checkpoint"], "metrics": keep})
+
+
+def _run_trainer(kind: str, config_path: str | None, run_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Load the ``kind`` trainer's config (with ``--set`` overrides), train, print the summary;
+    a config, checkpoint or reward the trainer refuses becomes a click error with its message."""
+    import importlib
+
+    from training.configs import JOB_CONFIGS
+
+    trainer = importlib.import_module(f"training.{kind}")
+    try:
+        cfg = JOB_CONFIGS[kind].from_yaml(config_path, list(overrides))
+        result = trainer.train(cfg, run_dir or _default_run(f"grpo-{cfg.task}" if kind == "grpo" else kind))
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(_summary(result))
+
+
+def _trainer_options(example: str, default_run: str):
+    """The options of ``qwenrl train grpo`` and ``qwenrl train distill``."""
+    def decorate(fn):
+        fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field (repeatable)")(fn)
+        fn = click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
+                          help=f"run folder; rerunning on the same folder resumes (default {default_run})")(fn)
+        return click.option("--config", "config_path", type=click.Path(dir_okay=False), help=f"YAML config ({example})")(fn)
+    return decorate
 
 
 @click.group()
@@ -40,10 +68,7 @@ def train() -> None:
 
 
 @train.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (training/configs/*.yaml)")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
-              help="run folder; rerunning on the same folder resumes (default runs/grpo-TASK-TIME)")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field (repeatable)")
+@_trainer_options("training/configs/*.yaml", "runs/grpo-TASK-TIME")
 def grpo(config_path: str | None, run_dir: str | None, overrides: tuple[str, ...]) -> None:
     """Fine-tune a model with GRPO on a task's composite reward.
 
@@ -53,22 +78,11 @@ def grpo(config_path: str | None, run_dir: str | None, overrides: tuple[str, ...
       qwenrl train grpo --config training/configs/shapes_grpo_edit.yaml --set lr=2e-4 --set steps=50
     For several processes or GPUs: accelerate launch -m training.grpo --config ... --run ...
     """
-    from training.grpo import GRPOConfig
-    from training.grpo import train as run_grpo
-
-    try:
-        cfg = GRPOConfig.from_yaml(config_path, list(overrides))
-        result = run_grpo(cfg, run_dir or _default_run(f"grpo-{cfg.task}"))
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(_summary(result))
+    _run_trainer("grpo", config_path, run_dir, overrides)
 
 
 @train.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (training/configs/shapes_distill.yaml)")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
-              help="run folder; rerunning on the same folder resumes (default runs/distill-TIME)")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config field (repeatable)")
+@_trainer_options("training/configs/shapes_distill.yaml", "runs/distill-TIME")
 def distill(config_path: str | None, run_dir: str | None, overrides: tuple[str, ...]) -> None:
     """Distil task specialists into one student by on-policy velocity matching.
 
@@ -76,15 +90,7 @@ def distill(config_path: str | None, run_dir: str | None, overrides: tuple[str, 
     Example:
       qwenrl train distill --config training/configs/shapes_distill.yaml --run runs/distill
     """
-    from training.distill import DistillConfig
-    from training.distill import train as run_distill
-
-    try:
-        cfg = DistillConfig.from_yaml(config_path, list(overrides))
-        result = run_distill(cfg, run_dir or _default_run("distill"))
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(_summary(result))
+    _run_trainer("distill", config_path, run_dir, overrides)
 
 
 @train.command()

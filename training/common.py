@@ -16,12 +16,15 @@ their helpers (``load_config``, ``resolve_path``, ``ConfigError``, ...) live in 
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,17 +41,17 @@ from training.configs import (  # noqa: F401 - re-exported: the configs moved to
     DTYPE_NAMES,
     LR_SCHEDULES,
     REPO_ROOT,
-    LR_SCHEDULES,
     ConfigError,
     ModelSettings,
+    OptimizerSettings,
     RunSettings,
     check_family_weights,
     check_model_path,
-    check_shared_fields,
     config_defaults,
     config_dict,
     field_docs,
     load_config,
+    lr_at,
     read_yaml,
     resolve_path,
     reward_task,
@@ -353,6 +356,9 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# -- a run: start-up, the step loop's bookkeeping, the end of each step -----------------------------
+
+
 def make_accelerator(cfg: Any):
     """The accelerate ``Accelerator`` for a trainer config (the CPU when asked or when no GPU is visible)."""
     from accelerate import Accelerator
@@ -362,22 +368,207 @@ def make_accelerator(cfg: Any):
     return Accelerator(cpu=(not torch.cuda.is_available()) if cfg.cpu is None else cfg.cpu, mixed_precision=cfg.mixed_precision)
 
 
-def start_optimizer(cfg: Any, run: "RunFolder", policy: Policy, params: list[nn.Parameter], named: dict[str, nn.Parameter],
-                    accelerator: Any, trainer: str, old: EMA | None = None) -> tuple[nn.Module, Any, "EMA | None", int]:
-    """AdamW and the optional EMA over ``params``, restored from the run's state when it has one
-    (with the ``old`` policy's shadow, if given), then wrapped by accelerate. Returns (model,
-    optimizer, ema, first step)."""
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    ema = EMA(params, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    start = 0
-    if run.resumable():
-        start = int(load_train_state(run.state, params=named, optimizer=optimizer, ema=ema, old=old)["step"])
+@dataclass
+class TrainedPolicy:
+    """The policy a run trains: its trained parameters (in a fixed order, and by name), where it
+    comes from (the checkpoints' ``parent`` and ``lineage``) and its sigma-schedule shift."""
+
+    policy: Policy
+    params: list[nn.Parameter]
+    named: dict[str, nn.Parameter]
+    parent: str
+    lineage: list[str]
+    shift: float
+
+
+def load_frozen(cfg: Any, path: str | Path, device: Any) -> Policy:
+    """A model the run reads and never trains (a teacher), loaded as the config says."""
+    return load_model(path, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=device).requires_grad_(False)
+
+
+def seeded_load(cfg: Any, path: str | Path, device: Any) -> Policy:
+    """The policy to train, loaded after seeding torch with ``cfg.seed``, so that the LoRA
+    initialisation that follows is the same on every process and every run."""
+    torch.manual_seed(cfg.seed)
+    return load_model(path, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=device)
+
+
+def trained_part(cfg: Any, policy: Policy) -> TrainedPolicy:
+    """Freeze all of ``policy`` but the part ``cfg.trainable`` names (``make_trainable``)."""
+    parent, lineage = model_name(policy), model_lineage(policy)
+    params = make_trainable(policy, cfg.trainable, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.gradient_checkpointing)
+    return TrainedPolicy(policy, params, named_trainable(policy), parent, lineage, cfg.shift or policy.default_shift)
+
+
+@dataclass
+class Saving:
+    """What the end of a step saves: a loadable checkpoint of ``trained`` (its EMA weights when
+    there is an EMA), named ``{name}@step{N}``, with ``manifest``, and the resumable state."""
+
+    trained: TrainedPolicy
+    optimizer: Any
+    ema: EMA | None
+    name: str
+    manifest: dict[str, Any]
+    old: EMA | None = None
+
+
+class TrainerRun:
+    """One run of a trainer on this process: the accelerator, the run folder, the step loop's
+    clock, and what happens at the start (config written or checked, state restored) and at the
+    end of every step (evaluate, log, save). Both trainers' loops are built on it::
+
+        run = TrainerRun.start(cfg, run_dir, "grpo")
+        model, optimizer, ema = run.start_optimizer(trained)
+        for step in run.steps():
+            lr = run.set_lr(optimizer, step)
+            ...
+            run.end_step(step, row, evaluate, progress, saving)
+        return run.result(row)
+    """
+
+    def __init__(self, cfg: Any, folder: RunFolder, accelerator: Any) -> None:
+        self.cfg = cfg
+        self.folder = folder
+        self.trainer = folder.trainer
+        self.accelerator = accelerator
+        self.is_main = bool(accelerator.is_main_process)
+        self.world = int(accelerator.num_processes)
+        self.rank = int(accelerator.process_index)
+        self.device = accelerator.device
+        self.start = 0  #: the first step this call runs (after a resume, the step of the saved state)
+        self._began = time.perf_counter()
+
+    @classmethod
+    def start(cls, cfg: Any, run_dir: str | Path, trainer: str) -> "TrainerRun":
+        """Make the accelerator and write ``config.yaml`` (refusing a changed config on resume)."""
+        accelerator = make_accelerator(cfg)
+        folder = RunFolder(run_dir, trainer)
         if accelerator.is_main_process:
-            log(trainer, f"resuming {run.path} at step {start}")
-    model, optimizer = accelerator.prepare(VelocityModel(policy), optimizer)
-    if accelerator.is_main_process:
-        run.truncate_metrics(start)
-    return model, optimizer, ema, start
+            folder.check_and_write_config(config_dict(cfg), config_defaults(type(cfg)))
+        accelerator.wait_for_everyone()
+        return cls(cfg, folder, accelerator)
+
+    def start_optimizer(self, trained: TrainedPolicy, old: EMA | None = None) -> tuple[nn.Module, Any, EMA | None]:
+        """AdamW and the optional EMA over the trained parameters, restored from the run's state
+        when it has one (with the ``old`` policy's shadow, if given), then wrapped by accelerate.
+        Returns (model, optimizer, ema); ``self.start`` is the first step to run."""
+        cfg = self.cfg
+        optimizer = torch.optim.AdamW(trained.params, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+                                      weight_decay=cfg.weight_decay)
+        ema = EMA(trained.params, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if self.folder.resumable():
+            self.start = int(load_train_state(self.folder.state, params=trained.named, optimizer=optimizer, ema=ema, old=old)["step"])
+            if self.is_main:
+                log(self.trainer, f"resuming {self.folder.path} at step {self.start}")
+        model, optimizer = self.accelerator.prepare(VelocityModel(trained.policy), optimizer)
+        if self.is_main:
+            self.folder.truncate_metrics(self.start)
+        return model, optimizer, ema
+
+    def evaluate_first(self, evaluate: Callable[[int], dict[str, float]]) -> None:
+        """A fresh run's evaluation before its first step (``eval_at_start``), on the main process."""
+        cfg = self.cfg
+        if self.start == 0 and cfg.eval_every and cfg.eval_at_start and self.is_main and cfg.steps > 0:
+            self.folder.write_metrics({"step": 0, **evaluate(0)})
+        self.accelerator.wait_for_everyone()
+
+    def steps(self) -> range:
+        """The steps left to run; the clock for the progress lines' time left starts here."""
+        self._began = time.perf_counter()
+        return range(self.start, self.cfg.steps)
+
+    def set_lr(self, optimizer: Any, step: int) -> float:
+        """Set and return step ``step``'s learning rate (``lr_at``, the config's schedule)."""
+        lr = self.cfg.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def end_step(self, step: int, row: dict[str, Any], evaluate: Callable[[int], dict[str, float]],
+                 progress: Callable[[dict[str, Any]], str], saving: Saving) -> None:
+        """After step ``step`` (0-based), on the main process: the held-out evaluation when one is
+        due (into ``row``), the metrics row, a progress line when one is due, the checkpoint and
+        the state (``RunFolder.save_step``); then every process waits for the main one."""
+        cfg, done = self.cfg, step + 1
+        last = done == cfg.steps
+        if self.is_main:
+            if cfg.eval_every and (done % cfg.eval_every == 0 or last):
+                row.update(evaluate(done))
+            self.folder.write_metrics(row)
+            if done % cfg.log_every == 0 or last:
+                log(self.trainer, f"step {done}/{cfg.steps} {progress(row)} "
+                    + eta(time.perf_counter() - self._began, done - self.start, cfg.steps - done))
+            name = f"{saving.name}@step{done}"
+            t = saving.trained
+            self.folder.save_step(done, cfg, policy=t.policy, ema=saving.ema, optimizer=saving.optimizer, params=t.named,
+                                  num_processes=self.world, old=saving.old, name=name, parent=t.parent,
+                                  lineage=t.lineage + [name], **saving.manifest)
+        self.accelerator.wait_for_everyone()
+
+    def result(self, row: dict[str, Any]) -> dict[str, Any]:
+        """What ``train`` returns: the run folder, the last step, its metrics and checkpoint."""
+        checkpoint = self.folder.latest_checkpoint()
+        return {"run": str(self.folder.path), "step": max(self.start, self.cfg.steps), "metrics": row,
+                "checkpoint": str(checkpoint) if checkpoint else None}
+
+
+class StepClock:
+    """The parts of one step's wall time: ``lap(name)`` ends a part; ``seconds`` holds them by name."""
+
+    def __init__(self) -> None:
+        self.began = self._last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        return self._last - self.began
+
+
+def evaluate_and_save(run: TrainerRun, policy: Policy, ema: EMA | None, rewards: dict[str, Any], step: int, *,
+                      by_task: bool, monitor: Any = None) -> dict[str, float]:
+    """Held-out metrics of each task of ``rewards`` (task → its reward) at step ``step``, with the
+    EMA weights when there is an EMA, under ``eval/…`` (``by_task``: ``eval/{task}/…``), and each
+    task's sample grid and rationales in ``RUN/samples/step-N[-task]``. Main process only."""
+    cfg, out = run.cfg, {}
+    eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
+    with maybe_ema(ema):
+        for task, reward in rewards.items():
+            metrics, images, records = evaluate_policy(policy, task, reward, limit=cfg.eval_limit, num_steps=cfg.eval_num_steps,
+                                                       guidance_scale=cfg.eval_guidance_scale, seed=eval_seed, monitor=monitor)
+            stem = f"step-{step:06d}-{task}" if by_task else f"step-{step:06d}"
+            save_samples(run.folder.samples, stem, images, records, cfg.eval_grid_size)
+            prefix = f"eval/{task}/" if by_task else "eval/"
+            out.update({prefix + k: v for k, v in metrics.items()})
+    return out
+
+
+def trainer_main(config_cls: type, train: Callable[[Any, str], dict[str, Any]], doc: str | None, example: str,
+                 argv: list[str] | None = None) -> None:
+    """The command line of ``python -m training.<trainer>``: ``--config``, ``--run`` and
+    repeatable ``--set KEY=VALUE``; a config the trainer refuses ends with its message."""
+    ap = trainer_parser(doc, example, "resumed when it holds state/")
+    args = ap.parse_args(argv)
+    try:
+        cfg = config_cls.from_yaml(args.config, args.set)
+    except ConfigError as exc:
+        ap.error(str(exc))
+    train(cfg, args.run)
+
+
+def trainer_parser(doc: str | None, example: str, resumes: str) -> argparse.ArgumentParser:
+    """The options every trainer's command line has (``--config``, ``--run``, ``--set``); a
+    trainer with more adds them to the parser."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help=f"YAML config (e.g. {example})")
+    ap.add_argument("--run", required=True, help=f"run folder (created; {resumes})")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    return ap
 
 
 def eta(elapsed: float, done: int, left: int) -> str:
@@ -390,21 +581,6 @@ def eta(elapsed: float, done: int, left: int) -> str:
 
 def log(trainer: str, msg: str) -> None:
     print(f"[{trainer} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-
-def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int = 0, schedule: str = "constant", min_ratio: float = 0.1) -> float:
-    """The learning rate of step ``step`` (0-based): a linear warm-up to ``lr`` over
-    ``warmup_steps``, then constant, or (``cosine``) a half cosine from ``lr`` down to
-    ``lr · min_ratio`` at the last of ``total_steps``."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if schedule == "constant" or total_steps <= warmup_steps + 1:
-        return lr
-    if schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}; use one of {LR_SCHEDULES}")
-    t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps - 1))
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def seed_from(*values: int) -> int:
@@ -492,18 +668,14 @@ def evaluate_policy(policy: Policy, task: str, reward: Any, *, limit: int, num_s
         passed = [None] * len(items)
     samples = [Sample.from_spec(img, it) for img, it in zip(images, items)]
     judgements = reward(samples)
-    stats = reward_stats(judgements)
-    metrics["reward/mean"] = stats.pop("rewards/total/mean")
-    metrics.update({k: v for k, v in stats.items() if k != "rewards/total/frac_none"})
+    metrics.update({k: v for k, v in reward_stats(judgements).items() if k != "rewards/total/frac_none"})
     records = [
         {"text": it.text, "family": it.family, "passed": ok, "reward": j.score, "rationale": j.rationale}
         for it, ok, j in zip(items, passed, judgements)
     ]
     if monitor is not None:
         watched = monitor(samples)
-        mstats = reward_stats(watched)
-        metrics["monitor/reward/mean"] = mstats.pop("rewards/total/mean")
-        metrics.update({f"monitor/{k}": v for k, v in mstats.items() if k != "rewards/total/frac_none"})
+        metrics.update({f"monitor/{k}": v for k, v in reward_stats(watched).items() if k != "rewards/total/frac_none"})
         for rec, j in zip(records, watched):
             rec.update(monitor_reward=j.score, monitor_rationale=j.rationale)
     return metrics, images, records

@@ -6,8 +6,8 @@ job, docs, tests) without loading a model library:
 
 * ``GRPOConfig`` (``training/grpo.py``), ``DistillConfig`` (``training/distill.py``) and
   ``PretrainConfig`` (``training/pretrain.py``), with their objectives, modes and defaults;
-* ``ModelSettings`` and ``RunSettings``, the fields every fine-tuning config shares, and
-  ``check_shared_fields``;
+* ``ModelSettings``, ``RunSettings`` and ``OptimizerSettings``: the fields every fine-tuning
+  config shares, each group with its own checks; ``lr_at``, the one learning-rate schedule;
 * ``load_config``: a config dataclass from YAML plus ``--set key=value`` overrides, with
   unknown keys rejected; ``field_docs`` reads each field's docstring;
 * ``resolve_path``, ``read_yaml``, ``reward_task``, ``check_model_path``, ``check_family_weights``.
@@ -21,6 +21,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import math
 import textwrap
 import types
 import typing
@@ -124,6 +125,17 @@ class ModelSettings:
     gradient_checkpointing: bool = False
     """Recompute the denoiser's activations in the backward pass (large models)."""
 
+    def check_model_settings(self) -> None:
+        """ConfigError for a trained part, dtype or precision the trainers do not know."""
+        if self.trainable not in ("full", "lora"):
+            raise ConfigError(f"trainable must be 'full' or 'lora', got {self.trainable!r}")
+        if self.lora_rank < 1:
+            raise ConfigError("lora_rank must be at least 1")
+        if self.dtype not in DTYPE_NAMES:
+            raise ConfigError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError("mixed_precision must be no, fp16 or bf16")
+
 
 @dataclass
 class RunSettings:
@@ -153,6 +165,77 @@ class RunSettings:
     """torch CPU threads (0: torch's default)."""
     cpu: bool | None = None
     """Force the CPU (None: the CPU when no GPU is visible)."""
+
+    def check_run_settings(self) -> None:
+        """ConfigError for a negative cadence or an empty evaluation."""
+        if min(self.eval_every, self.save_every, self.state_every) < 0 or self.eval_limit < 1 or self.log_every < 1:
+            raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
+
+
+def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int = 0, schedule: str = "constant", min_ratio: float = 0.1) -> float:
+    """The learning rate of step ``step`` (0-based): a linear warm-up to ``lr`` over
+    ``warmup_steps``, then constant, or (``cosine``) a half cosine from ``lr`` down to
+    ``lr · min_ratio`` at the last of ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps + 1:
+        return lr
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; use one of {LR_SCHEDULES}")
+    t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps - 1))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@dataclass
+class OptimizerSettings:
+    """AdamW with its learning-rate schedule, gradient clipping and the EMA: the fields (and their
+    checks) every fine-tuning config shares. A config redeclares a field only to change its default."""
+
+    steps: int = 300
+    """Training steps (optimizer rounds)."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up, in steps."""
+    lr_schedule: str = "constant"
+    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
+    lr_min_ratio: float = 0.1
+    """The cosine schedule's final learning rate, as a share of lr."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (global norm)."""
+    train_batch_size: int = 32
+    """Samples per forward/backward (micro-batch) in the update."""
+    ema_decay: float = 0.0
+    """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
+
+    def check_optimizer(self) -> None:
+        """ConfigError, naming the fix, for a step count, learning rate or AdamW setting that cannot run."""
+        if self.steps < 0:
+            raise ConfigError("steps must be >= 0")
+        if self.lr < 0:
+            raise ConfigError(f"lr is {self.lr}; the learning rate must be >= 0 (3e-4 full fine-tuning of the Shapes model, 1e-4 LoRA on real models)")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.adam_eps <= 0 or self.max_grad_norm <= 0:
+            raise ConfigError("warmup_steps and weight_decay must be >= 0; adam_eps and max_grad_norm > 0")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; use one of {LR_SCHEDULES}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ConfigError(f"lr_min_ratio is {self.lr_min_ratio}; it is a share of lr in [0, 1] (0.1 is typical)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
+        if self.train_batch_size < 1:
+            raise ConfigError("train_batch_size must be at least 1")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based) under this config's schedule."""
+        return lr_at(step, self.lr, self.warmup_steps, self.steps, self.lr_schedule, self.lr_min_ratio)
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -240,51 +323,25 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def check_shared_fields(cfg: Any) -> None:
-    """Checks of the fields both trainer configs have (optimizer, trained part, precision, cadence)."""
-    if cfg.steps < 0:
-        raise ConfigError("steps must be >= 0")
-    if cfg.lr < 0:
-        raise ConfigError(f"lr is {cfg.lr}; the learning rate must be >= 0 (3e-4 full fine-tuning of the Shapes model, 1e-4 LoRA on real models)")
-    if cfg.warmup_steps < 0 or cfg.weight_decay < 0 or cfg.adam_eps <= 0 or cfg.max_grad_norm <= 0:
-        raise ConfigError("warmup_steps and weight_decay must be >= 0; adam_eps and max_grad_norm > 0")
-    if len(cfg.adam_betas) != 2 or not all(0 <= b < 1 for b in cfg.adam_betas):
-        raise ConfigError("adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"unknown lr_schedule {cfg.lr_schedule!r}; use one of {LR_SCHEDULES}")
-    if not 0.0 <= cfg.lr_min_ratio <= 1.0:
-        raise ConfigError(f"lr_min_ratio is {cfg.lr_min_ratio}; it is a share of lr in [0, 1] (0.1 is typical)")
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ConfigError("ema_decay must lie in [0, 1) (0 disables the EMA)")
-    if cfg.trainable not in ("full", "lora"):
-        raise ConfigError(f"trainable must be 'full' or 'lora', got {cfg.trainable!r}")
-    if cfg.lora_rank < 1:
-        raise ConfigError("lora_rank must be at least 1")
-    if cfg.dtype not in DTYPE_NAMES:
-        raise ConfigError(f"dtype must be one of {DTYPE_NAMES}, got {cfg.dtype!r}")
-    if cfg.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ConfigError("mixed_precision must be no, fp16 or bf16")
-    if cfg.shift is not None and cfg.shift <= 0:
-        raise ConfigError("shift must be positive (or null for the model's default)")
-    if cfg.num_steps < 1 or cfg.train_batch_size < 1:
-        raise ConfigError("num_steps (sampling steps) and train_batch_size must be at least 1")
-    if min(cfg.eval_every, cfg.save_every, cfg.state_every) < 0 or cfg.eval_limit < 1 or cfg.log_every < 1:
-        raise ConfigError("eval_every, save_every and state_every must be >= 0; eval_limit and log_every >= 1")
-
-
 def config_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """Each field's default value of a config dataclass (fields without one are left out)."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+
 def config_defaults(cls: type) -> dict[str, Any]:
     """Each field's default value of a config dataclass, as ``config_dict`` writes values."""
-    values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-              for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
-    return json.loads(json.dumps(values))
+    return json.loads(json.dumps(field_defaults(cls)))
 
+
+def check_shift(shift: float | None) -> None:
+    """ConfigError unless the sigma-schedule ``shift`` is positive or None (the model's default)."""
+    if shift is not None and shift <= 0:
+        raise ConfigError("shift must be positive (or null for the model's default)")
 
 
 def check_family_weights(task: str, weights: dict[str, float], field_name: str = "family_weights") -> None:
@@ -301,7 +358,6 @@ def check_family_weights(task: str, weights: dict[str, float], field_name: str =
         raise ConfigError(f"{field_name}: at least one family needs a positive weight (or leave it empty for uniform)")
 
 
-
 # -- GRPO (training/grpo.py) ------------------------------------------------------------------
 
 OBJECTIVES = ("flow_grpo", "nft")
@@ -315,7 +371,7 @@ SDE_ONLY = ("noise_level", "sde_window", "clip_range")
 
 
 @dataclass
-class GRPOConfig(ModelSettings, RunSettings):
+class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
     # -- what to train ------------------------------------------------------------------------
     model: str = "data/models/shapes-base"
     """Model to fine-tune: a QwenRL checkpoint folder or a diffusers pipeline folder."""
@@ -364,25 +420,9 @@ class GRPOConfig(ModelSettings, RunSettings):
     reward_range_threshold: float = 0.02
     """Groups whose reward range (max − min) is below this are dropped from the update."""
 
-    # -- update ---------------------------------------------------------------------------------
+    # -- update (and the optimizer's fields: OptimizerSettings) -----------------------------------
     steps: int = 300
     """GRPO steps (sampling + update rounds)."""
-    lr: float = 3e-4
-    """AdamW learning rate."""
-    warmup_steps: int = 0
-    """Linear learning-rate warm-up, in steps."""
-    lr_schedule: str = "constant"
-    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
-    lr_min_ratio: float = 0.1
-    """The cosine schedule's final learning rate, as a share of lr."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """AdamW betas."""
-    adam_eps: float = 1e-8
-    """AdamW epsilon."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (global norm)."""
     clip_range: float = 1e-3
     """PPO clip range on the ratio (log-probs are means over latent elements, so ratios stay near 1). flow_grpo only."""
     beta: float = 0.01
@@ -391,10 +431,6 @@ class GRPOConfig(ModelSettings, RunSettings):
     """Passes over each step's samples."""
     updates_per_epoch: int = 2
     """Optimizer steps per pass, each over a shuffled share of the samples."""
-    train_batch_size: int = 32
-    """Samples per forward/backward (micro-batch) in the update."""
-    ema_decay: float = 0.0
-    """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
 
     # -- the forward-process objective (objective: nft) --------------------------------------------
     nft_beta: float = 1.0
@@ -476,9 +512,22 @@ class GRPOConfig(ModelSettings, RunSettings):
             raise ConfigError("adv_clip_max must be positive (5 is typical)")
         if self.reward_range_threshold < 0:
             raise ConfigError("reward_range_threshold must be >= 0 (0 keeps every group with any spread)")
-        check_shared_fields(self)
+        self.check_optimizer()
+        self.check_model_settings()
+        self.check_run_settings()
+        check_shift(self.shift)
         if self.clip_range <= 0:
             raise ConfigError("clip_range must be positive (1e-4 to 1e-3 for log-probs averaged over latent elements)")
+        self._check_nft()
+        if self.beta < 0:
+            raise ConfigError("beta (KL weight) must be >= 0")
+        if self.num_inner_epochs < 1 or self.updates_per_epoch < 1:
+            raise ConfigError("num_inner_epochs and updates_per_epoch must be at least 1")
+        self._check_distill_term()
+
+    def _check_nft(self) -> None:
+        """The forward-process objective's fields (checked whatever the objective: a value out of
+        range is wrong even while it is not read)."""
         if self.nft_beta <= 0:
             raise ConfigError(f"nft_beta is {self.nft_beta}; it must be > 0 (1.0 is typical; small values move the implicit policies less per step)")
         if not 0.0 <= self.nft_old_decay < 1.0:
@@ -497,10 +546,9 @@ class GRPOConfig(ModelSettings, RunSettings):
             raise ConfigError("nft_logit_std must be > 0 (1.0 is typical)")
         if not 0.0 <= self.nft_text_dropout < 1.0:
             raise ConfigError("nft_text_dropout must lie in [0, 1) (0.1 is typical)")
-        if self.beta < 0:
-            raise ConfigError("beta (KL weight) must be >= 0")
-        if self.num_inner_epochs < 1 or self.updates_per_epoch < 1:
-            raise ConfigError("num_inner_epochs and updates_per_epoch must be at least 1")
+
+    def _check_distill_term(self) -> None:
+        """The auxiliary distillation term's weight, teachers and sizes."""
         if self.distill_weight < 0:
             raise ConfigError("distill_weight must be >= 0")
         if self.distill_weight > 0:
@@ -518,8 +566,7 @@ class GRPOConfig(ModelSettings, RunSettings):
     def _check_objective_fields(self) -> None:
         """A field that only the other objective reads, set away from its default, is an error
         (it would be silently ignored): name it and the two ways out."""
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                    for f in dataclasses.fields(self)}
+        defaults = field_defaults(type(self))
         if self.objective == "nft":
             foreign, owner = [k for k in SDE_ONLY if getattr(self, k) != defaults[k]], "flow_grpo"
             why = "objective nft samples with the ODE and needs no log-probabilities"
@@ -552,11 +599,8 @@ class GRPOConfig(ModelSettings, RunSettings):
 ROUTINGS = ("task", "mixture")
 
 
-ROUTINGS = ("task", "mixture")
-
-
 @dataclass
-class DistillConfig(ModelSettings, RunSettings):
+class DistillConfig(ModelSettings, RunSettings, OptimizerSettings):
     # -- models ---------------------------------------------------------------------------------
     student: str = "data/models/shapes-base"
     """Initial student: the base model or a specialist (checkpoint or diffusers pipeline folder)."""
@@ -589,29 +633,13 @@ class DistillConfig(ModelSettings, RunSettings):
     query_sigma_range: list[float] | None = None
     """[low, high]: only visited states whose noise level σ lies in this range are query states, e.g. [0.0, 0.4] for low noise (None: every visited state)."""
 
-    # -- update ---------------------------------------------------------------------------------
+    # -- update (the other optimizer fields: OptimizerSettings) -----------------------------------
     steps: int = 200
     """Distillation steps."""
     lr: float = 2e-4
     """AdamW learning rate."""
     warmup_steps: int = 10
     """Linear learning-rate warm-up, in steps."""
-    lr_schedule: str = "constant"
-    """After the warm-up: ``constant``, or ``cosine`` decay to lr × lr_min_ratio at the last step."""
-    lr_min_ratio: float = 0.1
-    """The cosine schedule's final learning rate, as a share of lr."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    """AdamW betas."""
-    adam_eps: float = 1e-8
-    """AdamW epsilon."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (global norm)."""
-    train_batch_size: int = 32
-    """Samples per forward/backward (micro-batch)."""
-    ema_decay: float = 0.0
-    """EMA of the trained weights (0: none); evaluation and checkpoints use the EMA weights."""
 
     # -- bookkeeping ----------------------------------------------------------------------------
     eval_rewards: dict[str, str] = field(default_factory=lambda: {
@@ -640,7 +668,12 @@ class DistillConfig(ModelSettings, RunSettings):
                 raise ConfigError(f"eval_rewards has no reward YAML for {task}")
             if reward_task(path) != task:
                 raise ConfigError(f"eval_rewards[{task}] ({path}) is a reward for another task")
-        check_shared_fields(self)
+        self.check_optimizer()
+        self.check_model_settings()
+        self.check_run_settings()
+        check_shift(self.shift)
+        if self.num_steps < 1:
+            raise ConfigError("num_steps (sampling steps) must be at least 1")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.timesteps_per_trajectory is not None and not 1 <= self.timesteps_per_trajectory <= self.num_steps:
@@ -746,8 +779,7 @@ def check_job_config(kind: str, config: str | Path, overrides: list[str] | tuple
     values = config_values(cls, config, overrides)
     if inside:
         roots = [Path(r).resolve() for r in inside]
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                    for f in dataclasses.fields(cls)}
+        defaults = field_defaults(cls)
         for name in JOB_PATH_FIELDS[kind]:
             value = values.get(name, defaults[name])
             items = value.items() if isinstance(value, dict) else [(None, value)]

@@ -13,7 +13,7 @@ One step:
 4. loss = mean over samples and states of ‖v_student − v_target‖² (each a mean over latent
    elements), one backward per state, gradient clipping, AdamW (constant or cosine learning
    rate), optional EMA;
-5. log ``distill/velocity_gap/{task}`` and, every few steps, held-out accuracy per task.
+5. log ``losses/distill/{task}`` and, every few steps, held-out accuracy per task.
 
 Because the states come from the student's own trajectories, the student learns what the teacher
 would do where the student actually goes (on-policy), not only on the teacher's path. The same
@@ -35,8 +35,6 @@ Rerunning the same command on the same ``--run`` folder resumes exactly from ``R
 
 from __future__ import annotations
 
-import argparse
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,27 +49,20 @@ from qwenrl.sampling import guided_velocity, rollout, sigma_schedule
 from qwenrl.tasks import TASKS
 from training.common import (
     ConfigError,
-    RunFolder,
-    config_defaults,
-    config_dict,
+    Saving,
+    StepClock,
+    TrainerRun,
     draw_items,
     encode_items,
-    eta,
-    evaluate_policy,
-    load_model,
-    log,
-    lr_at,
-    make_accelerator,
-    make_trainable,
-    maybe_ema,
-    model_lineage,
+    evaluate_and_save,
+    load_frozen,
     model_name,
-    named_trainable,
     resolve_path,
-    save_samples,
     seed_from,
+    seeded_load,
     shard,
-    start_optimizer,
+    trained_part,
+    trainer_main,
 )
 from training.configs import DistillConfig  # noqa: F401 - importable from here as before
 
@@ -186,8 +177,8 @@ def velocity_gap(model: Callable[..., torch.Tensor], piece: DistillPiece, rows: 
 
 
 def gather_gaps(gap_sums: dict[str, list[float]], tasks: list[str]) -> dict[str, float]:
-    """``distill/velocity_gap/{task}`` over all processes from this process's [sum, count] per
-    task, and their pooled mean as ``distill/velocity_gap``."""
+    """``losses/distill/{task}`` over all processes from this process's [sum, count] per task,
+    and their pooled mean as ``losses/distill``."""
     from accelerate.utils import gather_object
 
     gathered = gather_object([(t, a, b) for t, (a, b) in gap_sums.items()])
@@ -196,148 +187,107 @@ def gather_gaps(gap_sums: dict[str, list[float]], tasks: list[str]) -> dict[str,
         a = sum(x for tk, x, _ in gathered if tk == t)
         b = sum(y for tk, _, y in gathered if tk == t)
         if b:
-            out[f"distill/velocity_gap/{t}"] = a / b
+            out[f"losses/distill/{t}"] = a / b
         total, count = total + a, count + b
-    out["distill/velocity_gap"] = total / max(count, 1.0)
+    out["losses/distill"] = total / max(count, 1.0)
     return out
 
 
 # -- the trainer ---------------------------------------------------------------------------------
 
 
-def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) distillation in ``run_dir``; returns the last metrics row and checkpoint path."""
-    from qwenrl.rewards import load_reward
-
-    accelerator = make_accelerator(cfg)
-    is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
-    run = RunFolder(run_dir, "distill")
-    if is_main:
-        run.check_and_write_config(config_dict(cfg), config_defaults(type(cfg)))
-    accelerator.wait_for_everyone()
-    lo, hi = shard(cfg.batch_size, world, rank, "batch_size")
-    tasks = cfg.tasks()
-
-    # -- models ----------------------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    load = dict(height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device)
-    policy = load_model(cfg.student, **load)
-    teachers = {t: load_model(cfg.teachers[t], **load).requires_grad_(False) for t in tasks}
-    for t in tasks:
-        if t not in policy.tasks or t not in teachers[t].tasks:
-            raise ConfigError(f"task {t}: the student does {policy.tasks} and its teacher does {teachers[t].tasks}")
-    parent, lineage = model_name(policy), model_lineage(policy)
-    teacher_names = {t: model_name(m) for t, m in teachers.items()}
-    params = make_trainable(policy, cfg.trainable, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.gradient_checkpointing)
-    named = named_trainable(policy)
-    shift = cfg.shift or policy.default_shift
+def check_query_states(cfg: DistillConfig, shift: float) -> list[int]:
+    """The trajectory states that may be matched (``query_sigma_range``); ConfigError when they are
+    fewer than ``timesteps_per_trajectory``, with the schedule's noise levels to pick a range from."""
     candidates = query_candidates(sigma_schedule(cfg.num_steps, shift), cfg.query_sigma_range)
     if not candidates or (cfg.timesteps_per_trajectory or 0) > len(candidates):
         sigmas = ", ".join(f"{x:.3f}" for x in sigma_schedule(cfg.num_steps, shift)[:-1].tolist())
         raise ConfigError(f"query_sigma_range {cfg.query_sigma_range} holds {len(candidates)} of the schedule's states (σ = {sigmas}), "
                           f"fewer than timesteps_per_trajectory ({cfg.timesteps_per_trajectory}); widen the range or pick fewer states")
-    extra_manifest: dict[str, Any] = {}
+    return candidates
+
+
+def velocity_matching(run: TrainerRun, model: torch.nn.Module, pieces: list[DistillPiece], n_states: int) -> dict[str, list[float]]:
+    """One backward of ‖v_student − v_target‖² per matched state and micro-batch (gradients
+    all-reduced on the last); returns this process's [sum of gaps, samples] per task."""
+    cfg = run.cfg
+    jobs = [(pos, pc, list(range(i, min(i + cfg.train_batch_size, len(pc.index)))))
+            for pos in range(n_states) for pc in pieces for i in range(0, len(pc.index), cfg.train_batch_size)]
+    scale = run.world / (cfg.batch_size * n_states)
+    gap_sums: dict[str, list[float]] = {}
+    for n, (pos, pc, rows) in enumerate(jobs):
+        with nullcontext() if n == len(jobs) - 1 else run.accelerator.no_sync(model):
+            gap = velocity_gap(model, pc, torch.as_tensor(rows, device=run.device), pos)
+            run.accelerator.backward(gap.sum() * scale)
+        acc = gap_sums.setdefault(pc.task, [0.0, 0.0])
+        acc[0] += float(gap.detach().sum())
+        acc[1] += len(rows)
+    return gap_sums
+
+
+def train(cfg: DistillConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run (or resume) distillation in ``run_dir``; returns the last metrics row and checkpoint path."""
+    from qwenrl.rewards import load_reward
+
+    run = TrainerRun.start(cfg, run_dir, "distill")
+    lo, hi = shard(cfg.batch_size, run.world, run.rank, "batch_size")
+    tasks = cfg.tasks()
+    policy = seeded_load(cfg, cfg.student, run.device)
+    teachers = {t: load_frozen(cfg, cfg.teachers[t], run.device) for t in tasks}
+    for t in tasks:
+        if t not in policy.tasks or t not in teachers[t].tasks:
+            raise ConfigError(f"task {t}: the student does {policy.tasks} and its teacher does {teachers[t].tasks}")
+    trained = trained_part(cfg, policy)
+    candidates = check_query_states(cfg, trained.shift)
+    manifest: dict[str, Any] = {"teachers": {t: model_name(m) for t, m in teachers.items()}, "task": "+".join(tasks)}
     if cfg.absorb_guidance:  # the student is served as it is trained: without guidance
         override_sampling(policy, guidance_scale=1.0)
-        extra_manifest["absorbed_guidance"] = cfg.teacher_guidance_scale
+        manifest["absorbed_guidance"] = cfg.teacher_guidance_scale
     rewards = {t: load_reward(resolve_path(cfg.eval_rewards[t])) for t in tasks}
-    model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "distill")
-    checkpoint_name = cfg.name or "distill"
-    eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
+    model, optimizer, ema = run.start_optimizer(trained)
+    saving = Saving(trained, optimizer, ema, cfg.name or "distill", manifest)
 
-    def evaluate_and_save(step: int) -> dict[str, float]:
-        out = {}
-        with maybe_ema(ema):
-            for t in tasks:
-                metrics, images, records = evaluate_policy(policy, t, rewards[t], limit=cfg.eval_limit, num_steps=cfg.eval_num_steps,
-                                                           guidance_scale=cfg.eval_guidance_scale, seed=eval_seed)
-                save_samples(run.samples, f"step-{step:06d}-{t}", images, records, cfg.eval_grid_size)
-                out.update({f"eval/{t}/{k}": v for k, v in metrics.items()})
-        return out
+    def evaluate(step: int) -> dict[str, float]:
+        return evaluate_and_save(run, policy, ema, rewards, step, by_task=True)
 
-    if start == 0 and cfg.eval_every and cfg.eval_at_start and is_main and cfg.steps > 0:
-        run.write_metrics({"step": 0, **evaluate_and_save(0)})
-    accelerator.wait_for_everyone()
+    def progress(row: dict[str, Any]) -> str:
+        gaps = " ".join(f"{t} {row[f'losses/distill/{t}']:.4f}" for t in tasks if f"losses/distill/{t}" in row)
+        evals = " ".join(f"eval/{t} {row[f'eval/{t}/accuracy']:.2f}" for t in tasks if f"eval/{t}/accuracy" in row)
+        return f"velocity gap {gaps} {evals} {row['charts/samples_per_s']:.1f} samples/s"
 
+    run.evaluate_first(evaluate)
     row: dict[str, Any] = {}
-    t_begin = time.perf_counter()
-    for step in range(start, cfg.steps):
-        t_start = time.perf_counter()
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_schedule, cfg.lr_min_ratio)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-
+    for step in run.steps():
+        clock = StepClock()
+        lr = run.set_lr(optimizer, step)
         # 1-3. A mixed batch; the student's own trajectories; the teachers' velocities at its query states.
         mixed = draw_mixed(cfg.task_weights, cfg.batch_size, cfg.seed, step)
         timesteps = pick_timesteps(cfg.num_steps, cfg.timesteps_per_trajectory, cfg.seed, step, candidates)
         pieces = rollout_with_teachers(
-            policy, teachers, mixed, lo, hi, num_steps=cfg.num_steps, shift=shift, noise_level=cfg.noise_level,
+            policy, teachers, mixed, lo, hi, num_steps=cfg.num_steps, shift=trained.shift, noise_level=cfg.noise_level,
             guidance_scale=cfg.guidance_scale, teacher_guidance_scale=cfg.teacher_guidance_scale, timesteps=timesteps,
             seed=seed_from(cfg.seed, step, 3), routing=cfg.routing, mixture=cfg.mixture_weights(),
         )
-        t_rollout = time.perf_counter()
-
+        clock.lap("rollout")
         # 4. Velocity matching: one backward per matched state, one optimizer step.
-        jobs = [(pos, pc, list(range(i, min(i + cfg.train_batch_size, len(pc.index)))))
-                for pos in range(len(timesteps)) for pc in pieces for i in range(0, len(pc.index), cfg.train_batch_size)]
-        scale = world / (cfg.batch_size * len(timesteps))
-        gap_sums: dict[str, list[float]] = {}
-        for n, (pos, pc, rows) in enumerate(jobs):
-            with nullcontext() if n == len(jobs) - 1 else accelerator.no_sync(model):
-                gap = velocity_gap(model, pc, torch.as_tensor(rows, device=accelerator.device), pos)
-                accelerator.backward(gap.sum() * scale)
-            acc = gap_sums.setdefault(pc.task, [0.0, 0.0])
-            acc[0] += float(gap.detach().sum())
-            acc[1] += len(rows)
-        grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+        gap_sums = velocity_matching(run, model, pieces, len(timesteps))
+        grad_norm = float(run.accelerator.clip_grad_norm_(trained.params, cfg.max_grad_norm))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.update(step)
-        t_update = time.perf_counter()
-
+        clock.lap("update")
         # 5. Metrics, evaluation, checkpoints, state.
         gaps = gather_gaps(gap_sums, tasks)
-        row = {
-            "step": step + 1,
-            **gaps,
-            "loss": gaps.pop("distill/velocity_gap"),
-            "grad_norm": grad_norm,
-            "lr": lr,
-            "samples_per_s": cfg.batch_size / (t_update - t_start),
-            "step_seconds": t_update - t_start,
-            "rollout_seconds": t_rollout - t_start,
-            "update_seconds": t_update - t_rollout,
-        }
-        last = step + 1 == cfg.steps
-        if is_main:
-            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
-                row.update(evaluate_and_save(step + 1))
-            run.write_metrics(row)
-            if (step + 1) % cfg.log_every == 0 or last:
-                gaps_text = " ".join(f"{t} {row[f'distill/velocity_gap/{t}']:.4f}" for t in tasks if f"distill/velocity_gap/{t}" in row)
-                evals = " ".join(f"eval/{t} {row[f'eval/{t}/accuracy']:.2f}" for t in tasks if f"eval/{t}/accuracy" in row)
-                log("distill", f"step {step + 1}/{cfg.steps} velocity gap {gaps_text} {evals} {row['samples_per_s']:.1f} samples/s "
-                    + eta(time.perf_counter() - t_begin, step + 1 - start, cfg.steps - step - 1))
-            name = f"{checkpoint_name}@step{step + 1}"
-            run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
-                          name=name, parent=parent, lineage=lineage + [name], teachers=teacher_names, task="+".join(tasks), **extra_manifest)
-        accelerator.wait_for_everyone()
-    checkpoint = run.latest_checkpoint()
-    return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}
+        row = {"step": step + 1, **gaps, "losses/total": gaps["losses/distill"], "charts/grad_norm": grad_norm,
+               "charts/lr": lr, "charts/samples_per_s": cfg.batch_size / clock.total, "charts/step_seconds": clock.total,
+               **{f"charts/{part}_seconds": seconds for part, seconds in clock.seconds.items()}}
+        run.end_step(step, row, evaluate, progress, saving)
+    return run.result(row)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="YAML config (e.g. training/configs/shapes_distill.yaml)")
-    ap.add_argument("--run", required=True, help="run folder (created; resumed when it holds state/)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
-    args = ap.parse_args(argv)
-    try:
-        cfg = DistillConfig.from_yaml(args.config, args.set)
-    except ConfigError as exc:
-        ap.error(str(exc))
-    train(cfg, args.run)
+    trainer_main(DistillConfig, train, __doc__, "training/configs/shapes_distill.yaml", argv)
 
 
 if __name__ == "__main__":

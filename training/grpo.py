@@ -49,10 +49,8 @@ See docs/training.md for every config field and metric.
 
 from __future__ import annotations
 
-import argparse
-import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,29 +62,23 @@ from qwenrl.sampling import guided_velocity, rollout, sde_step
 from training.common import (
     EMA,
     ConfigError,
-    RunFolder,
-    config_defaults,
-    config_dict,
+    Saving,
+    StepClock,
+    TrainedPolicy,
+    TrainerRun,
     draw_items,
     encode_items,
-    eta,
-    evaluate_policy,
+    evaluate_and_save,
     frozen_copy,
-    load_model,
-    log,
+    load_frozen,
     lora_enabled,
-    lr_at,
-    make_accelerator,
-    make_trainable,
     maybe_ema,
-    model_lineage,
-    model_name,
-    named_trainable,
     resolve_path,
-    save_samples,
     seed_from,
+    seeded_load,
     shard,
-    start_optimizer,
+    trained_part,
+    trainer_main,
 )
 from training.configs import (  # noqa: F401 - the config and its constants, importable from here as before
     CFG_MODES,
@@ -365,40 +357,266 @@ def nft_batch_loss(
 NFT_STAT_KEYS = ("nft_loss", "loss_pos", "loss_neg", "optimality", "kl", "velocity_gap", "count")
 
 
+# -- one step's judgements and advantages ----------------------------------------------------------
+
+
+@dataclass
+class Judged:
+    """The step's rewards, gathered from every process."""
+
+    rewards: np.ndarray  #: (P, G), NaN where the judge gave no score
+    records: list[tuple[int, float | None, dict[str, float]]]  #: (global sample index, score, parts), by index
+
+
+def judge_rollouts(reward: Callable[[list], list], pieces: list[RolloutPiece], cfg: GRPOConfig) -> Judged:
+    """Judge the samples this process drew (with rationales) and gather every process's scores."""
+    from accelerate.utils import gather_object
+
+    from qwenrl.rewards import Sample
+
+    samples = [Sample.from_spec(img, it) for pc in pieces for img, it in zip(pc.images, pc.items)]
+    local = [(int(g), j.score, j.parts) for g, j in zip((g for pc in pieces for g in pc.index), reward(samples))]
+    records = sorted(gather_object(local), key=lambda x: x[0])
+    scores = [np.nan if score is None else score for _, score, _ in records]
+    return Judged(np.array(scores, dtype=np.float64).reshape(cfg.num_prompts, cfg.group_size), records)
+
+
+@dataclass
+class Advantages:
+    """What the update trains on."""
+
+    values: np.ndarray  #: (P·G,) each sample's advantage (nft: its optimality in [0, 1])
+    keep: np.ndarray  #: (P·G,) bool, the samples trained on
+    keep_groups: np.ndarray  #: (P,) bool, the groups that carry a signal
+
+
+def step_advantages(cfg: GRPOConfig, rewards: np.ndarray) -> Advantages:
+    """Group-relative advantages (nft: mapped to optimalities); groups without reward spread are
+    dropped, and with ``nft_selection: top`` only each group's best passing samples are kept."""
+    adv = group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max).ravel()
+    nft = cfg.objective == "nft"
+    if nft and cfg.nft_selection == "top":  # the group's best passing samples, imitated; nothing pushed away
+        chosen = top_selection(rewards, cfg.nft_top_k, cfg.nft_min_reward)
+        return Advantages(chosen.ravel().astype(np.float64), chosen.ravel(), chosen.any(axis=1))  # optimality 1 for the kept
+    keep_groups = reward_range_mask(rewards, cfg.reward_range_threshold)
+    keep = np.repeat(keep_groups, cfg.group_size) & ~np.isnan(rewards.ravel())
+    return Advantages(nft_optimality(adv) if nft else adv, keep, keep_groups)
+
+
+# -- the update: optimizer steps over micro-batches, one update function per objective -----------------
+
+
+@dataclass
+class MicroBatch:
+    """One forward and backward of an update: ``loss()`` gives per-sample losses (with gradients),
+    whose sum is weighted by ``scale`` (0 for a pass that only keeps the processes in step)."""
+
+    loss: Callable[[], torch.Tensor]
+    scale: float
+
+
+class Updater:
+    """The optimizer steps of one training step, whatever the objective: each step runs its
+    micro-batches (one backward each, gradients all-reduced on the last), clips the gradient,
+    steps AdamW and the EMA. It also sums the objective's diagnostics (``stat_keys``), the
+    distillation term's gaps per task, and the gradient norms, for the step's metrics."""
+
+    def __init__(self, cfg: GRPOConfig, run: TrainerRun, model: torch.nn.Module, optimizer: Any, ema: EMA | None,
+                 params: list[torch.nn.Parameter], step: int, stat_keys: tuple[str, ...]) -> None:
+        self.cfg, self.run, self.model, self.optimizer, self.ema, self.params, self.step = cfg, run, model, optimizer, ema, params, step
+        self.stat_keys = stat_keys
+        self.sums = torch.zeros(len(stat_keys), dtype=torch.float64)
+        self.gaps: dict[str, list[float]] = {}  #: distillation term: task → [sum of gaps, samples]
+        self.grad_norms: list[float] = []
+        self.term: list[MicroBatch] = []  #: the distillation term's micro-batches, added to every optimizer step
+
+    def add_stats(self, diag: dict[str, torch.Tensor]) -> None:
+        self.sums += torch.stack([diag[k].double().cpu() for k in self.stat_keys])
+
+    def optimizer_step(self, batches: list[MicroBatch], idle: Callable[[], MicroBatch]) -> None:
+        """One optimizer step over ``batches`` and the distillation term's; ``idle()`` is the
+        zero-weight pass of a process that holds none of the share (it keeps DDP in step)."""
+        accelerator = self.run.accelerator
+        batches = (batches + self.term) or [idle()]
+        for n, mb in enumerate(batches):
+            with nullcontext() if n == len(batches) - 1 else accelerator.no_sync(self.model):
+                accelerator.backward(mb.loss().sum() * mb.scale)
+        self.grad_norms.append(float(accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm)))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.step)
+
+
+def epoch_shares(cfg: GRPOConfig, step: int, keep: np.ndarray):
+    """Per inner epoch: (epoch, its generator, the shares of the kept samples, one per optimizer
+    step). Drawn on global indices, so they are the same on every process; the objective may draw
+    more from the generator, after the shares."""
+    for epoch in range(cfg.num_inner_epochs):
+        rng = np.random.default_rng([cfg.seed, step, epoch, 1])
+        yield epoch, rng, np.array_split(rng.permutation(np.flatnonzero(keep)), cfg.updates_per_epoch)
+
+
+def share_rows(pieces: list[RolloutPiece], share: np.ndarray, size: int) -> list[tuple[RolloutPiece, list[int]]]:
+    """This process's rows of the samples ``share``, as (piece, rows) micro-batches of at most ``size``."""
+    members = set(share.tolist())
+    micro = []
+    for pc in pieces:
+        rows = [r for r, g in enumerate(pc.index) if g in members]
+        micro += [(pc, rows[i : i + size]) for i in range(0, len(rows), size)]
+    return micro
+
+
+def flow_grpo_update(cfg: GRPOConfig, updater: Updater, models: "GRPOModels", pieces: list[RolloutPiece],
+                     adv: Advantages, step: int) -> None:
+    """Flow-GRPO's update: per inner epoch, ``updates_per_epoch`` optimizer steps over shuffled
+    shares of the kept samples; within one, every trained timestep (in an order shuffled per
+    sample) of every micro-batch gets its own backward of the clipped-ratio loss plus β·KL."""
+    trained_steps = cfg.trained_steps()
+    T, device, world = len(trained_steps), updater.run.device, updater.run.world
+    advantages = torch.as_tensor(adv.values, dtype=torch.float32, device=device)
+
+    def micro_batch(pc: RolloutPiece, rows: list[int], pos: int, order: np.ndarray, scale: float) -> MicroBatch:
+        def loss() -> torch.Tensor:
+            r = torch.as_tensor(rows, device=device)
+            t = torch.as_tensor([trained_steps[k] for k in order[pc.index[rows], pos]], device=device)
+            out, diag = grpo_loss(updater.model, models.reference, pc, r, t, advantages[pc.index[rows]],
+                                  noise_level=cfg.noise_level, clip_range=cfg.clip_range, beta=cfg.beta)
+            if scale > 0:  # not the zero-weight pass
+                updater.add_stats(diag)
+            return out
+        return MicroBatch(loss, scale)
+
+    for _, rng, shares in epoch_shares(cfg, step, adv.keep):
+        order = np.argsort(rng.random((cfg.num_prompts * cfg.group_size, T)), axis=1)  # per-sample timestep order
+        for share in shares:
+            if len(share) == 0 and not updater.term:
+                continue
+            micro = share_rows(pieces, share, cfg.train_batch_size)
+            scale = world / (len(share) * T) if len(share) else 0.0
+            updater.optimizer_step([micro_batch(pc, rows, pos, order, scale) for pos in range(T) for pc, rows in micro],
+                                   idle=lambda: micro_batch(pieces[0], [0], 0, order, 0.0))
+
+
+def nft_update(cfg: GRPOConfig, updater: Updater, models: "GRPOModels", pieces: list[RolloutPiece], adv: Advantages,
+               step: int) -> None:
+    """The forward-process update: per inner epoch, σ, ε and text dropout drawn for every sample,
+    then ``updates_per_epoch`` optimizer steps over shuffled shares of the kept samples, one loss
+    sample per kept sample; after the step the old policy follows, θ_old ← η·θ_old + (1 − η)·θ."""
+    device, world = updater.run.device, updater.run.world
+    optimality = torch.as_tensor(adv.values, dtype=torch.float32, device=device)
+
+    def micro_batch(pc: RolloutPiece, rows: list[int], draws: NFTDraws, scale: float) -> MicroBatch:
+        def loss() -> torch.Tensor:
+            out, diag = nft_batch_loss(updater.model, models.old_velocity, models.reference, pc, torch.as_tensor(rows, device=device),
+                                       draws, optimality[pc.index[rows]], nft_beta=cfg.nft_beta, beta=cfg.beta,
+                                       guided_loss=cfg.nft_guided_loss)
+            if scale > 0:  # not the zero-weight pass
+                updater.add_stats(diag)
+            return out
+        return MicroBatch(loss, scale)
+
+    latent_shape = tuple(models.trained.policy.latent_shape())
+    for epoch, _, shares in epoch_shares(cfg, step, adv.keep):
+        draws = nft_draws(cfg, step, epoch, cfg.num_prompts * cfg.group_size, latent_shape, device)
+        for share in shares:
+            if len(share) == 0 and not updater.term:
+                continue
+            micro = share_rows(pieces, share, cfg.train_batch_size)
+            scale = world / len(share) if len(share) else 0.0
+            updater.optimizer_step([micro_batch(pc, rows, draws, scale) for pc, rows in micro],
+                                   idle=lambda: micro_batch(pieces[0], [0], draws, 0.0))
+    models.old.update(step, decay=cfg.old_decay_at(step))
+
+
+def distillation_term(cfg: GRPOConfig, updater: Updater, models: "GRPOModels", step: int) -> list[MicroBatch]:
+    """The auxiliary distillation term of a step: the student's own ODE trajectories, the teachers'
+    velocities at ``distill_timesteps`` of their states, and one micro-batch of ‖v − v_teacher‖²
+    (weighted by ``distill_weight``) per state and rows; every optimizer step of the update adds them."""
+    from training import distill
+
+    run, policy = updater.run, models.trained.policy
+    mixed = distill.draw_mixed({t: 1.0 for t in models.teachers}, cfg.distill_prompts * len(models.teachers), cfg.seed, step, stream=1)
+    lo, hi = shard(len(mixed), run.world, run.rank, "distill_prompts × teacher tasks")
+    pieces = distill.rollout_with_teachers(
+        policy, models.teachers, mixed, lo, hi, num_steps=cfg.num_steps, shift=models.trained.shift, noise_level=0.0,
+        guidance_scale=1.0, teacher_guidance_scale=1.0, timesteps=distill.pick_timesteps(cfg.num_steps, cfg.distill_timesteps, cfg.seed, step),
+        seed=seed_from(cfg.seed, step, 3),
+    )
+
+    def micro_batch(dp: distill.DistillPiece, rows: list[int], pos: int) -> MicroBatch:
+        def loss() -> torch.Tensor:
+            gap = distill.velocity_gap(updater.model, dp, torch.as_tensor(rows, device=run.device), pos)
+            acc = updater.gaps.setdefault(dp.task, [0.0, 0.0])
+            acc[0], acc[1] = acc[0] + float(gap.detach().sum()), acc[1] + len(rows)
+            return gap
+        return MicroBatch(loss, cfg.distill_weight * run.world / (len(mixed) * len(dp.timesteps)))
+
+    size = cfg.train_batch_size
+    return [micro_batch(dp, list(range(i, min(i + size, len(dp.index)))), pos)
+            for pos in range(len(pieces[0].timesteps) if pieces else 0) for dp in pieces for i in range(0, len(dp.index), size)]
+
+
+def flow_grpo_metrics(cfg: GRPOConfig, totals: dict[str, float], step: int) -> dict[str, float]:
+    """``losses/…`` of a Flow-GRPO step, from the summed diagnostics of ``grpo_loss``."""
+    c = max(totals["count"], 1.0)
+    return {"losses/total": (totals["policy_loss"] + cfg.beta * totals["kl"]) / c, "losses/kl": totals["kl"] / c,
+            "losses/policy": totals["policy_loss"] / c, "losses/approx_kl": totals["approx_kl"] / c,
+            "losses/clipfrac": totals["clipfrac"] / c, "losses/ratio_deviation": totals["ratio_deviation"] / c}
+
+
+def nft_metrics(cfg: GRPOConfig, totals: dict[str, float], step: int) -> dict[str, float]:
+    """``losses/…`` of a forward-process step, from the summed diagnostics of ``nft_batch_loss``."""
+    c = max(totals["count"], 1.0)
+    return {"losses/total": (totals["nft_loss"] + cfg.beta * totals["kl"]) / c, "losses/kl": totals["kl"] / c,
+            "losses/nft_pos": totals["loss_pos"] / c, "losses/nft_neg": totals["loss_neg"] / c,
+            "losses/nft_optimality": totals["optimality"] / c, "losses/nft_old_gap": totals["velocity_gap"] / c,
+            "charts/nft_old_decay": cfg.old_decay_at(step)}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How one objective (``GRPOConfig.objective``) updates the policy and what it logs."""
+
+    update: Callable[..., None]  #: one step's update: (cfg, updater, models, pieces, advantages, step)
+    stat_keys: tuple[str, ...]  #: the diagnostics its loss sums
+    metrics: Callable[[GRPOConfig, dict[str, float], int], dict[str, float]]  #: its ``losses/…`` from the sums
+    progress: Callable[[dict[str, Any]], str]  #: its part of the progress line
+
+
+UPDATES: dict[str, Objective] = {
+    "flow_grpo": Objective(flow_grpo_update, STAT_KEYS, flow_grpo_metrics,
+                           lambda row: f"kl {row['losses/kl']:.2e} |ratio-1| {row['losses/ratio_deviation']:.1e} "
+                                       f"clipfrac {row['losses/clipfrac']:.2f}"),
+    "nft": Objective(nft_update, NFT_STAT_KEYS, nft_metrics, lambda row: f"|v-v_old|² {row['losses/nft_old_gap']:.1e}"),
+}
+
+
 # -- the trainer ---------------------------------------------------------------------------------
 
 
-def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run (or resume) GRPO in ``run_dir``; returns the last metrics row and checkpoint path."""
-    from accelerate.utils import gather_object
+@dataclass
+class GRPOModels:
+    """The policy and its trained part, the reference (β > 0), nft's old policy (a lagging
+    shadow of the trained weights: for LoRA, of the adapters) and the auxiliary term's teachers."""
 
-    from qwenrl.rewards import Judgement, Sample, load_reward, reward_stats
-    from training import distill
+    trained: TrainedPolicy
+    reference: Callable[..., torch.Tensor] | None
+    old: EMA | None
+    teachers: dict[str, Policy]
 
-    accelerator = make_accelerator(cfg)
-    is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
-    run = RunFolder(run_dir, "grpo")
-    if is_main:
-        run.check_and_write_config(config_dict(cfg), config_defaults(type(cfg)))
-    accelerator.wait_for_everyone()
-    lo, hi = shard(cfg.num_prompts, world, rank, "num_prompts")
-    if (hi - lo) % cfg.rollout_batch_prompts:
-        raise ConfigError(f"rollout_batch_prompts ({cfg.rollout_batch_prompts}) must divide the {hi - lo} prompts of each of {world} processes")
-    G, P = cfg.group_size, cfg.num_prompts
-    nft = cfg.objective == "nft"
-    trained_steps = cfg.trained_steps()
-    T = len(trained_steps)
-    stat_keys = NFT_STAT_KEYS if nft else STAT_KEYS
+    def old_velocity(self, x, sigma, cond, scale, null) -> torch.Tensor:
+        """The step's anchor: with η = 0, the weights the step started from."""
+        with maybe_ema(self.old):
+            return guided_velocity(self.trained.policy, x, sigma, cond, scale, null)
 
-    # -- models: the policy and its trained part, the reference, the teachers -----------------------
-    torch.manual_seed(cfg.seed)  # LoRA initialisation: the same on every process and every run
-    policy = load_model(cfg.model, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device)
+
+def load_models(cfg: GRPOConfig, run: TrainerRun) -> GRPOModels:
+    """The policy (seeded, so LoRA starts the same everywhere), its reference, old policy and teachers."""
+    policy = seeded_load(cfg, cfg.model, run.device)
     if cfg.task not in policy.tasks:
         raise ConfigError(f"{cfg.model} does {policy.tasks}, not {cfg.task!r}")
-    parent, lineage = model_name(policy), model_lineage(policy)
-    params = make_trainable(policy, cfg.trainable, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, cfg.gradient_checkpointing)
-    named = named_trainable(policy)
-    shift = cfg.shift or policy.default_shift
+    trained = trained_part(cfg, policy)
     reference: Callable[..., torch.Tensor] | None = None
     if cfg.beta > 0:
         if lora_enabled(policy):
@@ -410,223 +628,112 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
 
             def reference(x, sigma, cond, scale, null):
                 return guided_velocity(frozen, x, sigma, cond, scale, null)
-    # nft's old policy: a lagging shadow of the trained weights (for LoRA, of the adapters)
-    old = EMA(params, cfg.nft_old_decay) if nft else None
+    old = EMA(trained.params, cfg.nft_old_decay) if cfg.objective == "nft" else None
+    teachers = {t: load_frozen(cfg, p, run.device) for t, p in cfg.distill_teachers.items()} if cfg.distill_weight > 0 else {}
+    return GRPOModels(trained, reference, old, teachers)
 
-    def old_velocity(x, sigma, cond, scale, null):  # the step's anchor: with η = 0, the weights the step started from
-        with maybe_ema(old):
-            return guided_velocity(policy, x, sigma, cond, scale, null)
 
-    teachers = {}
-    if cfg.distill_weight > 0:
-        teachers = {t: load_model(p, height=cfg.height, width=cfg.width, dtype=cfg.dtype, device=accelerator.device).requires_grad_(False)
-                    for t, p in cfg.distill_teachers.items()}
+def check_shards(cfg: GRPOConfig, run: TrainerRun) -> tuple[int, int]:
+    """The prompts [lo, hi) this process rolls out; ConfigError when they do not split evenly."""
+    lo, hi = shard(cfg.num_prompts, run.world, run.rank, "num_prompts")
+    if (hi - lo) % cfg.rollout_batch_prompts:
+        raise ConfigError(f"rollout_batch_prompts ({cfg.rollout_batch_prompts}) must divide the {hi - lo} prompts of each of {run.world} processes")
+    return lo, hi
+
+
+def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run (or resume) GRPO in ``run_dir``; returns the last metrics row and checkpoint path."""
+    from qwenrl.rewards import load_reward
+
+    run = TrainerRun.start(cfg, run_dir, "grpo")
+    lo, hi = check_shards(cfg, run)
+    models = load_models(cfg, run)
+    objective = UPDATES[cfg.objective]
     reward = load_reward(resolve_path(cfg.reward))
-    monitor = load_reward(resolve_path(cfg.monitor_reward)) if cfg.monitor_reward and is_main else None  # only the main process evaluates
-    model, optimizer, ema, start = start_optimizer(cfg, run, policy, params, named, accelerator, "grpo", old=old)
-    checkpoint_name = cfg.name or f"grpo-{cfg.task}"
-    eval_seed = 0  # the seeds `qwenrl bench` uses, so in-run evaluations match it on the same prompts
+    monitor = load_reward(resolve_path(cfg.monitor_reward)) if cfg.monitor_reward and run.is_main else None  # only the main process evaluates
+    model, optimizer, ema = run.start_optimizer(models.trained, old=models.old)
+    saving = Saving(models.trained, optimizer, ema, cfg.name or f"grpo-{cfg.task}", {"task": cfg.task}, old=models.old)
 
-    def evaluate_and_save(step: int) -> dict[str, float]:
-        """Held-out metrics (main process), the sample grid and its rationales."""
-        with maybe_ema(ema):
-            metrics, images, records = evaluate_policy(
-                policy, cfg.task, reward, limit=cfg.eval_limit, num_steps=cfg.eval_num_steps,
-                guidance_scale=cfg.eval_guidance_scale, seed=eval_seed, monitor=monitor,
-            )
-        save_samples(run.samples, f"step-{step:06d}", images, records, cfg.eval_grid_size)
-        return {f"eval/{k}": v for k, v in metrics.items()}
+    def evaluate(step: int) -> dict[str, float]:
+        return evaluate_and_save(run, models.trained.policy, ema, {cfg.task: reward}, step, by_task=False, monitor=monitor)
 
-    if start == 0 and cfg.eval_every and cfg.eval_at_start and is_main and cfg.steps > 0:
-        run.write_metrics({"step": 0, **evaluate_and_save(0)})
-    accelerator.wait_for_everyone()
-
+    run.evaluate_first(evaluate)
     row: dict[str, Any] = {}
-    t_begin = time.perf_counter()
-    for step in range(start, cfg.steps):
-        t_start = time.perf_counter()
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_schedule, cfg.lr_min_ratio)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-
-        # 1. Prompts: the same global batch on every process; this one keeps prompts [lo, hi).
-        items = draw_items(cfg.task, P, cfg.seed, step, family_weights=cfg.family_weights)
+    for step in run.steps():
+        clock = StepClock()
+        lr = run.set_lr(optimizer, step)
+        # 1. Draw: the same global batch of prompts on every process; this one keeps prompts [lo, hi).
+        items = draw_items(cfg.task, cfg.num_prompts, cfg.seed, step, family_weights=cfg.family_weights)
         guided = guided_prompts(cfg, step)
+        # 2. Roll out: G samples per prompt; flow_grpo records log-probs on the SDE steps, nft keeps
+        #    the clean latents of ODE samples.
+        pieces = rollout_groups(models.trained.policy, items, guided, lo, hi, cfg, models.trained.shift, step, old=models.old)
+        clock.lap("rollout")
+        # 3. Judge: rewards with rationales, judged where sampled, gathered everywhere.
+        judged = judge_rollouts(reward, pieces, cfg)
+        clock.lap("reward")
+        # 4. Advantages: group-relative (nft: optimalities in [0, 1]); groups without spread dropped.
+        adv = step_advantages(cfg, judged.rewards)
+        # 5. Update: the objective's optimizer steps, each with the auxiliary distillation term.
+        updater = Updater(cfg, run, model, optimizer, ema, models.trained.params, step, objective.stat_keys)
+        updater.term = distillation_term(cfg, updater, models, step) if models.teachers else []
+        objective.update(cfg, updater, models, pieces, adv, step)
+        clock.lap("update")
+        # 6. Log: global sums over processes, then (main process) evaluation, metrics, checkpoints.
+        row = step_metrics(cfg, step, judged, adv, updater, guided, lr, clock, reward.name, models)
+        run.end_step(step, row, evaluate, progress_line(objective), saving)
+    return run.result(row)
 
-        # 2. Rollouts: G samples per prompt; flow_grpo records log-probs on the SDE steps, nft
-        #    keeps the clean latents of ODE samples.
-        pieces = rollout_groups(policy, items, guided, lo, hi, cfg, shift, step, old=old)
-        t_rollout = time.perf_counter()
 
-        # 3. Rewards with rationales; judged where sampled, gathered everywhere.
-        samples = [Sample.from_spec(img, it) for pc in pieces for img, it in zip(pc.images, pc.items)]
-        judged = reward(samples)
-        local = [(int(g), j.score, j.parts) for g, j in zip((g for pc in pieces for g in pc.index), judged)]
-        everything = sorted(gather_object(local), key=lambda x: x[0])
-        rewards = np.array([np.nan if score is None else score for _, score, _ in everything], dtype=np.float64).reshape(P, G)
-        t_reward = time.perf_counter()
+def step_metrics(cfg: GRPOConfig, step: int, judged: Judged, adv: Advantages, updater: Updater, guided: np.ndarray,
+                 lr: float, clock: StepClock, reward_name: str, models: GRPOModels) -> dict[str, Any]:
+    """The step's metrics row (every process computes it: the sums are reduced over processes)."""
+    from qwenrl.rewards import Judgement, reward_stats
+    from training import distill
 
-        # 4. Group-relative advantages (nft: mapped to optimalities in [0, 1]); groups without
-        #    reward spread are dropped.
-        adv = group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max).ravel()
-        if nft and cfg.nft_selection == "top":  # the group's best passing samples, imitated; nothing pushed away
-            chosen = top_selection(rewards, cfg.nft_top_k, cfg.nft_min_reward)
-            keep_groups, keep = chosen.any(axis=1), chosen.ravel()
-            adv = chosen.ravel().astype(np.float64)  # optimality 1 for the kept samples
-        else:
-            keep_groups = reward_range_mask(rewards, cfg.reward_range_threshold)
-            keep = np.repeat(keep_groups, G) & ~np.isnan(rewards.ravel())
-            adv = nft_optimality(adv) if nft else adv
-        advantages = torch.as_tensor(adv, dtype=torch.float32, device=accelerator.device)
+    accelerator = updater.run.accelerator
+    totals = dict(zip(updater.stat_keys, accelerator.reduce(updater.sums.to(accelerator.device), "sum").cpu().tolist()))
+    rewards = judged.rewards
+    components = reward_stats([Judgement(score, "", parts, reward_name) for _, score, parts in judged.records])
+    valid = rewards[~np.isnan(rewards)]
+    group_std = np.array([r[~np.isnan(r)].std() if (~np.isnan(r)).any() else 0.0 for r in rewards])
+    row = {
+        "step": step + 1,
+        "rewards/total/mean": float(valid.mean()) if valid.size else float("nan"),
+        "rewards/total/std": float(valid.std()) if valid.size else float("nan"),
+        "rewards/total/frac_none": float(np.isnan(rewards).mean()),
+        **{k: v for k, v in components.items() if not k.startswith("rewards/total/")},
+        "rewards/frac_zero_std": float(np.mean(~(group_std > 1e-8))),
+        **UPDATES[cfg.objective].metrics(cfg, totals, step),
+        "charts/frac_groups_filtered": float(1 - adv.keep_groups.mean()),
+        "charts/frac_samples_trained": float(adv.keep.mean()),
+        "charts/grad_norm": float(np.mean(updater.grad_norms)) if updater.grad_norms else 0.0,
+        "charts/updates": len(updater.grad_norms),
+        "charts/guided_fraction": float(guided.mean()),
+        "charts/lr": lr,
+        "charts/samples_per_s": cfg.num_prompts * cfg.group_size / clock.total,
+        "charts/step_seconds": clock.total,
+        **{f"charts/{part}_seconds": seconds for part, seconds in clock.seconds.items()},
+    }
+    if models.teachers:
+        row.update(distill.gather_gaps(updater.gaps, list(models.teachers)))
+    return row
 
-        # 5. Auxiliary distillation: the student's own trajectories, the teachers' velocities on them.
-        distill_pieces, n_distill = [], 0
-        if teachers:
-            mixed = distill.draw_mixed({t: 1.0 for t in teachers}, cfg.distill_prompts * len(teachers), cfg.seed, step, stream=1)
-            dlo, dhi = shard(len(mixed), world, rank, "distill_prompts × teacher tasks")
-            distill_pieces = distill.rollout_with_teachers(
-                policy, teachers, mixed, dlo, dhi, num_steps=cfg.num_steps, shift=shift, noise_level=0.0, guidance_scale=1.0,
-                teacher_guidance_scale=1.0, timesteps=distill.pick_timesteps(cfg.num_steps, cfg.distill_timesteps, cfg.seed, step),
-                seed=seed_from(cfg.seed, step, 3),
-            )
-            n_distill = len(mixed)
 
-        # 6. Update: per inner epoch, `updates_per_epoch` optimizer steps over shuffled shares of
-        #    the kept samples; within one, every trained timestep (shuffled per sample) gets its own
-        #    backward. Shares and orders are drawn on global indices, identical on every process.
-        #    nft: one loss sample per kept sample and epoch, at a σ, ε and text dropout drawn per epoch.
-        sums = torch.zeros(len(stat_keys), dtype=torch.float64)
-        gap_sums: dict[str, list[float]] = {}
-        grad_norms = []
-        for epoch in range(cfg.num_inner_epochs):
-            rng = np.random.default_rng([cfg.seed, step, epoch, 1])
-            shares = np.array_split(rng.permutation(np.flatnonzero(keep)), cfg.updates_per_epoch)
-            if nft:
-                draws = nft_draws(cfg, step, epoch, P * G, tuple(policy.latent_shape()), accelerator.device)
-            else:
-                order = np.argsort(rng.random((P * G, T)), axis=1)  # per-sample timestep order
-            for share in shares:
-                if len(share) == 0 and not distill_pieces:
-                    continue
-                members = set(share.tolist())
-                micro = []
-                for pc in pieces:
-                    rows = [r for r, g in enumerate(pc.index) if g in members]
-                    micro += [(pc, rows[i : i + cfg.train_batch_size]) for i in range(0, len(rows), cfg.train_batch_size)]
-                if nft:
-                    jobs: list[tuple[str, Any, Any, list[int], float]] = [("nft", 0, pc, rows, world / len(share)) for pc, rows in micro]
-                else:
-                    jobs = [("grpo", pos, pc, rows, world / (len(share) * T)) for pos in range(T) for pc, rows in micro]
-                for pos in range(len(distill_pieces[0].timesteps) if distill_pieces else 0):
-                    for dp in distill_pieces:
-                        for i in range(0, len(dp.index), cfg.train_batch_size):
-                            rows = list(range(i, min(i + cfg.train_batch_size, len(dp.index))))
-                            jobs.append(("distill", pos, dp, rows, cfg.distill_weight * world / (n_distill * len(dp.timesteps))))
-                if not jobs:  # this process holds none of the share: a zero-weight pass keeps DDP in step
-                    jobs = [("nft" if nft else "grpo", 0, pieces[0], [0], 0.0)]
-                for n, (kind, pos, pc, rows, scale) in enumerate(jobs):
-                    sync = n == len(jobs) - 1
-                    with nullcontext() if sync else accelerator.no_sync(model):
-                        r = torch.as_tensor(rows, device=accelerator.device)
-                        if kind == "grpo":
-                            t = torch.as_tensor([trained_steps[k] for k in order[pc.index[rows], pos]], device=accelerator.device)
-                            loss, diag = grpo_loss(model, reference, pc, r, t, advantages[pc.index[rows]],
-                                                   noise_level=cfg.noise_level, clip_range=cfg.clip_range, beta=cfg.beta)
-                            if scale > 0:  # not the zero-weight pass
-                                sums += torch.stack([diag[k].double().cpu() for k in stat_keys])
-                        elif kind == "nft":
-                            loss, diag = nft_batch_loss(model, old_velocity, reference, pc, r, draws, advantages[pc.index[rows]],
-                                                        nft_beta=cfg.nft_beta, beta=cfg.beta, guided_loss=cfg.nft_guided_loss)
-                            if scale > 0:
-                                sums += torch.stack([diag[k].double().cpu() for k in stat_keys])
-                        else:
-                            loss = distill.velocity_gap(model, pc, r, pos)
-                            acc = gap_sums.setdefault(pc.task, [0.0, 0.0])
-                            acc[0], acc[1] = acc[0] + float(loss.detach().sum()), acc[1] + len(rows)
-                        accelerator.backward(loss.sum() * scale)
-                grad_norms.append(float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm)))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if ema is not None:
-                    ema.update(step)
-        if old is not None:  # nft: the old policy follows the trained one, θ_old ← η·θ_old + (1 − η)·θ
-            old.update(step, decay=cfg.old_decay_at(step))
-        t_update = time.perf_counter()
-
-        # 7. Metrics: global sums over processes, written by the main process.
-        totals = dict(zip(stat_keys, accelerator.reduce(sums.to(accelerator.device), "sum").cpu().tolist()))
-        c = max(totals["count"], 1.0)
-        components = reward_stats([Judgement(score, "", parts, reward.name) for _, score, parts in everything])
-        valid = rewards[~np.isnan(rewards)]
-        group_std = np.array([r[~np.isnan(r)].std() if (~np.isnan(r)).any() else 0.0 for r in rewards])
-        row = {
-            "step": step + 1,
-            "reward/mean": float(valid.mean()) if valid.size else float("nan"),
-            "reward/std": float(valid.std()) if valid.size else float("nan"),
-            "reward/frac_none": float(np.isnan(rewards).mean()),
-            **{k: v for k, v in components.items() if not k.startswith("rewards/total/")},
-            "frac_reward_zero_std": float(np.mean(~(group_std > 1e-8))),
-            "frac_groups_filtered": float(1 - keep_groups.mean()),
-            "frac_samples_trained": float(keep.mean()),
-            "loss": (totals["nft_loss" if nft else "policy_loss"] + cfg.beta * totals["kl"]) / c,
-            "kl": totals["kl"] / c,
-            **({
-                "nft/loss_pos": totals["loss_pos"] / c,
-                "nft/loss_neg": totals["loss_neg"] / c,
-                "nft/optimality_mean": totals["optimality"] / c,
-                "nft/velocity_gap": totals["velocity_gap"] / c,
-                "nft/old_decay": cfg.old_decay_at(step),
-            } if nft else {
-                "policy_loss": totals["policy_loss"] / c,
-                "approx_kl": totals["approx_kl"] / c,
-                "clipfrac": totals["clipfrac"] / c,
-                "ratio_deviation": totals["ratio_deviation"] / c,
-            }),
-            "grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
-            "updates": len(grad_norms),
-            "guided_fraction": float(guided.mean()),
-            "lr": lr,
-            "samples_per_s": P * G / (t_update - t_start),
-            "step_seconds": t_update - t_start,
-            "rollout_seconds": t_rollout - t_start,
-            "reward_seconds": t_reward - t_rollout,
-            "update_seconds": t_update - t_reward,
-        }
-        if teachers:
-            row.update(distill.gather_gaps(gap_sums, list(teachers)))
-        last = step + 1 == cfg.steps
-        if is_main:
-            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
-                row.update(evaluate_and_save(step + 1))
-            run.write_metrics(row)
-            if (step + 1) % cfg.log_every == 0 or last:
-                strict = row.get("rewards/strict/mean")
-                log("grpo", f"step {step + 1}/{cfg.steps} reward {row['reward/mean']:.3f}±{row['reward/std']:.3f}"
-                    + (f" strict {strict:.2f}" if strict is not None else "")
-                    + (f" eval {row['eval/accuracy']:.2f}" if "eval/accuracy" in row else "")
-                    + (f" |v-v_old|² {row['nft/velocity_gap']:.1e}" if nft else
-                       f" kl {row['kl']:.2e} |ratio-1| {row['ratio_deviation']:.1e} clipfrac {row['clipfrac']:.2f}")
-                    + f" filtered {row['frac_groups_filtered']:.2f} {row['samples_per_s']:.1f} samples/s "
-                    + eta(time.perf_counter() - t_begin, step + 1 - start, cfg.steps - step - 1))
-            name = f"{checkpoint_name}@step{step + 1}"
-            run.save_step(step + 1, cfg, policy=policy, ema=ema, optimizer=optimizer, params=named, num_processes=world,
-                          old=old, name=name, parent=parent, lineage=lineage + [name], task=cfg.task)
-        accelerator.wait_for_everyone()
-    checkpoint = run.latest_checkpoint()
-    return {"run": str(run.path), "step": max(start, cfg.steps), "metrics": row, "checkpoint": str(checkpoint) if checkpoint else None}
+def progress_line(objective: Objective) -> Callable[[dict[str, Any]], str]:
+    """The progress line of a step: rewards, the checker's pass rate, the objective's diagnostics."""
+    def progress(row: dict[str, Any]) -> str:
+        strict = row.get("rewards/strict/mean")
+        return (f"reward {row['rewards/total/mean']:.3f}±{row['rewards/total/std']:.3f}"
+                + (f" strict {strict:.2f}" if strict is not None else "")
+                + (f" eval {row['eval/accuracy']:.2f}" if "eval/accuracy" in row else "")
+                + f" {objective.progress(row)}"
+                + f" filtered {row['charts/frac_groups_filtered']:.2f} {row['charts/samples_per_s']:.1f} samples/s")
+    return progress
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="YAML config (e.g. training/configs/shapes_grpo_t2i.yaml)")
-    ap.add_argument("--run", required=True, help="run folder (created; resumed when it holds state/)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
-    args = ap.parse_args(argv)
-    try:
-        cfg = GRPOConfig.from_yaml(args.config, args.set)
-    except ConfigError as exc:
-        ap.error(str(exc))
-    train(cfg, args.run)
+    trainer_main(GRPOConfig, train, __doc__, "training/configs/shapes_grpo_t2i.yaml", argv)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ from qwenrl.world.grammar import (
 from qwenrl.world.parse import noisy_render
 from qwenrl.world.scene import IMAGE_SIZE, OBJECT_COLORS, SHAPES, SIZES, Obj, Scene, fits, place, render
 from qwenrl.tasks import TASKS
-from training.common import ConfigError, RunFolder, config_dict, load_config, load_train_state, log, save_train_state
+from training.common import ConfigError, RunFolder, config_dict, load_config, load_train_state, log, lr_at, save_train_state
 
 RUBRIC_DIR = Path(__file__).resolve().parents[1] / "qwenrl" / "rewards" / "rubrics" / "shapes_judge"
 RUBRIC_FOR_TASK = {"t2i": "t2i", "edit": "edit"}
@@ -590,13 +590,10 @@ def export_judge(folder: Path, model: Any, tokenizer: Any, image_processor: Any,
 # ---------------------------------------------------------------------------------------------
 
 
-def lr_at(step: int, cfg: JudgeConfig) -> float:
-    """Linear warm-up, then one cosine decay over both stages."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    total = cfg.caption_steps + cfg.steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+def judge_lr(step: int, cfg: JudgeConfig) -> float:
+    """Linear warm-up, then one cosine decay over both stages (``lr_at`` with the stages' steps
+    + 1: the decay reaches ``lr · min_lr_ratio`` one step past the last, as it always has)."""
+    return lr_at(step, cfg.lr, cfg.warmup_steps, cfg.caption_steps + cfg.steps + 1, "cosine", cfg.min_lr_ratio)
 
 
 def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = None, data_only: bool = False) -> dict[str, Any]:
@@ -655,7 +652,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
             batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
             batch += [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
         inputs = collate(batch, tokenizer, image_processor)
-        lr = lr_at(step, cfg)
+        lr = judge_lr(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
         loss = model(**inputs).loss

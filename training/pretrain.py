@@ -15,11 +15,9 @@ command continues from it. Exported checkpoints (EMA weights) go to ``RUN/checkp
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -33,7 +31,8 @@ from qwenrl.models.base import Conditioning
 from qwenrl.models.shapes import ShapesPolicy
 from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
 from qwenrl.world.scene import render, render_indices
-from training.configs import PretrainConfig  # noqa: F401 - importable from here as before
+from training.common import log, trainer_parser
+from training.configs import PretrainConfig, lr_at  # noqa: F401 - PretrainConfig importable from here as before
 
 
 def scene_batch(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -66,15 +65,10 @@ def example_batch(rng: np.random.Generator, n: int, edit_fraction: float):
     return texts, np.stack(targets), sources
 
 
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
-def log(msg: str) -> None:
-    print(f"[pretrain {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+def denoiser_lr(step: int, cfg: PretrainConfig) -> float:
+    """The denoiser's learning rate: warm-up, then a cosine to ``lr · min_lr_ratio`` that would end
+    one step past the last (``lr_at`` with ``steps + 1``: the schedule this base was trained with)."""
+    return lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps + 1, "cosine", cfg.min_lr_ratio)
 
 
 def save_state(run: Path, state: dict) -> None:
@@ -119,7 +113,7 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
                 pred = vae.decode(vae.encode(F.one_hot(val, n_pal).permute(0, 3, 1, 2).float()).latent_dist.mode()).sample.argmax(1)
             pix = (pred == val).float().mean().item()
             exact = (pred == val).flatten(1).all(1).float().mean().item()
-            log(f"ae step {step}/{cfg.ae_steps} ce {ce.item():.4f} kl {kl.item():.2f} val pixel acc {pix:.5f} exact {exact:.3f} ({(time.time()-t0)/max(1, step - start):.3f}s/step)")
+            log("pretrain", f"ae step {step}/{cfg.ae_steps} ce {ce.item():.4f} kl {kl.item():.2f} val pixel acc {pix:.5f} exact {exact:.3f} ({(time.time()-t0)/max(1, step - start):.3f}s/step)")
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"stage": "ae", "step": step, "ce": ce.item(), "kl": kl.item(), "val_pixel_acc": pix, "val_exact": exact}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.ae_steps:
@@ -131,7 +125,7 @@ def train_autoencoder(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, stat
         z = vae.encode(F.one_hot(idx, n_pal).permute(0, 3, 1, 2).float()).latent_dist.mode()
     policy.config["latent_shift"] = float(z.mean())
     policy.config["latent_scale"] = float(z.std())
-    log(f"latent shift {policy.config['latent_shift']:.4f} scale {policy.config['latent_scale']:.4f}")
+    log("pretrain", f"latent shift {policy.config['latent_shift']:.4f} scale {policy.config['latent_scale']:.4f}")
 
 
 @torch.no_grad()
@@ -159,7 +153,7 @@ def build_pool(policy: ShapesPolicy, cfg: PretrainConfig, run: Path) -> tuple[li
         x0s.append(x0)
         srcs.append(src)
         if (start // chunk) % 40 == 0:
-            log(f"encoding example pool {start + n}/{cfg.pool_size}")
+            log("pretrain", f"encoding example pool {start + n}/{cfg.pool_size}")
     # Contiguous in memory as on disk: the encoder returns channels-last latents, and the denoiser's
     # kernels round differently on the two layouts, so a resumed run (which reads the file) would drift.
     x0, src = torch.cat(x0s).contiguous(), torch.cat(srcs).contiguous()
@@ -208,7 +202,7 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
         xt = (1 - s) * x0 + s * noise
         v = policy.velocity(xt, sigma, cond)
         loss = F.mse_loss(v, noise - x0)
-        lr = lr_at(step, cfg)
+        lr = denoiser_lr(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -223,7 +217,7 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
         losses.append(loss.item())
         if step % cfg.log_every == 0 or step == cfg.steps:
             rate = (step - start) / (time.time() - t0)
-            log(f"dit step {step}/{cfg.steps} loss {np.mean(losses):.4f} lr {lr:.2e} gnorm {gnorm:.2f} ({rate:.2f} steps/s)")
+            log("pretrain", f"dit step {step}/{cfg.steps} loss {np.mean(losses):.4f} lr {lr:.2e} gnorm {gnorm:.2f} ({rate:.2f} steps/s)")
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"stage": "dit", "step": step, "loss": float(np.mean(losses)), "lr": lr, "grad_norm": float(gnorm), "steps_per_s": rate}) + "\n")
             losses = []
@@ -236,11 +230,7 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="YAML config (see training/configs/shapes_pretrain.yaml)")
-    ap.add_argument("--run", required=True, help="run folder (created; resumed when it has state.pt)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    args = ap.parse_args(argv)
+    args = trainer_parser(__doc__, "training/configs/shapes_pretrain.yaml", "resumed when it has state.pt").parse_args(argv)
     cfg = PretrainConfig.from_yaml(args.config, args.set)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -252,14 +242,14 @@ def main(argv: list[str] | None = None) -> None:
     policy = ShapesPolicy(cfg.model)
     if state and state.get("stage") == "dit":
         policy.config.update(json.loads(state["config"]))
-        log(f"resuming denoiser at step {state['step']}")
+        log("pretrain", f"resuming denoiser at step {state['step']}")
     else:
         if state:
-            log(f"resuming autoencoder at step {state['step']}")
+            log("pretrain", f"resuming autoencoder at step {state['step']}")
         train_autoencoder(policy, cfg, run, state)
         state = None
     train_denoiser(policy, cfg, run, state)
-    log("done")
+    log("pretrain", "done")
 
 
 if __name__ == "__main__":
