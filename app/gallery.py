@@ -1,16 +1,14 @@
-"""The arena gallery: every model's images for one fixed prompt pool, scored with rationales.
+"""The gallery worker: every model's images of the arena pool, scored with rationales.
 
-For each task a model does, the gallery holds one image per (prompt, seed) of the arena pool
-(``POOL_SIZE`` prompts evenly spaced through ``data/prompts/{task}_test.jsonl``, so every
-family is represented), sampled from the same initial noise for every model (the noise
-depends only on the seed, never on the batch), so that two models meet on equal terms, as
-image arenas do. Each prompt also has one *showcase* image per model, from another seed
-(``showcase_seed``): the reward inspector shows those, with model names, and the arena only
-the others, so an anonymous battle's image is never shown named anywhere. Each image is scored by the task's composite reward
-(``training/configs/rewards/shapes_{task}.yaml``) and its judgement (total, parts, rationale)
-is stored beside it.
+For each task a model does, it makes one image per (prompt, seed) of the arena pool
+(``app.pool``: which prompts, the arena seeds and the showcase seed), from the same initial noise
+for every model (the noise depends only on the seed, never on the batch), and stores each with
+the task's composite judgement (total, parts, rationale: the reward ``app.pool.composite_reward``,
+loaded once by the workspace). The reward inspector shows the showcase images with model names;
+the arena only the others, so an anonymous battle's image is never shown named anywhere.
 
-Filling runs in a subprocess, so the studio's server never imports torch:
+A worker below the workspace it fills (it imports ``app.workspace``; nothing imports it back),
+run as a subprocess so the studio's server never imports torch:
 
     python -m app.gallery --workspace ./workspace            # every model still pending
     python -m app.gallery --workspace ./workspace --model shapes-base
@@ -22,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,66 +32,8 @@ import numpy as np
 
 from qwenrl.tasks import TASKS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PROMPT_DIR = REPO_ROOT / "data" / "prompts"
-REWARD_DIR = REPO_ROOT / "training" / "configs" / "rewards"
-POOL_SIZE = 48
-SEEDS_PER_PROMPT = 1
-BASE_SEED = 20_000
-
-
-@dataclass(frozen=True)
-class PoolItem:
-    """One arena prompt: its id in the prompt file, task, text, family and the raw record."""
-
-    id: str
-    task: str
-    text: str
-    family: str
-    record: dict[str, Any]
-
-    def spec(self):
-        """The Shapes ``T2IPrompt`` or ``EditTask``."""
-        from qwenrl.world.grammar import EditTask, T2IPrompt
-
-        return (T2IPrompt if self.task == "t2i" else EditTask).from_dict(self.record)
-
-
-def arena_pool(task: str, size: int = POOL_SIZE, prompt_dir: Path = PROMPT_DIR) -> list[PoolItem]:
-    """``size`` prompts of the task's test split, evenly spaced through the file (which is
-    ordered by family, so every family keeps its share); the whole split when ``size`` is larger."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    items = []
-    with open(prompt_dir / f"{task}_test.jsonl") as fh:
-        for line in fh:
-            if line.strip():
-                d = json.loads(line)
-                items.append(PoolItem(d["id"], task, d["text"], d.get("family", ""), d))
-    if size < len(items):
-        items = [items[i] for i in np.linspace(0, len(items) - 1, size).round().astype(int)]
-    return items
-
-
-def pool_seeds(index: int, seeds_per_prompt: int = SEEDS_PER_PROMPT) -> list[int]:
-    """The fixed seeds of the ``index``-th prompt of a pool (the same for every model): the
-    arena's images, shown only in anonymous battles."""
-    return [BASE_SEED + index * 100 + k for k in range(seeds_per_prompt)]
-
-
-def showcase_seed(index: int) -> int:
-    """The seed of the ``index``-th prompt's *showcase* image: the one the public reward
-    inspector shows with its model's name. It is never one of the arena's seeds, so no image of
-    an anonymous battle can be looked up on a public page (a hash of a battle's image finds no
-    named image)."""
-    return BASE_SEED + index * 100 + 99
-
-
-def model_slug(name: str) -> str:
-    """A folder name for a model: its name made safe, plus a short hash against collisions."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:48].strip(".") or "model"
-    return f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
-
+from .pool import PoolItem, composite_reward, model_slug, reward_path
+from .workspace import Workspace
 
 def initial_noise(seeds: list[int], latent_shape: tuple[int, ...]):
     """One standard-normal latent per seed, each from its own generator (batch-independent)."""
@@ -136,24 +74,18 @@ def generate(policy, items: list[PoolItem], seeds: list[int], *, num_steps: int,
     return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), dtype=np.uint8)
 
 
-def reward_path(task: str) -> Path:
-    return REWARD_DIR / f"shapes_{task}.yaml"
-
-
-def score(task: str, items: list[PoolItem], images: np.ndarray, reward=None) -> list:
+def score(task: str, items: list[PoolItem], images: np.ndarray, reward: Any = None) -> list:
     """Composite-reward judgements (score, parts, rationale) for the images of ``items``."""
     from qwenrl.rewards import Sample, load_reward
 
-    reward = reward or load_reward(reward_path(task), cache=False)
+    reward = reward or load_reward(reward_path(composite_reward(task)), cache=False)
     return reward([Sample.from_spec(img, it.spec()) for it, img in zip(items, images)])
 
 
-def fill_model(ws, name: str, *, log=print) -> int:
+def fill_model(ws: Workspace, name: str, *, log=print) -> int:
     """Generate and score every missing gallery image of model ``name``; returns how many.
-
-    ``ws`` is an ``app.workspace.Workspace``. Resumable: images already in the store are
-    skipped, so a fill interrupted by a restart continues where it stopped.
-    """
+    Resumable: images already in the store are skipped, so a fill interrupted by a restart
+    continues where it stopped."""
     from qwenrl.evaluation import policy_sampling_defaults
     from qwenrl.imageio import save_png
     from qwenrl.models import load_policy
@@ -201,8 +133,6 @@ def fill_model(ws, name: str, *, log=print) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.workspace import Workspace
-
     ap = argparse.ArgumentParser(description="Fill the arena gallery of a studio workspace.")
     ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
     ap.add_argument("--model", action="append", default=[], help="a model to fill (default: every pending one)")

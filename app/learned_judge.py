@@ -20,11 +20,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-from .gallery import REWARD_DIR, TASKS
+from qwenrl.tasks import TASKS
+
+from .workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JUDGE_FOLDER = REPO_ROOT / "data" / "models" / "shapes-judge"
@@ -42,18 +44,7 @@ def enabled() -> bool:
     return os.environ.get(ENV, "").lower() != "off" and (JUDGE_FOLDER / "config.json").is_file()
 
 
-_REWARDS: dict[str, Any] = {}  # per process: the judge loads once per task
-
-
-def learned_reward(task: str) -> Any:
-    if task not in _REWARDS:
-        from qwenrl.rewards import load_reward
-
-        _REWARDS[task] = load_reward(REWARD_DIR / f"{reward_name(task)}.yaml", cache=False)
-    return _REWARDS[task]
-
-
-def judge_model(ws: Any, name: str, *, log: Callable[[str], None] = print) -> int:
+def judge_model(ws: Workspace, name: str, *, log: Callable[[str], None] = print) -> int:
     """Judge every gallery image of model ``name`` that has no learned-judge judgement yet;
     returns how many were judged (0 when the judge is off or missing)."""
     if not enabled():
@@ -76,7 +67,7 @@ def judge_model(ws: Any, name: str, *, log: Callable[[str], None] = print) -> in
                 with Image.open(ws.root / s["image_path"]) as im:
                     image = np.asarray(im.convert("RGB"))
                 samples.append(Sample.from_spec(image, item.spec()))
-            for s, j in zip(chunk, learned_reward(task)(samples)):
+            for s, j in zip(chunk, ws.reward(task, reward_name(task))(samples)):
                 ws.store.add_judgement(s["id"], judge, j.score, parts=j.parts, rationale=j.rationale)
             done += len(chunk)
         if todo:
@@ -85,8 +76,6 @@ def judge_model(ws: Any, name: str, *, log: Callable[[str], None] = print) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.workspace import Workspace
-
     ap = argparse.ArgumentParser(description="Judge a workspace's gallery with the learned judge (shapes-judge).")
     ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
     ap.add_argument("--model", action="append", default=[], help="a model to judge (default: every model)")

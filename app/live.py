@@ -33,6 +33,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from .pool import PoolItem, composite_reward, model_slug, reward_path
+
 MAX_PROMPT_CHARS = 200
 LIVE_DIR = "live"  #: under the workspace root
 FAST_POLICIES = ("shapes",)  #: manifest "policy" kinds fast enough to sample while a visitor waits
@@ -135,8 +137,6 @@ def is_fast(source: str | Path) -> bool:
 def image_path_for(model: str, text: str, seed: int, source_id: str | None = None) -> str:
     """Where a live image goes, relative to the workspace root (derived, never user-supplied);
     an edit's path depends on its source too."""
-    from .gallery import model_slug
-
     key = f"{text}\0{seed}" + (f"\0{source_id}" if source_id is not None else "")
     return f"{LIVE_DIR}/{model_slug(model)}/{hashlib.sha1(key.encode()).hexdigest()[:16]}.png"
 
@@ -210,7 +210,7 @@ class LiveGenerator:
 def _sample(policy, text: str, seed: int, edit_source: dict[str, Any] | None = None):
     from qwenrl.evaluation import policy_sampling_defaults
 
-    from .gallery import PoolItem, generate
+    from .gallery import generate
 
     defaults = policy_sampling_defaults(policy)
     if edit_source is None:
@@ -225,11 +225,9 @@ def _judge(rewards: dict[str, Any], spec: dict[str, Any], image) -> dict[str, An
     from qwenrl.rewards import Sample, load_reward
     from qwenrl.world.grammar import EditTask, T2IPrompt
 
-    from .gallery import reward_path
-
     task = spec["task"]
     if task not in rewards:
-        rewards[task] = load_reward(reward_path(task), cache=False)
+        rewards[task] = load_reward(reward_path(composite_reward(task)), cache=False)
     item = T2IPrompt.from_dict(spec) if task == "t2i" else EditTask.from_dict(spec)
     return rewards[task]([Sample.from_spec(image, item)])[0].to_dict()
 

@@ -39,7 +39,19 @@ from arena.io import frame_records, is_human_judge, read_votes
 from arena.store import ArenaStore
 from qwenrl.checkpoints import CheckpointError, is_complete, read_manifest
 
-from .gallery import POOL_SIZE, REWARD_DIR, SEEDS_PER_PROMPT, TASKS, arena_pool, model_slug, pool_seeds, showcase_seed
+from qwenrl.tasks import TASKS
+
+from .pool import (
+    POOL_SIZE,
+    SEEDS_PER_PROMPT,
+    PoolItem,
+    arena_pool,
+    composite_reward,
+    model_slug,
+    pool_seeds,
+    reward_path,
+    showcase_seed,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODELS = REPO_ROOT / "data" / "models"
@@ -87,10 +99,10 @@ class Workspace:
         self.seeds_per_prompt = seeds_per_prompt
         self.num_steps = num_steps
         self.batch_size = batch_size
-        self._rewards: dict[str, Any] = {}
-        self._pool: dict[str, Any] = {}  # pool id → PoolItem
+        self._loaded: dict[Any, Any] = {}  # rewards and judges the workers load once (``loaded``)
+        self._pool: dict[str, PoolItem] = {}  # pool id → PoolItem
         self._prompt_ids: dict[str, int] = {}  # pool id → store prompt id
-        self._pool_of: dict[int, tuple[Any, list[int]]] = {}  # store prompt id → (PoolItem, arena seeds)
+        self._pool_of: dict[int, tuple[PoolItem, list[int]]] = {}  # store prompt id → (PoolItem, arena seeds)
         self._showcase_of: dict[int, int] = {}  # store prompt id → its showcase seed (the inspector's image)
         self.seed_votes: SeedVotes | None = None  #: the last import_seed_votes
 
@@ -138,13 +150,25 @@ class Workspace:
         safe = "".join(c for c in prompt_id if c.isalnum() or c in "-_")
         return self.gallery_dir / "sources" / f"{safe}.png"
 
-    def reward(self, task: str):
-        """The task's composite reward (loaded once per process)."""
-        if task not in self._rewards:
+    def reward(self, task: str, name: str | None = None) -> Any:
+        """The reward YAML ``name`` of ``task`` (default the task's composite, ``shapes_{task}``),
+        loaded once per workspace object: the workers that judge images (gallery, learned judge,
+        automatic arena) share it through the workspace."""
+        name = name or composite_reward(task)
+
+        def load() -> Any:
             from qwenrl.rewards import load_reward
 
-            self._rewards[task] = load_reward(REWARD_DIR / f"shapes_{task}.yaml", cache=False)
-        return self._rewards[task]
+            return load_reward(reward_path(name), cache=False)
+
+        return self.loaded(("reward", name), load)
+
+    def loaded(self, key: Any, load: Callable[[], Any]) -> Any:
+        """What ``load()`` gives, kept under ``key`` for the life of this workspace object (the
+        judges a worker loads once: rewards, the pairwise judge)."""
+        if key not in self._loaded:
+            self._loaded[key] = load()
+        return self._loaded[key]
 
     # -- prompts and models -------------------------------------------------------------
     def register_prompts(self) -> None:
@@ -183,7 +207,7 @@ class Workspace:
         return {"source_id": source_id, "description": describe_scene(item.record["source"]),
                 "path": self.source_path(source_id), "scene": item.record["source"]}
 
-    def pool_item(self, prompt_id: int):
+    def pool_item(self, prompt_id: int) -> PoolItem | None:
         """The pool item of a store prompt id, or None for a prompt outside the arena pool."""
         entry = self._pool_of.get(int(prompt_id))
         return entry[0] if entry else None
@@ -352,7 +376,7 @@ class Workspace:
     def pending_gallery_models(self) -> list[str]:
         return [r["model"] for r in self.gallery_status() if r["status"] == "pending"]
 
-    def missing_samples(self, name: str, task: str) -> list[tuple[Any, int]]:
+    def missing_samples(self, name: str, task: str) -> list[tuple[PoolItem, int]]:
         """(pool item, seed) pairs of a task that model ``name`` has no image for yet."""
         have = {(s["prompt_id"], s["seed"]) for s in self.store.list_samples(model=name, task=task)}
         out = []

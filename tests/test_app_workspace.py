@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from app.autojudge import AutoJudge, run_auto_arena
-from app.gallery import arena_pool, fill_model, initial_noise, model_slug, pool_seeds
+from app.gallery import fill_model, initial_noise
+from app.pool import arena_pool, model_slug, pool_seeds
 from app.workspace import CheckpointWatcher, Workspace
 from tests.studio_support import POOL_SIZE, REPO, filled_workspace, save_run_checkpoint, tiny_models  # noqa: F401
 
