@@ -14,7 +14,7 @@ trainers on two cores each run about ten times slower); the others wait in the q
 first. ``JobManager.recover()`` at start-up marks jobs whose process is gone as ``lost``, so no
 job is ever left "running" by a studio that died.
 
-    jobs = JobManager(store, workspace / "runs")
+    jobs = JobManager(JobQueue(store), workspace / "runs")
     jobs.recover(); jobs.start()
     job_id = jobs.submit("grpo", "training/configs/shapes_grpo_t2i.yaml", {"steps": "20"})
     jobs.cancel(job_id)
@@ -33,10 +33,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
+from arena.store import ArenaStore, StoreError
 from qwenrl.metrics import read_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +47,8 @@ MODELS_DIR = REPO_ROOT / "data" / "models"
 #: job kind → the module run with ``python -m``
 TRAINERS: dict[str, str] = {"grpo": "training.grpo", "distill": "training.distill"}
 
+#: a job's status, as the jobs table holds it (see the module docstring for the transitions)
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "lost")
-ACTIVE = ("queued", "running")
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 LOG_NAME = "log.txt"
@@ -58,13 +59,49 @@ class JobError(ValueError):
     """A job request that cannot be honoured; the message says why."""
 
 
-class JobTable(Protocol):
-    """The store methods the manager uses (``arena.store.ArenaStore`` provides them)."""
+class JobQueue:
+    """The studio's training jobs: a table of the workspace database (``arena.db``), read and
+    written through the store's single writer (``ArenaStore.read`` / ``ArenaStore.write``), so
+    a job's status changes are transactions beside the arena's votes. The arena library knows
+    nothing of it."""
 
-    def create_job(self, kind: str, config: dict[str, Any], *, run_dir: str | None = None) -> int: ...
-    def update_job(self, job_id: int, **changes: Any) -> dict[str, Any]: ...
-    def get_job(self, job_id: int) -> dict[str, Any] | None: ...
-    def list_jobs(self, status: str | None = None) -> list[dict[str, Any]]: ...
+    FIELDS = ("status", "pid", "run_dir", "started", "finished", "error")  #: what ``update_job`` may change
+
+    def __init__(self, store: ArenaStore) -> None:
+        self.store = store
+
+    def create_job(self, kind: str, config: dict[str, Any], *, run_dir: str | None = None) -> int:
+        with self.store.write() as db:
+            return db["jobs"].insert(
+                {"kind": kind, "config": json.dumps(dict(config)), "status": "queued", "run_dir": run_dir,
+                 "created": time.time()}
+            ).last_pk
+
+    def update_job(self, job_id: int, **changes: Any) -> dict[str, Any]:
+        """Change a job's ``status``, ``pid``, ``run_dir``, ``started``, ``finished`` or ``error``."""
+        unknown = set(changes) - set(self.FIELDS)
+        if unknown:
+            raise StoreError(f"jobs have no field {', '.join(sorted(unknown))}")
+        if "status" in changes and changes["status"] not in STATUSES:
+            raise StoreError(f"job status must be one of {', '.join(STATUSES)}")
+        with self.store.write() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone() is None:
+                raise StoreError(f"unknown job {job_id!r}")
+            if changes:
+                db["jobs"].update(job_id, changes)
+        return self.get_job(job_id)  # type: ignore[return-value]
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return rows[0] if rows else None
+
+    def list_jobs(self, status: str | None = None) -> list[dict[str, Any]]:
+        return self._select("SELECT * FROM jobs WHERE :status IS NULL OR status = :status ORDER BY id", {"status": status})
+
+    def _select(self, sql: str, params: Any) -> list[dict[str, Any]]:
+        with self.store.read() as db:
+            rows = list(db.query(sql, params))
+        return [{**row, "config": json.loads(row["config"]) if row["config"] is not None else {}} for row in rows]
 
 
 def default_max_concurrent() -> int:
@@ -212,7 +249,7 @@ class JobManager:
 
     def __init__(
         self,
-        store: JobTable,
+        store: JobQueue,
         runs_dir: str | Path,
         *,
         max_concurrent: int | None = None,

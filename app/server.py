@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from arena.boards import MIN_VOTES
 
 from .api import create_api
-from .jobs import CONFIG_DIR, JobManager
+from .jobs import CONFIG_DIR, JobManager, JobQueue
 from .limits import BURST_VOTERS, NEW_VOTERS, VoterLimits
 from .live import LiveGenerator
 from .service import AdminAuth, ArenaService
@@ -89,7 +89,7 @@ class StudioRuntime:
                                limits=limits,
                                min_vote_s=min_vote_s,
                                kway=battle_size, personal_votes=personal_votes, category_min_votes=category_min_votes)
-        jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
+        jobs = JobManager(JobQueue(ws.store), ws.runs_dir, max_concurrent=max_concurrent, trainers=trainers,
                           config_dir=Path(configs_dir).resolve() if configs_dir else CONFIG_DIR,
                           path_roots=[ws.models_dir])
         jobs.recover()

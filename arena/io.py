@@ -179,10 +179,14 @@ def read_votes(
     return _assemble(parts, fields)
 
 
+HUMAN_JUDGE = "human"
+"""The ``judge`` of a person's vote (an automatic judge votes under its own name)."""
+
+
 def is_human_judge(judge: Any) -> bool:
     """Whether a vote's ``judge`` is a person: ``human``, or a FastChat / GenAI-Arena voter id
     (``arena_user_…``), which is how those logs mark human votes."""
-    return isinstance(judge, str) and (judge == "human" or judge.startswith("arena_user"))
+    return isinstance(judge, str) and (judge == HUMAN_JUDGE or judge.startswith("arena_user"))
 
 
 def self_battle_message(positions: Sequence[tuple[str, int]], shown: int = 5) -> str:

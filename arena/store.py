@@ -1,4 +1,4 @@
-"""The arena's SQLite store: models, prompts, samples, judgements, battles, votes and jobs.
+"""The arena's SQLite store: models, prompts, samples, judgements, battles and votes.
 
 One :class:`ArenaStore` over sqlite-utils. The database runs in WAL mode, so readers never
 wait for the writer. Every write goes through one connection under a lock, inside
@@ -14,6 +14,10 @@ which leaves their votes out of the default boards without touching them, and re
 
 Schema changes are migrations: functions registered with :func:`migration`, applied in order
 at open, each in its own transaction and recorded in the ``_migrations`` table.
+
+A table another layer keeps in the same database (the studio's training jobs, ``app.jobs``) is
+read and written through the same two doors: :meth:`ArenaStore.read` and the single writer
+:meth:`ArenaStore.write`.
 
 Example::
 
@@ -41,10 +45,8 @@ import pandas as pd
 import sqlite_utils
 
 from arena.hygiene import EXCLUDED, FAST, NAMED, is_flags_text, join_flags, with_flags
+from arena.io import HUMAN_JUDGE, frame_records, is_human_judge
 from arena.ratings import OUTCOMES, kway_problem
-
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "lost")
-
 
 class StoreError(ValueError):
     """A request the store cannot carry out (an unknown model, prompt or sample…)."""
@@ -179,12 +181,14 @@ def m001_initial(db: sqlite_utils.Database) -> None:
            BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""",
         """CREATE TRIGGER votes_no_delete BEFORE DELETE ON votes
            BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END""",
-        f"""CREATE TABLE jobs (
+        # the studio's training jobs (app.jobs keeps them, and their statuses): this migration
+        # shipped with the table, and stays as it shipped
+        """CREATE TABLE jobs (
             id INTEGER PRIMARY KEY,
             kind TEXT NOT NULL,                    -- grpo, distill…
-            config TEXT NOT NULL DEFAULT '{{}}',   -- JSON
+            config TEXT NOT NULL DEFAULT '{}',   -- JSON
             status TEXT NOT NULL DEFAULT 'queued'
-                CHECK (status IN ({", ".join(repr(s) for s in JOB_STATUSES)})),
+                CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'lost')),
             pid INTEGER,
             run_dir TEXT,
             created REAL NOT NULL,
@@ -253,7 +257,6 @@ def m004_battles_by_voter(db: sqlite_utils.Database) -> None:
 # The store
 # ---------------------------------------------------------------------------------------------
 
-_JOB_FIELDS = ("status", "pid", "run_dir", "started", "finished", "error")
 _VOTE_COLUMNS = (
     "battle_id", "task", "model_a", "model_b", "winner", "judge", "anony", "tstamp", "prompt",
     "sample_a", "sample_b", "flags", "category", "models", "best", "worst", "samples", "covariates",
@@ -287,7 +290,7 @@ class ArenaStore:
         return db
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self) -> Iterator[sqlite_utils.Database]:
         """The single writer: one transaction, taken with BEGIN IMMEDIATE, under the lock."""
         with self._lock:
             db = self._writer
@@ -301,7 +304,7 @@ class ArenaStore:
                 db.execute("COMMIT")
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite_utils.Database]:
+    def read(self) -> Iterator[sqlite_utils.Database]:
         """This thread's reader (an in-memory database has only the writer's connection)."""
         if self._memory:
             with self._lock:
@@ -315,7 +318,7 @@ class ArenaStore:
         yield db
 
     def _query(self, sql: str, params: Iterable | Mapping | None = None) -> list[dict[str, Any]]:
-        with self._read() as db:
+        with self.read() as db:
             return list(db.query(sql, params))
 
     def close(self) -> None:
@@ -334,10 +337,10 @@ class ArenaStore:
     # -- migrations ----------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        with self._write() as db:
+        with self.write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
         for step in MIGRATIONS:
-            with self._write() as db:
+            with self.write() as db:
                 if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [step.name]).fetchone():
                     continue
                 step.apply(db)
@@ -359,7 +362,7 @@ class ArenaStore:
             "name": name, "tasks": json.dumps(sorted(set(tasks))), "source": source, "parent": parent,
             "kind": kind, "meta": json.dumps(dict(meta or {})),
         }
-        with self._write() as db:
+        with self.write() as db:
             db.execute(
                 """INSERT INTO models (name, tasks, source, parent, kind, meta, created)
                    VALUES (:name, :tasks, :source, :parent, :kind, :meta, :created)
@@ -406,7 +409,7 @@ class ArenaStore:
 
     def add_prompts(self, prompts: Iterable[Mapping[str, Any]]) -> list[int]:
         ids = []
-        with self._write() as db:
+        with self.write() as db:
             for prompt in prompts:
                 task, text = prompt.get("task"), prompt.get("text")
                 if not task or not isinstance(text, str):
@@ -448,7 +451,7 @@ class ArenaStore:
 
     def add_samples(self, samples: Iterable[Mapping[str, Any]]) -> list[int]:
         ids = []
-        with self._write() as db:
+        with self.write() as db:
             for sample in samples:
                 model, prompt_id = sample.get("model"), sample.get("prompt_id")
                 if db.execute("SELECT 1 FROM models WHERE name = ?", [model]).fetchone() is None:
@@ -488,7 +491,7 @@ class ArenaStore:
         rationale: str = "",
     ) -> int:
         """Store a judge's verdict on a sample (replacing that judge's earlier one)."""
-        with self._write() as db:
+        with self.write() as db:
             if db.execute("SELECT 1 FROM samples WHERE id = ?", [sample_id]).fetchone() is None:
                 raise StoreError(f"unknown sample {sample_id!r}")
             db.execute(
@@ -518,7 +521,7 @@ class ArenaStore:
         """A battle between two samples of the same prompt by different models; ``voter`` is
         who it is served to (only they may vote on it); ``meta`` is kept with it (``covariates``:
         one object of numbers per image, in side order). Returns the battle with its id."""
-        with self._write() as db:
+        with self.write() as db:
             rows = {
                 row[0]: row
                 for row in db.execute(
@@ -549,7 +552,7 @@ class ArenaStore:
         samples = [int(x) for x in samples]
         if len(samples) < 3:
             raise StoreError("a K-way battle needs three or more samples (two: create_battle)")
-        with self._write() as db:
+        with self.write() as db:
             marks = ", ".join("?" * len(samples))
             rows = {row[0]: row for row in db.execute(
                 f"SELECT id, model, prompt_id, task FROM samples WHERE id IN ({marks})", samples)}
@@ -574,7 +577,7 @@ class ArenaStore:
     def reveal_battle(self, battle_id: str, voter: str | None = None) -> dict[str, Any]:
         """Show a battle's names without a vote (the voter skips it): from then on no vote is
         taken for it (:class:`RevealedBattle`). Returns the battle."""
-        with self._write() as db:
+        with self.write() as db:
             row = db.execute("SELECT voter FROM battles WHERE id = ?", [battle_id]).fetchone()
             if row is None:
                 raise UnknownBattle(f"no battle {battle_id!r}")
@@ -641,7 +644,7 @@ class ArenaStore:
         except ValueError as exc:
             raise VoteError(str(exc)) from None
         when = time.time() if tstamp is None else float(tstamp)
-        with self._write() as db:
+        with self.write() as db:
             battle = db.execute(
                 "SELECT model_a, model_b, voter, task, created, models, revealed, json_extract(meta, '$.named') "
                 "FROM battles WHERE id = ?", [battle_id]
@@ -729,7 +732,7 @@ class ArenaStore:
                   AND (:voter IS NULL OR v.voter = :voter)
             ORDER BY v.tstamp, v.id"""
         loads = json.loads
-        with self._read() as db:
+        with self.read() as db:
             for row in db.query(sql, {"task": task, "judge": judge, "voter": voter}):
                 row["anony"] = bool(row["anony"])
                 derived = ([] if row["anony"] else [NAMED]) + ([EXCLUDED] if row.pop("voter_excluded") else [])
@@ -767,83 +770,40 @@ class ArenaStore:
         that voter. Missing ``anony`` counts as anonymous and a missing ``tstamp`` as now;
         ``flags`` are kept as they are (an exported ``excluded`` or ``named`` flag stays with the vote).
         ``source`` (where the votes come from) is kept in each battle's ``meta``.
-        """
-        if isinstance(votes, pd.DataFrame):
-            from arena.io import frame_records
 
-            records = list(frame_records(votes))
-        else:
-            records = [dict(record) for record in votes]
-        problems: list[str] = []
-        now = time.time()
-        battles, new_votes, seen = [], [], {}
-        models: dict[str, set[str]] = {}
-        for k, record in enumerate(records):
-            where = (
-                f"{record['file']}:{record['line']}" if record.get("file") and record.get("line")
-                else f"record {k + 1}"
-            )
-            problem = _import_problem(record, task)
-            battle_id = record.get("battle_id") or secrets.token_urlsafe(16)
-            if problem is None and battle_id in seen:
-                problem = f"battle {battle_id!r} appears twice (also at {seen[battle_id]})"
-            if problem:
-                problems.append(f"{where}: {problem}")
-                continue
-            seen[battle_id] = where
-            record_task = record.get("task") or task
-            kway = record.get("models") is not None
-            names = list(record["models"]) if kway else [record["model_a"], record["model_b"]]
-            for name in names:
-                models.setdefault(name, set()).add(record_task)
-            judge, voter = record.get("judge") or "human", None
-            if judge.startswith("arena_user"):
-                judge, voter = "human", record["judge"]
-            meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b", "samples", "category", "covariates")
-                    if record.get(key) is not None}
-            for key in ("sample_a", "sample_b"):  # an id read as 329.0 is the integer 329
-                if isinstance(meta.get(key), float) and meta[key].is_integer():
-                    meta[key] = int(meta[key])
-            if source is not None:
-                meta["source"] = source
-            battles.append((battle_id, record_task, names[0], names[1], voter, now,
-                            json.dumps(meta) if meta else None, json.dumps(names) if kway else None))
-            anony = record.get("anony")
-            tstamp = record.get("tstamp")
-            new_votes.append((battle_id, RANKED if kway else record["winner"], voter, judge,
-                              1 if anony is None else int(bool(anony)), now if tstamp is None else float(tstamp),
-                              join_flags(record.get("flags") or ""), record.get("best") if kway else None,
-                              record.get("worst") if kway else None))
-        with self._write() as db:
+        The rows are prepared first, without the database (:func:`prepare_import`); the write
+        then only checks which battles exist and inserts.
+        """
+        records = list(frame_records(votes)) if isinstance(votes, pd.DataFrame) else [dict(record) for record in votes]
+        rows = prepare_import(records, task=task, source=source, now=time.time())
+        with self.write() as db:
             existing = set()
-            ids = [b[0] for b in battles]
+            ids = [b[0] for b in rows.battles]
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
                 existing.update(row[0] for row in db.execute(f"SELECT id FROM battles WHERE id IN ({marks})", chunk))
+            problems = rows.problems
             if skip_existing and existing:
-                battles = [b for b in battles if b[0] not in existing]
-                new_votes = [v for v in new_votes if v[0] not in existing]
-                used = {name for b in battles for name in (json.loads(b[7]) if b[7] else (b[2], b[3]))}
-                models = {name: tasks for name, tasks in models.items() if name in used}
+                rows = rows.without(existing)
             else:
-                problems += [f"{seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
+                problems = problems + [f"{rows.seen[b]}: battle {b!r} is already in the store" for b in ids if b in existing]
             if problems:
                 raise ImportConflict(problems)
             db.conn.executemany(
                 "INSERT INTO models (name, tasks, kind, created) VALUES (?, ?, 'imported', ?) ON CONFLICT DO NOTHING",
-                [(name, json.dumps(sorted(tasks)), now) for name, tasks in models.items()],
+                [(name, json.dumps(sorted(tasks)), rows.now) for name, tasks in rows.models.items()],
             )
             db.conn.executemany(
                 "INSERT INTO battles (id, task, model_a, model_b, voter, created, meta, models) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                battles,
+                rows.battles,
             )
             db.conn.executemany(
                 "INSERT INTO votes (battle_id, outcome, voter, judge, anony, tstamp, flags, best, worst) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                new_votes,
+                rows.votes,
             )
-        return len(new_votes)
+        return len(rows.votes)
 
     # -- voters --------------------------------------------------------------------------------
 
@@ -853,7 +813,7 @@ class ArenaStore:
         Excluding again updates the reason. :meth:`include_voter` reverses it."""
         if not isinstance(voter, str) or not voter:
             raise StoreError("a voter id is needed")
-        with self._write() as db:
+        with self.write() as db:
             if db.execute("SELECT 1 FROM votes WHERE voter = ? LIMIT 1", [voter]).fetchone() is None:
                 raise StoreError(f"no votes from voter {voter!r}: nothing to exclude (voters: qwenrl votes voters)")
             db.execute(
@@ -865,7 +825,7 @@ class ArenaStore:
 
     def include_voter(self, voter: str) -> bool:
         """Count an excluded voter's votes again; False when the voter was not excluded."""
-        with self._write() as db:
+        with self.write() as db:
             return db.execute("DELETE FROM excluded_voters WHERE voter = ?", [voter]).rowcount > 0
 
     def voter_seen(self, voter: str) -> bool:
@@ -891,38 +851,64 @@ class ArenaStore:
         )
         return [{**row, "excluded": bool(row["excluded"])} for row in rows]
 
-    # -- jobs ----------------------------------------------------------------------------------
 
-    def create_job(self, kind: str, config: Mapping[str, Any], *, run_dir: str | None = None) -> int:
-        with self._write() as db:
-            return db["jobs"].insert(
-                {"kind": kind, "config": json.dumps(dict(config)), "status": "queued", "run_dir": run_dir,
-                 "created": time.time()}
-            ).last_pk
+@dataclass
+class ImportRows:
+    """The rows an import would insert, prepared from records without the database."""
 
-    def update_job(self, job_id: int, **changes: Any) -> dict[str, Any]:
-        """Change a job's ``status``, ``pid``, ``run_dir``, ``started``, ``finished`` or ``error``."""
-        unknown = set(changes) - set(_JOB_FIELDS)
-        if unknown:
-            raise StoreError(f"jobs have no field {', '.join(sorted(unknown))}")
-        if "status" in changes and changes["status"] not in JOB_STATUSES:
-            raise StoreError(f"job status must be one of {', '.join(JOB_STATUSES)}")
-        with self._write() as db:
-            if db.execute("SELECT 1 FROM jobs WHERE id = ?", [job_id]).fetchone() is None:
-                raise StoreError(f"unknown job {job_id!r}")
-            if changes:
-                db["jobs"].update(job_id, changes)
-        return self.get_job(job_id)  # type: ignore[return-value]
+    battles: list[tuple]  #: (id, task, model_a, model_b, voter, created, meta, models)
+    votes: list[tuple]  #: (battle_id, outcome, voter, judge, anony, tstamp, flags, best, worst)
+    models: dict[str, set[str]]  #: every model named → its tasks
+    problems: list[str]  #: "where: what" for each record refused
+    seen: dict[str, str]  #: battle id → where its record is
+    now: float
 
-    def get_job(self, job_id: int) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM jobs WHERE id = ?", [job_id])
-        return _json_fields(rows[0], config={}) if rows else None
+    def without(self, existing: set[str]) -> "ImportRows":
+        """These rows less the battles ``existing`` (and the models only they named)."""
+        battles = [b for b in self.battles if b[0] not in existing]
+        votes = [v for v in self.votes if v[0] not in existing]
+        used = {name for b in battles for name in (json.loads(b[7]) if b[7] else (b[2], b[3]))}
+        models = {name: tasks for name, tasks in self.models.items() if name in used}
+        return ImportRows(battles, votes, models, self.problems, self.seen, self.now)
 
-    def list_jobs(self, status: str | None = None) -> list[dict[str, Any]]:
-        rows = self._query(
-            "SELECT * FROM jobs WHERE :status IS NULL OR status = :status ORDER BY id", {"status": status}
-        )
-        return [_json_fields(row, config={}) for row in rows]
+
+def prepare_import(records: list[Mapping[str, Any]], *, task: str | None, source: str | None, now: float) -> ImportRows:
+    """The battle and vote rows of ``records`` (see :meth:`ArenaStore.import_votes`), and the
+    problem of each record refused, without the database (``now`` is the time of the import;
+    a record without ``battle_id`` gets a random one)."""
+    out = ImportRows([], [], {}, [], {}, now)
+    for k, record in enumerate(records):
+        where = f"{record['file']}:{record['line']}" if record.get("file") and record.get("line") else f"record {k + 1}"
+        problem = _import_problem(record, task)
+        battle_id = record.get("battle_id") or secrets.token_urlsafe(16)
+        if problem is None and battle_id in out.seen:
+            problem = f"battle {battle_id!r} appears twice (also at {out.seen[battle_id]})"
+        if problem:
+            out.problems.append(f"{where}: {problem}")
+            continue
+        out.seen[battle_id] = where
+        record_task = record.get("task") or task
+        kway = record.get("models") is not None
+        names = list(record["models"]) if kway else [record["model_a"], record["model_b"]]
+        for name in names:
+            out.models.setdefault(name, set()).add(record_task)
+        judge = record.get("judge") or HUMAN_JUDGE
+        voter = judge if judge != HUMAN_JUDGE and is_human_judge(judge) else None  # FastChat's arena_user_… ids
+        meta = {key: record.get(key) for key in ("prompt", "sample_a", "sample_b", "samples", "category", "covariates")
+                if record.get(key) is not None}
+        for key in ("sample_a", "sample_b"):  # an id read as 329.0 is the integer 329
+            if isinstance(meta.get(key), float) and meta[key].is_integer():
+                meta[key] = int(meta[key])
+        if source is not None:
+            meta["source"] = source
+        out.battles.append((battle_id, record_task, names[0], names[1], voter, now,
+                            json.dumps(meta) if meta else None, json.dumps(names) if kway else None))
+        anony, tstamp = record.get("anony"), record.get("tstamp")
+        out.votes.append((battle_id, RANKED if kway else record["winner"], voter, HUMAN_JUDGE if is_human_judge(judge) else judge,
+                          1 if anony is None else int(bool(anony)), now if tstamp is None else float(tstamp),
+                          join_flags(record.get("flags") or ""), record.get("best") if kway else None,
+                          record.get("worst") if kway else None))
+    return out
 
 
 def _import_problem(record: Mapping[str, Any], task: str | None) -> str | None:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.api import ADMIN_COOKIE, VOTER_COOKIE, create_api
-from app.jobs import JobManager
+from app.jobs import JobManager, JobQueue
 from app.service import AdminAuth, ArenaService, TokenBucket
 from arena.io import read_votes
 from arena.ratings import ROW_FIELDS
@@ -24,7 +24,7 @@ PASSWORD = "correct horse"
 def api(filled_workspace, tmp_path_factory):
     configs = tmp_path_factory.mktemp("configs")
     (configs / "fake_grpo.yaml").write_text("steps: 1\n")
-    jobs = JobManager(filled_workspace.store, filled_workspace.runs_dir, trainers={"grpo": "tests.fake_trainer"},
+    jobs = JobManager(JobQueue(filled_workspace.store), filled_workspace.runs_dir, trainers={"grpo": "tests.fake_trainer"},
                       config_dir=configs, max_concurrent=1)
     # min_votes 0: every model is ranked, as in `qwenrl elo`, which these tests compare with
     service = ArenaService(filled_workspace, rate=1000, burst=1000, seed=0, min_votes=0)

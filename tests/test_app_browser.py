@@ -17,6 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from app.jobs import JobQueue
 from arena.store import ArenaStore
 from tests.studio_support import StudioProcess, tiny_models  # noqa: F401
 
@@ -415,7 +416,7 @@ def test_anonymous_launch_is_refused(page, studio):
     info = httpx.get(f"{studio.url}/gradio_api/info").json()
     assert not [name for name in info.get("named_endpoints", {}) if "launch" in name]
     with ArenaStore(studio.workspace / "arena.db") as store:
-        assert store.list_jobs() == []
+        assert JobQueue(store).list_jobs() == []
 
 
 def test_admin_launches_grpo_and_its_checkpoint_joins_the_arena(page, studio):

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api import create_api
-from app.jobs import REPO_ROOT, JobManager
+from app.jobs import REPO_ROOT, JobManager, JobQueue
 from app.service import AdminAuth, ArenaService
 from app.workspace import Workspace
 
@@ -21,7 +21,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("jobs-ws")
     (root / "no-models").mkdir()
     ws = Workspace.open(root / "workspace", models_dir=root / "no-models", pool_size=2)
-    jobs = JobManager(ws.store, ws.runs_dir, max_concurrent=1)  # the real trainers and configs; never started
+    jobs = JobManager(JobQueue(ws.store), ws.runs_dir, max_concurrent=1)  # the real trainers and configs; never started
     client = TestClient(create_api(ArenaService(ws), jobs, AdminAuth(PASSWORD)))
     yield client, jobs
     ws.close()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.jobs import JobError, JobManager, check_overrides, resolve_config
-from arena.store import ArenaStore
+from app.jobs import JobError, JobManager, JobQueue, check_overrides, resolve_config
+from arena.store import ArenaStore, StoreError
 
 FAKE = {"grpo": "tests.fake_trainer", "distill": "tests.fake_trainer"}
 
@@ -23,9 +23,25 @@ def setup(tmp_path):
     configs.mkdir()
     (configs / "fake_grpo.yaml").write_text("steps: 3\nsleep: 0.05\n")
     (configs / "fake_distill.yaml").write_text("steps: 2\n")
-    store = ArenaStore(tmp_path / "arena.db")
-    yield store, configs, tmp_path / "runs"
-    store.close()
+    arena_store = ArenaStore(tmp_path / "arena.db")
+    yield JobQueue(arena_store), configs, tmp_path / "runs"
+    arena_store.close()
+
+
+def test_job_queue(tmp_path):
+    """The job table, moved from arena/store.py: same records, same refusals."""
+    store = JobQueue(ArenaStore(tmp_path / "arena.db"))
+    job = store.create_job("grpo", {"config": "t2i.yaml", "steps": 10}, run_dir="runs/grpo-1")
+    assert store.get_job(job)["status"] == "queued" and store.get_job(job)["config"]["steps"] == 10
+    store.update_job(job, status="running", pid=4242, started=1.0)
+    assert [j["id"] for j in store.list_jobs(status="running")] == [job]
+    assert store.update_job(job, status="done", finished=2.0)["finished"] == 2.0
+    with pytest.raises(StoreError, match="status must be one of"):
+        store.update_job(job, status="exploded")
+    with pytest.raises(StoreError, match="no field colour"):
+        store.update_job(job, colour="red")
+    with pytest.raises(StoreError, match="unknown job"):
+        store.update_job(999, status="done")
 
 
 def wait_for(predicate, timeout=30.0):

@@ -239,20 +239,6 @@ def test_fastchat_voters_become_human_votes(tmp_path, store):
     assert battle["vote"]["judge"] == "human" and battle["vote"]["voter"] == "arena_user_::1"
 
 
-def test_jobs(store):
-    job = store.create_job("grpo", {"config": "t2i.yaml", "steps": 10}, run_dir="runs/grpo-1")
-    assert store.get_job(job)["status"] == "queued" and store.get_job(job)["config"]["steps"] == 10
-    store.update_job(job, status="running", pid=4242, started=1.0)
-    assert [j["id"] for j in store.list_jobs(status="running")] == [job]
-    assert store.update_job(job, status="done", finished=2.0)["finished"] == 2.0
-    with pytest.raises(StoreError, match="status must be one of"):
-        store.update_job(job, status="exploded")
-    with pytest.raises(StoreError, match="no field colour"):
-        store.update_job(job, colour="red")
-    with pytest.raises(StoreError, match="unknown job"):
-        store.update_job(999, status="done")
-
-
 def test_in_memory_store():
     with ArenaStore() as store:
         samples = populate(store)
