@@ -50,7 +50,9 @@ from . import boards
 from .jobs import JobError, JobManager
 from .limits import BodyLimit, excerpt
 from .live import MAX_PROMPT_CHARS
-from .service import AdminAuth, ArenaError, ArenaService, RateLimited, export_name
+from .auth import AdminAuth
+from .errors import ArenaError, RateLimited
+from .service import ArenaService, export_name
 
 VOTER_COOKIE = "qwenrl_voter"
 ADMIN_COOKIE = "qwenrl_admin"

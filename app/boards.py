@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from arena.categories import category_counts, in_category
 from arena.hygiene import counted_votes
+from arena.io import HUMAN_JUDGE
 from arena.ratings import Leaderboard, leaderboard
 from arena.style import StyleBoard, style_control
 
-from .service import HUMAN_JUDGE, ArenaError, ArenaService
+from .service import ArenaService
 
 
 @dataclass
@@ -37,8 +38,7 @@ class PersonalBoard:
 def personal_board(service: ArenaService, task: str, voter: str) -> PersonalBoard:
     """The voter's own leaderboard of ``task`` from their own (human) votes, once they have cast
     ``service.personal_votes`` of them; flagged votes are left out of it as of every board."""
-    if task not in service.tasks():
-        raise ArenaError(f"unknown task {task!r}; expected one of {service.tasks()}")
+    service.check_task(task)
     frame = service.ws.store.votes_frame(task=task, judge=HUMAN_JUDGE, voter=voter)
     cast, needed = len(frame), service.personal_votes
     if cast < needed:

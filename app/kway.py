@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from .service import ArenaError
+from .errors import ArenaError
 
 GAP = 2  # pixels between two images of the strip (white)
 

@@ -1,8 +1,10 @@
-"""The studio's limits on what one client may ask: request sizes, admin guesses, new voters, open battles.
+"""The studio's limits on what one client may ask: request rates and sizes, admin guesses, new voters, open battles.
 
 Each is a small object over in-memory state (per process, like the rate limits' token
 buckets), with its numbers as settings:
 
+* :class:`RequestRates` — token buckets per voter and per address: how often a client may ask
+  for a battle or vote.
 * :class:`BodyLimit` — an ASGI middleware that answers 413 before anything parses a body
   larger than its limit (the REST API's bodies are a few hundred bytes; the UI's events a few
   kilobytes).
@@ -25,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -59,6 +61,51 @@ class LimitExceeded(Exception):
     def __init__(self, message: str, retry_after: float):
         super().__init__(message)
         self.retry_after = max(0.0, float(retry_after))
+
+
+# -- request rates ----------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Per-key token buckets (``rate`` per second, ``burst`` capacity), bounded in size."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 100_000):
+        self.rate, self.burst, self.max_keys = float(rate), float(burst), max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 if a token was taken, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+class RequestRates:
+    """How often one client may ask for a battle or vote: a token bucket per voter (``rate`` a
+    second, ``burst`` at once) and a wider one per address."""
+
+    def __init__(self, rate: float = 20.0, burst: float = 40.0, ip_rate: float = 2000.0, ip_burst: float = 4000.0) -> None:
+        self.voter_bucket = TokenBucket(rate, burst)
+        self.ip_bucket = TokenBucket(ip_rate, ip_burst)
+
+    def check(self, voter: str, address: str | None = None) -> None:
+        """Take a token for the voter (and its address); LimitExceeded when either bucket is empty."""
+        wait = self.voter_bucket.take(voter)
+        if not wait and address:
+            wait = self.ip_bucket.take(address)
+        if wait:
+            raise LimitExceeded(f"too many requests; retry in {wait:.2f}s", wait)
 
 
 # -- request bodies ---------------------------------------------------------------------------
@@ -293,3 +340,7 @@ class VoterLimits:
         with self._lock:
             entry = self._voters.get(voter)
         return entry.flags if entry is not None else ""
+
+    def vote_flags(self, voter: str) -> list[str]:
+        """The flags a vote of ``voter`` is stored with (``burst`` for a voter created in a burst)."""
+        return [BURST_FLAG] if self.flags(voter) == BURST_FLAG else []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .service import ArenaError
+from .errors import ArenaError
 
 
 @dataclass

@@ -25,7 +25,8 @@ from .api import create_api
 from .jobs import CONFIG_DIR, JobManager, JobQueue
 from .limits import BURST_VOTERS, NEW_VOTERS, VoterLimits
 from .live import LiveGenerator
-from .service import AdminAuth, ArenaService
+from .auth import AdminAuth
+from .service import ArenaService
 from .studio import CSS, KEYS_JS, Studio, build_studio
 from .workspace import SEED_VOTES, CheckpointWatcher, GalleryRunner, Workspace
 

@@ -19,9 +19,7 @@ flagged votes, named ones and excluded voters' out unless ``include_flagged``
 from __future__ import annotations
 
 import base64
-import hmac
 import json
-import secrets
 import sys
 import threading
 import time
@@ -36,16 +34,18 @@ from arena.boards import MIN_VOTES, needed_text, rank_apart, votes_needed
 from arena.categories import category_too_small, in_category
 from arena.hygiene import counted_votes, flag_counts
 from arena.matchmaking import next_group, next_pair, pair_counts
+from arena.io import HUMAN_JUDGE
 from arena.ratings import OUTCOMES, Leaderboard, leaderboard, online_elo, win_rate_matrix
 from arena.store import AlreadyVoted, RevealedBattle, UnknownBattle, VoteError, WrongVoter
+from qwenrl.tasks import TASKS
 
 from .covariates import Covariates
-from .limits import BURST_FLAG, AdminLockout, LimitExceeded, VoterLimits
+from .errors import ArenaError, RateLimited
+from .limits import LimitExceeded, RequestRates, VoterLimits
 from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
 VoteFilter = Literal["human", "auto", "all"]
 VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
-HUMAN_JUDGE = "human"
 TASK_NAMES = {"t2i": "text-to-image", "edit": "editing"}
 
 
@@ -53,20 +53,6 @@ def export_name(task: str | None, votes: str, fmt: str) -> str:
     """The file name of an export of votes, the same in the UI and over REST: it says which
     votes (``votes-t2i-human.jsonl``, ``votes-all-tasks-all.csv``)."""
     return f"votes-{task or 'all-tasks'}-{votes}.{fmt}"
-
-
-class ArenaError(ValueError):
-    """A request the arena refuses; ``status`` is the HTTP status that fits it."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-class RateLimited(ArenaError):
-    def __init__(self, retry_after: float, message: str | None = None):
-        super().__init__(message or f"too many requests; retry in {retry_after:.2f}s", 429)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -102,77 +88,6 @@ class KwayResult:
     models: list[str]
     best: str | None
     worst: str | None
-
-
-class TokenBucket:
-    """Per-key token buckets (``rate`` per second, ``burst`` capacity), bounded in size."""
-
-    def __init__(self, rate: float, burst: float, max_keys: int = 100_000):
-        self.rate, self.burst, self.max_keys = float(rate), float(burst), max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: str, now: float | None = None) -> float:
-        """0 if a token was taken, else the seconds until one is available."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.pop(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            wait = 0.0
-            if tokens >= 1.0:
-                tokens -= 1.0
-            else:
-                wait = (1.0 - tokens) / self.rate
-            self._buckets[key] = (tokens, now)
-            while len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-            return wait
-
-
-class AdminAuth:
-    """The admin password, and signed login tokens for a cookie (valid ``ttl_s``); wrong
-    passwords count against the client that sent them (``lockout``, see :meth:`verify`)."""
-
-    def __init__(self, password: str | None, ttl_s: float = 12 * 3600, lockout: AdminLockout | None = None):
-        self.password = password or None
-        self.ttl_s = ttl_s
-        self.lockout = lockout or AdminLockout()
-        self._key = secrets.token_bytes(32)  # tokens die with the server
-
-    def verify(self, candidate: str | None, client: str | None) -> bool:
-        """:meth:`check_password` for a login from ``client`` (an address): RateLimited while the
-        client is locked out, even with the right password; a wrong one counts towards a lockout."""
-        client = client or "unknown"
-        try:
-            self.lockout.check(client)
-        except LimitExceeded as exc:
-            raise RateLimited(exc.retry_after, str(exc)) from None
-        if self.check_password(candidate):
-            self.lockout.succeeded(client)
-            return True
-        if self.enabled:
-            self.lockout.failed(client)
-        return False
-
-    @property
-    def enabled(self) -> bool:
-        return self.password is not None
-
-    def check_password(self, candidate: str | None) -> bool:
-        if not self.enabled or not isinstance(candidate, str):
-            return False
-        return hmac.compare_digest(candidate.encode(), self.password.encode())  # type: ignore[union-attr]
-
-    def issue_token(self) -> str:
-        expiry = str(int(time.time() + self.ttl_s))
-        return f"{expiry}.{hmac.new(self._key, expiry.encode(), 'sha256').hexdigest()}"
-
-    def check_token(self, token: str | None) -> bool:
-        if not self.enabled or not token or "." not in token:
-            return False
-        expiry, _, mac = token.partition(".")
-        good = hmac.new(self._key, expiry.encode(), "sha256").hexdigest()
-        return hmac.compare_digest(mac, good) and expiry.isdigit() and int(expiry) > time.time()
 
 
 @dataclass
@@ -242,8 +157,7 @@ class ArenaService:
         self.min_votes = min_votes  #: votes a model needs in a view to be ranked there (arena.boards)
         self.index_ttl_s = index_ttl_s
         self.board_ttl_s = board_ttl_s
-        self.voter_bucket = TokenBucket(rate, burst)
-        self.ip_bucket = TokenBucket(ip_rate, ip_burst)
+        self.rates = RequestRates(rate, burst, ip_rate, ip_burst)  #: requests per voter and address (app.limits)
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
         self._index: dict[str, _TaskIndex] = {}
@@ -255,12 +169,11 @@ class ArenaService:
 
     # -- rate limits ----------------------------------------------------------------------
     def throttle(self, voter: str, client_ip: str | None = None) -> None:
-        """Raise RateLimited when the voter (or the client address) is over its budget."""
-        wait = self.voter_bucket.take(voter)
-        if not wait and client_ip:
-            wait = self.ip_bucket.take(client_ip)
-        if wait:
-            raise RateLimited(wait)
+        """RateLimited when the voter (or the client address) asks too often (``self.rates``)."""
+        try:
+            self.rates.check(voter, client_ip)
+        except LimitExceeded as exc:
+            raise RateLimited(exc.retry_after, str(exc)) from None
 
     def admit(self, voter: str, address: str | None) -> None:
         """Before a battle is served: RateLimited when the voter or its address is over one of
@@ -270,13 +183,15 @@ class ArenaService:
         except LimitExceeded as exc:
             raise RateLimited(exc.retry_after, str(exc)) from None
 
-    def vote_flags(self, voter: str) -> list[str]:
-        """The flags a vote of ``voter`` is stored with (``burst`` for a voter created in a burst)."""
-        return [BURST_FLAG] if self.limits.flags(voter) == BURST_FLAG else []
-
     # -- battles --------------------------------------------------------------------------
     def tasks(self) -> tuple[str, ...]:
-        return ("t2i", "edit")
+        return TASKS
+
+    def check_task(self, task: Any) -> str:
+        """``task`` when the arena has it; ArenaError (400) naming the tasks otherwise."""
+        if task not in TASKS:
+            raise ArenaError(f"unknown task {task!r}; expected one of {TASKS}", 400)
+        return task
 
     def _task_index(self, task: str) -> _TaskIndex:
         """The task's current snapshot; refreshed here only when no refresher thread runs."""
@@ -309,10 +224,10 @@ class ArenaService:
         else:
             counts, intervals, rated = None, {}, now
             if len(models) >= 2:
-                frame = self.votes(task, "human")
-                counts = pair_counts(frame, models)
-                board = leaderboard(frame, rounds=self.rounds, seed=0, workers=1) if len(frame) else None
-                intervals = {r["model"]: (r["ci_low"], r["ci_high"]) for r in board.rows} if board else {}
+                counts = pair_counts(self.votes(task, "human"), models)
+                # the intervals of the cached human board (the one pages show), not a bootstrap of its own
+                board = self.leaderboard(task, "human", max_age_s=self.board_ttl_s)
+                intervals = {r["model"]: (r["ci_low"], r["ci_high"]) for r in board.rows}
         idx = _TaskIndex(by_model, now, models, counts, intervals, rated)
         self._index[task] = idx
         if warm:  # the background refresher computes new images' covariates, off the request path (cached)
@@ -351,8 +266,7 @@ class ArenaService:
     def new_battle(self, task: str, voter: str, k: int = 2, address: str | None = None) -> Battle:
         """Pick ``k`` models (matchmaking), a prompt they all have, randomise the order, record the battle.
         ``address``: the client's, for the limits on new voters and open battles."""
-        if task not in self.tasks():
-            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        self.check_task(task)
         if not isinstance(k, int) or not 2 <= k <= 8:
             raise ArenaError(f"a battle shows 2 to 8 images, not {k!r}", 422)
         self.admit(voter, address)
@@ -403,20 +317,13 @@ class ArenaService:
         """The voter's latest open gallery battle of ``task`` with ``k`` images (served, neither voted
         on nor revealed, within the open-battle window), else a new one: a page that is reloaded shows
         the battle it had, instead of piling up battles nobody votes on."""
-        window = time.time() - self.limits.open_ttl_s
-        shape = "b.models IS NULL" if k == 2 else "json_array_length(b.models) = :k"
-        rows = self.ws.store._query(
-            f"""SELECT b.id, b.prompt_id, b.sample_a, b.sample_b, b.samples FROM battles b
-               WHERE b.voter = :voter AND b.task = :task AND {shape} AND b.revealed IS NULL AND b.created > :window
-                 AND coalesce(json_extract(b.meta, '$.named'), 0) = 0
-                 AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.battle_id = b.id)
-               ORDER BY b.created DESC LIMIT 1""", {"voter": voter, "task": task, "window": window, "k": k})
-        item = self.ws.pool_item(rows[0]["prompt_id"]) if rows else None
+        row = self.ws.store.open_battle(voter, task, k, since=time.time() - self.limits.open_ttl_s)
+        item = self.ws.pool_item(row["prompt_id"]) if row else None
         if item is None:  # none open, or a live one (made on the visitor's own text): a new battle
             return self.new_battle(task, voter, k, address=address)
-        ids = json.loads(rows[0]["samples"]) if k > 2 else [rows[0]["sample_a"], rows[0]["sample_b"]]
+        ids = json.loads(row["samples"]) if k > 2 else [row["sample_a"], row["sample_b"]]
         images = [self.ws.root / self.ws.store.get_sample(i)["image_path"] for i in ids]
-        return Battle(battle_id=rows[0]["id"], task=task, prompt=item.text, family=item.family, image_a=images[0],
+        return Battle(battle_id=row["id"], task=task, prompt=item.text, family=item.family, image_a=images[0],
                       image_b=images[1], source=self.ws.source_path(item.id) if task == "edit" else None,
                       source_id=item.id if task == "edit" else None, images=images)
 
@@ -424,8 +331,7 @@ class ArenaService:
         """A side-by-side battle of two models the visitor picked, on a gallery prompt both have
         (left ``model_a``, right ``model_b``). Its vote is stored as not anonymous (the names were
         shown), so the default boards leave it out, as LMArena keeps its named side-by-side apart."""
-        if task not in self.tasks():
-            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        self.check_task(task)
         idx = self._task_index(task)
         for name in (model_a, model_b):
             if name not in idx.models:
@@ -481,8 +387,7 @@ class ArenaService:
         gallery source ``source_id``): two arena models (matchmaking among the fast ones) sample
         it now with a fresh seed; the battle and its vote are stored like any other (family
         ``user``). ArenaError: 422 for a bad text, 404 for an unknown source, 503 when off."""
-        if task not in self.tasks():
-            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}", 400)
+        self.check_task(task)
         if self.live is None:
             raise ArenaError("live prompts are off in this studio", 503)
         source = None
@@ -547,7 +452,7 @@ class ArenaService:
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
             raise ArenaError("battle_id must be the id of a battle you were served", 404)
         try:
-            row = self.ws.record_vote(battle_id, winner, voter, judge=judge, flags=self.vote_flags(voter),
+            row = self.ws.record_vote(battle_id, winner, voter, judge=judge, flags=self.limits.vote_flags(voter),
                                       min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
@@ -581,7 +486,7 @@ class ArenaService:
             marks.append(None if position is None else models[position])
         try:
             row = self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
-                                               flags=self.vote_flags(voter),
+                                               flags=self.limits.vote_flags(voter),
                                                min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
         except UnknownBattle as exc:
             raise ArenaError(str(exc), 404) from exc
@@ -662,8 +567,7 @@ class ArenaService:
         bundled automatic-arena votes), so the first leaderboard a newcomer sees is not empty,
         and the sentence says how many human votes are still needed.
         """
-        if task not in self.tasks():
-            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
+        self.check_task(task)
         counts = self.ws.store.judge_counts(task)
         human = counts.get(HUMAN_JUDGE, 0)
         auto = {judge: n for judge, n in counts.items() if judge != HUMAN_JUDGE}
@@ -713,8 +617,7 @@ class ArenaService:
         ``category``: only the votes of one prompt family or editing verb; a category with fewer
         than ``category_min_votes`` votes gets no rows, and a warning that says so.
         """
-        if task not in self.tasks():
-            raise ArenaError(f"unknown task {task!r}; expected one of {self.tasks()}")
+        self.check_task(task)
         if votes not in VOTE_FILTERS:
             raise ArenaError(f"votes must be one of {VOTE_FILTERS}, not {votes!r}")
         key = (task, votes, bool(include_flagged), category, self.category_min_votes if category else 0)

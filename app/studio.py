@@ -29,7 +29,9 @@ from .jobs import CONFIG_DIR, DISTILL_DESIGNS, OBJECTIVES, JobError, JobManager,
 from .kway import build_kway_tab
 from .named import build_named_tab
 from .live import MAX_PROMPT_CHARS
-from .service import VOTE_FILTERS, AdminAuth, ArenaError, ArenaService, export_name
+from .auth import AdminAuth
+from .errors import ArenaError
+from .service import VOTE_FILTERS, ArenaService, export_name
 
 TASK_LABELS = {"t2i": "Text to image", "edit": "Editing"}
 BUTTONS = (("model_a", "A is better"), ("model_b", "B is better"), ("tie", "Tie"),

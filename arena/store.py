@@ -586,6 +586,19 @@ class ArenaStore:
             db.execute("UPDATE battles SET revealed = coalesce(revealed, ?) WHERE id = ?", [time.time(), battle_id])
         return self.get_battle(battle_id)  # type: ignore[return-value]
 
+    def open_battle(self, voter: str, task: str, k: int, since: float) -> dict[str, Any] | None:
+        """The latest battle of ``task`` with ``k`` images served to ``voter`` after ``since``
+        that is still open (neither voted on nor revealed, and not a named one): its ``id``,
+        ``prompt_id``, ``sample_a``, ``sample_b`` and ``samples`` (JSON text); None when none is."""
+        shape = "b.models IS NULL" if k == 2 else "json_array_length(b.models) = :k"
+        rows = self._query(
+            f"""SELECT b.id, b.prompt_id, b.sample_a, b.sample_b, b.samples FROM battles b
+               WHERE b.voter = :voter AND b.task = :task AND {shape} AND b.revealed IS NULL AND b.created > :window
+                 AND coalesce(json_extract(b.meta, '$.named'), 0) = 0
+                 AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.battle_id = b.id)
+               ORDER BY b.created DESC LIMIT 1""", {"voter": voter, "task": task, "window": since, "k": k})
+        return rows[0] if rows else None
+
     def get_battle(self, battle_id: str) -> dict[str, Any] | None:
         """The battle, with its ``vote`` (None until voted)."""
         rows = self._query("SELECT * FROM battles WHERE id = ?", [battle_id])

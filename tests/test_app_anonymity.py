@@ -19,7 +19,8 @@ from PIL import Image
 
 from app import inspector
 from app.api import create_api
-from app.service import AdminAuth, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaService
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401
 
 

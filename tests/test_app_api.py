@@ -12,7 +12,9 @@ from PIL import Image
 
 from app.api import ADMIN_COOKIE, VOTER_COOKIE, create_api
 from app.jobs import JobManager, JobQueue
-from app.service import AdminAuth, ArenaService, TokenBucket
+from app.auth import AdminAuth
+from app.limits import TokenBucket
+from app.service import ArenaService
 from arena.io import read_votes
 from arena.ratings import ROW_FIELDS
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401

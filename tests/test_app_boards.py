@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api import create_api
-from app.service import AdminAuth, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaService
 from arena.boards import needed_text, rank_apart, votes_needed, votes_per_model
 from arena.ratings import leaderboard
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401

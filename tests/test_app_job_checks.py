@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from app.api import create_api
 from app.jobs import REPO_ROOT, JobManager, JobQueue
-from app.service import AdminAuth, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaService
 from app.workspace import Workspace
 
 PASSWORD = "job-checks"

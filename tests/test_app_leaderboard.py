@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api import create_api
-from app.service import AdminAuth, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaService
 from app.workspace import SEED_VOTES, Workspace
 from arena.io import VoteFileError, read_votes
 from tests.studio_support import POOL_SIZE, tiny_models  # noqa: F401

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from app.api import create_api
 from app.limits import AdminLockout, LimitExceeded, VoterLimits, excerpt
-from app.service import AdminAuth, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaService
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401
 
 PASSWORD = "correct horse"

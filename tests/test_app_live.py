@@ -21,7 +21,8 @@ from app.live import (
     image_path_for,
     worker,
 )
-from app.service import AdminAuth, ArenaError, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaError, ArenaService
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401
 
 

@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api import VOTER_COOKIE, create_api
-from app.service import AdminAuth, ArenaService
+from app.auth import AdminAuth
+from app.service import ArenaService
 from tests.studio_support import filled_workspace, tiny_models  # noqa: F401
 
 
