@@ -37,6 +37,7 @@ import io
 import re
 import secrets
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -270,6 +271,19 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
 
     app.add_middleware(VoterCookieMiddleware)
     app.add_middleware(BodyLimit)  # added last, so it runs first: nothing reads an oversized body
+    _error_handlers(app)
+    api = APIRouter(prefix="/api/v1")
+    _battle_routes(api, service)
+    _board_routes(api, service)
+    require_admin = admin_guard(auth)
+    _admin_routes(api, service, require_admin, auth)
+    _job_routes(api, jobs, require_admin)
+    app.include_router(api)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """422 naming each bad field; an ArenaError or JobError with its status."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -293,6 +307,11 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         status = 404 if str(exc).startswith("no job") else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
+
+def admin_guard(auth: AdminAuth) -> Callable[[Request], None]:
+    """The dependency of the admin routes: ``Authorization: Bearer PASSWORD`` or the login cookie;
+    401 without credentials, 403 with wrong ones (wrong passwords count towards a lockout)."""
+
     def require_admin(request: Request) -> None:
         if not auth.enabled:
             raise HTTPException(403, "admin is disabled: start the studio with --admin-password or QWENRL_ADMIN_PASSWORD")
@@ -309,12 +328,24 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         raise HTTPException(401, "admin only: send Authorization: Bearer PASSWORD or log in",
                             headers={"WWW-Authenticate": "Bearer"})
 
-    def need_jobs() -> JobManager:
-        if jobs is None:
-            raise HTTPException(503, "this studio runs no training jobs")
-        return jobs
+    return require_admin
 
-    api = APIRouter(prefix="/api/v1")
+
+def _battle_json(service: ArenaService, b: Any, k: int | None = None) -> Response:
+    """A served battle as the API answers it: its text and images as base64 PNGs (``images``
+    with every image for a K-image battle, ``k`` > 2)."""
+    body = {
+        "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
+        "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
+        "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
+    }
+    if k is not None:
+        body["images"] = [service.png_base64(path) for path in b.images] if k > 2 else None
+    return _json(body)
+
+
+def _battle_routes(api: APIRouter, service: ArenaService) -> None:
+    """Battles and votes: the arena's loop."""
 
     @api.get("/health", tags=["studio"])
     def health() -> dict[str, Any]:
@@ -329,13 +360,7 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         """A new anonymous battle: ``k`` images of the same prompt (and seed) by ``k`` models."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.new_battle(task, voter, k, address=client_of(request))
-        return _json({
-            "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
-            "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
-            "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
-            "images": [service.png_base64(path) for path in b.images] if k > 2 else None,
-        })
+        return _battle_json(service, service.new_battle(task, voter, k, address=client_of(request)), k)
 
     @api.post("/battle/live", response_model=BattleOut, tags=["arena"],
               responses={404: {"description": "no such source image in the gallery"},
@@ -347,12 +372,8 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         (task edit, source_id), sampled now by two arena models (Shapes models only)."""
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
-        b = service.live_battle(body.task, body.prompt, voter, source_id=body.source_id, address=client_of(request))
-        return _json({
-            "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
-            "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
-            "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
-        })
+        return _battle_json(service, service.live_battle(body.task, body.prompt, voter, source_id=body.source_id,
+                                                         address=client_of(request)))
 
     @api.get("/sources", response_model=list[SourceOut], tags=["arena"])
     def sources() -> Response:
@@ -394,6 +415,10 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         voter = voter_of(request)
         service.throttle(voter, request.client.host if request.client else None)
         return service.reveal(body.battle_id, voter)
+
+
+def _board_routes(api: APIRouter, service: ArenaService) -> None:
+    """Leaderboards, categories and the vote export."""
 
     @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
     def board(task: Literal["t2i", "edit"] = Query("t2i"),
@@ -455,6 +480,10 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
         name = export_name(task, votes, format)
         return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
+
+def _admin_routes(api: APIRouter, service: ArenaService, require_admin: Callable[[Request], None], auth: AdminAuth) -> None:
+    """The admin's login and the voters it may leave out of the boards."""
+
     @api.post("/admin/login", tags=["admin"], responses={403: {"description": "wrong password"},
                                                          429: {"description": "locked out after wrong passwords"}})
     def login(request: Request, body: LoginIn, response: Response) -> dict[str, bool]:
@@ -484,6 +513,15 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
             raise HTTPException(404, f"voter {body.voter!r} is not excluded")
         return {"ok": True, "voter": body.voter}
 
+
+def _job_routes(api: APIRouter, jobs: JobManager | None, require_admin: Callable[[Request], None]) -> None:
+    """Training jobs (admin only); 503 when the studio runs none."""
+
+    def need_jobs() -> JobManager:
+        if jobs is None:
+            raise HTTPException(503, "this studio runs no training jobs")
+        return jobs
+
     @api.get("/jobs", tags=["admin"], dependencies=[Depends(require_admin)])
     def list_jobs() -> list[dict[str, Any]]:
         return [_public_job(j) for j in need_jobs().store.list_jobs()]
@@ -508,9 +546,6 @@ def create_api(service: ArenaService, jobs: JobManager | None, auth: AdminAuth) 
     @api.post("/jobs/{job_id}/cancel", tags=["admin"], dependencies=[Depends(require_admin)])
     def cancel(job_id: int) -> dict[str, Any]:
         return _public_job(need_jobs().cancel(job_id))
-
-    app.include_router(api)
-    return app
 
 
 def _json(content: Any, status: int = 200) -> Response:
