@@ -51,13 +51,11 @@ from . import boards
 from .jobs import JobError, JobManager
 from .limits import BodyLimit, excerpt
 from .live import MAX_PROMPT_CHARS
-from .auth import AdminAuth
+from .auth import VOTER_COOKIE, AdminAuth, is_voter_id
 from .errors import ArenaError, RateLimited
 from .service import ArenaService, export_name
 
-VOTER_COOKIE = "qwenrl_voter"
 ADMIN_COOKIE = "qwenrl_admin"
-_VOTER_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class BattleOut(BaseModel):
@@ -231,7 +229,7 @@ class VoterCookieMiddleware:
             if name == b"cookie":
                 voter = cookie_parser(value.decode("latin-1")).get(VOTER_COOKIE)
                 break
-        fresh = not (voter and _VOTER_RE.match(voter))
+        fresh = not is_voter_id(voter)
         if fresh:
             voter = secrets.token_hex(16)
         scope.setdefault("state", {})["voter"] = voter

@@ -1,6 +1,8 @@
-"""The studio's admin: one password, signed login tokens for a cookie, and a lockout on guesses.
+"""Who a request is: a voter (the ``qwenrl_voter`` cookie) or the admin (a password).
 
-The REST API (``app.api``: ``Authorization: Bearer PASSWORD`` or the login cookie) and the
+Every client gets a random voter id in the ``qwenrl_voter`` cookie (``app.api`` sets it; the UI's
+handlers read it). The admin has one password, signed login tokens for a cookie, and a lockout
+on guesses: the REST API (``Authorization: Bearer PASSWORD`` or the login cookie) and the
 Training tab (``app.tabs.training``) both ask :class:`AdminAuth`; wrong passwords count against
 the client that sent them (:class:`app.limits.AdminLockout`).
 """
@@ -8,11 +10,20 @@ the client that sent them (:class:`app.limits.AdminLockout`).
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import time
 
 from .errors import RateLimited
 from .limits import AdminLockout, LimitExceeded
+
+VOTER_COOKIE = "qwenrl_voter"
+_VOTER_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_voter_id(value: object) -> bool:
+    """Whether ``value`` is a voter id as the studio mints them (32 hex digits)."""
+    return isinstance(value, str) and _VOTER_ID.match(value) is not None
 
 
 class AdminAuth:
