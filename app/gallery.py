@@ -18,14 +18,12 @@ Progress goes to the store's gallery status rows (the UI reads them) and to stde
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +31,7 @@ import numpy as np
 from qwenrl.tasks import TASKS
 
 from .pool import PoolItem, composite_reward, model_slug, reward_path
-from .workspace import Workspace
+from .workspace import Workspace, worker_args
 
 def initial_noise(seeds: list[int], latent_shape: tuple[int, ...]):
     """One standard-normal latent per seed, each from its own generator (batch-independent)."""
@@ -133,10 +131,7 @@ def fill_model(ws: Workspace, name: str, *, log=print) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Fill the arena gallery of a studio workspace.")
-    ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
-    ap.add_argument("--model", action="append", default=[], help="a model to fill (default: every pending one)")
-    args = ap.parse_args(argv)
+    args = worker_args("Fill the arena gallery of a studio workspace.", "a model to fill (default: every pending one)", argv)
     ws = Workspace.open(args.workspace, register_bundled=False)
 
     def log(msg: str) -> None:

@@ -16,7 +16,6 @@ For a workspace filled before the judge existed (or with ``QWENRL_LEARNED_JUDGE=
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 
 from qwenrl.tasks import TASKS
 
-from .workspace import Workspace
+from .workspace import Workspace, worker_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JUDGE_FOLDER = REPO_ROOT / "data" / "models" / "shapes-judge"
@@ -76,10 +75,8 @@ def judge_model(ws: Workspace, name: str, *, log: Callable[[str], None] = print)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Judge a workspace's gallery with the learned judge (shapes-judge).")
-    ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
-    ap.add_argument("--model", action="append", default=[], help="a model to judge (default: every model)")
-    args = ap.parse_args(argv)
+    args = worker_args("Judge a workspace's gallery with the learned judge (shapes-judge).",
+                       "a model to judge (default: every model)", argv)
     if not enabled():
         print(f"the learned judge is off ({ENV}=off) or missing ({JUDGE_FOLDER})", file=sys.stderr)
         return 1

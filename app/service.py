@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +55,22 @@ def export_name(task: str | None, votes: str, fmt: str) -> str:
     """The file name of an export of votes, the same in the UI and over REST: it says which
     votes (``votes-t2i-human.jsonl``, ``votes-all-tasks-all.csv``)."""
     return f"votes-{task or 'all-tasks'}-{votes}.{fmt}"
+
+
+@contextmanager
+def store_refusals() -> Iterator[None]:
+    """The store's refusal of a vote or a reveal, as the ArenaError with the HTTP status that fits:
+    no such battle 404, another voter's 403, voted or revealed already 409, a bad vote 422."""
+    try:
+        yield
+    except UnknownBattle as exc:
+        raise ArenaError(str(exc), 404) from exc
+    except WrongVoter as exc:
+        raise ArenaError(str(exc), 403) from exc
+    except (AlreadyVoted, RevealedBattle) as exc:
+        raise ArenaError(str(exc), 409) from exc
+    except VoteError as exc:
+        raise ArenaError(str(exc), 422) from exc
 
 
 @dataclass
@@ -451,17 +469,9 @@ class ArenaService:
             raise ArenaError(f"winner must be one of {', '.join(OUTCOMES)}; got {winner!r}", 422)
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 128:
             raise ArenaError("battle_id must be the id of a battle you were served", 404)
-        try:
+        with store_refusals():
             row = self.ws.record_vote(battle_id, winner, voter, judge=judge, flags=self.limits.vote_flags(voter),
                                       min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
-        except UnknownBattle as exc:
-            raise ArenaError(str(exc), 404) from exc
-        except WrongVoter as exc:
-            raise ArenaError(str(exc), 403) from exc
-        except (AlreadyVoted, RevealedBattle) as exc:
-            raise ArenaError(str(exc), 409) from exc
-        except VoteError as exc:
-            raise ArenaError(str(exc), 422) from exc
         self.limits.voted(voter, battle_id)
         return VoteResult(battle_id, row["task"], winner, row["model_a"], row["model_b"])
 
@@ -484,29 +494,17 @@ class ArenaService:
             if position is not None and not (isinstance(position, int) and 0 <= position < len(models)):
                 raise ArenaError(f"{name} must be an image position from 0 to {len(models) - 1}, or null", 422)
             marks.append(None if position is None else models[position])
-        try:
+        with store_refusals():
             row = self.ws.store.record_ranking(battle_id, marks[0], marks[1], voter=voter, judge=judge,
                                                flags=self.limits.vote_flags(voter),
                                                min_seconds=self.min_vote_s if judge == HUMAN_JUDGE else None)
-        except UnknownBattle as exc:
-            raise ArenaError(str(exc), 404) from exc
-        except WrongVoter as exc:
-            raise ArenaError(str(exc), 403) from exc
-        except (AlreadyVoted, RevealedBattle) as exc:
-            raise ArenaError(str(exc), 409) from exc
-        except VoteError as exc:
-            raise ArenaError(str(exc), 422) from exc
         self.limits.voted(voter, battle_id)
         return KwayResult(battle_id, row["task"], list(models), marks[0], marks[1])
 
     def reveal(self, battle_id: str, voter: str) -> dict[str, Any]:
         """Skip a battle: show its models without a vote; no vote is taken for it afterwards."""
-        try:
+        with store_refusals():
             battle = self.ws.store.reveal_battle(battle_id, voter)
-        except UnknownBattle as exc:
-            raise ArenaError(str(exc), 404) from exc
-        except WrongVoter as exc:
-            raise ArenaError(str(exc), 403) from exc
         self.limits.voted(voter, battle_id)  # a skipped battle is no longer open
         models = battle.get("models") or [battle["model_a"], battle["model_b"]]
         return {"battle_id": battle_id, "task": battle["task"], "models": models, "voted": battle["vote"] is not None}

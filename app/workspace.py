@@ -23,6 +23,7 @@ subprocess, so the server never runs a model.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -449,6 +450,15 @@ class Workspace:
         if judges == "auto":
             frame = frame[frame["judge"] != "human"].reset_index(drop=True)
         return frame
+
+
+def worker_args(description: str, model_help: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of a worker that fills a workspace (``python -m app.gallery``,
+    ``python -m app.learned_judge``): ``--workspace`` and repeatable ``--model``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--workspace", required=True, type=Path, help="the studio workspace folder")
+    ap.add_argument("--model", action="append", default=[], help=model_help)
+    return ap.parse_args(argv)
 
 
 def describe_scene(scene: dict[str, Any]) -> str:

@@ -23,13 +23,13 @@ from .common import (
     PRIVATE,
     TASK_LABELS,
     Loader,
+    PairPanel,
     Studio,
     Tab,
     battle_images,
     battle_state,
     client_address,
     open_buttons,
-    revealed_updates,
     show_image,
     voter_id,
     vote_buttons,
@@ -40,26 +40,15 @@ MODEL_HEADERS = ["model", "lineage", "gallery", "images", "note"]
 
 
 @dataclass
-class ArenaView:
+class ArenaView(PairPanel):
     """One task's pairwise arena on screen, and the updates of each thing that happens to it."""
 
     task: str
-    state: gr.State
-    prompt: gr.Textbox
-    source: gr.Image
-    image_a: gr.Image
-    image_b: gr.Image
-    buttons: list[gr.Button]
-    reveal: gr.Textbox
     next_button: gr.Button
     own_prompt: gr.Textbox | None = None  #: with live prompts: the visitor's own prompt or instruction
     own_go: gr.Button | None = None
     own_source: gr.Dropdown | None = None  #: editing with live prompts: the source chooser
     own_preview: gr.Image | None = None
-
-    @property
-    def outputs(self) -> list:
-        return [self.state, self.prompt, self.source, self.image_a, self.image_b, *self.buttons, self.reveal]
 
     def updates(self, battle) -> dict:
         """A new battle on screen: its prompt and images, names hidden, the vote buttons on."""
@@ -86,11 +75,6 @@ class ArenaView:
         except ArenaError as exc:
             return {self.reveal: str(exc)} if keep_on_refusal else self.refused(str(exc))
 
-    def voted(self, studio: Studio, current: dict, result, outcome: str) -> dict:
-        """After the vote: the names revealed, the choice marked."""
-        return {self.state: {**current, "voted": True},
-                **revealed_updates(studio, result, outcome, self.image_a, self.image_b, self.buttons, self.reveal)}
-
 
 def source_choices(studio: Studio) -> list[tuple[str, str]]:
     """The editing source chooser: this battle's source first, then every gallery source."""
@@ -113,7 +97,8 @@ def pair_layout(studio: Studio, task: str) -> ArenaView:
     reveal = gr.Textbox(label="Result", interactive=False, elem_id=f"{task}-reveal", lines=2)
     next_button = gr.Button(f"Next battle ({NEXT_KEY})", variant="primary", elem_id=f"{task}-next",
                             elem_classes="next-battle")
-    view = ArenaView(task, state, prompt, source, image_a, image_b, buttons, reveal, next_button)
+    view = ArenaView(state=state, prompt=prompt, source=source, image_a=image_a, image_b=image_b, buttons=buttons,
+                     reveal=reveal, task=task, next_button=next_button)
     if studio.service.live is None:
         return view
     if task == "t2i":

@@ -174,6 +174,29 @@ def revealed_updates(studio: Studio, result: Any, outcome: str, image_a: gr.Imag
     }
 
 
+@dataclass
+class PairPanel:
+    """A pairwise battle on screen: the page's state of it, its text, source and two images, the
+    vote buttons and the reveal (the pairwise arenas' and the named side-by-side's)."""
+
+    state: gr.State
+    prompt: gr.Textbox
+    source: gr.Image
+    image_a: gr.Image
+    image_b: gr.Image
+    buttons: list[gr.Button]
+    reveal: gr.Textbox
+
+    @property
+    def outputs(self) -> list:
+        return [self.state, self.prompt, self.source, self.image_a, self.image_b, *self.buttons, self.reveal]
+
+    def voted(self, studio: Studio, current: dict, result: Any, outcome: str) -> dict:
+        """After the vote: the names revealed, the choice marked."""
+        return {self.state: {**current, "voted": True},
+                **revealed_updates(studio, result, outcome, self.image_a, self.image_b, self.buttons, self.reveal)}
+
+
 def battle_state(battle: Any) -> dict:
     """What a page keeps of its open battle (``gr.State``): the id, whether voted, its source."""
     return {"battle_id": battle.battle_id, "voted": False, "source_id": battle.source_id}

@@ -18,12 +18,12 @@ from .common import (
     BUTTONS,
     PRIVATE,
     Loader,
+    PairPanel,
     Studio,
     Tab,
     battle_images,
     client_address,
     open_buttons,
-    revealed_updates,
     show_image,
     task_radio,
     voter_id,
@@ -32,24 +32,13 @@ from .common import (
 
 
 @dataclass
-class NamedView:
+class NamedView(PairPanel):
     """The tab's components, and the updates of a named battle shown or voted on."""
 
-    state: gr.State
     task: gr.Radio
     model_a: gr.Dropdown
     model_b: gr.Dropdown
     go: gr.Button
-    prompt: gr.Textbox
-    source: gr.Image
-    image_a: gr.Image
-    image_b: gr.Image
-    buttons: list[gr.Button]
-    reveal: gr.Textbox
-
-    @property
-    def outputs(self) -> list:
-        return [self.state, self.prompt, self.source, self.image_a, self.image_b, *self.buttons, self.reveal]
 
     def updates(self, battle, a: str, b: str) -> dict:
         """The two models' images of one prompt, each under its name, the vote buttons on."""
@@ -82,7 +71,8 @@ def layout() -> NamedView:
     source, image_a, image_b = battle_images("named", source_visible=False)
     buttons = vote_buttons("named")
     reveal = gr.Textbox(label="Result", interactive=False, elem_id="named-reveal", lines=2)
-    return NamedView(state, task, model_a, model_b, go, prompt, source, image_a, image_b, buttons, reveal)
+    return NamedView(state=state, prompt=prompt, source=source, image_a=image_a, image_b=image_b, buttons=buttons,
+                     reveal=reveal, task=task, model_a=model_a, model_b=model_b, go=go)
 
 
 def build(studio: Studio) -> Tab:
@@ -107,9 +97,9 @@ def build(studio: Studio) -> Tab:
                 result = studio.service.vote(current["battle_id"], outcome, voter_id(request))
             except ArenaError as exc:
                 return {view.reveal: f"Vote refused: {exc}"}
-            out = revealed_updates(studio, result, outcome, view.image_a, view.image_b, view.buttons, view.reveal)
+            out = view.voted(studio, current, result, outcome)
             out[view.reveal] += "\nThis named vote is stored apart from the blind ones."
-            return {view.state: {**current, "voted": True}, **out}
+            return out
 
         return vote
 
