@@ -39,6 +39,7 @@ import yaml
 
 from arena.store import ArenaStore, StoreError
 from qwenrl.metrics import read_metrics
+from qwenrl.objectives import DEFAULT_OBJECTIVE, OBJECTIVE_TITLES, OBJECTIVES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "training" / "configs"
@@ -114,21 +115,22 @@ def default_max_concurrent() -> int:
     return max(1, gpus)
 
 
-#: the GRPO trainer's policy-optimisation objectives, as the Training tab names them
-OBJECTIVES = {"nft": "Forward process (NFT)", "flow_grpo": "Flow-GRPO"}
+#: the GRPO trainer's policy-optimisation objectives (``qwenrl.objectives``), as the Training tab lists
+#: them: the forward process first (the shipped Shapes configs use it)
+OBJECTIVE_CHOICES = {name: OBJECTIVE_TITLES[name] for name in reversed(OBJECTIVES)}
 
 
 def config_objective(config: str | Path) -> str:
-    """The ``objective`` a GRPO config asks for (``flow_grpo`` when it names none, as the trainer
-    defaults); ``flow_grpo`` too for a file that does not read as a YAML mapping (the trainer
+    """The ``objective`` a GRPO config asks for (the trainer's default, ``DEFAULT_OBJECTIVE``, when
+    it names none); the default too for a file that does not read as a YAML mapping (the trainer
     reports that one when it runs)."""
     path = Path(config) if Path(config).is_absolute() else REPO_ROOT / config
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        return "flow_grpo"
+        return DEFAULT_OBJECTIVE
     value = data.get("objective") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value in OBJECTIVES else "flow_grpo"
+    return value if isinstance(value, str) and value in OBJECTIVES else DEFAULT_OBJECTIVE
 
 
 #: the distillation designs, as the Training tab names them (``absorb_guidance`` of the config)

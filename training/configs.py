@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from qwenrl.checkpoints import MANIFEST
+from qwenrl.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
 from qwenrl.tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -360,7 +361,6 @@ def check_family_weights(task: str, weights: dict[str, float], field_name: str =
 
 # -- GRPO (training/grpo.py) ------------------------------------------------------------------
 
-OBJECTIVES = ("flow_grpo", "nft")
 CFG_MODES = ("none", "guided", "hybrid")
 STD_MODES = ("group", "batch", "none")
 NFT_SAMPLERS = ("old", "current")
@@ -383,7 +383,7 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
     """A second reward YAML judged on the held-out samples at each evaluation and never trained on, logged as ``eval/monitor/…``: the learned judge while training against the checker, or the reverse, to see one reward being gamed through the other."""
     name: str | None = None
     """Checkpoint name prefix; checkpoints are named ``{name}@step{N}``. Default ``grpo-{task}``."""
-    objective: str = "flow_grpo"
+    objective: str = DEFAULT_OBJECTIVE
     """Policy-optimisation objective: ``flow_grpo`` (SDE rollouts, clipped likelihood ratio) or ``nft`` (forward process: ODE rollouts, flow-matching loss on the clean samples; see the nft_* fields)."""
 
     # -- sampling -------------------------------------------------------------------------------

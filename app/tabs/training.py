@@ -21,7 +21,7 @@ import yaml
 
 from .. import charts
 from ..errors import ArenaError
-from ..jobs import CONFIG_DIR, DISTILL_DESIGNS, OBJECTIVES, JobError, JobManager, config_design, config_objective, list_configs, resolve_config
+from ..jobs import CONFIG_DIR, DISTILL_DESIGNS, OBJECTIVE_CHOICES, JobError, JobManager, config_design, config_objective, list_configs, resolve_config
 from .common import PRIVATE, Loader, Studio, Tab, unchanged
 
 JOB_HEADERS = ["id", "kind", "status", "config", "overrides", "created", "note"]
@@ -150,7 +150,7 @@ def layout(studio: Studio) -> tuple[Login, Launcher, JobsPanel]:
     with gr.Group(visible=False) as panel:
         with gr.Row():
             kind = gr.Radio(["grpo", "distill"], value="grpo", label="Trainer", elem_id="job-kind")
-            objective = gr.Radio([(label, name) for name, label in OBJECTIVES.items()], value="nft", label="Objective (GRPO)",
+            objective = gr.Radio([(label, name) for name, label in OBJECTIVE_CHOICES.items()], value="nft", label="Objective (GRPO)",
                                  elem_id="job-objective")
             design = gr.Radio([(label, name) for name, label in DISTILL_DESIGNS.items()], value="absorb",
                               label="Design (distillation)", elem_id="job-design", visible=False)
