@@ -51,3 +51,26 @@ def test_task_names_are_defined_once():
     from training import common, configs, judge
 
     assert all(m.TASKS is TASKS for m in (gallery, models_base, rewards_base, prompt_sets, common, configs, judge))
+
+
+def test_the_studio_check_answers_with_the_trainers_message():
+    """``python -m training.configs check`` (what the studio runs before it queues a job, without
+    torch) refuses a bad config with the message the trainer's own config class raises."""
+    import json
+
+    import pytest
+
+    from training.configs import JOB_CONFIGS, ConfigError
+
+    cases = [("grpo", "training/configs/shapes_grpo_t2i.yaml", ["group_size=1"]),
+             ("grpo", "training/configs/shapes_grpo_t2i.yaml", ["objective=ppo"]),
+             ("grpo", "training/configs/shapes_grpo_t2i.yaml", ["lr_schedule=step"]),
+             ("distill", "training/configs/shapes_distill.yaml", ["routing=vote"]),
+             ("distill", "training/configs/shapes_distill.yaml", ["train_batch_size=0"])]
+    for kind, config, sets in cases:
+        with pytest.raises(ConfigError) as raised:
+            JOB_CONFIGS[kind].from_yaml(config, sets)
+        out = subprocess.run([sys.executable, "-m", "training.configs", "check", "--kind", kind, "--config", config,
+                              *[a for s in sets for a in ("--set", s)]], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == {"error": str(raised.value)}
