@@ -256,8 +256,7 @@ def simulate(task, bundled, synthetic, kway, noise, votes, arenas, tau, seed, js
 
     from arena.simulate import SimModel, learning_curves, synthetic_models
 
-    from .pool import PROMPT_DIR
-    from .workspace import REPO_ROOT
+    from .paths import PROMPT_DIR, REPO_ROOT
 
     models = []
     if bundled:

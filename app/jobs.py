@@ -41,9 +41,8 @@ from arena.store import ArenaStore, StoreError
 from qwenrl.metrics import read_metrics
 from qwenrl.objectives import DEFAULT_OBJECTIVE, OBJECTIVE_TITLES, OBJECTIVES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "training" / "configs"
-MODELS_DIR = REPO_ROOT / "data" / "models"
+from .paths import CONFIG_DIR, MODELS_DIR, REPO_ROOT
+
 
 #: job kind → the module run with ``python -m``
 TRAINERS: dict[str, str] = {"grpo": "training.grpo", "distill": "training.distill"}

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from qwenrl.tasks import TASKS
 
+from .paths import MODELS_DIR
 from .workspace import Workspace, worker_args
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-JUDGE_FOLDER = REPO_ROOT / "data" / "models" / "shapes-judge"
+JUDGE_FOLDER = MODELS_DIR / "shapes-judge"
 ENV = "QWENRL_LEARNED_JUDGE"
 BATCH = 64
 

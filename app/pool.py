@@ -23,9 +23,8 @@ import numpy as np
 
 from qwenrl.tasks import TASKS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PROMPT_DIR = REPO_ROOT / "data" / "prompts"
-REWARD_DIR = REPO_ROOT / "training" / "configs" / "rewards"
+from .paths import PROMPT_DIR, REWARD_DIR
+
 POOL_SIZE = 48
 SEEDS_PER_PROMPT = 1
 BASE_SEED = 20_000

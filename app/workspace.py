@@ -42,6 +42,7 @@ from qwenrl.checkpoints import CheckpointError, is_complete, read_manifest
 
 from qwenrl.tasks import TASKS
 
+from .paths import MODELS_DIR, REPO_ROOT
 from .pool import (
     POOL_SIZE,
     SEEDS_PER_PROMPT,
@@ -54,8 +55,6 @@ from .pool import (
     showcase_seed,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_MODELS = REPO_ROOT / "data" / "models"
 SEED_VOTES = REPO_ROOT / "benchmarks" / "results" / "seed_recipe_votes.jsonl"
 STORE_NAME = "arena.db"
 
@@ -90,7 +89,7 @@ class SeedVotes:
 class Workspace:
     """One studio's state on disk; thread-safe through the store."""
 
-    def __init__(self, root: Path, store: ArenaStore, *, models_dir: Path = BUNDLED_MODELS,
+    def __init__(self, root: Path, store: ArenaStore, *, models_dir: Path = MODELS_DIR,
                  pool_size: int = POOL_SIZE, seeds_per_prompt: int = SEEDS_PER_PROMPT,
                  num_steps: int | None = None, batch_size: int = 32) -> None:
         self.root = Path(root)
@@ -129,7 +128,7 @@ class Workspace:
             tmp.write_text(json.dumps(merged, indent=2, sort_keys=True))
             os.replace(tmp, saved_path)
         store = ArenaStore(root / STORE_NAME)
-        ws = cls(root, store, models_dir=Path(merged.pop("models_dir", BUNDLED_MODELS)), **merged)
+        ws = cls(root, store, models_dir=Path(merged.pop("models_dir", MODELS_DIR)), **merged)
         ws.register_prompts()
         if register_bundled:
             ws.scan_checkpoints()
