@@ -334,11 +334,11 @@ def _battle_json(service: ArenaService, b: Any, k: int | None = None) -> Respons
     with every image for a K-image battle, ``k`` > 2)."""
     body = {
         "battle_id": b.battle_id, "task": b.task, "prompt": b.prompt, "family": b.family,
-        "source_png": service.png_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
-        "image_a": service.png_base64(b.image_a), "image_b": service.png_base64(b.image_b),
+        "source_png": service.pngs.as_base64(b.source) if b.source is not None else None, "source_id": b.source_id,
+        "image_a": service.pngs.as_base64(b.image_a), "image_b": service.pngs.as_base64(b.image_b),
     }
     if k is not None:
-        body["images"] = [service.png_base64(path) for path in b.images] if k > 2 else None
+        body["images"] = [service.pngs.as_base64(path) for path in b.images] if k > 2 else None
     return _json(body)
 
 
@@ -377,7 +377,7 @@ def _battle_routes(api: APIRouter, service: ArenaService) -> None:
     def sources() -> Response:
         """The gallery's editing source images: a live edit (POST /battle/live, task edit) names one by its id."""
         return _json([{"source_id": src["source_id"], "description": src["description"],
-                       "source_png": service.png_base64(src["path"])} for src in service.edit_sources()])
+                       "source_png": service.pngs.as_base64(src["path"])} for src in service.edit_sources()])
 
     @api.post("/vote", response_model=VoteOut, tags=["arena"],
               responses={403: {"description": "battle served to another client"},

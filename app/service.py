@@ -18,7 +18,6 @@ flagged votes, named ones and excluded voters' out unless ``include_flagged``
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import threading
@@ -43,6 +42,7 @@ from qwenrl.tasks import TASKS
 
 from .covariates import Covariates
 from .errors import ArenaError, RateLimited
+from .images import PngCache
 from .limits import LimitExceeded, RequestRates, VoterLimits
 from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
@@ -181,9 +181,7 @@ class ArenaService:
         self._index: dict[str, _TaskIndex] = {}
         self._boards: dict[tuple, tuple[float, int, Leaderboard]] = {}
         self._boards_lock = threading.Lock()
-        self._png_cache: OrderedDict[str, bytes] = OrderedDict()
-        self._png_lock = threading.Lock()
-        self._b64_cache: dict[str, str] = {}
+        self.pngs = PngCache()  #: the gallery's PNGs as the REST API sends them
 
     # -- rate limits ----------------------------------------------------------------------
     def throttle(self, voter: str, client_ip: str | None = None) -> None:
@@ -508,30 +506,6 @@ class ArenaService:
         self.limits.voted(voter, battle_id)  # a skipped battle is no longer open
         models = battle.get("models") or [battle["model_a"], battle["model_b"]]
         return {"battle_id": battle_id, "task": battle["task"], "models": models, "voted": battle["vote"] is not None}
-
-    def png_bytes(self, path: Path) -> bytes:
-        """The bytes of a gallery PNG, cached (they are small and read on every battle)."""
-        key = str(path)
-        with self._png_lock:
-            data = self._png_cache.get(key)
-            if data is not None:
-                self._png_cache.move_to_end(key)
-                return data
-        data = Path(path).read_bytes()
-        with self._png_lock:
-            self._png_cache[key] = data
-            while len(self._png_cache) > 20_000:
-                self._png_cache.popitem(last=False)
-        return data
-
-    def png_base64(self, path: Path) -> str:
-        key = str(path)
-        data = self._b64_cache.get(key)
-        if data is None:
-            data = base64.b64encode(self.png_bytes(path)).decode()
-            if len(self._b64_cache) < 20_000:
-                self._b64_cache[key] = data
-        return data
 
     # -- leaderboards ---------------------------------------------------------------------
     def votes(self, task: str | None = None, votes: VoteFilter = "human", *, include_flagged: bool = False):
