@@ -14,7 +14,8 @@ Elo with 95% intervals, each model's Elo difference to the base with a vote-leve
 interval of the difference (1,000 rounds), how the human-like judge decided its battles (by the
 checker, by the composite, tie), and each model's mean composite parts on the arena images — the
 numbers that explain a judge's verdict. The votes of every judge are exported beside the
-results (``--votes-out``), so ``qwenrl elo`` reproduces the tables.
+results (``--votes-dir``; the human-like judge's are the votes a new studio starts with), so
+``qwenrl elo`` reproduces the tables.
 
     python benchmarks/arena_judges.py --workspace runs/arena-judges --battles 2000
 """
@@ -83,8 +84,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "arena_judges"))
-    ap.add_argument("--votes-out", default=str(REPO / "benchmarks" / "results" / "seed_recipe_votes_{judge}.jsonl"),
-                    help="where each judge's votes go ({judge} is replaced)")
+    ap.add_argument("--votes-dir", default=str(REPO / "benchmarks" / "results"),
+                    help="where each judge's votes go: seed_recipe_votes.jsonl (human-like: the votes a new studio "
+                         "starts with), seed_recipe_votes_oracle.jsonl, seed_recipe_votes_composite.jsonl")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["tasks"][task] = entry
         for judge in JUDGES:
             name = results["tasks"]["t2i"]["judges"][judge]["judge"]
-            path = Path(args.votes_out.format(judge=judge))
+            path = Path(args.votes_dir) / ("seed_recipe_votes.jsonl" if judge == "humanlike" else f"seed_recipe_votes_{judge}.jsonl")
             path.parent.mkdir(parents=True, exist_ok=True)
             write_votes((r for t in ("t2i", "edit") for r in ws.store.vote_records(task=t, judge=name)), path)
     finally:
