@@ -296,12 +296,20 @@ def test_nft_moves_samples_towards_what_it_rewards(tmp_path, monkeypatch):
         ({"nft_logit_std": 0.0}, "nft_logit_std must be > 0"),
         ({"nft_text_dropout": 1.0}, r"nft_text_dropout must lie in \[0, 1\)"),
         ({"nft_selection": "best"}, "nft_selection must be one of"),
-        ({"nft_top_k": 9}, r"nft_top_k is 9; keep between 1 and group_size \(4\)"),
+        ({"nft_selection": "top", "nft_top_k": 9}, r"nft_top_k is 9; keep between 1 and group_size \(4\)"),
     ],
 )
 def test_bad_nft_configs_fail_clearly(world, values, message):
     with pytest.raises(ConfigError, match=message):
         small_nft(world, **values)
+
+
+def test_top_k_is_checked_only_when_top_selection_uses_it(world):
+    """Groups smaller than the default nft_top_k are fine while every sample trains (selection all)."""
+    cfg = small_nft(world, group_size=2)
+    assert cfg.nft_selection == "all" and cfg.nft_top_k > cfg.group_size
+    with pytest.raises(ConfigError, match=r"nft_top_k is 4; keep between 1 and group_size \(2\)"):
+        small_nft(world, group_size=2, nft_selection="top")
 
 
 def test_nft_fields_with_flow_grpo_fail_clearly(world):

@@ -538,7 +538,7 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
             raise ConfigError(f"nft_sample_with must be one of {NFT_SAMPLERS}, got {self.nft_sample_with!r}")
         if self.nft_selection not in NFT_SELECTIONS:
             raise ConfigError(f"nft_selection must be one of {NFT_SELECTIONS}, got {self.nft_selection!r}")
-        if not 1 <= self.nft_top_k <= self.group_size:
+        if self.nft_selection == "top" and not 1 <= self.nft_top_k <= self.group_size:
             raise ConfigError(f"nft_top_k is {self.nft_top_k}; keep between 1 and group_size ({self.group_size}) samples per group")
         if self.nft_timesteps not in NFT_TIMESTEPS:
             raise ConfigError(f"nft_timesteps must be one of {NFT_TIMESTEPS}, got {self.nft_timesteps!r}")
