@@ -596,6 +596,57 @@ def judge_lr(step: int, cfg: JudgeConfig) -> float:
     return lr_at(step, cfg.lr, cfg.warmup_steps, cfg.caption_steps + cfg.steps + 1, "cosine", cfg.min_lr_ratio)
 
 
+def load_splits(cfg: JudgeConfig, data_dir: Path, tokenizer, image_processor) -> tuple[dict, dict, list]:
+    """The training examples per task (model samples and renders), the validation examples per task,
+    and the caption examples of the first stage."""
+    train_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("model", "render"), t) for t in TASKS}
+    captions = caption_examples(train_set["t2i"] + train_set["edit"], tokenizer, image_processor)
+    val_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("val",), t) for t in TASKS}
+    unknown = sum(e.answer_ids.count(tokenizer.unk_token_id) for exs in train_set.values() for e in exs)
+    if unknown:
+        raise AssertionError(f"{unknown} answer tokens are outside the tokenizer's vocabulary")
+    return train_set, val_set, captions
+
+
+def draw_batch(cfg: JudgeConfig, step: int, captions: list, train_set: dict) -> list:
+    """The examples of one step, a function of (seed, step) so that a resumed run draws what it would have:
+    captions during the first stage, then judgements with about edit_fraction of them editing."""
+    rng = np.random.default_rng([cfg.seed, 7, step])
+    if step < cfg.caption_steps:
+        return [captions[i] for i in rng.integers(len(captions), size=cfg.caption_batch_size)]
+    n_edit = int(rng.binomial(cfg.batch_size, cfg.edit_fraction))
+    batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
+    return batch + [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
+
+
+def judge_manifest(cfg: JudgeConfig, model, counts: dict, train_set: dict, metrics: dict,
+                   train_minutes: float, train_cpu_minutes: float) -> dict[str, Any]:
+    """The exported judge's manifest: what it is, what it was trained on and how it scored."""
+    return {
+        "name": "shapes-judge",
+        "judges": list(TASKS),
+        "architecture": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "image_size": IMAGE_SIZE,
+        "step": cfg.caption_steps + cfg.steps,
+        "caption_steps": cfg.caption_steps,
+        "train_minutes": round(train_minutes, 1),
+        "train_cpu_minutes": round(train_cpu_minutes, 1),
+        "threads": torch.get_num_threads(),
+        "rubrics": {t: f"rubrics/{RUBRIC_FOR_TASK[t]}.txt" for t in TASKS},
+        "answer_format": "qwenrl/rewards/shapes_cot.py",
+        "data": {
+            "examples": counts,
+            "splits": "train only: prompts and edit tasks drawn from the grammar's train split; the texts are in training_texts.json",
+            "models": cfg.models,
+            "sampling": cfg.sampling,
+            "pass_rate": {t: float(np.mean([e.record["passed"] for e in train_set[t]])) for t in TASKS},
+        },
+        "training": config_dict(cfg),
+        "final_metrics": metrics,
+    }
+
+
 def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = None, data_only: bool = False) -> dict[str, Any]:
     """Build the data, train (resuming when RUN/state exists), export; returns the final metrics.
     ``data_only``: stop once the data is written."""
@@ -614,13 +665,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     tokenizer = build_tokenizer()
     image_processor = build_image_processor(cfg)
     processor = make_processor(tokenizer, image_processor)
-    train_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("model", "render"), t) for t in TASKS}
-    captions = caption_examples(train_set["t2i"] + train_set["edit"], tokenizer, image_processor)
-    val_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("val",), t) for t in TASKS}
-    unknown = sum(e.answer_ids.count(tokenizer.unk_token_id) for exs in train_set.values() for e in exs)
-    if unknown:
-        raise AssertionError(f"{unknown} answer tokens are outside the tokenizer's vocabulary")
-
+    train_set, val_set, captions = load_splits(cfg, data_dir, tokenizer, image_processor)
     model = build_model(cfg, tokenizer)
     params = dict(model.named_parameters())
     decay = [p for p in params.values() if p.ndim >= 2]
@@ -643,15 +688,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     total = cfg.caption_steps + cfg.steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="judge", unit="step", file=sys.stderr)
     for step in bar:
-        # the batch is a function of (seed, step): a resumed run draws what it would have
-        rng = np.random.default_rng([cfg.seed, 7, step])
-        if step < cfg.caption_steps:  # first stage: say what is in the image
-            batch = [captions[i] for i in rng.integers(len(captions), size=cfg.caption_batch_size)]
-        else:
-            n_edit = int(rng.binomial(cfg.batch_size, cfg.edit_fraction))
-            batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
-            batch += [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
-        inputs = collate(batch, tokenizer, image_processor)
+        inputs = collate(draw_batch(cfg, step, captions, train_set), tokenizer, image_processor)
         lr = judge_lr(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -682,29 +719,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     train_cpu_minutes = (cpu_seconds + time.process_time() - c0) / 60
 
     texts = {t: sorted({e.record["text"] for e in train_set[t]} | {e.record["text"] for e in val_set[t]}) for t in TASKS}
-    manifest = {
-        "name": "shapes-judge",
-        "judges": list(TASKS),
-        "architecture": type(model).__name__,
-        "parameters": n_params,
-        "image_size": IMAGE_SIZE,
-        "step": total,
-        "caption_steps": cfg.caption_steps,
-        "train_minutes": round(train_minutes, 1),
-        "train_cpu_minutes": round(train_cpu_minutes, 1),
-        "threads": torch.get_num_threads(),
-        "rubrics": {t: f"rubrics/{RUBRIC_FOR_TASK[t]}.txt" for t in TASKS},
-        "answer_format": "qwenrl/rewards/shapes_cot.py",
-        "data": {
-            "examples": counts,
-            "splits": "train only: prompts and edit tasks drawn from the grammar's train split; the texts are in training_texts.json",
-            "models": cfg.models,
-            "sampling": cfg.sampling,
-            "pass_rate": {t: float(np.mean([e.record["passed"] for e in train_set[t]])) for t in TASKS},
-        },
-        "training": config_dict(cfg),
-        "final_metrics": metrics,
-    }
+    manifest = judge_manifest(cfg, model, counts, train_set, metrics, train_minutes, train_cpu_minutes)
     ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts)
     if export:
         export_judge(Path(export), model, tokenizer, image_processor, manifest, texts)
