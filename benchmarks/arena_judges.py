@@ -71,7 +71,8 @@ def component_means(ws, task: str) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> dict:
     from app.autojudge import HUMANLIKE_MARGIN, run_auto_arena
-    from app.gallery import fill_model, reward_path
+    from app.gallery import fill_model
+    from app.pool import reward_path
     from app.workspace import Workspace
     from arena.io import write_votes
     from arena.ratings import leaderboard
