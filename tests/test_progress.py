@@ -10,7 +10,9 @@ from app.cli import arena
 from qwenrl.commands import bench
 from qwenrl.progress import Progress, duration, time_left
 from tests.studio_support import make_tiny_models
-from training.recipe import STAGES, recorded_seconds, time_left_estimate
+import json
+
+from training.recipe import STAGES, recorded_seconds, stage_timing, time_left_estimate, timing_table
 
 
 class Clock:
@@ -43,6 +45,21 @@ def test_the_recipe_estimates_what_is_left_from_the_recorded_run():
     half = {"grpo_t2i": recorded["grpo_t2i"] / 2}  # this machine runs at twice the recorded pace
     assert time_left_estimate(half, recorded) == f"about {duration((total - recorded['grpo_t2i']) / 2)} left for the recipe"
     assert "no recorded run" in time_left_estimate({}, {})
+
+
+def test_a_stage_finished_by_an_earlier_call_counts_its_steps_time(tmp_path):
+    """A resumed recipe reports the seconds its steps took in every call, not this call's few."""
+    run = tmp_path / "grpo-t2i"
+    run.mkdir()
+    run.joinpath("metrics.jsonl").write_text("".join(json.dumps({"step": k, "charts/step_seconds": 15.0}) + "\n" for k in range(1, 91)))
+    load = {"mean": 0.2, "max": 0.3, "samples": 2}
+    resumed = stage_timing(3.0, load, run)
+    assert resumed["seconds"] == 90 * 15.0 and resumed["earlier_calls"] and resumed["steps"] == 90
+    fresh = stage_timing(1400.0, load, run)  # this call ran every step (plus evaluations)
+    assert fresh["seconds"] == 1400.0 and "earlier_calls" not in fresh
+    rows = timing_table({"grpo_t2i": resumed, "grpo_edit": fresh})
+    assert rows[2] == "| grpo_t2i | 22.5 | 90 | 15.0 | earlier call (steps' own time) |"
+    assert rows[3] == "| grpo_edit | 23.3 | 90 | 15.0 | 0.20 / 0.30 |"
 
 
 def test_arena_auto_and_bench_report_the_time_left(tmp_path):

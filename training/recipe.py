@@ -163,8 +163,10 @@ def timing_table(timing: dict[str, dict[str, Any]]) -> list[str]:
     for stage, t in timing.items():
         med = t.get("median_step_seconds")
         load = t.get("load")
-        lines.append(f"| {stage} | {t['seconds'] / 60:.1f} | {t.get('steps', '–')} | {'–' if med is None else f'{med:.1f}'} | "
-                     + ("–" if not load else f"{load['mean']:.2f} / {load['max']:.2f}") + " |")
+        load_text = "–" if not load else f"{load['mean']:.2f} / {load['max']:.2f}"
+        if t.get("earlier_calls"):
+            load_text = "earlier call (steps' own time)"
+        lines.append(f"| {stage} | {t['seconds'] / 60:.1f} | {t.get('steps', '–')} | {'–' if med is None else f'{med:.1f}'} | {load_text} |")
     return lines
 
 
@@ -255,7 +257,9 @@ def time_left_estimate(done: dict[str, float], recorded: dict[str, float]) -> st
 
 
 def stage_timing(seconds: float, load: dict[str, float], run: Path | None = None) -> dict[str, Any]:
-    """A stage's wall time and load, with the step count and median step time from its run's metrics."""
+    """A stage's time and load, with the step count and median step time from its run's metrics.
+    A stage resumed or finished by an earlier call of the recipe counts the seconds its steps
+    took in every call (``earlier_calls``); its load average is only that of this call."""
     out: dict[str, Any] = {"seconds": seconds, "load": load, "cpus": os.cpu_count()}
     metrics = run / "metrics.jsonl" if run is not None else None
     if metrics is not None and metrics.exists():
@@ -263,6 +267,8 @@ def stage_timing(seconds: float, load: dict[str, float], run: Path | None = None
         times = [r["charts/step_seconds"] for r in steps if r.get("charts/step_seconds")]
         if times:
             out.update(steps=len(times), median_step_seconds=float(np.median(times)))
+            if sum(times) > seconds:
+                out.update(seconds=float(sum(times)), earlier_calls=True)
     return out
 
 
@@ -299,6 +305,7 @@ def seed_recipe(
         published[task] = publish(result["checkpoint"], models / f"shapes-grpo-{task}", f"shapes-grpo-{task}")
         seconds[f"grpo_{task}"] = time.perf_counter() - t0
         timing[f"grpo_{task}"] = stage_timing(seconds[f"grpo_{task}"], load.stop(), out / f"grpo-{task}")
+        seconds[f"grpo_{task}"] = timing[f"grpo_{task}"]["seconds"]
 
     t0, load = time.perf_counter(), LoadMonitor()
     dcfg = distill.DistillConfig.from_yaml(CONFIGS / "shapes_distill.yaml", overrides.get("distill", []), student=str(base),
@@ -308,6 +315,7 @@ def seed_recipe(
     publish(result["checkpoint"], models / "shapes-distilled", "shapes-distilled")
     seconds["distill"] = time.perf_counter() - t0
     timing["distill"] = stage_timing(seconds["distill"], load.stop(), out / "distill")
+    seconds["distill"] = timing["distill"]["seconds"]
 
     t0, load = time.perf_counter(), LoadMonitor()
     table = {}
