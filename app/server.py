@@ -27,8 +27,7 @@ from .limits import BURST_VOTERS, NEW_VOTERS, VoterLimits
 from .live import LiveGenerator
 from .auth import AdminAuth
 from .service import ArenaService
-from .studio import CSS, KEYS_JS, build_studio
-from .tabs.common import Studio
+from .studio import CSS, KEYS_JS, Studio, build_studio
 from .workspace import SEED_VOTES, CheckpointWatcher, GalleryRunner, Workspace
 
 ADMIN_ENV = "QWENRL_ADMIN_PASSWORD"
