@@ -19,6 +19,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import click  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -28,6 +29,9 @@ from arena.categories import CATEGORY_MIN_VOTES, category_too_small, in_category
 from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
 from arena.style import style_control  # noqa: E402
+
+if TYPE_CHECKING:
+    from arena.store import ArenaStore
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,8 +114,9 @@ def elo(
         for path in files:
             if os.path.getsize(path) > 32 << 20:
                 click.echo(f"reading {path}…", err=True)
-        # only the fields this table needs: each one read costs time on a large file
-        needed = {"task": task is not None, "judge": judge is not None, "anony": anony_only}
+        # only the fields this table needs: each one read costs time on a large file (the judge is
+        # always read: without a filter on it, a file that mixes people and programs gets a warning)
+        needed = {"task": task is not None, "anony": anony_only}
         fields = tuple(f for f in vote_io.RATING_FIELDS if needed.get(f, True))
         fields += (("category",) if category else ()) + (("covariates",) if control else ())
         votes = read_with_warnings(list(files), input_format=input_format, fields=fields, workers=workers, strict=strict)
@@ -273,6 +278,8 @@ def format_leaderboard(board: Leaderboard, output_format: str) -> str:
 def open_store(path: str) -> ArenaStore:
     """The store at ``path``; ValueError with one line when the file is not a QwenRL store."""
     import sqlite3
+
+    from arena.store import ArenaStore
 
     try:
         return ArenaStore(path)
