@@ -54,6 +54,12 @@ def difference_intervals(frame, base: str, rounds: int, seed: int) -> dict[str, 
     return {m: (point[m] - point[base], *np.percentile(d, [2.5, 97.5]).tolist()) for m, d in draws.items()}
 
 
+def own_votes(frame, started: float):
+    """The votes of ``frame`` cast since ``started``: a rerun on the same workspace (which keeps its
+    galleries) measures its own battles, not those of earlier runs, which stay in the store."""
+    return frame[frame["tstamp"] >= started].reset_index(drop=True)
+
+
 def component_means(ws, task: str) -> dict[str, dict[str, float]]:
     """Each model's mean composite score and parts over its arena images (stored judgements)."""
     parts: dict[str, dict[str, list[float]]] = {}
@@ -72,7 +78,7 @@ def component_means(ws, task: str) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> dict:
     from app.autojudge import HUMANLIKE_MARGIN, run_auto_arena
     from app.gallery import fill_model
-    from app.pool import reward_path
+    from app.pool import composite_reward, reward_path
     from app.workspace import Workspace
     from arena.io import write_votes
     from arena.ratings import leaderboard
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     ws = Workspace.open(args.workspace, pool_size=args.pool_size)
+    since: dict[tuple[str, str], float] = {}  # votes are append-only: a rerun on a workspace counts its own
     results: dict = {"battles": args.battles, "pool_size": args.pool_size, "margin": args.margin, "tasks": {}}
     try:
         for name in ws.pending_gallery_models():
@@ -99,9 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
         for task in ("t2i", "edit"):
             entry: dict = {"judges": {}, "components": component_means(ws, task)}
             for judge in JUDGES:
-                spec = str(reward_path(task)) if judge == "composite" else judge
+                spec = str(reward_path(composite_reward(task))) if judge == "composite" else judge
+                started = time.time()
                 summary = run_auto_arena(ws, task=task, judge=spec, battles=args.battles, seed=args.seed, margin=args.margin)
-                frame = ws.store.votes_frame(task=task, judge=summary["judge"])
+                since[(task, judge)] = started
+                frame = own_votes(ws.store.votes_frame(task=task, judge=summary["judge"]), started)
                 board = leaderboard(frame, rounds=args.rounds, seed=args.seed)
                 diffs = difference_intervals(frame, BASE, args.rounds, args.seed) if BASE in summary["models"] else {}
                 entry["judges"][judge] = {
@@ -112,13 +121,13 @@ def main(argv: list[str] | None = None) -> dict:
                 }
                 print(f"{task} {judge}: " + ", ".join(f"{m} {d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for m, (d, lo, hi) in diffs.items()),
                       file=sys.stderr)
-            entry["humanlike_decided_by"] = decided_by(ws, task, args.margin)
+            entry["humanlike_decided_by"] = decided_by(ws, task, args.margin, since[(task, "humanlike")])
             results["tasks"][task] = entry
         for judge in JUDGES:
-            name = results["tasks"]["t2i"]["judges"][judge]["judge"]
             path = Path(args.votes_dir) / ("seed_recipe_votes.jsonl" if judge == "humanlike" else f"seed_recipe_votes_{judge}.jsonl")
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_votes((r for t in ("t2i", "edit") for r in ws.store.vote_records(task=t, judge=name)), path)
+            write_votes((r for t in ("t2i", "edit") for r in ws.store.vote_records(task=t, judge=results["tasks"][t]["judges"][judge]["judge"])
+                         if r["tstamp"] >= since[(t, judge)]), path)
     finally:
         ws.close()
     results["seconds"] = time.perf_counter() - t0
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def decided_by(ws, task: str, margin: float) -> dict[str, int]:
+def decided_by(ws, task: str, margin: float, started: float = 0.0) -> dict[str, int]:
     """How the human-like judge's battles of ``task`` were decided: by the checker (exactly one
     image passes), by the composite (both pass or both fail, scores apart by more than the
     margin), or a tie."""
@@ -137,7 +146,7 @@ def decided_by(ws, task: str, margin: float) -> dict[str, int]:
 
     judge = AutoJudge(ws, "humanlike", task, margin=margin)
     counts: Counter = Counter()
-    frame = ws.store.votes_frame(task=task, judge="humanlike")
+    frame = own_votes(ws.store.votes_frame(task=task, judge="humanlike"), started)
     for a, b in zip(frame["sample_a"], frame["sample_b"]):
         (pa, sa), (pb, sb) = judge.score(ws.store.get_sample(int(a))), judge.score(ws.store.get_sample(int(b)))
         if pa != pb:

@@ -118,3 +118,52 @@ def test_judge_rl_fooled_grid_holds_what_the_judge_passes_and_the_checker_fails(
         assert shown["prompt"] in texts and "passes (pass at 10/10)" in shown["rationale"]
     assert (tmp_path / "fooled.png").is_file() == bool(got["fooled"])
     assert json.loads((tmp_path / "fooled.json").read_text())["fooled"] == got["fooled"]
+
+
+def _arena_judges():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("arena_judges", REPO / "benchmarks" / "arena_judges.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arena_judges_difference_intervals_and_own_votes():
+    import math
+
+    import pandas as pd
+
+    aj = _arena_judges()
+    rows = []
+    for i in range(400):  # strong beats the base 3 times in 4; level wins half its battles
+        rows.append({"model_a": "strong", "model_b": "shapes-base", "winner": "model_a" if i % 4 else "model_b", "tstamp": 10.0 + i})
+        rows.append({"model_a": "shapes-base", "model_b": "level", "winner": "model_a" if i % 2 else "model_b", "tstamp": 10.0 + i})
+    rows += [{"model_a": "level", "model_b": "shapes-base", "winner": "model_a", "tstamp": 1.0}] * 300  # an earlier run's votes
+    frame = pd.DataFrame(rows)
+
+    own = aj.own_votes(frame, started=5.0)
+    assert len(own) == 800 and own["tstamp"].min() >= 5.0
+
+    diffs = aj.difference_intervals(own, "shapes-base", rounds=200, seed=0)
+    point, low, high = diffs["strong"]
+    assert math.isclose(point, 400 * math.log10(3), abs_tol=1.0)  # BT on the Elo scale: 3:1 odds
+    assert 0 < low < point < high
+    point, low, high = diffs["level"]
+    assert abs(point) < 1.0 and low < 0 < high
+    # the earlier run's 300 wins of "level" would have shown a gain that is not in this run
+    assert aj.difference_intervals(frame, "shapes-base", rounds=50, seed=0)["level"][1] > 0
+
+
+def test_arena_judges_markdown_shows_each_judge_and_the_difference_to_the_base():
+    aj = _arena_judges()
+    row = lambda m, elo: {"model": m, "elo": elo, "ci_low": elo - 5, "ci_high": elo + 5, "votes": 100, "win_rate": 0.5}
+    judge = {"rows": [row("shapes-grpo-edit", 1040.0), row("shapes-base", 960.0)],
+             "vs_base": {"shapes-grpo-edit": {"elo": 80.0, "low": 60.0, "high": 101.0}}}
+    results = {"battles": 100, "pool_size": 10, "margin": 0.02, "seconds": 60.0,
+               "tasks": {"edit": {"judges": {j: judge for j in aj.JUDGES}, "humanlike_decided_by": {"checker": 30, "tie": 70},
+                                  "components": {"shapes-base": {"total": 0.9, "aesthetic": 0.95}}}}}
+    md = aj.markdown(results)
+    assert "| shapes-grpo-edit | 1040 (+80 [+60, +101]) | 1040 (+80 [+60, +101]) | 1040 (+80 [+60, +101]) |" in md
+    assert "| shapes-base | 960 | 960 | 960 |" in md
+    assert "decided by: checker 30, tie 70" in md and "| shapes-base | 0.950 | 0.900 |" in md
