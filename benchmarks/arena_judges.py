@@ -23,7 +23,6 @@ results (``--votes-dir``; the human-like judge's are the votes a new studio star
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -33,6 +32,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchmarks.report import write_report  # noqa: E402
 
 BASE = "shapes-base"
 JUDGES = ("oracle", "humanlike", "composite")
@@ -131,10 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         ws.close()
     results["seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    write_report(args.out, results, markdown(results))
     return results
 
 

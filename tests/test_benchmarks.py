@@ -14,6 +14,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _benchmark(name: str):
+    """A benchmark script, imported as a module (its main() is not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_grpo_gpu_benchmark_runs_both_objectives_in_cpu_smoke_mode(tmp_path):
     out = tmp_path / "never-written.json"
     proc = subprocess.run(
@@ -41,11 +51,7 @@ def test_grpo_gpu_benchmark_refuses_to_run_without_a_gpu():
 def test_objectives_reads_curves_of_stopped_runs_and_refuses_other_folders(tmp_path):
     """benchmarks/objectives.py: minutes from the run's own step times (or a given s/step), a
     half-written last line of a stopped run skipped, a folder without evaluations refused."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("objectives", REPO / "benchmarks" / "objectives.py")
-    objectives = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(objectives)
+    objectives = _benchmark("objectives")
     run = tmp_path / "run"
     run.mkdir()
     rows = [{"step": 0, "eval/accuracy": 0.25, "eval/families/single": 1.0}, {"step": 1, "step_seconds": 30.0},
@@ -68,11 +74,7 @@ def test_objectives_reads_curves_of_stopped_runs_and_refuses_other_folders(tmp_p
 def test_judge_rl_reads_held_out_and_training_pass_rates_of_both_arms(tmp_path):
     """benchmarks/judge_rl.py: the judge's held-out pass rate from the trained reward or from the
     monitor, training batches averaged in windows, runs without a judge verdict refused."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("judge_rl", REPO / "benchmarks" / "judge_rl.py")
-    judge_rl = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(judge_rl)
+    judge_rl = _benchmark("judge_rl")
     learned, checker = tmp_path / "learned", tmp_path / "checker"
     for run in (learned, checker):
         run.mkdir()
@@ -103,13 +105,9 @@ def test_judge_rl_reads_held_out_and_training_pass_rates_of_both_arms(tmp_path):
 
 
 def test_judge_rl_fooled_grid_holds_what_the_judge_passes_and_the_checker_fails(tmp_path):
-    import importlib.util
-
     from qwenrl.world.prompt_sets import load_prompt_set
 
-    spec = importlib.util.spec_from_file_location("judge_rl", REPO / "benchmarks" / "judge_rl.py")
-    judge_rl = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(judge_rl)
+    judge_rl = _benchmark("judge_rl")
     got = judge_rl.fooled(REPO / "data" / "models" / "shapes-base", tmp_path / "fooled.png", limit=24, count=4)
     assert got["n"] == 24 and 0 <= got["fooled"] <= min(got["judge_passes"], 24 - got["checker_passes"])
     assert sum(got["fooled_by_family"].values()) == got["fooled"] and len(got["shown"]) == min(4, got["fooled"])
@@ -121,12 +119,7 @@ def test_judge_rl_fooled_grid_holds_what_the_judge_passes_and_the_checker_fails(
 
 
 def _arena_judges():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("arena_judges", REPO / "benchmarks" / "arena_judges.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("arena_judges")
 
 
 def test_arena_judges_difference_intervals_and_own_votes():
@@ -167,3 +160,44 @@ def test_arena_judges_markdown_shows_each_judge_and_the_difference_to_the_base()
     assert "| shapes-grpo-edit | 1040 (+80 [+60, +101]) | 1040 (+80 [+60, +101]) | 1040 (+80 [+60, +101]) |" in md
     assert "| shapes-base | 960 | 960 | 960 |" in md
     assert "decided by: checker 30, tie 70" in md and "| shapes-base | 0.950 | 0.900 |" in md
+
+
+def _arena_ceiling():
+    return _benchmark("arena_ceiling")
+
+
+def test_arena_ceiling_counts_humanlike_outcomes_over_every_pair_of_a_prompt():
+    import numpy as np
+
+    ac = _arena_ceiling()
+    # prompt 0: A passes twice (0.99, 0.95), B passes (0.98) and fails (0.40)
+    # prompt 1: A fails (0.50) and its second image is missing; B fails twice (0.45, 0.60)
+    passed_a = np.array([[True, True], [False, False]])
+    score_a = np.array([[0.99, 0.95], [0.50, np.nan]])
+    passed_b = np.array([[True, False], [False, False]])
+    score_b = np.array([[0.98, 0.40], [0.45, 0.60]])
+    got = ac.outcome_counts(passed_a, score_a, passed_b, score_b, margin=0.02)
+    # 0.99 v 0.98 tie (gap 0.01); 0.99 v fail win; 0.95 v 0.98 loss (gap 0.03); 0.95 v fail win;
+    # 0.50 v 0.45 win (gap 0.05, both fail); 0.50 v 0.60 loss; the missing image plays no pair
+    assert got == {"wins": 3, "ties": 1, "losses": 2}
+    h = ac.head_to_head(got)
+    assert abs(h["score"] - 3.5 / 6) < 1e-12
+    assert abs(h["elo"] - 400 * np.log10(3.5 / 2.5)) < 1e-9
+    assert ac.elo_of_score(0.5) == 0.0
+
+
+def test_arena_ceiling_of_a_base_that_passes_half_its_images():
+    import numpy as np
+
+    ac = _arena_ceiling()
+    # prompt 0: the base passes with 0.97 and 1.00 (a 0.03 gap); prompt 1: it never passes
+    passed = np.array([[True, True], [False, False]])
+    score = np.array([[0.97, 1.00], [0.30, 0.30]])
+    c = ac.ceilings(passed, score, margin=0.02)
+    # base's looks: prompt 0 pairs its passes with each other: 0.97 v 0.97 tie, 0.97 v 1.00 loss,
+    # 1.00 v 0.97 win, 1.00 v 1.00 tie; prompt 1: 4 wins against failing images
+    assert {k: c["perfect_accuracy_base_looks"][k] for k in ("wins", "ties", "losses")} == {"wins": 5, "ties": 2, "losses": 1}
+    # perfect looks (1.0): beats 0.97 by more than the margin, ties 1.00, wins prompt 1
+    assert {k: c["perfect_accuracy_perfect_looks"][k] for k in ("wins", "ties", "losses")} == {"wins": 6, "ties": 2, "losses": 0}
+    spread = ac.pass_pair_spread(passed, score, margin=0.02)
+    assert spread["pairs"] == 1 and abs(spread["mean_abs_diff"] - 0.03) < 1e-12 and spread["share_above_margin"] == 1.0

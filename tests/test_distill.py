@@ -106,6 +106,7 @@ def test_grpo_with_an_auxiliary_distillation_term(world, tmp_path):  # noqa: F81
         ({"absorb_guidance": True, "teacher_guidance_scale": 1.0}, "set teacher_guidance_scale > 1"),
         ({"query_sigma_range": [0.6, 0.2]}, "query_sigma_range"),
         ({"lr_schedule": "step"}, "unknown lr_schedule 'step'"),
+        ({"student_from_teacher": "edit", "teachers": None}, "student_from_teacher is 'edit', but teachers has no such task"),
     ],
 )
 def test_bad_distill_configs_fail_clearly(world, values, message):  # noqa: F811
@@ -113,6 +114,18 @@ def test_bad_distill_configs_fail_clearly(world, values, message):  # noqa: F811
         values = {**values, "teachers": {"t2i": world["teacher"]}}
     with pytest.raises(ConfigError, match=message):
         tiny(world, **values)
+
+
+def test_a_student_started_from_a_teacher_is_that_teacher_at_step_zero(world, tmp_path):  # noqa: F811
+    cfg = tiny(world, student=world["base"], teachers={"t2i": world["teacher"], "edit": world["base"]}, student_from_teacher="t2i")
+    assert cfg.student == world["teacher"]  # whatever student said
+    result = train(tiny(world, teachers=cfg.teachers, student_from_teacher="t2i", steps=1, lr=0.0), tmp_path / "run")
+    for part in ("transformer", "text_encoder"):  # lr 0: still the teacher
+        trained = load_file(Path(result["checkpoint"]) / f"{part}.safetensors")
+        teacher = load_file(Path(world["teacher"]) / f"{part}.safetensors")
+        assert trained.keys() == teacher.keys() and all(torch.equal(trained[k], teacher[k]) for k in teacher), part
+    manifest = json.loads((Path(result["checkpoint"]) / "manifest.json").read_text())
+    assert manifest["parent"] == "tiny-teacher"
 
 
 def test_seed_recipe_end_to_end_on_tiny_models(world, tmp_path):  # noqa: F811
@@ -134,7 +147,9 @@ def test_seed_recipe_end_to_end_on_tiny_models(world, tmp_path):  # noqa: F811
     assert json.loads((tmp_path / "out" / "results.json").read_text())["seconds"]["pass_at_k"] > 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["seconds"]["total"] > 0
     distilled = json.loads((tmp_path / "models" / "shapes-distilled" / "manifest.json").read_text())
-    assert distilled["name"] == "shapes-distilled" and distilled["lineage"] == ["tiny-base", "shapes-distilled"]
+    # the shipped config starts the student from the text-to-image specialist (student_from_teacher: t2i)
+    assert distilled["name"] == "shapes-distilled" and distilled["lineage"] == ["tiny-base", "shapes-grpo-t2i", "shapes-distilled"]
+    assert distilled["parent"] == "shapes-grpo-t2i"
     assert distilled["teachers"] == {"t2i": "shapes-grpo-t2i", "edit": "shapes-grpo-edit"}
     t2i = json.loads((tmp_path / "models" / "shapes-grpo-t2i" / "manifest.json").read_text())
     assert t2i["parent"] == "tiny-base" and t2i["trainer"] == "grpo" and t2i["run_checkpoint"] == "grpo-t2i@step1"

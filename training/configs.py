@@ -604,6 +604,9 @@ class DistillConfig(ModelSettings, RunSettings, OptimizerSettings):
     # -- models ---------------------------------------------------------------------------------
     student: str = "data/models/shapes-base"
     """Initial student: the base model or a specialist (checkpoint or diffusers pipeline folder)."""
+    student_from_teacher: str | None = None
+    """A task (t2i, edit): the student starts from that task's teacher, whatever ``student`` says, and
+    keeps its skill on that task from the first step (null: start from ``student``)."""
     teachers: dict[str, str] = field(default_factory=lambda: {"t2i": "data/models/shapes-grpo-t2i", "edit": "data/models/shapes-grpo-edit"})
     """Task → teacher checkpoint; each sample is matched to the teacher of its task."""
     task_weights: dict[str, float] = field(default_factory=lambda: {"t2i": 0.5, "edit": 0.5})
@@ -646,9 +649,14 @@ class DistillConfig(ModelSettings, RunSettings, OptimizerSettings):
         "t2i": "training/configs/rewards/shapes_t2i.yaml", "edit": "training/configs/rewards/shapes_edit.yaml"})
     """Task → reward YAML used to score held-out samples at evaluation."""
     def __post_init__(self) -> None:
-        check_model_path(self.student, "student")
         if not self.teachers:
             raise ConfigError("teachers is empty; give task → specialist checkpoint, e.g. {t2i: data/models/shapes-grpo-t2i}")
+        if self.student_from_teacher is not None:
+            if self.student_from_teacher not in self.teachers:
+                raise ConfigError(f"student_from_teacher is {self.student_from_teacher!r}, but teachers has no such task "
+                                  f"(it has {sorted(self.teachers)}); name one of them, or set student_from_teacher: null")
+            self.student = self.teachers[self.student_from_teacher]
+        check_model_path(self.student, "student")
         for task, path in self.teachers.items():
             if task not in TASKS:
                 raise ConfigError(f"teachers: unknown task {task!r}; use {TASKS}")

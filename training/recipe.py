@@ -308,6 +308,7 @@ def seed_recipe(
         seconds[f"grpo_{task}"] = timing[f"grpo_{task}"]["seconds"]
 
     t0, load = time.perf_counter(), LoadMonitor()
+    # the student starts from the base, or from a published specialist when the config says student_from_teacher
     dcfg = distill.DistillConfig.from_yaml(CONFIGS / "shapes_distill.yaml", overrides.get("distill", []), student=str(base),
                                            teachers={t: str(p) for t, p in published.items()})
     log("recipe", f"stage 3/4, distillation: {dcfg.steps} steps in {out / 'distill'} ({time_left_estimate(seconds, recorded)})")

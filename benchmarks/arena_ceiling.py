@@ -1,0 +1,182 @@
+"""How much Elo over the base each task's arena can show: the human-like judge's ceiling.
+
+The human-like judge (``app.autojudge.humanlike_outcome``) lets the strict checker decide when
+exactly one image passes, and otherwise the task's composite reward when the two scores differ by
+more than a margin. So a model can beat the base in two ways: by passing where the base fails,
+and by looking better than the base where both pass (or both fail). This measures how much room
+each way leaves, from the models' own images on the test split (``--samples-per-prompt`` images
+per prompt, each model sampled as its manifest says):
+
+* the base's pass rate, and among pairs of its passing images of the same prompt, how often the
+  composite scores differ by more than the margin (the only both-pass pairs the judge decides);
+* two ceilings, as a head-to-head Elo over the base (expected score s = P(win) + ½·P(tie), Elo =
+  400·log10(s / (1 − s)), ties half a win as in the arena's Bradley–Terry):
+  - *perfect accuracy, the base's looks*: every image passes, drawn from the base's own passing
+    images of that prompt (a prompt the base never passes is a win against each of its images);
+  - *perfect accuracy, perfect looks*: every image passes with the composite's top score, 1.0;
+* for every other model, the head-to-head Elo the judge would give it over the base, from every
+  pair of its images and the base's images of the same prompt: what the arena measures, without
+  the arena's sampling of one image per prompt.
+
+Figures go to ``benchmarks/results/arena_ceiling.{json,md}``.
+
+    python benchmarks/arena_ceiling.py --samples-per-prompt 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.report import write_report  # noqa: E402
+
+MODELS = ("shapes-base", "shapes-grpo-t2i", "shapes-grpo-edit", "shapes-distilled")
+
+
+def elo_of_score(score: float) -> float:
+    """Head-to-head Elo difference of an expected score in (0, 1) (ties count half)."""
+    score = min(max(score, 1e-9), 1 - 1e-9)
+    return 400.0 * math.log10(score / (1.0 - score))
+
+
+def outcome_counts(passed_a: np.ndarray, score_a: np.ndarray, passed_b: np.ndarray, score_b: np.ndarray,
+                   margin: float) -> dict[str, int]:
+    """Wins, ties and losses of A over B under the human-like judge, over every pair of an image of
+    A and an image of B for the same prompt. Arrays are (prompts, samples); a NaN score is an image
+    of A that is not there (a prompt with fewer images), and its pairs are skipped."""
+    from app.autojudge import humanlike_outcome
+
+    wins = ties = losses = 0
+    for i in range(passed_a.shape[0]):
+        for ka in range(passed_a.shape[1]):
+            if math.isnan(score_a[i, ka]):
+                continue
+            for kb in range(passed_b.shape[1]):
+                outcome = humanlike_outcome(bool(passed_a[i, ka]), bool(passed_b[i, kb]), float(score_a[i, ka]),
+                                            float(score_b[i, kb]), margin)
+                if outcome == "model_a":
+                    wins += 1
+                elif outcome == "model_b":
+                    losses += 1
+                else:
+                    ties += 1
+    return {"wins": wins, "ties": ties, "losses": losses}
+
+
+def head_to_head(counts: dict[str, int]) -> dict[str, float]:
+    total = counts["wins"] + counts["ties"] + counts["losses"]
+    score = (counts["wins"] + 0.5 * counts["ties"]) / total
+    return {**counts, "score": score, "elo": elo_of_score(score)}
+
+
+def ceilings(passed: np.ndarray, score: np.ndarray, margin: float) -> dict[str, dict[str, float]]:
+    """The two ceilings over a model whose images are ``passed``/``score`` (prompts, samples)."""
+    own = np.where(passed, score, np.nan)  # the base's passing images, as a perfect model's
+    never = ~passed.any(axis=1)
+    own[never] = 1.0  # no passing image to borrow; any passing image wins against all-failing ones
+    base_looks = outcome_counts(np.ones_like(passed), own, passed, score, margin)
+    perfect = outcome_counts(np.ones_like(passed), np.ones_like(score), passed, score, margin)
+    return {"perfect_accuracy_base_looks": head_to_head(base_looks),
+            "perfect_accuracy_perfect_looks": head_to_head(perfect)}
+
+
+def pass_pair_spread(passed: np.ndarray, score: np.ndarray, margin: float) -> dict[str, float]:
+    """Among pairs of passing images of the same prompt: the mean |score difference| and the share
+    above the margin (the both-pass pairs the human-like judge does not call a tie)."""
+    diffs = []
+    for row_pass, row_score in zip(passed, score):
+        s = row_score[row_pass]
+        diffs.extend(abs(s[a] - s[b]) for a in range(len(s)) for b in range(a + 1, len(s)))
+    d = np.array(diffs)
+    return {"pairs": len(d), "mean_abs_diff": float(d.mean()) if len(d) else math.nan,
+            "share_above_margin": float((d > margin).mean()) if len(d) else math.nan,
+            "composite_of_passes_median": float(np.median(score[passed])) if passed.any() else math.nan}
+
+
+def judge_images(model: str, task: str, samples: int, limit: int | None) -> dict:
+    """Strict pass and composite score of each image, (prompts, samples), and the pass rate."""
+    from app.pool import composite_reward, reward_path
+    from qwenrl.evaluation import generate_for, policy_sampling_defaults
+    from qwenrl.models import load_policy
+    from qwenrl.rewards import load_reward
+    from qwenrl.rewards.base import Sample
+    from qwenrl.world.check import check_image
+    from qwenrl.world.prompt_sets import load_prompt_set
+
+    policy = load_policy(REPO / "data" / "models" / model)
+    settings = policy_sampling_defaults(policy)
+    prompts = load_prompt_set(task, "test", limit=limit)
+    items = [p for p in prompts for _ in range(samples)]
+    images = generate_for(policy, items, seeds=list(range(len(items))), num_steps=settings["num_steps"],
+                          guidance_scale=settings["guidance_scale"], progress=True, desc=f"{model} {task}")
+    reward = load_reward(reward_path(composite_reward(task)))
+    scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(images, items)])], dtype=float)
+    passed = np.array([check_image(it, im).passed for it, im in zip(items, images)])
+    return {"passed": passed.reshape(len(prompts), samples), "score": scores.reshape(len(prompts), samples),
+            "guidance_scale": settings["guidance_scale"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from app.autojudge import HUMANLIKE_MARGIN
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples-per-prompt", type=int, default=4)
+    ap.add_argument("--limit", type=int, default=None, help="an evenly spaced subset of the test prompts")
+    ap.add_argument("--margin", type=float, default=HUMANLIKE_MARGIN)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), help="the first is the base")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "arena_ceiling"))
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    base = args.models[0]
+    results: dict = {"samples_per_prompt": args.samples_per_prompt, "margin": args.margin, "base": base, "tasks": {}}
+    for task in ("t2i", "edit"):
+        judged = {m: judge_images(m, task, args.samples_per_prompt, args.limit) for m in args.models}
+        b = judged[base]
+        results["tasks"][task] = {
+            "prompts": int(b["passed"].shape[0]),
+            "pass_rate": {m: float(j["passed"].mean()) for m, j in judged.items()},
+            "base_pass_pairs": pass_pair_spread(b["passed"], b["score"], args.margin),
+            "ceilings": ceilings(b["passed"], b["score"], args.margin),
+            "vs_base": {m: head_to_head(outcome_counts(j["passed"], j["score"], b["passed"], b["score"], args.margin))
+                        for m, j in judged.items() if m != base},
+        }
+    results["seconds"] = time.perf_counter() - t0
+    write_report(args.out, results, markdown(results))
+    return results
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# The human-like judge's Elo ceiling over {results['base']}", "",
+             f"Test splits, {results['samples_per_prompt']} images per prompt and model, margin {results['margin']}; "
+             "head-to-head Elo from every pair of images of the same prompt (ties half a win).", "",
+             "| task | base pass rate | both-pass pairs the composite decides | mean composite gap of passes | "
+             "ceiling: perfect accuracy, base's looks | ceiling: perfect accuracy and looks |",
+             "|---|---|---|---|---|---|"]
+    for task, t in results["tasks"].items():
+        spread, c = t["base_pass_pairs"], t["ceilings"]
+        lines.append(f"| {task} | {100 * t['pass_rate'][results['base']]:.1f}% | {100 * spread['share_above_margin']:.1f}% "
+                     f"of {spread['pairs']} | {spread['mean_abs_diff']:.4f} | "
+                     f"{c['perfect_accuracy_base_looks']['elo']:+.0f} | {c['perfect_accuracy_perfect_looks']['elo']:+.0f} |")
+    lines += ["", "| task | model | pass rate | wins / ties / losses against the base's images | head-to-head Elo |",
+              "|---|---|---|---|---|"]
+    for task, t in results["tasks"].items():
+        for model, h in t["vs_base"].items():
+            lines.append(f"| {task} | {model} | {100 * t['pass_rate'][model]:.1f}% | "
+                         f"{h['wins']} / {h['ties']} / {h['losses']} | {h['elo']:+.0f} |")
+    lines += ["", f"{results['seconds']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
