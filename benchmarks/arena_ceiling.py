@@ -102,7 +102,8 @@ def pass_pair_spread(passed: np.ndarray, score: np.ndarray, margin: float) -> di
 
 
 def judge_images(model: str, task: str, samples: int, limit: int | None) -> dict:
-    """Strict pass and composite score of each image, (prompts, samples), and the pass rate."""
+    """Strict pass and composite score of each image of ``model`` on the test split, as arrays
+    (prompts, samples)."""
     from app.pool import composite_reward, reward_path
     from qwenrl.evaluation import generate_for, policy_sampling_defaults
     from qwenrl.models import load_policy
@@ -120,20 +121,21 @@ def judge_images(model: str, task: str, samples: int, limit: int | None) -> dict
     reward = load_reward(reward_path(composite_reward(task)))
     scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(images, items)])], dtype=float)
     passed = np.array([check_image(it, im).passed for it, im in zip(items, images)])
-    return {"passed": passed.reshape(len(prompts), samples), "score": scores.reshape(len(prompts), samples),
-            "guidance_scale": settings["guidance_scale"]}
+    return {"passed": passed.reshape(len(prompts), samples), "score": scores.reshape(len(prompts), samples)}
 
 
 def main(argv: list[str] | None = None) -> dict:
     from app.autojudge import HUMANLIKE_MARGIN
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples-per-prompt", type=int, default=4)
+    ap.add_argument("--samples-per-prompt", type=int, default=4, help="at least 2: the both-pass pairs need two images")
     ap.add_argument("--limit", type=int, default=None, help="an evenly spaced subset of the test prompts")
     ap.add_argument("--margin", type=float, default=HUMANLIKE_MARGIN)
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="the first is the base")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "arena_ceiling"))
     args = ap.parse_args(argv)
+    if args.samples_per_prompt < 2:
+        ap.error("--samples-per-prompt must be at least 2 (pairs of one model's images of a prompt are compared)")
     import torch
 
     torch.set_num_threads(2)
