@@ -118,16 +118,12 @@ def test_judge_rl_fooled_grid_holds_what_the_judge_passes_and_the_checker_fails(
     assert json.loads((tmp_path / "fooled.json").read_text())["fooled"] == got["fooled"]
 
 
-def _arena_judges():
-    return _benchmark("arena_judges")
-
-
 def test_arena_judges_difference_intervals_and_own_votes():
     import math
 
     import pandas as pd
 
-    aj = _arena_judges()
+    aj = _benchmark("arena_judges")
     rows = []
     for i in range(400):  # strong beats the base 3 times in 4; level wins half its battles
         rows.append({"model_a": "strong", "model_b": "shapes-base", "winner": "model_a" if i % 4 else "model_b", "tstamp": 10.0 + i})
@@ -149,7 +145,7 @@ def test_arena_judges_difference_intervals_and_own_votes():
 
 
 def test_arena_judges_markdown_shows_each_judge_and_the_difference_to_the_base():
-    aj = _arena_judges()
+    aj = _benchmark("arena_judges")
     row = lambda m, elo: {"model": m, "elo": elo, "ci_low": elo - 5, "ci_high": elo + 5, "votes": 100, "win_rate": 0.5}
     judge = {"rows": [row("shapes-grpo-edit", 1040.0), row("shapes-base", 960.0)],
              "vs_base": {"shapes-grpo-edit": {"elo": 80.0, "low": 60.0, "high": 101.0}}}
@@ -162,14 +158,10 @@ def test_arena_judges_markdown_shows_each_judge_and_the_difference_to_the_base()
     assert "decided by: checker 30, tie 70" in md and "| shapes-base | 0.950 | 0.900 |" in md
 
 
-def _arena_ceiling():
-    return _benchmark("arena_ceiling")
-
-
 def test_arena_ceiling_counts_humanlike_outcomes_over_every_pair_of_a_prompt():
     import numpy as np
 
-    ac = _arena_ceiling()
+    ac = _benchmark("arena_ceiling")
     # prompt 0: A passes twice (0.99, 0.95), B passes (0.98) and fails (0.40)
     # prompt 1: A fails (0.50) and its second image is missing; B fails twice (0.45, 0.60)
     passed_a = np.array([[True, True], [False, False]])
@@ -189,7 +181,7 @@ def test_arena_ceiling_counts_humanlike_outcomes_over_every_pair_of_a_prompt():
 def test_arena_ceiling_of_a_base_that_passes_half_its_images():
     import numpy as np
 
-    ac = _arena_ceiling()
+    ac = _benchmark("arena_ceiling")
     # prompt 0: the base passes with 0.97 and 1.00 (a 0.03 gap); prompt 1: it never passes
     passed = np.array([[True, True], [False, False]])
     score = np.array([[0.97, 1.00], [0.30, 0.30]])
