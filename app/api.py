@@ -10,8 +10,9 @@ Routes (all JSON; the OpenAPI schema is at ``/api/v1/openapi.json``, docs at ``/
     POST /api/v1/vote                       {"battle_id", "winner": model_a|model_b|tie|tie (bothbad)}
     POST /api/v1/vote/kway                  {"battle_id", "best": 0..k-1|null, "worst": 0..k-1|null} (both null: all bad)
     POST /api/v1/battle/reveal              {"battle_id"}: skip it; the names are shown and no vote is taken after
-    GET  /api/v1/leaderboard?task=…&votes=human|auto|all&include_flagged=false&category=…&control=false
-                                            (default: human once people voted, else auto; flagged votes left out;
+    GET  /api/v1/leaderboard?task=…&votes=human|auto|learned|all&include_flagged=false&category=…&control=false
+                                            (default: human once people voted, else auto; learned: the learned
+                                            judge's pairwise votes alone; flagged votes left out;
                                             control=true adds ratings controlled for looks and the coefficients)
     GET  /api/v1/categories?task=…          votes per category (prompt family, editing verb) and the minimum
     GET  /api/v1/leaderboard/personal?task=…   this client's own board, once it has voted N times
@@ -53,9 +54,12 @@ from .limits import BodyLimit, excerpt
 from .live import MAX_PROMPT_CHARS
 from .auth import VOTER_COOKIE, AdminAuth, is_voter_id
 from .errors import ArenaError, RateLimited
-from .service import ArenaService, export_name
+from .service import ArenaService, VoteFilter, export_name
 
 ADMIN_COOKIE = "qwenrl_admin"
+#: the ``votes`` query of the leaderboard, categories and export routes
+VOTES_HELP = ("which votes: human (people's), auto (every automatic judge: oracle, humanlike, reward:…, learned), "
+              "learned (only the learned judge's pairwise votes, from `qwenrl arena auto --judge learned`) or all")
 
 
 class BattleOut(BaseModel):
@@ -170,7 +174,7 @@ class ControlledOut(BaseModel):
 
 class LeaderboardOut(BaseModel):
     task: str
-    votes: str = Field(description="the votes rated: human, auto or all")
+    votes: str = Field(description="the votes rated: human, auto, learned or all")
     why: str = Field("", description="without ?votes=, which votes the board shows and why")
     include_flagged: bool = Field(False, description="whether flagged votes (fast, burst, named, excluded voters') count")
     flagged: dict[str, int] = Field(default_factory=dict,
@@ -420,8 +424,8 @@ def _board_routes(api: APIRouter, service: ArenaService) -> None:
 
     @api.get("/leaderboard", response_model=LeaderboardOut, tags=["arena"])
     def board(task: Literal["t2i", "edit"] = Query("t2i"),
-              votes: Literal["human", "auto", "all"] | None = Query(
-                  None, description="default: human votes once there are any, else the automatic ones"),
+              votes: VoteFilter | None = Query(
+                  None, description=f"{VOTES_HELP}. Default: human votes once there are any, else the automatic ones"),
               include_flagged: bool = Query(False, description="count flagged votes too (fast, burst, named, "
                                                                "excluded voters'), which the default board leaves out"),
               category: str | None = Query(None, max_length=64, description="a prompt family or editing verb "
@@ -449,7 +453,7 @@ def _board_routes(api: APIRouter, service: ArenaService) -> None:
 
     @api.get("/categories", tags=["arena"])
     def list_categories(task: Literal["t2i", "edit"] = Query("t2i"),
-                        votes: Literal["human", "auto", "all"] = Query("human")) -> dict[str, Any]:
+                        votes: VoteFilter = Query("human", description=VOTES_HELP)) -> dict[str, Any]:
         """Votes per category (the prompt's family; for editing, its verb), and the votes a category needs
         before its board ranks models."""
         return {"task": task, "votes": votes, "min_votes": service.category_min_votes,
@@ -465,9 +469,9 @@ def _board_routes(api: APIRouter, service: ArenaService) -> None:
     @api.get("/votes/export", tags=["arena"], response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
     def export(format: Literal["jsonl", "csv"] = Query("jsonl"), task: Literal["t2i", "edit"] | None = None,
-               votes: Literal["human", "auto", "all"] | None = Query(
-                   None, description="default: with a task, the votes its leaderboard shows (as the UI's download); "
-                                     "without one, all")):
+               votes: VoteFilter | None = Query(
+                   None, description=f"{VOTES_HELP}. Default: with a task, the votes its leaderboard shows (as the "
+                                     "UI's download); without one, all")):
         """Every vote, with its flags, in the format `qwenrl elo` reads (JSON lines or CSV): `qwenrl elo`
         leaves the flagged ones out as the default board does, and `--include-flagged` counts them. The
         file is named after the votes it holds, as the UI's download is (``votes-t2i-human.jsonl``)."""

@@ -13,7 +13,13 @@ Judges:
   oracle calls every both-pass pair a tie, which caps what any accuracy can show (most editing
   pairs both pass); people pick the better of two correct images.
 
-Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``) and the voter is
+* ``learned`` — the learned judge (``data/models/shapes-judge``) in its pairwise mode: both
+  images and the prompt go in, a short comparison and ``A``, ``B`` or ``tie`` come out
+  (``qwenrl.rewards.pairwise``); a tie between two images that fail their requirements is
+  ``tie (bothbad)``. An answer it cannot read stores no vote (counted as ``unreadable``).
+  ``learned:FOLDER`` uses another judge folder.
+
+Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``) and the voter is
 the judge, so they never mix with human votes unless asked (the leaderboard's "auto" and "all"
 filters).
 
@@ -47,8 +53,18 @@ def humanlike_outcome(passed_a: bool, passed_b: bool, score_a: float | None, sco
     return "tie" if passed_a else "tie (bothbad)"
 
 
+def learned_outcome(reading) -> str | None:
+    """An arena outcome from a read pairwise answer (``PairReading``): None when unreadable."""
+    if reading.winner is None:
+        return None
+    if reading.winner != "tie":
+        return "model_a" if reading.winner == "A" else "model_b"
+    return "tie" if reading.verdicts_a and all(reading.verdicts_a) else "tie (bothbad)"
+
+
 class AutoJudge:
-    """Scores a gallery sample once (cached) and turns two scores into an arena outcome."""
+    """Scores a gallery sample once (cached) and turns two scores into an arena outcome; the
+    learned judge compares the two images instead (``outcomes``, batched)."""
 
     def __init__(self, ws, judge: str, task: str, margin: float = HUMANLIKE_MARGIN) -> None:
         self.ws = ws
@@ -57,7 +73,20 @@ class AutoJudge:
         self._cache: dict[int, tuple[bool | None, float | None]] = {}
         self._checker = judge in ("oracle", "humanlike")
         self._reward = None
-        if judge in ("oracle", "humanlike"):
+        self._pairwise = None
+        if judge == "learned" or judge.startswith("learned:"):
+            from qwenrl.rewards import RewardConfigError
+            from qwenrl.rewards.pairwise import PairwiseLocalJudge
+
+            from .paths import MODELS_DIR
+
+            folder = Path(judge.split(":", 1)[1]) if ":" in judge else MODELS_DIR / "shapes-judge"
+            try:
+                self._pairwise = PairwiseLocalJudge(folder, batch_size=64, name="learned")
+            except RewardConfigError as exc:
+                raise ValueError(str(exc)) from exc
+            self.name = "learned"
+        elif judge in ("oracle", "humanlike"):
             self.name = judge
             if judge == "humanlike":
                 if margin < 0:
@@ -68,7 +97,7 @@ class AutoJudge:
 
             path = Path(judge)
             if not path.is_file():
-                raise ValueError(f"--judge must be 'oracle', 'humanlike' or a reward YAML file; {judge!r} is none of them")
+                raise ValueError(f"--judge must be 'oracle', 'humanlike', 'learned' or a reward YAML file; {judge!r} is none of them")
             self._reward = load_reward(path, cache=False)
             if self._reward.task != task:
                 raise ValueError(f"{path} is a {self._reward.task} reward; the battles are {task}")
@@ -95,6 +124,21 @@ class AutoJudge:
                 score = j.score
             self._cache[sid] = (passed, score)
         return self._cache[sid]
+
+    def sample(self, s: dict[str, Any]):
+        from qwenrl.imageio import load_png
+        from qwenrl.rewards import Sample
+
+        return Sample.from_spec(load_png(self.ws.root / s["image_path"]), self.ws.pool_item(s["prompt_id"]).spec())
+
+    def outcomes(self, battles: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[str | None, str]]:
+        """(outcome or None when the judge's answer is unreadable, rationale) per battle."""
+        if self._pairwise is None:
+            return [(self.outcome(a, b), "") for a, b in battles]
+        from qwenrl.rewards.pairwise import read_pairwise
+
+        verdicts = self._pairwise.compare([(self.sample(a), self.sample(b)) for a, b in battles])
+        return [(learned_outcome(read_pairwise(v.rationale)) if v.winner else None, v.rationale) for v in verdicts]
 
     def outcome(self, a: dict[str, Any], b: dict[str, Any]) -> str:
         (pa, sa), (pb, sb) = self.score(a), self.score(b)
@@ -126,21 +170,30 @@ def run_auto_arena(
     rng = np.random.default_rng(seed)
     counts = np.zeros((len(models), len(models)), dtype=np.int64)
     index = {m: i for i, m in enumerate(models)}
-    outcomes: dict[str, int] = {}
-    for k in range(battles):
+    planned: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for _ in range(battles):  # matchmaking looks at the counts only, so the battles are planned first
         left, right = next_pair(models, counts, strategy=strategy, seed=rng)  # type: ignore[arg-type]
         common = sorted(set(by_model[left]) & set(by_model[right]))
         if not common:
             continue
         key = common[int(rng.integers(len(common)))]
-        a, b = by_model[left][key], by_model[right][key]
-        winner = auto.outcome(a, b)
-        battle = ws.store.create_battle(a["id"], b["id"], voter=auto.name)
-        ws.store.record_vote(battle["id"], winner, voter=auto.name, judge=auto.name)
+        planned.append((by_model[left][key], by_model[right][key]))
         counts[index[left], index[right]] += 1
         counts[index[right], index[left]] += 1
-        outcomes[winner] = outcomes.get(winner, 0) + 1
-        if progress is not None:
-            progress(k + 1, battles)
-    return {"task": task, "judge": auto.name, "battles": int(counts.sum() // 2), "outcomes": outcomes,
-            "models": models}
+    outcomes: dict[str, int] = {}
+    done = 0
+    for start in range(0, len(planned), 64):  # judged in batches (the learned judge runs a model)
+        chunk = planned[start:start + 64]
+        for (a, b), (winner, why) in zip(chunk, auto.outcomes(chunk)):
+            done += 1
+            if winner is None:
+                outcomes["unreadable"] = outcomes.get("unreadable", 0) + 1
+            else:
+                # the learned judge's comparison stays with its battle, for the inspector
+                battle = ws.store.create_battle(a["id"], b["id"], voter=auto.name, meta={"judge_rationale": why} if why else None)
+                ws.store.record_vote(battle["id"], winner, voter=auto.name, judge=auto.name)
+                outcomes[winner] = outcomes.get(winner, 0) + 1
+            if progress is not None:
+                progress(done, len(planned))
+    return {"task": task, "judge": auto.name, "battles": sum(n for w, n in outcomes.items() if w != "unreadable"),
+            "outcomes": outcomes, "models": models}

@@ -148,7 +148,8 @@ def arena():
 @click.option("--task", type=click.Choice(["t2i", "edit"]), required=True)
 @click.option("--judge", default="oracle", show_default=True,
               help="'oracle' (the strict Shapes checker), 'humanlike' (the checker when exactly one image passes, "
-                   "else the task's composite reward when the scores differ by more than --margin) or a reward YAML file")
+                   "else the task's composite reward when the scores differ by more than --margin), 'learned' (the learned "
+                   "judge comparing the two images; learned:FOLDER for another judge folder) or a reward YAML file")
 @click.option("--margin", default=HUMANLIKE_MARGIN, show_default=True, type=click.FloatRange(0, 1),
               help="humanlike: composite-score difference below which two images tie")
 @click.option("--battles", default=500, show_default=True, type=click.IntRange(1))
@@ -171,6 +172,7 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
       qwenrl arena auto --workspace ./workspace --task t2i --judge oracle --battles 2000
       qwenrl arena auto --task edit --judge training/configs/rewards/shapes_edit.yaml --battles 500
       qwenrl arena auto --task edit --judge humanlike --margin 0.02 --battles 2000
+      qwenrl arena auto --task t2i --judge learned --battles 2000
       qwenrl arena auto --task t2i --battles 3000 --checkpoint runs/grpo-t2i/checkpoints/step-000300
     Then: qwenrl votes export ... or the Leaderboard tab with "auto" votes.
     """

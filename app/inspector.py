@@ -1,4 +1,5 @@
-"""The reward inspector's queries: gallery samples with their judgements, filtered and sorted.
+"""The reward inspector's queries: gallery samples with their judgements, filtered and sorted,
+and the learned judge's pairwise battles with its answers and their agreement.
 
 The inspector is public and names each image's model, so it shows only the gallery's
 *showcase* samples (``Workspace.showcase_samples``: another seed than the arena's), never an
@@ -9,18 +10,28 @@ them. Each gallery image carries the programmatic composite's judgement and, onc
 gallery worker has run the learned judge (``app.learned_judge``), the learned-judge
 composite's: its rationale is shown next to the exact checker's, and samples can be
 filtered to where the two disagree.
+
+The learned judge's pairwise battles (``pairwise_battles``, ``pairwise_detail``) are the
+exception to showcase-only: they are the automatic arena's, over arena images, so the tab shows
+them to the admin alone; their agreement with the checker and with people
+(``pairwise_agreement``) holds counts only, and is public.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
+from qwenrl.imageio import load_png
 from qwenrl.rewards import judge_human_agreement
+from qwenrl.rewards.pairwise import read_pairwise
+from qwenrl.world.check import check_image
 
 from .learned_judge import reward_name as learned_judge
+from .workspace import LEARNED_JUDGE
 
 Order = Literal["lowest first", "highest first"]
 #: the inspector's learned-judge filter: every sample, or one kind of disagreement with the checker
@@ -262,3 +273,208 @@ def image_path_ok(ws, path: Path) -> bool:
         return Path(path).resolve().is_relative_to(ws.gallery_dir.resolve())
     except OSError:
         return False
+
+
+# -- the learned judge's pairwise battles -------------------------------------------------------
+#
+# ``qwenrl arena auto --judge learned`` stores each comparison of the learned judge as a vote
+# (judge ``learned``) with its answer in the battle's meta. Those battles are over *arena*
+# images, and the public vote export lists the same battles, in the same order, with their
+# models and sample ids: a public page that showed them would name the images anonymous battles
+# show. So the tab lists battles and shows their images to the admin only; the agreement
+# summary (counts, no image) is public.
+
+#: the agreement table of the pairwise judge
+PAIRWISE_HEADERS = ["compared with", "n", "agree", "agreement", "note"]
+NO_HUMAN_VOTES = "no human votes on these pairs"
+
+
+def no_pairwise_text(task: str) -> str:
+    """What the pairwise section says while the learned judge has judged no battle of ``task``."""
+    return (f"The learned judge has judged no {task} battles yet: run `qwenrl arena auto --task {task} --judge learned` "
+            "(its votes then show here, and on the leaderboard's “learned judge” view).")
+
+
+def pairwise_battles(ws, task: str) -> list[dict[str, Any]]:
+    """The learned judge's battles of ``task``, in the order it judged them: ``battle_id``,
+    ``model_a``, ``model_b``, ``prompt``, ``winner`` (the stored outcome), ``sample_a``,
+    ``sample_b`` and ``rationale`` (its answer, from the battle's meta; "" when none was kept).
+    Imported votes without images are left out."""
+    return [{"battle_id": b["battle_id"], "model_a": b["model_a"], "model_b": b["model_b"], "prompt": b["prompt"] or "",
+             "winner": b["winner"], "sample_a": int(b["sample_a"]), "sample_b": int(b["sample_b"]),
+             "rationale": str(b["meta"].get("judge_rationale") or "")}
+            for b in ws.store.judged_battles(task=task, judge=LEARNED_JUDGE)
+            if b["sample_a"] is not None and b["sample_b"] is not None]
+
+
+def pairwise_choices(battles: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(label, index into ``battles``) for the (admin's) battle chooser: number, prompt, the two
+    models and the judge's pick."""
+    picks = {"model_a": "A better", "model_b": "B better", "tie": "tie", "tie (bothbad)": "both bad"}
+    return [(f"{i + 1}. {b['prompt'] or '(no prompt)'} · A {b['model_a']} vs B {b['model_b']} · judge: "
+             f"{picks.get(b['winner'], b['winner'])}", i) for i, b in enumerate(battles)]
+
+
+def checker_verdict(ws, sample_id: int) -> dict[str, Any] | None:
+    """The strict checker on a gallery sample: ``passed`` and ``reasons``; None when the sample,
+    its arena prompt or its image is missing."""
+    s = ws.store.get_sample(int(sample_id))
+    item = ws.pool_item(s["prompt_id"]) if s else None
+    path = ws.root / s["image_path"] if s else None
+    if item is None or path is None or not path.is_file():
+        return None
+    result = check_image(item.spec(), load_png(path))
+    return {"passed": bool(result.passed), "reasons": list(result.reasons)}
+
+
+def _requirements(rationale: str) -> list[str]:
+    """The requirement names of a pairwise answer's ``Requirements:`` line (empty when none)."""
+    line = next((ln for ln in rationale.splitlines() if ln.strip().startswith("Requirements:")), "")
+    return [m.group(1).strip().rstrip(".").strip() for m in re.finditer(r"\(\d+\)\s*([^()]*)", line)]
+
+
+def pairwise_detail(ws, battle_id: str) -> dict[str, Any] | None:
+    """One battle of the learned judge (None for any other battle): both images (and the editing
+    source), the prompt, the judge's answer and what it reads as (winner, each side's
+    requirement verdicts), and the strict checker's pass/fail of each image."""
+    b = ws.store.get_battle(battle_id)
+    if (b is None or b.get("models") or b["sample_a"] is None or b["vote"] is None
+            or b["vote"]["judge"] != LEARNED_JUDGE):
+        return None
+    rationale = str((b.get("meta") or {}).get("judge_rationale") or "")
+    reading = read_pairwise(rationale)
+    samples = [ws.store.get_sample(int(b[k])) for k in ("sample_a", "sample_b")]
+    item = ws.pool_item(b["prompt_id"]) if b["prompt_id"] is not None else None
+    checks = [checker_verdict(ws, s["id"]) for s in samples]
+    passes = [c["passed"] if c else None for c in checks]
+    one_passes = None not in passes and passes[0] != passes[1]
+    return {
+        "battle_id": b["id"], "task": b["task"], "model_a": b["model_a"], "model_b": b["model_b"],
+        "prompt": item.text if item else "", "winner": b["vote"]["outcome"],
+        "sample_a": samples[0]["id"], "sample_b": samples[1]["id"],
+        "image_a": ws.root / samples[0]["image_path"], "image_b": ws.root / samples[1]["image_path"],
+        "source": ws.source_path(item.id) if item is not None and b["task"] == "edit" else None,
+        "rationale": rationale, "requirements": _requirements(rationale),
+        "reading": {"winner": reading.winner, "verdicts_a": reading.verdicts_a, "verdicts_b": reading.verdicts_b,
+                    "problems": list(reading.problems), "consistent": reading.consistent},
+        "checker_a": checks[0], "checker_b": checks[1],
+        "agrees_with_checker": (_winning_side(b["vote"]["outcome"]) == ("A" if passes[0] else "B")) if one_passes else None,
+    }
+
+
+def _winning_side(outcome: str) -> str | None:
+    return {"model_a": "A", "model_b": "B"}.get(outcome)
+
+
+def _marks(verdicts: list[bool] | None, i: int) -> str:
+    if verdicts is None or i >= len(verdicts):
+        return "?"
+    return "met" if verdicts[i] else "not met"
+
+
+def pairwise_summary(detail: dict[str, Any] | None, task: str = "t2i") -> str:
+    """The pairwise detail in words: the two models, the judge's pick, its verdict on each
+    requirement, and the exact checker's verdict on each image."""
+    if detail is None:
+        return no_pairwise_text(task)
+    r = detail["reading"]
+    picks = {"model_a": "A is better", "model_b": "B is better", "tie": "a tie", "tie (bothbad)": "a tie, both bad"}
+    lines = [f"A: {detail['model_a']} · B: {detail['model_b']}",
+             f"Learned judge: {picks.get(detail['winner'], detail['winner'])}."]
+    if r["winner"] is None:
+        lines.append(f"Its answer could not be read: {'; '.join(r['problems']) or 'no answer kept'}.")
+    for i, name in enumerate(detail["requirements"]):
+        lines.append(f"({i + 1}) {name}: A {_marks(r['verdicts_a'], i)}, B {_marks(r['verdicts_b'], i)}")
+    if r["consistent"] is False:
+        lines.append("Its pick does not follow from its own verdicts.")
+    for side in "ab":
+        c = detail[f"checker_{side}"]
+        verdict = "not checked (image or prompt missing)" if c is None else "passes" if c["passed"] else \
+            f"fails ({'; '.join(c['reasons'][:2])})"
+        lines.append(f"Exact checker, {side.upper()}: {verdict}")
+    agrees = detail["agrees_with_checker"]
+    lines.append("Exactly one image passes: the judge " + ("agrees with the checker." if agrees else "does not pick it.")
+                 if agrees is not None else "The checker does not pick a side here (both pass or both fail).")
+    return "\n".join(lines)
+
+
+def _sample_key(value: Any) -> str:
+    """A sample id as one key whatever its stored type (329, 329.0, "329")."""
+    try:
+        return str(int(float(value)))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _human_picks(ws, task: str) -> dict[frozenset[str], list[str | None]]:
+    """Human votes by the pair of samples they compared (either order): the winning sample's
+    key, or None for a tie of either kind."""
+    picks: dict[frozenset[str], list[str | None]] = {}
+    for v in ws.votes_frame(task=task, judges="human").to_dict("records"):
+        a, b = v.get("sample_a"), v.get("sample_b")
+        if a is None or b is None or pd.isna(a) or pd.isna(b) or v.get("winner") is None:
+            continue  # a k-way vote, or one imported without its samples
+        side = _winning_side(v["winner"])
+        winner = None if side is None else _sample_key(a if side == "A" else b)
+        picks.setdefault(frozenset((_sample_key(a), _sample_key(b))), []).append(winner)
+    return picks
+
+
+def pairwise_agreement(ws, task: str) -> dict[str, Any]:
+    """How the learned judge's pairwise votes agree with the strict checker (on the battles where
+    exactly one image passes: does it pick that one? a tie does not) and with people (each human
+    vote on the same two samples, in either order, where both chose a side), with the counts."""
+    battles = pairwise_battles(ws, task)
+    checked: dict[int, dict[str, Any] | None] = {}
+    checker = {"battles": len(battles), "n": 0, "agree": 0, "judge_ties": 0, "both_pass": 0, "both_fail": 0,
+               "unchecked": 0}
+    human = {"votes": 0, "pairs": 0, "n": 0, "agree": 0, "human_ties": 0, "judge_ties": 0}
+    people = _human_picks(ws, task)
+    for b in battles:
+        for sid in (b["sample_a"], b["sample_b"]):
+            if sid not in checked:
+                checked[sid] = checker_verdict(ws, sid)
+        ca, cb = checked[b["sample_a"]], checked[b["sample_b"]]
+        side = _winning_side(b["winner"])
+        judge_pick = None if side is None else _sample_key(b["sample_a"] if side == "A" else b["sample_b"])
+        if ca is None or cb is None:
+            checker["unchecked"] += 1
+        elif ca["passed"] == cb["passed"]:
+            checker["both_pass" if ca["passed"] else "both_fail"] += 1
+        else:
+            checker["n"] += 1
+            checker["agree"] += side == ("A" if ca["passed"] else "B")
+            checker["judge_ties"] += side is None
+        votes = people.get(frozenset((_sample_key(b["sample_a"]), _sample_key(b["sample_b"]))), [])
+        human["pairs"] += bool(votes)
+        for pick in votes:
+            human["votes"] += 1
+            if pick is None or judge_pick is None:
+                human["human_ties" if pick is None else "judge_ties"] += 1
+                continue
+            human["n"] += 1
+            human["agree"] += pick == judge_pick
+    for r in (checker, human):
+        r["agreement"] = r["agree"] / r["n"] if r["n"] else None
+    return {"checker": checker, "human": human}
+
+
+def pairwise_agreement_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """Table rows (``PAIRWISE_HEADERS``): agreement with the checker, then with people, each with its n."""
+    c, h = result["checker"], result["human"]
+
+    def rate(r: dict[str, Any]) -> str:
+        return "—" if r["agreement"] is None else f"{r['agreement']:.0%}"
+
+    if not c["battles"]:
+        checker_note = "the learned judge has judged no battles of this task"
+    else:
+        checker_note = (f"battles where exactly one image passes, of {c['battles']} (both pass {c['both_pass']}, "
+                        f"both fail {c['both_fail']}); the judge called {c['judge_ties']} of them a tie")
+    if not h["votes"]:
+        human_note = NO_HUMAN_VOTES
+    else:
+        human_note = (f"{h['votes']} human vote(s) on {h['pairs']} of these pairs; ties left out: "
+                      f"people's {h['human_ties']}, the judge's {h['judge_ties']}")
+    return [["strict checker", c["n"], c["agree"], rate(c), checker_note],
+            ["human votes on the same pair", h["n"], h["agree"], rate(h), human_note]]

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -46,8 +46,10 @@ from .images import PngCache
 from .limits import LimitExceeded, RequestRates, VoterLimits
 from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
-VoteFilter = Literal["human", "auto", "all"]
-VOTE_FILTERS: tuple[str, ...] = ("human", "auto", "all")
+#: which votes a board rates: people's, every automatic judge's (oracle, humanlike, rewards, the
+#: learned judge), the learned judge's pairwise votes alone (``qwenrl arena auto --judge learned``), or all
+VoteFilter = Literal["human", "auto", "learned", "all"]
+VOTE_FILTERS: tuple[str, ...] = get_args(VoteFilter)
 TASK_NAMES = {"t2i": "text-to-image", "edit": "editing"}
 
 

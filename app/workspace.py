@@ -57,6 +57,8 @@ from .pool import (
 
 SEED_VOTES = REPO_ROOT / "benchmarks" / "results" / "seed_recipe_votes.jsonl"
 STORE_NAME = "arena.db"
+#: the judge name of the learned judge's pairwise votes (``qwenrl arena auto --judge learned``, ``app.autojudge``)
+LEARNED_JUDGE = "learned"
 
 
 @dataclass
@@ -442,9 +444,14 @@ class Workspace:
         return self.store.record_vote(battle_id, winner, voter=voter, judge=judge, **options)
 
     def votes_frame(self, task: str | None = None, judges: str = "human"):
-        """Votes of ``judges``: "human", "auto" (every automatic judge) or "all"."""
+        """Votes of ``judges``: "human", "auto" (every automatic judge), "learned" (the learned
+        judge's pairwise votes only) or "all"; any other value is refused (ValueError)."""
         if judges == "human":
             return self.store.votes_frame(task=task, judge="human")
+        if judges == LEARNED_JUDGE:
+            return self.store.votes_frame(task=task, judge=LEARNED_JUDGE)
+        if judges not in ("auto", "all"):
+            raise ValueError(f"judges must be 'human', 'auto', 'learned' or 'all', not {judges!r}")
         frame = self.store.votes_frame(task=task)
         if judges == "auto":
             frame = frame[frame["judge"] != "human"].reset_index(drop=True)

@@ -768,6 +768,23 @@ class ArenaStore:
             frame[name] = pd.Series([r.get(name) for r in records], index=frame.index, dtype=object)
         return frame
 
+    def judged_battles(self, task: str | None = None, judge: str | None = None) -> list[dict[str, Any]]:
+        """Two-image battles with their vote, in vote order, each with its ``meta`` (a dict, empty
+        when none: what an automatic judge kept beside its verdict, e.g. the learned judge's
+        answer): ``battle_id``, ``task``, ``model_a``, ``model_b``, ``sample_a``, ``sample_b``,
+        ``prompt``, ``winner``, ``judge``, ``tstamp``, ``meta``. The export leaves ``meta`` out;
+        this is the read that needs it."""
+        rows = self._query(
+            """SELECT b.id AS battle_id, b.task, b.model_a, b.model_b, b.sample_a, b.sample_b,
+                      coalesce(p.text, json_extract(b.meta, '$.prompt')) AS prompt, v.outcome AS winner, v.judge,
+                      v.tstamp, b.meta
+               FROM votes v JOIN battles b ON b.id = v.battle_id LEFT JOIN prompts p ON p.id = b.prompt_id
+               WHERE b.models IS NULL AND (:task IS NULL OR b.task = :task) AND (:judge IS NULL OR v.judge = :judge)
+               ORDER BY v.tstamp, v.id""",
+            {"task": task, "judge": judge},
+        )
+        return [_json_fields(row, meta={}) for row in rows]
+
     def import_votes(
         self, votes: pd.DataFrame | Iterable[Mapping[str, Any]], *, task: str | None = None,
         skip_existing: bool = False, source: str | None = None,

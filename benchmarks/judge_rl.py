@@ -66,12 +66,27 @@ def read_run(run: Path, window: int) -> dict[str, Any]:
     return {"held_out": held_out, "training_batches": windows}
 
 
+def held_out_gains(data: dict[str, dict[str, Any]], reference: str | None) -> dict[str, dict[str, Any]]:
+    """Each run's held-out checker gain from its first to its last evaluation, and its share of
+    the reference run's gain (None without a reference or when the reference did not gain)."""
+    if reference is not None and reference not in data:
+        raise SystemExit(f"--reference {reference!r} is not one of the runs: {sorted(data)}")
+    out = {}
+    for label, r in data.items():
+        first, last = r["held_out"][0], r["held_out"][-1]
+        out[label] = {"steps": [first["step"], last["step"]], "gain": last["checker"] - first["checker"]}
+    ref = out[reference]["gain"] if reference else None
+    for g in out.values():
+        g["of_reference"] = g["gain"] / ref if ref and ref > 0 else None
+    return out
+
+
 def figure(runs: dict[str, dict[str, Any]], title: str):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("held-out test prompts", "training batches (judged by both)"))
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
     for k, (label, r) in enumerate(runs.items()):
         c = colours[k % len(colours)]
         steps = [p["step"] for p in r["held_out"]]
@@ -91,8 +106,11 @@ def figure(runs: dict[str, dict[str, Any]], title: str):
     return fig
 
 
-def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int) -> dict[str, Any]:
-    """The checkpoint's held-out images that the learned judge passes and the checker fails."""
+def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int, judge: Path | None = None) -> dict[str, Any]:
+    """The checkpoint's held-out images that the learned judge passes and the checker fails
+    (``judge``: another judge folder than the bundled one, e.g. an earlier judge)."""
+    import yaml
+
     from qwenrl.evaluation import generate_for, policy_sampling_defaults
     from qwenrl.imageio import grid, save_png
     from qwenrl.models import load_policy
@@ -104,7 +122,12 @@ def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int) -> d
     d = policy_sampling_defaults(policy)
     images = generate_for(policy, items, seeds=list(range(len(items))), num_steps=d["num_steps"],
                           guidance_scale=d["guidance_scale"], batch_size=64, progress=True, desc=checkpoint.name)
-    reward = load_reward(REPO / "training" / "configs" / "rewards" / "shapes_t2i_vlm_strict.yaml", cache=False)
+    path = REPO / "training" / "configs" / "rewards" / "shapes_t2i_vlm_strict.yaml"
+    spec = yaml.safe_load(path.read_text())
+    options = spec["components"]["judge"]["config"]
+    folder = Path(judge) if judge else (path.parent / options["model_path"]).resolve()
+    options.update(model_path=str(folder), rubric_dir=str(folder / "rubrics"))
+    reward = load_reward(spec, cache=False)
     judged = reward([Sample.from_spec(img, it) for img, it in zip(images, items)])
     picked = [k for k, j in enumerate(judged) if j.parts.get("judge") == 1.0 and j.parts.get("strict") == 0.0]
     families: dict[str, int] = {}
@@ -114,7 +137,7 @@ def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int) -> d
     if shown:
         save_png(grid(images[shown], cols=8), grid_png, scale=4)
     out = {
-        "checkpoint": str(checkpoint), "n": len(items), "judge_passes": sum(j.parts.get("judge") == 1.0 for j in judged),
+        "checkpoint": str(checkpoint), "judge": str(folder), "n": len(items), "judge_passes": sum(j.parts.get("judge") == 1.0 for j in judged),
         "checker_passes": sum(j.parts.get("strict") == 1.0 for j in judged), "fooled": len(picked), "fooled_by_family": families,
         "shown": [{"prompt": items[k].text, "family": items[k].family, "rationale": judged[k].rationale} for k in shown],
     }
@@ -129,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", type=Path, help="with --fooled: the PNG to write (its prompts and answers go to the same name .json)")
     ap.add_argument("--limit", type=int, default=None, help="with --fooled: test prompts (default all 250)")
     ap.add_argument("--count", type=int, default=16, help="with --fooled: images in the grid")
+    ap.add_argument("--judge", type=Path, default=None, help="with --fooled: the judge folder (default the bundled one)")
+    ap.add_argument("--reference", default=None, metavar="LABEL",
+                    help="the run whose held-out gain the others are measured against (e.g. the checker-trained one)")
     ap.add_argument("--window", type=int, default=5, help="training steps averaged per point (batches swing by ±0.15)")
     ap.add_argument("--title", default="Text to image: trained against the learned judge or the checker")
     ap.add_argument("--out", type=Path, help="PNG to write (plotly + kaleido)")
@@ -139,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.fooled:
         if not args.grid:
             raise SystemExit("--fooled needs --grid PNG")
-        got = fooled(args.fooled, args.grid, args.limit, args.count)
+        got = fooled(args.fooled, args.grid, args.limit, args.count, args.judge)
         print(f"{got['fooled']} of {got['n']} images pass the judge and fail the checker ({got['fooled_by_family']}); "
               f"judge passes {got['judge_passes']}, checker {got['checker_passes']} -> {args.grid}")
         return
@@ -155,8 +181,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\ntraining batches, {args.window}-step windows:\n\n| steps | strict checker | learned judge |\n|---|---|---|")
             for w in r["training_batches"]:
                 print(f"| {w['steps'][0]}–{w['steps'][1]} | {100 * w['checker']:.1f}% | {100 * w['judge']:.1f}% |")
+    gains = held_out_gains(data, args.reference)
+    if gains:
+        print("\n| run | held-out checker gain (last − first) | of the reference's gain |\n|---|---|---|")
+        for label, g in gains.items():
+            share = "—" if g["of_reference"] is None else f"{100 * g['of_reference']:.0f}%"
+            print(f"| {label} | {100 * g['gain']:+.1f} points (step {g['steps'][0]} → {g['steps'][1]}) | {share} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"title": args.title, "runs": runs, "window": args.window, "curves": data}, indent=2) + "\n")
+    args.json.write_text(json.dumps({"title": args.title, "runs": runs, "window": args.window, "curves": data,
+                                     "reference": args.reference, "gains": gains}, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     if args.out:
         print(f"wrote {save_png(figure(data, args.title), args.out)}")

@@ -225,3 +225,48 @@ def test_gallery_runner_backs_off_after_a_crash(tmp_path, tiny_models):
     assert runner.ensure() is True
     runner.stop()
     ws.close()
+
+
+def test_learned_arena_stores_judge_votes_apart_and_skips_unreadable_answers(filled_workspace, monkeypatch, tmp_path):
+    """``--judge learned``: the pairwise judge's verdicts become votes tagged ``learned``; an answer
+    it cannot read stores nothing. The judge here writes the checker's own pairwise answer (the
+    text it is trained to give), every third one garbled."""
+    from qwenrl.rewards.pairwise import PairVerdict, PairwiseLocalJudge, pair_target
+
+    calls, expected = [], []
+
+    def compare(self, pairs):
+        calls.append(len(pairs))
+        out = []
+        for k, (a, b) in enumerate(pairs):
+            if k % 3 == 0:
+                out.append(PairVerdict(None, "Better: maybe", "learned"))
+                continue
+            t = pair_target(a, b)
+            expected.append({"A": "model_a", "B": "model_b"}.get(t.winner) or ("tie" if all(t.passed) else "tie (bothbad)"))
+            out.append(PairVerdict(t.winner, t.text, "learned"))
+        return out
+
+    monkeypatch.setattr(PairwiseLocalJudge, "compare", compare)
+    folder = tmp_path / "judge"  # the bundled judge with the pairwise rubrics (the model is never run here)
+    shutil.copytree(REPO / "data" / "models" / "shapes-judge", folder)
+    for rubric in (REPO / "qwenrl" / "rewards" / "rubrics" / "shapes_judge").glob("*.txt"):
+        shutil.copy(rubric, folder / "rubrics" / rubric.name)
+    ws = filled_workspace
+    before_human = len(ws.votes_frame("edit", "human"))
+    before = ws.store.votes_frame(task="edit")
+    n_before = int((before["judge"] == "learned").sum()) if len(before) else 0
+    summary = run_auto_arena(ws, task="edit", judge=f"learned:{folder}", battles=9, seed=4)
+    assert calls == [9] and summary["judge"] == "learned"
+    assert summary["outcomes"]["unreadable"] == 3 and summary["battles"] == 6
+    frame = ws.store.votes_frame(task="edit")
+    learned = frame[frame["judge"] == "learned"]
+    assert len(learned) - n_before == 6 and len(ws.votes_frame("edit", "human")) == before_human
+    assert list(learned["winner"])[n_before:] == expected  # A/B map to the sides, ties keep pass/fail
+    # a judge folder without the pairwise mode is refused with the fix
+    old = tmp_path / "old-judge"
+    shutil.copytree(REPO / "data" / "models" / "shapes-judge", old)
+    for name in ("pair_t2i.txt", "pair_edit.txt", "format_pairwise.txt"):
+        (old / "rubrics" / name).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="trained before the pairwise mode"):
+        run_auto_arena(ws, task="edit", judge=f"learned:{old}", battles=1)

@@ -115,6 +115,28 @@ def test_record_vote_reveals_the_models(store):
     assert store.vote_count() == 2 and store.vote_count(task="edit") == 0
 
 
+def test_judged_battles_keep_their_meta_apart_from_the_export(store):
+    """An automatic judge's answer stays with its battle (``meta``), read back per judge and task,
+    in vote order; unvoted battles and other judges' votes are not listed."""
+    samples = populate(store)
+    first = store.create_battle(samples["base"][0], samples["grpo"][0], voter="learned",
+                                meta={"judge_rationale": "Better: A"})
+    second = store.create_battle(samples["distill"][1], samples["base"][1], voter="learned")
+    store.record_vote(first["id"], "model_a", voter="learned", judge="learned")
+    store.record_vote(second["id"], "tie", voter="learned", judge="learned")
+    store.record_vote(new_battle(store, samples, voter="alice")["id"], "model_b", voter="alice")
+    new_battle(store, samples, voter="learned")  # served, never voted
+    rows = store.judged_battles(task="t2i", judge="learned")
+    assert [r["battle_id"] for r in rows] == [first["id"], second["id"]]
+    assert rows[0]["meta"] == {"judge_rationale": "Better: A"} and rows[1]["meta"] == {}
+    assert (rows[0]["model_a"], rows[0]["model_b"], rows[0]["winner"]) == ("base", "grpo", "model_a")
+    assert (rows[1]["sample_a"], rows[1]["sample_b"]) == (samples["distill"][1], samples["base"][1])
+    assert rows[0]["prompt"] == "a red circle number 0" and rows[1]["judge"] == "learned"
+    assert store.judged_battles(task="edit", judge="learned") == []
+    assert [r["judge"] for r in store.judged_battles(task="t2i")] == ["learned", "learned", "human"]
+    assert "meta" not in store.votes_frame(task="t2i").columns
+
+
 def test_every_refused_vote_changes_nothing(store):
     samples = populate(store)
     battle = new_battle(store, samples, voter="alice")

@@ -98,6 +98,13 @@ def test_judge_rl_reads_held_out_and_training_pass_rates_of_both_arms(tmp_path):
     assert json.loads(out.read_text())["curves"]["learned"] == json.loads(json.dumps(got))
     with pytest.raises(SystemExit, match="LABEL=VALUE"):
         judge_rl.main(["no-label-here"])
+    # held-out gains, each against the reference run's
+    gains = judge_rl.held_out_gains({"ref": {"held_out": [{"step": 0, "checker": 0.3}, {"step": 30, "checker": 0.4}]},
+                                     "other": {"held_out": [{"step": 0, "checker": 0.3}, {"step": 30, "checker": 0.38}]}}, "ref")
+    assert gains["other"]["gain"] == pytest.approx(0.08) and gains["other"]["of_reference"] == pytest.approx(0.8)
+    assert gains["ref"]["of_reference"] == pytest.approx(1.0) and gains["ref"]["steps"] == [0, 30]
+    with pytest.raises(SystemExit, match="--reference 'nope'"):
+        judge_rl.held_out_gains(gains and {"ref": {"held_out": [{"step": 0, "checker": 0.3}]}}, "nope")
     with pytest.raises(SystemExit, match="give LABEL=RUN folders"):
         judge_rl.main([])
     with pytest.raises(SystemExit, match="needs --grid"):

@@ -156,6 +156,44 @@ def test_seed_recipe_end_to_end_on_tiny_models(world, tmp_path):  # noqa: F811
 
 
 
+def test_seed_recipe_trains_against_the_learned_judge_when_asked(tmp_path, monkeypatch):
+    """``--reward learned``: each specialist's GRPO config gets the learned judge's composite and a
+    KL anchor (a --t2i-set still wins), and the models go to OUT/models unless --models-dir says."""
+    from click.testing import CliRunner
+
+    from training import grpo, recipe
+    from training.cli import experiment
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg, run):
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(grpo, "train", fake_train)
+    with pytest.raises(Stop):
+        recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m", reward="learned")
+    assert Path(seen[0].reward).name == "shapes_t2i_learned.yaml" and seen[0].beta == recipe.LEARNED_BETA
+    with pytest.raises(Stop):
+        recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m", reward="learned", overrides={"t2i": ["beta=0.05"]})
+    assert seen[1].beta == 0.05
+    with pytest.raises(Stop):
+        recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m")
+    assert Path(seen[2].reward).name == "shapes_t2i_strict.yaml" and seen[2].beta == 0.0  # the shipped config's own
+    with pytest.raises(ValueError, match="reward must be one of"):
+        recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m", reward="judge")
+    calls = []
+    monkeypatch.setattr(recipe, "seed_recipe", lambda **kw: calls.append(kw) or {"markdown": "ok"})
+    out = tmp_path / "learned-run"
+    assert CliRunner().invoke(experiment, ["seed-recipe", "--out", str(out), "--reward", "learned"]).exit_code == 0
+    assert calls[0]["reward"] == "learned" and calls[0]["models_dir"] == str(out / "models")
+    assert CliRunner().invoke(experiment, ["seed-recipe", "--out", str(out)]).exit_code == 0
+    assert calls[1]["reward"] == "config" and calls[1]["models_dir"] == "data/models"
+
+
 # -- routing, absorbed guidance, query states ---------------------------------------------------
 
 

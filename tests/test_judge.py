@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, vision_hidden_size=32,
             vision_layers=1, vision_heads=1, chunk_size=8, model_examples=8, render_examples=8, val_examples=8,
             eval_examples=4, models=["data/models/shapes-base"], sampling=[[2, 1.0]], max_new_tokens=8, threads=1,
-            batch_size=8, lr=3e-3, warmup_steps=0, caption_steps=1, caption_batch_size=8)
+            batch_size=8, lr=3e-3, warmup_steps=0, caption_steps=1, caption_batch_size=8, contrast_fraction=1.0,
+            pair_examples=8, val_pair_examples=8, pair_fraction=0.5)
 
 RELATION = T2IPrompt("a red circle left of a blue square", "position", {
     "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
@@ -114,11 +115,19 @@ def test_training_prompts_come_from_the_train_split_only():
 
 
 def test_perturbed_renders_are_labelled_by_the_checker():
-    cfg = tj.JudgeConfig(**{**TINY, "render_wrong_fraction": 1.0, "render_noisy_fraction": 0.0})
+    cfg = tj.JudgeConfig(**{**TINY, "render_wrong_fraction": 1.0, "render_noisy_fraction": 0.0, "contrast_fraction": 1.0})
     images, records = tj.build_chunk(cfg, "t2i", "render", 0, {})
-    assert images.shape == (8, 32, 32, 3) and all(r["origin"] == "render:perturbed" for r in records)
-    for img, r in zip(images, records):
+    own, twins = records[:8], records[8:]
+    assert images.shape == (8, 32, 32, 3) and all(r["origin"] == "render:perturbed" for r in own)
+    for img, r in zip(images, own):
         t = target_for(Sample.from_spec(img, T2IPrompt.from_dict(r["spec"])))
+        assert (t.text, t.passed) == (r["answer"], r["passed"])
+    # every image again with a minimally wrong train-split prompt, labelled by the checker too
+    assert len(twins) == 8 and sorted(r["image_index"] for r in twins) == list(range(8))
+    for r in twins:
+        wrong = T2IPrompt.from_dict(r["spec"])
+        assert wrong.split == "train" and wrong.text != own[r["image_index"]]["text"] and r["origin"].endswith(":contrast")
+        t = target_for(Sample.from_spec(images[r["image_index"]], wrong))
         assert (t.text, t.passed) == (r["answer"], r["passed"])
 
 
@@ -140,7 +149,11 @@ def test_tokenizer_round_trips_every_answer(tiny_run):
     tok, ip = tj.build_tokenizer(), tj.build_image_processor(cfg)
     examples = tj.load_examples(cfg, tiny_run["run"] / "data", tok, ip, ("model", "render"), "edit")
     captions = tj.caption_examples(examples, tok, ip)
-    assert examples and len(captions) == len(examples)
+    own = [e for e in examples if "image_index" not in e.record]
+    assert examples and len(captions) == len(own) == 16 and len(examples) > len(own)  # contrastive twins are not captioned
+    pairs = tj.load_examples(cfg, tiny_run["run"] / "data", tok, ip, ("pair",), "edit")
+    assert len(pairs) == 8 and all(len(p.images) == 3 and p.record["answer"].splitlines()[-1].startswith("Better: ") for p in pairs)
+    examples = examples + pairs
     assert all(c.record["answer"].startswith("Seen: ") and len(c.images) == 1 for c in captions)
     for e in examples + captions:
         assert tok.unk_token_id not in e.prompt_ids + e.answer_ids
@@ -171,11 +184,12 @@ def test_training_resumes_learns_and_exports(tiny_run):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # the resumed run continued the log
     assert [r["stage"] for r in rows] == ["caption"] + ["judge"] * 4
     assert rows[-1]["loss"] < rows[1]["loss"]
-    assert {"val/t2i/agreement", "val/edit/parsed", "val/seen_exact"} <= set(rows[-1]) and "val/seen_exact" in rows[2]
+    assert {"val/t2i/agreement", "val/edit/parsed", "val/seen_exact", "val/edit/pair_accuracy", "val/t2i/pair_decisive"} <= set(rows[-1])
+    assert "val/seen_exact" in rows[2]
     out = run / "exported"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "judge" and manifest["step"] == 5 and manifest["caption_steps"] == 1 and manifest["image_size"] == 32
-    assert manifest["data"]["examples"]["t2i/model"] == 8 and "tasks" not in manifest  # never an arena model
+    assert manifest["data"]["examples"]["t2i/model"] > 8 and manifest["data"]["examples"]["edit/pair"] == 8 and "tasks" not in manifest  # never an arena model
     assert (out / "model.safetensors").is_file() and (out / "rubrics" / "t2i.txt").is_file()
     texts = json.loads((out / "training_texts.json").read_text())
     assert texts["t2i"] and texts["edit"]
@@ -259,3 +273,25 @@ def test_request_reader_refuses_what_it_cannot_serve():
     with pytest.raises(BadRequest, match="n must be 1"):
         read_request({"messages": [{"role": "user", "content": "hi"}], "n": 2})
     assert read_request({"messages": [{"role": "user", "content": "hi"}]}) == ([], "hi", None)
+
+
+def test_pairwise_judge_runs_the_exported_model_and_never_guesses(tiny_run):
+    """The pairwise path end to end on the tiny exported judge: the pair rubric is sent with both
+    images (editing: the source first), the answers come back one per pair, and what cannot be
+    read is counted and left without a winner."""
+    from qwenrl.rewards.pairwise import PairwiseLocalJudge, read_pairwise
+
+    judge = PairwiseLocalJudge(tiny_run["run"] / "exported", batch_size=2, max_new_tokens=8)
+    t2i = [(Sample.from_spec(render(RED_LEFT), RELATION), Sample.from_spec(render(RED_RIGHT), RELATION))] * 3
+    edit = [(Sample.from_spec(render(RECOLOR.target), RECOLOR), Sample.from_spec(render(RECOLOR.source), RECOLOR))]
+    verdicts = judge.compare(t2i + edit)
+    assert len(verdicts) == 4 and judge.metrics["pairs"] == 4
+    for v in verdicts:
+        assert v.winner == read_pairwise(v.rationale.split("Raw answer:\n")[-1]).winner
+    assert judge.metrics["unparsed"] == sum(v.winner is None for v in verdicts)
+    with pytest.raises(ValueError, match="one task"):
+        judge.compare([(t2i[0][0], edit[0][0])])
+    other = Sample.from_spec(render(RED_LEFT), T2IPrompt("a red circle", "single", {
+        "objects": [{"color": "red", "shape": "circle", "count": 1}], "relation": None, "background": None}))
+    with pytest.raises(ValueError, match="one prompt"):
+        judge.compare([(t2i[0][0], other)])

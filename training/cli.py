@@ -146,8 +146,10 @@ def experiment() -> None:
 @experiment.command("seed-recipe")
 @click.option("--out", default="runs/seed-recipe", show_default=True, type=click.Path(file_okay=False), help="folder for the runs and results")
 @click.option("--base", default="data/models/shapes-base", show_default=True, help="base checkpoint")
-@click.option("--models-dir", default="data/models", show_default=True, type=click.Path(file_okay=False),
-              help="where the three trained models are published")
+@click.option("--models-dir", default=None, type=click.Path(file_okay=False),
+              help="where the three trained models are published [default: data/models; OUT/models with --reward learned]")
+@click.option("--reward", type=click.Choice(["config", "learned"]), default="config", show_default=True,
+              help="train the specialists against their configs' rewards, or against the learned judge's composites")
 @click.option("--t2i-set", multiple=True, metavar="KEY=VALUE", help="override the text-to-image GRPO config")
 @click.option("--edit-set", multiple=True, metavar="KEY=VALUE", help="override the editing GRPO config")
 @click.option("--distill-set", multiple=True, metavar="KEY=VALUE", help="override the distillation config")
@@ -156,7 +158,7 @@ def experiment() -> None:
               help="also bench pass@k with this many samples per test prompt (after the timed recipe)")
 @click.option("--bench-samples", type=click.IntRange(min=1), default=4, show_default=True,
               help="samples per test prompt for the accuracy and per-family figures")
-def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, bench_limit, pass_k, bench_samples) -> None:
+def seed_recipe_command(out, base, models_dir, reward, t2i_set, edit_set, distill_set, bench_limit, pass_k, bench_samples) -> None:
     """Base → GRPO text-to-image; base → GRPO editing; both → distilled student; then bench all four.
 
     Writes OUT/results.md and OUT/results.json (accuracy on the test and compositional splits,
@@ -167,11 +169,14 @@ def seed_recipe_command(out, base, models_dir, t2i_set, edit_set, distill_set, b
     Example:
       qwenrl experiment seed-recipe --out runs/seed-recipe --pass-k 16
       qwenrl experiment seed-recipe --t2i-set steps=20 --edit-set steps=20 --distill-set steps=20 --bench-limit 32
+      qwenrl experiment seed-recipe --reward learned --out runs/seed-recipe-learned
     """
     from training.recipe import seed_recipe
 
+    if models_dir is None:  # a learned-judge recipe never overwrites the bundled models unless asked
+        models_dir = str(Path(out) / "models") if reward == "learned" else "data/models"
     try:
-        results = seed_recipe(out=out, base=base, models_dir=models_dir,
+        results = seed_recipe(out=out, base=base, models_dir=models_dir, reward=reward,
                               overrides={"t2i": list(t2i_set), "edit": list(edit_set), "distill": list(distill_set)},
                               bench_limit=bench_limit, pass_k_samples=pass_k, bench_samples=bench_samples)
     except _errors() as exc:

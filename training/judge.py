@@ -56,8 +56,11 @@ from tqdm.auto import tqdm
 from qwenrl.rewards.base import Sample
 from qwenrl.rewards.shapes_cot import corpus_words, read_answer, target_for
 from qwenrl.rewards.vlm import QwenStyleProcessor, generate_token_ids, load_rubric
+from qwenrl.world.contrast import minimally_wrong
 from qwenrl.world.grammar import (
     BACKGROUND_COLORS,
+    EDIT_FAMILIES,
+    T2I_FAMILIES,
     EditTask,
     T2IPrompt,
     sample_edit,
@@ -110,6 +113,21 @@ class JudgeConfig:
     """Share of renders drawn with edge jitter, specks and pixel noise (``noisy_render``)."""
     val_examples: int = 512
     """Validation model samples per task (other draws of train-split prompts; a multiple of chunk_size), for the learning curve."""
+    contrast_fraction: float = 0.0
+    """Share of model samples and renders that are also shown with a minimally wrong prompt
+    (``qwenrl.world.contrast``: one colour, shape, size, count, relation, background or edit
+    parameter changed), answered by the checker: the judge has to read the prompt against the image."""
+    family_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per task, the relative weight of each prompt family in the draws (missing: the grammar's
+    uniform draw); e.g. the test split's mix, so the data is as hard as what the judge is measured on."""
+    pair_examples: int = 0
+    """Pairwise examples per task (a multiple of chunk_size): two images of one prompt (two model
+    samples, or a model sample and a grammar render), answered with the pairwise comparison
+    (``qwenrl.rewards.pairwise``). 0: a pointwise-only judge."""
+    val_pair_examples: int = 0
+    """Validation pairs per task (a multiple of chunk_size)."""
+    pair_render_fraction: float = 0.3
+    """Share of pairs whose second image is a grammar render (correct or one thing wrong) instead of a model sample."""
     chunk_size: int = 512
     """Examples per data chunk (the unit written to the data folder and resumed)."""
     data_dir: str | None = None
@@ -148,6 +166,8 @@ class JudgeConfig:
     """Examples per judge step."""
     edit_fraction: float = 0.5
     """Share of editing examples in each batch."""
+    pair_fraction: float = 0.3
+    """Share of pairwise examples in each judge batch (when there are any)."""
     lr: float = 1e-3
     """Peak AdamW learning rate."""
     warmup_steps: int = 200
@@ -181,14 +201,25 @@ class JudgeConfig:
                 raise ConfigError(f"sampling entries are [steps >= 1, guidance >= 1.0], got {s}")
         if self.chunk_size < 1:
             raise ConfigError("chunk_size must be at least 1")
-        for name in ("model_examples", "render_examples", "val_examples"):
+        for name in ("model_examples", "render_examples", "val_examples", "pair_examples", "val_pair_examples"):
             n = getattr(self, name)
             if n < 0 or n % self.chunk_size:
                 raise ConfigError(f"{name} ({n}) must be a non-negative multiple of chunk_size ({self.chunk_size})")
         if self.model_examples + self.render_examples == 0:
             raise ConfigError("no training data: model_examples and render_examples are both 0")
-        if not (0 <= self.render_wrong_fraction <= 1 and 0 <= self.render_noisy_fraction <= 1 and 0 <= self.edit_fraction <= 1):
-            raise ConfigError("render_wrong_fraction, render_noisy_fraction and edit_fraction must lie in [0, 1]")
+        fractions = ("render_wrong_fraction", "render_noisy_fraction", "edit_fraction", "contrast_fraction", "pair_fraction",
+                     "pair_render_fraction")
+        for name in fractions:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        families = {"t2i": T2I_FAMILIES, "edit": EDIT_FAMILIES}
+        for task, weights in self.family_weights.items():
+            if task not in families:
+                raise ConfigError(f"family_weights: unknown task {task!r}; expected {list(TASKS)}")
+            unknown = sorted(set(weights) - set(families[task]))
+            if unknown or any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
+                raise ConfigError(f"family_weights.{task}: families {unknown or ''} unknown or weights not >= 0 with a positive sum; "
+                                  f"families: {list(families[task])}")
         if self.hidden_size % self.num_heads or self.hidden_size // self.num_heads != 32:
             raise ConfigError(f"hidden_size / num_heads must be 32 (the M-RoPE split [4, 6, 6]); got {self.hidden_size}/{self.num_heads}")
         if self.num_heads % self.num_kv_heads or self.vision_hidden_size % self.vision_heads:
@@ -293,9 +324,15 @@ def make_processor(tokenizer: Any, image_processor: Any) -> QwenStyleProcessor:
 # ---------------------------------------------------------------------------------------------
 
 
-def draw_item(rng: np.random.Generator, task: str) -> T2IPrompt | EditTask:
-    """One train-split prompt or edit task (never a test or compositional text)."""
-    item = sample_t2i_prompt_in_split(rng, "train") if task == "t2i" else sample_edit(rng, split="train")
+def draw_item(rng: np.random.Generator, task: str, weights: dict[str, float] | None = None) -> T2IPrompt | EditTask:
+    """One train-split prompt or edit task (never a test or compositional text), its family drawn
+    by ``weights`` when given."""
+    family = None
+    if weights:
+        names = sorted(weights)
+        p = np.array([weights[n] for n in names], dtype=np.float64)
+        family = names[int(rng.choice(len(names), p=p / p.sum()))]
+    item = sample_t2i_prompt_in_split(rng, "train", family) if task == "t2i" else sample_edit(rng, family, split="train")
     if item.split != "train":  # the grammar guarantees it; the judge's data must not depend on luck
         raise AssertionError(f"drew {item.text!r} of split {item.split}")
     return item
@@ -370,38 +407,100 @@ def label(item: T2IPrompt | EditTask, image: np.ndarray, origin: str) -> dict[st
             "answer": t.text, "score10": t.score10, "passed": t.passed, "soft": t.soft}
 
 
-def chunk_path(data_dir: Path, task: str, source: str, index: int) -> Path:
-    return data_dir / f"{task}-{source}-{index:04d}"
+SOURCES = {"model": 1, "render": 2, "val": 3, "pair": 4, "valpair": 5}
+"""Data sources and their random streams: training model samples, grammar renders, validation
+model samples, training pairs, validation pairs."""
+
+
+def source_count(cfg: JudgeConfig, source: str) -> int:
+    return {"model": cfg.model_examples, "render": cfg.render_examples, "val": cfg.val_examples,
+            "pair": cfg.pair_examples, "valpair": cfg.val_pair_examples}[source]
+
+
+def model_samples(cfg: JudgeConfig, items: list, index: int, policies: dict[str, Any], rng: np.random.Generator,
+                  copies: int = 1) -> tuple[np.ndarray, str]:
+    """``copies`` samples per item from the chunk's model and sampling setting (both cycle with the
+    chunk index), each on its own seed: images (copies, n, ...) and where they came from."""
+    from qwenrl.evaluation import generate_for
+    from training.common import load_model
+
+    model = cfg.models[index % len(cfg.models)]
+    steps, guidance = cfg.sampling[(index // len(cfg.models)) % len(cfg.sampling)]
+    if model not in policies:
+        policies[model] = load_model(model)
+    seed0 = int(rng.integers(2**31))
+    seeds = [seed0 + i for i in range(copies * len(items))]
+    images = generate_for(policies[model], items * copies, seeds=seeds, num_steps=int(steps), guidance_scale=float(guidance),
+                          batch_size=64)
+    return images.reshape(copies, len(items), *images.shape[1:]), f"model:{Path(model).name}:steps{int(steps)}:cfg{guidance:g}"
+
+
+def contrast_records(cfg: JudgeConfig, items: list, images: np.ndarray, origins: list[str], rng: np.random.Generator) -> list[dict]:
+    """For about ``contrast_fraction`` of the images, the same image with a minimally wrong prompt
+    (train split only), labelled by the checker; each record names its image (``image_index``)."""
+    out = []
+    for k, (item, image, origin) in enumerate(zip(items, images, origins)):
+        if rng.random() >= cfg.contrast_fraction:
+            continue
+        wrong = minimally_wrong(item, rng, split="train")
+        if wrong is not None:
+            out.append({**label(wrong[1], image, f"{origin}:contrast"), "image_index": k, "changed": wrong[0]})
+    return out
 
 
 def build_chunk(cfg: JudgeConfig, task: str, source: str, index: int, policies: dict[str, Any]) -> tuple[np.ndarray, list[dict]]:
-    """``chunk_size`` examples: source ``model`` (training model samples), ``val`` (validation
-    model samples) or ``render`` (grammar renders). A pure function of (seed, task, source, index)."""
-    from qwenrl.evaluation import generate_for
-
-    stream = {"model": 1, "render": 2, "val": 3}[source]
-    rng = np.random.default_rng([cfg.seed, stream, TASKS.index(task), index])
-    items = [draw_item(rng, task) for _ in range(cfg.chunk_size)]
+    """``chunk_size`` images: source ``model`` (training model samples), ``val`` (validation
+    model samples) or ``render`` (grammar renders), one record each, then the contrastive records
+    (training sources only). A pure function of (seed, task, source, index)."""
+    rng = np.random.default_rng([cfg.seed, SOURCES[source], TASKS.index(task), index])
+    items = [draw_item(rng, task, cfg.family_weights.get(task)) for _ in range(cfg.chunk_size)]
     if source == "render":
         made = [render_example(it, rng, cfg) for it in items]
         images, origins = np.stack([m[0] for m in made]), [m[1] for m in made]
     else:
-        model = cfg.models[index % len(cfg.models)]
-        steps, guidance = cfg.sampling[(index // len(cfg.models)) % len(cfg.sampling)]
-        if model not in policies:
-            from training.common import load_model
-
-            policies[model] = load_model(model)
-        seed0 = int(rng.integers(2**31))
-        images = generate_for(policies[model], items, seeds=[seed0 + i for i in range(len(items))], num_steps=int(steps),
-                              guidance_scale=float(guidance), batch_size=64)
-        origins = [f"model:{Path(model).name}:steps{int(steps)}:cfg{guidance:g}"] * len(items)
+        samples, origin = model_samples(cfg, items, index, policies, rng)
+        images, origins = samples[0], [origin] * len(items)
     records = [label(it, img, o) for it, img, o in zip(items, images, origins)]
+    if source != "val":
+        records += contrast_records(cfg, items, images, origins, rng)
     return images, records
 
 
-def write_chunk(path: Path, items_images: np.ndarray, sources: np.ndarray | None, records: list[dict]) -> None:
-    """Images (safetensors) and records (JSON lines), atomically: a chunk folder exists only complete."""
+def build_pair_chunk(cfg: JudgeConfig, task: str, source: str, index: int, policies: dict[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """``chunk_size`` pairs (source ``pair`` or ``valpair``): two model samples of one prompt on
+    two seeds, or (``pair_render_fraction`` of them) a model sample and a grammar render, in a
+    random order; each answered with the pairwise comparison the checker writes."""
+    from qwenrl.rewards.pairwise import pair_target
+
+    rng = np.random.default_rng([cfg.seed, SOURCES[source], TASKS.index(task), index])
+    items = [draw_item(rng, task, cfg.family_weights.get(task)) for _ in range(cfg.chunk_size)]
+    samples, origin = model_samples(cfg, items, index, policies, rng, copies=2)
+    first, second = samples[0].copy(), samples[1].copy()
+    origins_b = [origin] * len(items)
+    records = []
+    for k, item in enumerate(items):
+        if rng.random() < cfg.pair_render_fraction:
+            second[k], origins_b[k] = render_example(item, rng, cfg)
+        if rng.random() < 0.5:
+            first[k], second[k] = second[k].copy(), first[k].copy()
+            oa, ob = origins_b[k], origin
+        else:
+            oa, ob = origin, origins_b[k]
+        t = pair_target(Sample.from_spec(first[k], item), Sample.from_spec(second[k], item))
+        records.append({"task": task, "text": item.text, "family": item.family, "spec": item.to_dict(), "origin": f"{oa}|{ob}",
+                        "answer": t.text, "winner": t.winner, "passed": list(t.passed), "pair": True})
+    return first, second, records
+
+
+def chunk_path(data_dir: Path, task: str, source: str, index: int) -> Path:
+    return data_dir / f"{task}-{source}-{index:04d}"
+
+
+def write_chunk(path: Path, items_images: np.ndarray, sources: np.ndarray | None, records: list[dict],
+                second: np.ndarray | None = None) -> None:
+    """Images (safetensors: ``image``, the edits' ``source``, the pairs' ``image_b``) and records
+    (JSON lines), atomically: a chunk folder exists only complete."""
     from safetensors.numpy import save_file
 
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -409,6 +508,8 @@ def write_chunk(path: Path, items_images: np.ndarray, sources: np.ndarray | None
     tensors = {"image": np.ascontiguousarray(items_images)}
     if sources is not None:
         tensors["source"] = np.ascontiguousarray(sources)
+    if second is not None:
+        tensors["image_b"] = np.ascontiguousarray(second)
     save_file(tensors, str(tmp / "images.safetensors"))
     (tmp / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     os.rename(tmp, path)
@@ -418,20 +519,26 @@ def ensure_data(cfg: JudgeConfig, data_dir: Path) -> dict[str, int]:
     """Write every chunk the config asks for that is not there yet; returns counts per kind."""
     from qwenrl.world.scene import render as render_scene
 
-    plan = [(task, source, i) for task in TASKS
-            for source, n in (("val", cfg.val_examples), ("model", cfg.model_examples), ("render", cfg.render_examples))
-            for i in range(math.ceil(n / cfg.chunk_size))]
+    plan = [(task, source, i) for task in TASKS for source in SOURCES
+            for i in range(math.ceil(source_count(cfg, source) / cfg.chunk_size))]
     todo = [p for p in plan if not chunk_path(data_dir, *p).is_dir()]
     policies: dict[str, Any] = {}
     bar = tqdm(todo, desc="judge data", unit="chunk", file=sys.stderr, disable=not todo)
     for task, source, i in bar:
-        images, records = build_chunk(cfg, task, source, i, policies)
-        sources = np.stack([render_scene(EditTask.from_dict(r["spec"]).source) for r in records]) if task == "edit" else None
-        write_chunk(chunk_path(data_dir, task, source, i), images, sources, records)
-        bar.set_postfix(task=task, source=source, passed=f"{np.mean([r['passed'] for r in records]):.2f}")
+        second = None
+        if source in ("pair", "valpair"):
+            images, second, records = build_pair_chunk(cfg, task, source, i, policies)
+        else:
+            images, records = build_chunk(cfg, task, source, i, policies)
+        pass_rate = np.mean([r["passed"] for r in records])
+        spec_of = [r["spec"] for r in records if "image_index" not in r]
+        sources = np.stack([render_scene(EditTask.from_dict(sp).source) for sp in spec_of]) if task == "edit" else None
+        write_chunk(chunk_path(data_dir, task, source, i), images, sources, records, second)
+        bar.set_postfix(task=task, source=source, passed=f"{pass_rate:.2f}")
     counts: dict[str, int] = {}
-    for task, source, _ in plan:
-        counts[f"{task}/{source}"] = counts.get(f"{task}/{source}", 0) + cfg.chunk_size
+    for task, source, i in plan:
+        path = chunk_path(data_dir, task, source, i)
+        counts[f"{task}/{source}"] = counts.get(f"{task}/{source}", 0) + sum(1 for line in (path / "records.jsonl").open() if line.strip())
     return counts
 
 
@@ -445,43 +552,51 @@ class Example:
     record: dict[str, Any]
 
 
+def chat_ids(tokenizer: Any, n_images: int, text: str, per_image: int) -> list[int]:
+    """Token ids of one user turn (``n_images`` images, then ``text``) with the generation prompt,
+    each image placeholder expanded to its tokens, as ``vlm_local`` sends it."""
+    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    return tokenizer(chat.replace("<|image_pad|>", "<|image_pad|>" * per_image), add_special_tokens=False)["input_ids"]
+
+
 def load_examples(cfg: JudgeConfig, data_dir: Path, tokenizer: Any, image_processor: Any, sources: tuple[str, ...],
                   task: str) -> list[Example]:
-    """The examples of ``task`` from chunks of ``sources``, tokenised as ``vlm_local`` will see them."""
+    """The examples of ``task`` from chunks of ``sources``, tokenised as ``vlm_local`` (pointwise
+    records) and ``PairwiseLocalJudge`` (pair records) will see them."""
     from safetensors.numpy import load_file
 
+    from qwenrl.rewards.pairwise import load_pair_rubric
+
     rubric = load_rubric(RUBRIC_FOR_TASK[task], str(RUBRIC_DIR), "cot")
+    pair_rubric = load_pair_rubric(RUBRIC_DIR, task)
     per_image = image_tokens(image_processor)
-    image_token = "<|image_pad|>"
     out: list[Example] = []
     for source in sources:
-        n = {"model": cfg.model_examples, "render": cfg.render_examples, "val": cfg.val_examples}[source]
-        for i in range(math.ceil(n / cfg.chunk_size)):
+        for i in range(math.ceil(source_count(cfg, source) / cfg.chunk_size)):
             path = chunk_path(data_dir, task, source, i)
             arrays = load_file(str(path / "images.safetensors"))
             records = [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines() if line]
             for k, rec in enumerate(records):
-                imgs = [arrays["source"][k], arrays["image"][k]] if task == "edit" else [arrays["image"][k]]
-                sample = Sample(imgs[-1], rec["text"], task=task, source=imgs[0] if task == "edit" else None)
-                content = [{"type": "image"} for _ in imgs] + [{"type": "text", "text": rubric.render(sample)}]
-                chat = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                                     tokenize=False)
-                chat = chat.replace(image_token, image_token * per_image)
-                prompt_ids = tokenizer(chat, add_special_tokens=False)["input_ids"]
+                at = rec.get("image_index", k)
+                imgs = [arrays["image"][at], arrays["image_b"][at]] if rec.get("pair") else [arrays["image"][at]]
+                if task == "edit":
+                    imgs = [arrays["source"][at]] + imgs
+                sample = Sample(imgs[1 if task == "edit" else 0], rec["text"], task=task, source=imgs[0] if task == "edit" else None)
+                text = (pair_rubric if rec.get("pair") else rubric).render(sample)
                 answer_ids = tokenizer(rec["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-                out.append(Example(imgs, prompt_ids, answer_ids, rec))
+                out.append(Example(imgs, chat_ids(tokenizer, len(imgs), text, per_image), answer_ids, rec))
     return out
 
 
 def caption_examples(examples: list[Example], tokenizer: Any, image_processor: Any) -> list[Example]:
     """First-stage examples: each judged image alone (the text-to-image image, the edit's
     result), asked ``CAPTION_PROMPT``, answered with the Seen line of its judge answer."""
-    chat = tokenizer.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_PROMPT}]}],
-                                         add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(chat.replace("<|image_pad|>", "<|image_pad|>" * image_tokens(image_processor)),
-                           add_special_tokens=False)["input_ids"]
+    prompt_ids = chat_ids(tokenizer, 1, CAPTION_PROMPT, image_tokens(image_processor))
     out = []
     for e in examples:
+        if e.record.get("pair") or "image_index" in e.record:  # each image once, with its own prompt's answer
+            continue
         seen = next(line for line in e.record["answer"].splitlines() if line.startswith("Seen:"))
         out.append(Example([e.images[-1]], prompt_ids, tokenizer(seen, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
                            {**e.record, "answer": seen}))
@@ -518,17 +633,17 @@ def collate(batch: list[Example], tokenizer: Any, image_processor: Any) -> dict[
 
 
 def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list[Example]], cfg: JudgeConfig,
-             batch_size: int = 64) -> dict[str, float]:
+             batch_size: int = 64, pairs: dict[str, list[Example]] | None = None) -> dict[str, float]:
     """Pass/fail agreement with the strict checker, parse rate and exact-answer rate per task,
-    and the share of images whose Seen line (asked ``CAPTION_PROMPT``) is exactly right."""
+    the share of images whose Seen line (asked ``CAPTION_PROMPT``) is exactly right, and on the
+    validation pairs the winner's accuracy (all pairs, and those where exactly one image passes)."""
     model.eval()
     captions = [e for exs in examples.values() for e in exs[: cfg.eval_examples // 2]]
     ids = generate_token_ids(model, processor, [([e.images[-1]], CAPTION_PROMPT) for e in captions], 48)
     seen = [next(line for line in e.record["answer"].splitlines() if line.startswith("Seen:")) for e in captions]
     said = processor.batch_decode(ids, skip_special_tokens=True)
-    out_captions = {"val/seen_exact": float(np.mean([a.strip() == s for a, s in zip(said, seen)]))}
+    out = {"val/seen_exact": float(np.mean([a.strip() == s for a, s in zip(said, seen)]))}
     rubrics = {t: load_rubric(RUBRIC_FOR_TASK[t], str(RUBRIC_DIR), "cot") for t in TASKS}
-    out: dict[str, float] = {}
     for task, exs in examples.items():
         exs = exs[: cfg.eval_examples]
         if not exs:
@@ -547,8 +662,36 @@ def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list
                 exact += answer.strip() == e.record["answer"]
         n = len(exs)
         out.update({f"val/{task}/agreement": agree / n, f"val/{task}/parsed": parsed / n, f"val/{task}/exact": exact / n})
+    for task, exs in (pairs or {}).items():
+        out.update(validate_pairs(model, processor, task, exs[: cfg.eval_examples], batch_size))
     model.train()
-    return {**out_captions, **out}
+    return out
+
+
+def validate_pairs(model: Any, processor: QwenStyleProcessor, task: str, exs: list[Example], batch_size: int) -> dict[str, float]:
+    """The pairwise answers' winner against the checker's: accuracy over all pairs, over the pairs
+    where exactly one image passes (``decisive``), and the share refused as unreadable."""
+    from qwenrl.rewards.pairwise import load_pair_rubric, read_pairwise
+
+    if not exs:
+        return {}
+    rubric = load_pair_rubric(RUBRIC_DIR, task)
+    right = decisive = decisive_right = unread = 0
+    for start in range(0, len(exs), batch_size):
+        chunk = exs[start:start + batch_size]
+        requests = [(e.images, rubric.render(Sample(e.images[-2], e.record["text"], task=task,
+                                                    source=e.images[0] if task == "edit" else None))) for e in chunk]
+        ids = generate_token_ids(model, processor, requests, 160)
+        for e, answer in zip(chunk, processor.batch_decode(ids, skip_special_tokens=True)):
+            winner = read_pairwise(answer).winner
+            unread += winner is None
+            right += winner == e.record["winner"]
+            if e.record["passed"][0] != e.record["passed"][1]:
+                decisive += 1
+                decisive_right += winner == e.record["winner"]
+    n = len(exs)
+    return {f"val/{task}/pair_accuracy": right / n, f"val/{task}/pair_decisive": decisive_right / max(decisive, 1),
+            f"val/{task}/pair_unread": unread / n}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,27 +739,38 @@ def judge_lr(step: int, cfg: JudgeConfig) -> float:
     return lr_at(step, cfg.lr, cfg.warmup_steps, cfg.caption_steps + cfg.steps + 1, "cosine", cfg.min_lr_ratio)
 
 
-def load_splits(cfg: JudgeConfig, data_dir: Path, tokenizer, image_processor) -> tuple[dict, dict, list]:
-    """The training examples per task (model samples and renders), the validation examples per task,
-    and the caption examples of the first stage."""
+def load_splits(cfg: JudgeConfig, data_dir: Path, tokenizer, image_processor) -> tuple[dict, dict, list, dict, dict]:
+    """The pointwise training examples per task (model samples, renders and their contrastive
+    twins), the validation examples per task, the caption examples of the first stage, and the
+    training and validation pairs per task."""
     train_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("model", "render"), t) for t in TASKS}
     captions = caption_examples(train_set["t2i"] + train_set["edit"], tokenizer, image_processor)
     val_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("val",), t) for t in TASKS}
-    unknown = sum(e.answer_ids.count(tokenizer.unk_token_id) for exs in train_set.values() for e in exs)
+    pair_set = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("pair",), t) for t in TASKS}
+    val_pairs = {t: load_examples(cfg, data_dir, tokenizer, image_processor, ("valpair",), t) for t in TASKS}
+    unknown = sum(e.answer_ids.count(tokenizer.unk_token_id) for sets in (train_set, pair_set) for exs in sets.values() for e in exs)
     if unknown:
         raise AssertionError(f"{unknown} answer tokens are outside the tokenizer's vocabulary")
-    return train_set, val_set, captions
+    return train_set, val_set, captions, pair_set, val_pairs
 
 
-def draw_batch(cfg: JudgeConfig, step: int, captions: list, train_set: dict) -> list:
+def draw_batch(cfg: JudgeConfig, step: int, captions: list, train_set: dict, pair_set: dict | None = None) -> list:
     """The examples of one step, a function of (seed, step) so that a resumed run draws what it would have:
-    captions during the first stage, then judgements with about edit_fraction of them editing."""
+    captions during the first stage, then judgements with about edit_fraction of them editing and,
+    when there are pairs, about pair_fraction of them pairwise."""
     rng = np.random.default_rng([cfg.seed, 7, step])
     if step < cfg.caption_steps:
         return [captions[i] for i in rng.integers(len(captions), size=cfg.caption_batch_size)]
-    n_edit = int(rng.binomial(cfg.batch_size, cfg.edit_fraction))
-    batch = [train_set["t2i"][i] for i in rng.integers(len(train_set["t2i"]), size=cfg.batch_size - n_edit)]
-    return batch + [train_set["edit"][i] for i in rng.integers(len(train_set["edit"]), size=n_edit)]
+    has_pairs = bool(pair_set) and all(pair_set.get(t) for t in TASKS)
+    n_pair = int(rng.binomial(cfg.batch_size, cfg.pair_fraction)) if has_pairs else 0
+    batch = []
+    for pool, n in ((train_set, cfg.batch_size - n_pair), (pair_set, n_pair)):
+        if n == 0:
+            continue
+        n_edit = int(rng.binomial(n, cfg.edit_fraction))
+        batch += [pool["t2i"][i] for i in rng.integers(len(pool["t2i"]), size=n - n_edit)]
+        batch += [pool["edit"][i] for i in rng.integers(len(pool["edit"]), size=n_edit)]
+    return batch
 
 
 def judge_manifest(cfg: JudgeConfig, model, counts: dict, train_set: dict, metrics: dict,
@@ -665,7 +819,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     tokenizer = build_tokenizer()
     image_processor = build_image_processor(cfg)
     processor = make_processor(tokenizer, image_processor)
-    train_set, val_set, captions = load_splits(cfg, data_dir, tokenizer, image_processor)
+    train_set, val_set, captions, pair_set, val_pairs = load_splits(cfg, data_dir, tokenizer, image_processor)
     model = build_model(cfg, tokenizer)
     params = dict(model.named_parameters())
     decay = [p for p in params.values() if p.ndim >= 2]
@@ -688,7 +842,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     total = cfg.caption_steps + cfg.steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="judge", unit="step", file=sys.stderr)
     for step in bar:
-        inputs = collate(draw_batch(cfg, step, captions, train_set), tokenizer, image_processor)
+        inputs = collate(draw_batch(cfg, step, captions, train_set, pair_set), tokenizer, image_processor)
         lr = judge_lr(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -706,7 +860,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
                        "train_minutes": elapsed / 60, "train_cpu_minutes": (cpu_seconds + time.process_time() - c0) / 60}
             losses = []
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == total:
-                metrics.update(validate(model, processor, val_set, cfg))
+                metrics.update(validate(model, processor, val_set, cfg, pairs=val_pairs))
             run.write_metrics(metrics)
             bar.set_postfix({k.split("/")[-2] + "_" + k.split("/")[-1] if k.startswith("val/") else k: round(v, 3)
                              for k, v in metrics.items() if k in ("loss",) or k.endswith("agreement")})
@@ -718,7 +872,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     train_minutes = (train_seconds + time.time() - t0) / 60
     train_cpu_minutes = (cpu_seconds + time.process_time() - c0) / 60
 
-    texts = {t: sorted({e.record["text"] for e in train_set[t]} | {e.record["text"] for e in val_set[t]}) for t in TASKS}
+    texts = {t: sorted({e.record["text"] for e in train_set[t] + val_set[t] + pair_set[t] + val_pairs[t]}) for t in TASKS}
     manifest = judge_manifest(cfg, model, counts, train_set, metrics, train_minutes, train_cpu_minutes)
     ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts)
     if export:

@@ -27,6 +27,13 @@ from training.common import REPO_ROOT, log, resolve_path
 
 CONFIGS = REPO_ROOT / "training" / "configs"
 REWARDS = {"t2i": CONFIGS / "rewards" / "shapes_t2i.yaml", "edit": CONFIGS / "rewards" / "shapes_edit.yaml"}
+#: the rewards the GRPO stages train against: the shipped configs' own (the strict checker with
+#: the programmatic parts logged), or the learned judge's composites (``--reward learned``); the
+#: bench always measures with the programmatic rewards above and the strict checker
+TRAIN_REWARDS = {"config": None,
+                 "learned": {t: CONFIGS / "rewards" / f"shapes_{t}_learned.yaml" for t in ("t2i", "edit")}}
+#: the KL anchor of a specialist trained against a learned judge (the checker-trained ones run without)
+LEARNED_BETA = 0.01
 #: publish keys copied from a run checkpoint's manifest to the published model's
 LINEAGE_KEYS = ("parent", "task", "step", "trainer", "teachers", "training", "sampling", "absorbed_guidance")
 #: each specialist's accuracy on its own task's test split, and on its compositional split (None: no target)
@@ -272,6 +279,25 @@ def stage_timing(seconds: float, load: dict[str, float], run: Path | None = None
     return out
 
 
+def specialist_config(task: str, base: Path, reward: str, overrides: list[str]) -> Any:
+    """The GRPO config of ``task``'s specialist: the shipped one, started from ``base``; with the
+    learned reward, its composite and a KL anchor first, so that --t2i-set / --edit-set still win."""
+    from training import grpo
+
+    rewards = TRAIN_REWARDS[reward]
+    learned = [f"reward={rewards[task]}", f"beta={LEARNED_BETA}"] if rewards else []
+    return grpo.GRPOConfig.from_yaml(CONFIGS / f"shapes_grpo_{task}.yaml", learned + list(overrides), model=str(base))
+
+
+def recipe_command(out: Path, reward: str, overrides: dict[str, list[str]], bench_limit: int | None, pass_k_samples: int,
+                   bench_samples: int) -> str:
+    """The command line that reruns a recipe with these settings."""
+    return f"qwenrl experiment seed-recipe --out {out}" + (f" --reward {reward}" if reward != "config" else "") + "".join(
+        f" --{stage}-set {item}" for stage in ("t2i", "edit", "distill") for item in overrides.get(stage, [])
+    ) + (f" --bench-limit {bench_limit}" if bench_limit else "") + (f" --pass-k {pass_k_samples}" if pass_k_samples > 1 else "") + (
+        f" --bench-samples {bench_samples}" if bench_samples != BENCH_SAMPLES else "")
+
+
 def seed_recipe(
     out: str | Path = "runs/seed-recipe",
     base: str | Path = "data/models/shapes-base",
@@ -281,14 +307,19 @@ def seed_recipe(
     splits: tuple[str, ...] = ("test", "compositional"),
     pass_k_samples: int = 1,
     bench_samples: int = BENCH_SAMPLES,
+    reward: str = "config",
 ) -> dict[str, Any]:
     """Run the whole recipe; returns the results (also written to OUT/results.json and .md).
+    ``reward``: ``config`` trains each specialist against its config's reward; ``learned``
+    against the learned judge's composite (``TRAIN_REWARDS``), as the seed does.
     ``bench_samples`` images per test prompt give the accuracy and per-family figures;
     ``pass_k_samples`` > 1 adds pass@k on the test splits (not counted in the recipe's wall
     time, which is that of training and the bench). Each stage records its wall time, median
     step time and the machine's load average."""
     from training import distill, grpo
 
+    if reward not in TRAIN_REWARDS:  # config: each config's own reward; learned: the learned judge's, as the seed does
+        raise ValueError(f"reward must be one of {sorted(TRAIN_REWARDS)}, got {reward!r}")
     out, models = Path(out), resolve_path(models_dir)
     base = resolve_path(base)
     overrides = overrides or {}
@@ -298,7 +329,7 @@ def seed_recipe(
     recorded = recorded_seconds()
     for k, task in enumerate(("t2i", "edit")):
         t0, load = time.perf_counter(), LoadMonitor()
-        cfg = grpo.GRPOConfig.from_yaml(CONFIGS / f"shapes_grpo_{task}.yaml", overrides.get(task, []), model=str(base))
+        cfg = specialist_config(task, base, reward, overrides.get(task, []))
         log("recipe", f"stage {k + 1}/4, GRPO {task}: {cfg.steps} steps in {out / f'grpo-{task}'} "
                       f"({time_left_estimate(seconds, recorded)}; the trainer prints its own estimate each step)")
         result = grpo.train(cfg, out / f"grpo-{task}")
@@ -337,13 +368,10 @@ def seed_recipe(
         seconds["pass_at_k"] = time.perf_counter() - t0
 
     targets = check_targets(table, seconds)
-    command = f"qwenrl experiment seed-recipe --out {out}" + "".join(
-        f" --{stage}-set {item}" for stage in ("t2i", "edit", "distill") for item in overrides.get(stage, [])
-    ) + (f" --bench-limit {bench_limit}" if bench_limit else "") + (f" --pass-k {pass_k_samples}" if pass_k_samples > 1 else "") + (
-        f" --bench-samples {bench_samples}" if bench_samples != BENCH_SAMPLES else "")
+    command = recipe_command(out, reward, overrides, bench_limit, pass_k_samples, bench_samples)
     markdown = results_markdown(table, targets, command, timing)
     results = {"table": table, "targets": targets, "seconds": seconds, "timing": timing, "overrides": overrides, "bench_limit": bench_limit,
-               "pass_k_samples": pass_k_samples, "bench_samples": bench_samples, "markdown": markdown}
+               "pass_k_samples": pass_k_samples, "bench_samples": bench_samples, "reward": reward, "markdown": markdown}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown)

@@ -1,9 +1,11 @@
 """The Reward inspector tab: the gallery's showcase samples with their judgements, two models
 side by side on one prompt, and how the judges agree with people and with the exact checker.
 
-Three panels, each a view object: :class:`SampleSearch` (filters, the thumbnails and the chosen
-sample's :class:`SampleDetail`), :class:`SideBySide` and :class:`Agreement`. The queries are
-``app.inspector``'s (no torch here); opening the tab runs the first search and fills the choosers.
+Four panels, each a view object: :class:`SampleSearch` (filters, the thumbnails and the chosen
+sample's :class:`SampleDetail`), :class:`SideBySide`, :class:`Agreement` and :class:`Pairwise`
+(the learned judge's pairwise battles: their images and answers for the admin, their agreement
+with the checker and people for everyone). The queries are ``app.inspector``'s (no torch
+here); opening the tab runs the first search and fills the choosers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import gradio as gr
 import pandas as pd
 
 from .. import charts, inspector
-from .common import Loader, Studio, Tab, show_image, task_radio
+from ..errors import ArenaError
+from .common import PRIVATE, Loader, Studio, Tab, client_address, show_image, task_radio
 
 NO_SAMPLE = ("No sample matches: the gallery may still be filling (see “Models in the arena”), "
              "or the filters leave none out; widen them and press Search.")
@@ -226,11 +229,129 @@ def agreement_layout() -> Agreement:
     return Agreement(go, distribution, agreement, checker_agreement)
 
 
+ADMIN_ONLY = ("The learned judge's battles are the automatic arena's, over the images anonymous battles show, and "
+              "the vote export names their models: browsing them is for the admin. Log in above to see each battle's "
+              "images and the judge's answer; the agreement below is for everyone.")
+NO_ADMIN = ("Browsing the learned judge's battles is for the admin (they show arena images): start the studio with "
+            "--admin-password (or QWENRL_ADMIN_PASSWORD). The agreement below is for everyone.")
+
+
+@dataclass
+class Pairwise:
+    """The learned judge's pairwise battles: the admin's battle chooser with both images, the
+    judge's answer and the checker's verdicts; everyone's agreement table (counts only)."""
+
+    admin: gr.State  #: True once this page logged in here
+    password: gr.Textbox
+    unlock: gr.Button
+    status: gr.Markdown
+    ids: gr.State  #: the listed battles' ids, by chooser index (kept on the server)
+    battle: gr.Dropdown
+    source: gr.Image
+    image_a: gr.Image
+    image_b: gr.Image
+    rationale: gr.Textbox
+    summary: gr.Textbox
+    agreement: gr.Dataframe
+
+    @property
+    def detail_outputs(self) -> list:
+        return [self.source, self.image_a, self.image_b, self.rationale, self.summary]
+
+    @property
+    def outputs(self) -> list:
+        return [self.status, self.ids, self.battle, self.agreement, *self.detail_outputs]
+
+    def detail(self, detail: dict | None, task: str) -> dict:
+        """Both images (and the source), the judge's answer and the verdicts in words; with none, why."""
+        if detail is None:
+            return {self.source: gr.Image(value=None, visible=False), self.image_a: None, self.image_b: None,
+                    self.rationale: "", self.summary: inspector.no_pairwise_text(task)}
+        source = detail["source"]
+        return {self.source: gr.Image(value=show_image(source) if source is not None else None, visible=source is not None),
+                self.image_a: show_image(detail["image_a"]), self.image_b: show_image(detail["image_b"]),
+                self.rationale: detail["rationale"] or "no answer was kept with this battle",
+                self.summary: inspector.pairwise_summary(detail, task)}
+
+    def shown(self, studio: Studio, task: str, is_admin: bool) -> dict:
+        """The agreement table, and for the admin the battles (the first one shown)."""
+        ws = studio.ws
+        table = {self.agreement: pd.DataFrame(inspector.pairwise_agreement_rows(inspector.pairwise_agreement(ws, task)),
+                                              columns=inspector.PAIRWISE_HEADERS)}
+        if not is_admin:
+            return {**table, self.status: ADMIN_ONLY if studio.auth.enabled else NO_ADMIN, self.ids: [],
+                    self.battle: gr.Dropdown(choices=[], value=None), **self.detail(None, task),
+                    self.summary: ""}
+        battles = inspector.pairwise_battles(ws, task)
+        first = inspector.pairwise_detail(ws, battles[0]["battle_id"]) if battles else None
+        status = f"{len(battles)} battle(s) judged by the learned judge" if battles else \
+            f"**{inspector.no_pairwise_text(task)}**"
+        return {**table, self.status: status, self.ids: [b["battle_id"] for b in battles],
+                self.battle: gr.Dropdown(choices=inspector.pairwise_choices(battles), value=0 if battles else None),
+                **self.detail(first, task)}
+
+
+def pairwise_layout(studio: Studio) -> Pairwise:
+    gr.Markdown("### Pairwise (learned judge)")
+    with gr.Row():
+        password = gr.Textbox(label="Admin password", type="password", elem_id="ri-pair-password", scale=3,
+                              interactive=studio.auth.enabled)
+        unlock = gr.Button("Show the battles", elem_id="ri-pair-unlock", scale=1, interactive=studio.auth.enabled)
+    status = gr.Markdown("", elem_id="ri-pair-status")
+    battle = gr.Dropdown([], label="Battle (prompt · models · the judge's pick)", elem_id="ri-pair-battle")
+    with gr.Row():
+        source = gr.Image(label="Source", interactive=False, type="pil", format="png", elem_classes="pixelated",
+                          height=256, visible=False)
+        image_a = gr.Image(label="A", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256,
+                           elem_id="ri-pair-a")
+        image_b = gr.Image(label="B", interactive=False, type="pil", format="png", elem_classes="pixelated", height=256,
+                           elem_id="ri-pair-b")
+    with gr.Row():
+        rationale = gr.Textbox(label="The judge's answer (rationale)", interactive=False, lines=6,
+                               elem_id="ri-pair-rationale")
+        summary = gr.Textbox(label="Read: the judge's verdicts and the exact checker's", interactive=False, lines=6,
+                             elem_id="ri-pair-summary")
+    agreement = gr.Dataframe(headers=inspector.PAIRWISE_HEADERS, interactive=False, elem_id="ri-pair-agreement",
+                             label="Pairwise judge vs the exact checker and people (n: what each rate counts)")
+    return Pairwise(gr.State(False), password, unlock, status, gr.State([]), battle, source, image_a, image_b, rationale,
+                    summary, agreement)
+
+
+def wire_pairwise(studio: Studio, task: gr.Radio, view: Pairwise) -> Loader:
+    """The pairwise section's events; returns its loader (run when the tab opens)."""
+    ws = studio.ws
+
+    def show(task_value: str, is_admin: bool) -> dict:
+        return view.shown(studio, task_value, bool(is_admin))
+
+    def log_in(secret: str, task_value: str, request: gr.Request) -> dict:
+        try:  # wrong passwords count against this client, as the Training tab's and REST's do
+            ok = studio.auth.verify(secret, client_address(request))
+        except ArenaError as exc:
+            return {view.admin: False, view.password: "", view.status: f"**Refused: {exc}**"}
+        if not ok:
+            return {view.admin: False, view.password: "",
+                    view.status: "**Wrong password.**" if studio.auth.enabled else NO_ADMIN}
+        return {view.admin: True, view.password: "", **view.shown(studio, task_value, True)}
+
+    def pick(task_value: str, is_admin: bool, ids: list[str], index: int | None) -> dict:
+        if not is_admin or index is None or not 0 <= int(index) < len(ids):
+            return view.detail(None, task_value)
+        return view.detail(inspector.pairwise_detail(ws, ids[int(index)]), task_value)
+
+    # private, as the Training tab's: the admin's events are not callable through the Gradio API
+    task.change(show, [task, view.admin], view.outputs, **PRIVATE)
+    view.unlock.click(log_in, [view.password, task], [view.admin, view.password, *view.outputs], **PRIVATE)
+    view.battle.input(pick, [task, view.admin, view.ids, view.battle], view.detail_outputs, **PRIVATE)
+    return Loader(show, [task, view.admin], view.outputs)
+
+
 def build(studio: Studio) -> Tab:
     """The tab and its events; opening it runs the first search (lowest scores first), fills the
     choosers and draws the charts."""
     ws = studio.ws
     search, compare, stats = search_layout(), side_by_side_layout(), agreement_layout()
+    pairwise = pairwise_layout(studio)
 
     def choices(task_value: str) -> dict:
         return search.choices([m["name"] for m in ws.store.list_models(task_value) if m["kind"] != "imported"],
@@ -276,4 +397,5 @@ def build(studio: Studio) -> Tab:
     return Tab(on_open=[Loader(run_search, search.inputs, search.outputs),
                         Loader(choices, [search.task], [search.model, search.family]),
                         Loader(compare_choices, [search.task], [compare.model_a, compare.model_b, compare.prompt]),
-                        Loader(run_stats, [search.task], stats.outputs)])
+                        Loader(run_stats, [search.task], stats.outputs),
+                        wire_pairwise(studio, search.task, pairwise)])

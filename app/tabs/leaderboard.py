@@ -26,6 +26,19 @@ PERSONAL_HEADERS = ["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Votes"]
 CONTROLLED_HEADERS = ["Model", "Elo (controlled)", "95% CI", "Elo (plain)", "Shift"]
 COEFFICIENT_HEADERS = ["Covariate", "Elo per SD", "95% CI", "SD of the difference"]
 ALL_CATEGORIES = "all"
+#: how the votes chooser names each filter (the learned judge's votes are also among "auto")
+VOTE_LABELS = {"learned": "learned judge"}
+
+
+def vote_choices() -> list[tuple[str, str]]:
+    """(label, value) of the votes chooser, in ``VOTE_FILTERS`` order."""
+    return [(VOTE_LABELS.get(v, v), v) for v in VOTE_FILTERS]
+
+
+def chosen_text(votes: str) -> str:
+    """The *Showing* line once the visitor picked the votes."""
+    what = "the learned judge's votes" if votes == "learned" else f"{votes} votes"
+    return f"Showing {what}, as you chose."
 
 
 def interval(r: dict[str, Any]) -> str:
@@ -175,8 +188,9 @@ def board_note(studio: Studio, task: str, votes: str, board: Any, files: dict[st
 def layout(studio: Studio) -> BoardView:
     with gr.Row():
         task = task_radio("lb-task")
-        votes = gr.Radio(list(VOTE_FILTERS), value="human", label="Votes", elem_id="lb-votes",
-                         info="human votes, automatic judges (oracle, rewards), or both")
+        votes = gr.Radio(vote_choices(), value="human", label="Votes", elem_id="lb-votes",
+                         info="human votes, automatic judges (oracle, rewards, the learned judge), the learned "
+                              "judge's pairwise votes alone, or all")
         category = gr.Dropdown([("all categories", ALL_CATEGORIES)], value=ALL_CATEGORIES, label="Category",
                                elem_id="lb-category", info="the prompt's family, or the editing verb")
     with gr.Row():
@@ -220,7 +234,7 @@ def build(studio: Studio) -> Tab:
 
     def show_board(task_value: str, votes_value: str, is_picked: bool, with_flagged: bool, category_value: str | None,
                    with_control: bool, request: gr.Request) -> dict:
-        why = f"Showing {votes_value} votes, as you chose."
+        why = chosen_text(votes_value)
         if not is_picked:
             votes_value, why = studio.service.default_view(task_value)
         return view.updates(studio, task_value, votes_value, why, with_flagged, category_value, with_control,

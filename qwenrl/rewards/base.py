@@ -34,6 +34,7 @@ JUDGE_KINDS: dict[str, str] = {
     "shapes_oracle": "qwenrl.rewards.shapes:ShapesOracle",
     "vlm_local": "qwenrl.rewards.vlm:VLMLocalJudge",
     "vlm_served": "qwenrl.rewards.vlm:VLMServedJudge",
+    "pairwise_winrate": "qwenrl.rewards.pairwise:PairwiseWinRate",
     "clip_preference": "qwenrl.rewards.optional:CLIPPreference",
     "face_identity": "qwenrl.rewards.optional:FaceIdentity",
 }
@@ -144,6 +145,9 @@ class Judge(ABC):
     kind: ClassVar[str] = ""
     #: tasks the judge scores; samples of other tasks get None
     tasks: ClassVar[tuple[str, ...]] = TASKS
+    #: a sample's score depends on the other samples of the batch (a group win rate): such
+    #: judges are never cached and always see the whole batch
+    group_relative: ClassVar[bool] = False
 
     @dataclass
     class Config:

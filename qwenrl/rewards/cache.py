@@ -122,9 +122,10 @@ class RewardCache:
 def judge_cached(judge: Judge, samples: list[Sample], cache: RewardCache | None) -> list[Judgement]:
     """``judge(samples)``, answering from ``cache`` where it can and storing what is new.
 
-    Samples with the same content in one batch are judged once.
+    Samples with the same content in one batch are judged once. A group-relative judge (its
+    scores depend on the rest of the batch) is always called on the whole batch, uncached.
     """
-    if cache is None:
+    if cache is None or judge.group_relative:
         return judge(samples)
     keys = [cache.key(s, judge) for s in samples]
     found = cache.get_many(keys)

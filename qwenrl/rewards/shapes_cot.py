@@ -60,6 +60,7 @@ class CotTarget:
     passed: bool
     soft: float
     verdicts: tuple[bool, ...]
+    requirements: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------
@@ -167,7 +168,8 @@ def target_for(sample: Sample) -> CotTarget:
         raise AssertionError(f"{len(names)} names for {len(verdicts)} requirements: {names} / {result.requirements}")
     soft = soft_score(sample)
     s10 = score10(result.passed, soft)
-    return CotTarget(answer_text(names, seen_text(parsed), verdicts, s10), s10, result.passed, soft, tuple(verdicts))
+    return CotTarget(answer_text(names, seen_text(parsed), verdicts, s10), s10, result.passed, soft, tuple(verdicts),
+                     tuple(names))
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,6 +266,6 @@ def corpus_words() -> list[str]:
 
     words = set(VOCAB) | set(PALETTE_NAMES) | set(SHAPES) | set(SIZES) | set(DIRECTIONS) | {BLOB}
     words |= {"Requirements", "Seen", "Score", "met", "not", "nothing", "else", "kept", "now", "moved", "added",
-              "gone", "on", "background"}
+              "gone", "on", "background", "A", "B", "Better", "tie"}
     return sorted(words)
 

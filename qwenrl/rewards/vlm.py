@@ -194,10 +194,16 @@ class VLMLocalJudge(_VLMJudge):
         max_new_tokens: int | None = None
         dtype: str = "auto"
         device: str = "auto"
+        #: ``text``: the score the answer writes (greedy); ``expected``: the mean of the score
+        #: token's distribution where the answer writes its score (``expected_score``), the
+        #: written one staying in the part ``greedy``
+        score_from: str = "text"
 
         def __post_init__(self) -> None:
             if not self.model_path:
                 raise ValueError("model_path is required (a local folder with config.json and weights)")
+            if self.score_from not in ("text", "expected"):
+                raise ValueError(f"score_from must be 'text' or 'expected', got {self.score_from!r}")
             if self.batch_size < 1:
                 raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
             if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -250,13 +256,25 @@ class VLMLocalJudge(_VLMJudge):
         out: list[Judgement] = []
         bs = self.options.batch_size
         for i in range(0, len(samples), bs):
-            answers = self.generate(samples[i : i + bs])
-            out.extend(self.judgement_from_answer(a) for a in answers)
+            if self.options.score_from == "expected":
+                answers, expected = self.generate_with_expected(samples[i : i + bs])
+                out.extend(self.with_expected(self.judgement_from_answer(a), e) for a, e in zip(answers, expected))
+            else:
+                out.extend(self.judgement_from_answer(a) for a in self.generate(samples[i : i + bs]))
         return out
 
-    def generate(self, samples: list[Sample]) -> list[str]:
-        """The model's raw answers for ``samples`` (one batch, greedy)."""
-        self.load()
+    def with_expected(self, j: Judgement, expected: float | None) -> Judgement:
+        """A judgement scored by the expected score (the written one kept as ``greedy``); an
+        answer without a readable score stays unscored."""
+        if j.score is None or expected is None:
+            return j
+        written = j.parts.get("score", j.score) if self.options.pass_at is not None else j.score
+        score = expected if self.options.pass_at is None else float(expected * 10 >= self.options.pass_at - 1e-9)
+        return Judgement(score, f"{j.rationale}\nExpected score (from the score token's probabilities): {expected * 10:.2f}/10.",
+                         {**j.parts, "greedy": written, "expected": expected}, j.judge)
+
+    def requests_for(self, samples: list[Sample]) -> list[tuple[list[np.ndarray], str]]:
+        """(images, rubric text) per sample, refusing images of a size the model cannot read."""
         requests = []
         for s in samples:
             imgs = self.images_for(s)
@@ -269,10 +287,40 @@ class VLMLocalJudge(_VLMJudge):
                             f"(set image_size: {self.input_size} to resize, nearest-neighbour)"
                         )
             requests.append((imgs, self.rubric.render(s)))
-        max_new = self.options.max_new_tokens or (16 if self.options.mode == "pointwise" else 512)
-        ids = generate_token_ids(self._model, self._processor, requests, max_new)
+        return requests
+
+    def generate(self, samples: list[Sample]) -> list[str]:
+        """The model's raw answers for ``samples`` (one batch, greedy)."""
+        self.load()
+        requests = self.requests_for(samples)
+        ids = generate_token_ids(self._model, self._processor, requests, self.max_new_tokens)
         self.count("requests", len(samples))
         return self.decode(ids)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.options.max_new_tokens or (16 if self.options.mode == "pointwise" else 512)
+
+    def generate_with_expected(self, samples: list[Sample]) -> tuple[list[str], list[float | None]]:
+        """The raw answers (greedy) and each answer's expected score in [0, 1] (None where the
+        answer writes no one-token score after ``Score:``)."""
+        self.load()
+        requests = self.requests_for(samples)
+        values = score_token_values(self._processor.tokenizer)
+        ids, probs = generate_token_ids(self._model, self._processor, requests, self.max_new_tokens, watch=sorted(values))
+        self.count("requests", len(samples))
+        tok = self._processor.tokenizer
+        expected = []
+        for row in range(ids.shape[0]):
+            t = score_position(tok, ids[row].tolist(), values)
+            if t is None:
+                expected.append(None)
+                continue
+            dist: dict[int, float] = {}
+            for k, tid in enumerate(sorted(values)):
+                dist[values[tid]] = dist.get(values[tid], 0.0) + float(probs[t][row, k])
+            expected.append(expected_score(dist))
+        return self.decode(ids), expected
 
     def decode(self, token_ids: Any) -> list[str]:
         return self._processor.batch_decode(token_ids, skip_special_tokens=True)
@@ -303,19 +351,67 @@ def chat_inputs(processor: Any, requests: list[tuple[list[np.ndarray], str]]) ->
     return processor(text=texts, images=images, padding=True, return_tensors="pt")
 
 
-def generate_token_ids(model: Any, processor: Any, requests: list[tuple[list[np.ndarray], str]], max_new_tokens: int) -> Any:
+def generate_token_ids(model: Any, processor: Any, requests: list[tuple[list[np.ndarray], str]], max_new_tokens: int,
+                       watch: list[int] | None = None) -> Any:
     """Greedy answers (new token ids, left-padded batch) to (images, text) user turns, with the
-    KV cache; the shared core of ``VLMLocalJudge`` and ``qwenrl judge serve``."""
+    KV cache; the shared core of ``VLMLocalJudge`` and ``qwenrl judge serve``. With ``watch``
+    (token ids) also returns, per generated position, the probabilities of those tokens
+    (a list of (batch, len(watch)) arrays): only those columns are kept, never the whole vocabulary."""
     import torch
+    from transformers import LogitsProcessorList
 
     inputs = chat_inputs(processor, requests).to(model.device)
     tok = processor.tokenizer
+    captured: list[np.ndarray] = []
+
+    def capture(input_ids: Any, scores: Any) -> Any:
+        captured.append(torch.softmax(scores.float(), dim=-1)[:, watch].cpu().numpy())
+        return scores
+
     with torch.inference_mode():
         ids = model.generate(
             **inputs, do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            logits_processor=LogitsProcessorList([capture]) if watch else None,
         )
-    return ids[:, inputs["input_ids"].shape[1] :]
+    new = ids[:, inputs["input_ids"].shape[1] :]
+    return (new, captured) if watch else new
+
+
+def score_token_values(tokenizer: Any) -> dict[int, int]:
+    """Token id → score for the scores 0–10 a tokenizer writes as one token (with or without a
+    leading space); scores that take two tokens are left out of the expected score."""
+    out: dict[int, int] = {}
+    for v in range(11):
+        for text in (str(v), f" {v}"):
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            if len(ids) == 1:
+                out[ids[0]] = v
+    return out
+
+
+_SCORE_PREFIX = re.compile(r"score\s*\**\s*[:=]\s*\**\s*$", re.IGNORECASE)
+
+
+def score_position(tokenizer: Any, ids: list[int], values: dict[int, int]) -> int | None:
+    """The position of the last generated token that writes a score: a one-token score right
+    after ``Score:``; None when there is none."""
+    pieces = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False)
+    text, found = "", None
+    for t, (tid, piece) in enumerate(zip(ids, pieces)):
+        if tid in values and _SCORE_PREFIX.search(text):
+            found = t
+        text += piece
+    return found
+
+
+def expected_score(distribution: dict[int, float]) -> float | None:
+    """The mean score (in [0, 1]) of a distribution over scores 0–10 (value → probability),
+    renormalised over the values given; None when they carry no probability."""
+    total = sum(max(p, 0.0) for p in distribution.values())
+    if total <= 0:
+        return None
+    return sum(v * max(p, 0.0) for v, p in distribution.items()) / total / 10
 
 
 class QwenStyleProcessor:
