@@ -252,6 +252,8 @@ def test_the_shipped_pairwise_reward_runs_the_bundled_judge_group_by_group():
     judged = reward(group + alone)
     rates = [j.parts.get("pairwise") for j in judged]
     assert all(r is not None and 0.0 <= r <= 1.0 for r in rates[:4]) and rates[0] == rates[1]
-    assert sum(rates[:4]) == pytest.approx(2.0)  # 6 pairs, one point each, over 4 samples
+    counted = [j.parts["pairwise/comparisons"] for j in judged[:4]]
+    # every counted comparison hands out one point between its two samples (an unreadable one is left out)
+    assert sum(r * n for r, n in zip(rates[:4], counted)) == pytest.approx(sum(counted) / 2) and sum(counted) > 0
     assert "win rate" in judged[2].rationale and judged[4].parts.get("pairwise") is None
     assert {"judge", "strict"} <= set(judged[0].parts)
