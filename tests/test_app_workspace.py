@@ -248,10 +248,7 @@ def test_learned_arena_stores_judge_votes_apart_and_skips_unreadable_answers(fil
         return out
 
     monkeypatch.setattr(PairwiseLocalJudge, "compare", compare)
-    folder = tmp_path / "judge"  # the bundled judge with the pairwise rubrics (the model is never run here)
-    shutil.copytree(REPO / "data" / "models" / "shapes-judge", folder)
-    for rubric in (REPO / "qwenrl" / "rewards" / "rubrics" / "shapes_judge").glob("*.txt"):
-        shutil.copy(rubric, folder / "rubrics" / rubric.name)
+    folder = REPO / "data" / "models" / "shapes-judge"  # it has the pairwise rubrics (the model is never run here)
     ws = filled_workspace
     before_human = len(ws.votes_frame("edit", "human"))
     before = ws.store.votes_frame(task="edit")

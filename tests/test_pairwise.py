@@ -200,11 +200,7 @@ def test_expected_score_reads_the_distribution_where_the_score_is_written(monkey
 def _composed_judge(tmp_path, monkeypatch, answer_for):
     """The bundled judge folder (with the pair rubrics) in composed mode, its model replaced by
     ``answer_for(images, text) -> answer``; returns the judge and the list of requests it got."""
-    folder = tmp_path / "judge"
-    shutil.copytree(REPO / "data" / "models" / "shapes-judge", folder)
-    for rubric in (REPO / "qwenrl" / "rewards" / "rubrics" / "shapes_judge").glob("*.txt"):
-        shutil.copy(rubric, folder / "rubrics" / rubric.name)
-    judge = PairwiseLocalJudge(folder, mode="composed")
+    judge = PairwiseLocalJudge(REPO / "data" / "models" / "shapes-judge", mode="composed")
     asked = []
 
     def generate(self, requests, max_new_tokens):
@@ -237,7 +233,7 @@ def test_composed_mode_refuses_answers_it_cannot_line_up(tmp_path, monkeypatch):
     [v] = judge.compare([(Sample.from_spec(RED_LEFT, RELATION), Sample.from_spec(RED_RIGHT, RELATION))])
     assert v.winner is None and "cannot be compared" in v.rationale and judge.metrics["unparsed"] == 1
     with pytest.raises(RewardConfigError, match="mode must be one of"):
-        PairwiseLocalJudge(tmp_path / "judge", mode="both")
+        PairwiseLocalJudge(REPO / "data" / "models" / "shapes-judge", mode="both")
 
 
 def test_the_shipped_pairwise_reward_runs_the_bundled_judge_group_by_group():

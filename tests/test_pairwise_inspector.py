@@ -10,7 +10,6 @@ the sides swapped, a tie, or an unreadable line, in turn (the model is never run
 
 from __future__ import annotations
 
-import shutil
 
 import gradio as gr
 import numpy as np
@@ -46,7 +45,7 @@ def swapped(text: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def arena(filled_workspace, tmp_path_factory):
+def arena(filled_workspace):
     """The filled workspace after a learned-judge arena (t2i), an oracle arena, and human votes
     on three of the learned judge's pairs (one of them twice) and on one pair it never judged.
     Returns the workspace and what the stand-in judge answered, in order, with the checker's truth."""
@@ -77,10 +76,7 @@ def arena(filled_workspace, tmp_path_factory):
             out.append(PairVerdict(winner, text, "learned"))
         return out
 
-    folder = tmp_path_factory.mktemp("judge") / "judge"  # the bundled judge with the pairwise rubrics
-    shutil.copytree(REPO / "data" / "models" / "shapes-judge", folder)
-    for rubric in (REPO / "qwenrl" / "rewards" / "rubrics" / "shapes_judge").glob("*.txt"):
-        shutil.copy(rubric, folder / "rubrics" / rubric.name)
+    folder = REPO / "data" / "models" / "shapes-judge"  # it has the pairwise rubrics (its model is never run here)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(PairwiseLocalJudge, "compare", compare)
         run_auto_arena(ws, task="t2i", judge=f"learned:{folder}", battles=LEARNED_BATTLES, seed=3)

@@ -275,14 +275,18 @@ class PairwiseLocalJudge:
 
         index: dict[str, int] = {}
         requests = []
-        for s in (s for pair in pairs for s in pair):
-            if key(s) not in index:
-                index[key(s)] = len(requests)
-                requests.append(([s.source, s.image] if s.task == "edit" else [s.image], self.pointwise[s.task].render(s)))
+        slots = []  # per pair, the request index of A and of B
+        for pair in pairs:
+            for s in pair:
+                k = key(s)
+                if k not in index:
+                    index[k] = len(requests)
+                    requests.append(([s.source, s.image] if s.task == "edit" else [s.image], self.pointwise[s.task].render(s)))
+                slots.append(index[k])
         said = [read_answer(a) for a in self._generate(requests, max(self.max_new_tokens, 112))]
         answers = []
-        for a, b in pairs:
-            ra, rb = said[index[key(a)]], said[index[key(b)]]
+        for n in range(len(pairs)):
+            ra, rb = said[slots[2 * n]], said[slots[2 * n + 1]]
             readable = all(r.requirements and r.verdicts and r.seen is not None and r.background for r in (ra, rb))
             if not readable or not len(ra.requirements) == len(ra.verdicts) == len(rb.verdicts):
                 answers.append(f"A: {_answer_line(ra)}\nB: {_answer_line(rb)}\n(the two answers cannot be compared)")
@@ -345,6 +349,7 @@ def win_rates(samples: list[Sample], compare: Callable[[list[tuple[Sample, Sampl
     groups: dict[str, list[int]] = {}
     for k, s in enumerate(samples):
         groups.setdefault(group_key(s), []).append(k)
+    hashes = [image_hash(s.image) for s in samples]
     wins = np.zeros(len(samples))
     counted = np.zeros(len(samples), dtype=np.int64)
     notes: list[list[str]] = [[] for _ in samples]
@@ -352,7 +357,7 @@ def win_rates(samples: list[Sample], compare: Callable[[list[tuple[Sample, Sampl
     for key, members in groups.items():
         for i, j in choose_pairs(len(members), max_pairs, seed + int(key[:8], 16)):
             a, b = members[i], members[j]
-            if image_hash(samples[a].image) == image_hash(samples[b].image):
+            if hashes[a] == hashes[b]:
                 wins[a] += 0.5
                 wins[b] += 0.5
                 counted[a] += 1
