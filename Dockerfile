@@ -26,7 +26,7 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin studio
 WORKDIR /opt/qwenrl
 # torch first, from the chosen wheel index: the layer is reused while the code changes
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY qwenrl ./qwenrl
 COPY arena ./arena
 COPY training ./training
@@ -36,10 +36,13 @@ COPY data ./data
 COPY benchmarks/results/seed_recipe_votes.jsonl ./benchmarks/results/
 # Editable, as `make install` does: the code finds data/ (prompt sets, bundled models) and
 # training/configs/ beside itself. The constraint keeps the torch installed above (a local
-# version such as 2.13.0+cpu matches it).
-RUN echo "torch==${TORCH_VERSION}" > /tmp/torch-constraint.txt \
+# version such as 2.13.0+cpu matches it). A C compiler is there only while the arena's optional
+# extensions (arena/_loops.c, arena/_scan.c: faster ratings and vote reading) are built.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && echo "torch==${TORCH_VERSION}" > /tmp/torch-constraint.txt \
  && pip install -c /tmp/torch-constraint.txt -e . \
- && rm /tmp/torch-constraint.txt
+ && rm /tmp/torch-constraint.txt \
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 RUN mkdir -p /workspace && chown studio:studio /workspace
 VOLUME ["/workspace"]

@@ -16,7 +16,8 @@ WORKSPACE ?= ./workspace
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# setup.py and the C sources: the optional extensions (arena/_loops.c, arena/_scan.c) are built at install
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard arena/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 ifneq ($(HAS_GPU),1)

@@ -7,7 +7,14 @@ fewer than ``minimum`` votes is not ranked: its board says how many it has and n
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+from arena._quick import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: see arena._quick
 
 CATEGORY_MIN_VOTES = 20
 """Votes a category needs before its board ranks models (the studio's --category-min-votes)."""

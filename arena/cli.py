@@ -22,7 +22,6 @@ from collections.abc import Sequence  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import click  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from arena import io as vote_io  # noqa: E402
 from arena.categories import CATEGORY_MIN_VOTES, category_too_small, in_category  # noqa: E402
@@ -30,8 +29,14 @@ from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
 from arena.style import style_control  # noqa: E402
 
+from arena._quick import import_in_background, lazy_module, quick_process  # noqa: E402
+
 if TYPE_CHECKING:
+    import pandas as pd
+
     from arena.store import ArenaStore
+else:
+    pd = lazy_module("pandas")  # imported on first use: see arena._quick
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,48 +113,51 @@ def elo(
       qwenrl elo clean_battle_20240220.json --ci sandwich --format json
       qwenrl elo votes.jsonl --task t2i --category counting --control
     """
-    try:
-        anchor_pair = parse_anchor(anchor) if anchor else None
-        started = time.perf_counter()
-        for path in files:
-            if os.path.getsize(path) > 32 << 20:
-                click.echo(f"reading {path}…", err=True)
-        # only the fields this table needs: each one read costs time on a large file (the judge is
-        # always read: without a filter on it, a file that mixes people and programs gets a warning)
-        needed = {"task": task is not None, "anony": anony_only}
-        fields = tuple(f for f in vote_io.RATING_FIELDS if needed.get(f, True))
-        fields += (("category",) if category else ()) + (("covariates",) if control else ())
-        votes = read_with_warnings(list(files), input_format=input_format, fields=fields, workers=workers, strict=strict)
-        if len(votes) == 0:
-            raise ValueError(f"no votes in {', '.join(files)}: the file{'s hold' if len(files) > 1 else ' holds'} "
-                             "no vote records")
-        votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
-        if judge is None:
-            _warn_if_mixed(votes)
-        if not include_flagged:
-            note = left_out_message(votes)
-            counted = counted_votes(votes)
-            if note and len(counted) == 0:
-                raise ValueError(f"every vote is flagged: {note}")
-            if note:
-                click.echo(f"warning: {note}", err=True)
-            votes = counted
-        short = None
-        if category is not None:
-            votes = in_category(votes, category)
-            short = category_too_small(category, len(votes), category_min_votes)
-        if len(votes) > 100_000:
-            click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
-        if short:
-            board = Leaderboard([], [short])
-        else:
-            board = leaderboard(
-                votes, ci=ci, rounds=rounds, seed=seed, anchor=anchor_pair, l2=l2, min_votes=min_votes,
-                workers=workers, progress=_progress_printer() if ci == "bootstrap" else None,
-            )
-        style = style_control(votes, rounds=200, seed=seed) if control and not short else None
-    except (ValueError, OSError) as exc:  # VoteFileError is a ValueError
-        raise click.ClickException(str(exc)) from exc
+    importer = import_in_background("pandas")  # while the file is read: see arena._quick
+    with quick_process():
+        try:
+            anchor_pair = parse_anchor(anchor) if anchor else None
+            started = time.perf_counter()
+            for path in files:
+                if os.path.getsize(path) > 32 << 20:
+                    click.echo(f"reading {path}…", err=True)
+            # only the fields this table needs: each one read costs time on a large file (the judge is
+            # always read: without a filter on it, a file that mixes people and programs gets a warning)
+            needed = {"task": task is not None, "anony": anony_only}
+            fields = tuple(f for f in vote_io.RATING_FIELDS if needed.get(f, True))
+            fields += (("category",) if category else ()) + (("covariates",) if control else ())
+            votes = read_with_warnings(list(files), input_format=input_format, fields=fields, workers=workers, strict=strict)
+            importer.join()  # done by now (the table needed pandas); one thread again, so workers may fork
+            if len(votes) == 0:
+                raise ValueError(f"no votes in {', '.join(files)}: the file{'s hold' if len(files) > 1 else ' holds'} "
+                                 "no vote records")
+            votes = _filter(votes, task=task, judge=judge, anony_only=anony_only)
+            if judge is None:
+                _warn_if_mixed(votes)
+            if not include_flagged:
+                note = left_out_message(votes)
+                counted = counted_votes(votes)
+                if note and len(counted) == 0:
+                    raise ValueError(f"every vote is flagged: {note}")
+                if note:
+                    click.echo(f"warning: {note}", err=True)
+                votes = counted
+            short = None
+            if category is not None:
+                votes = in_category(votes, category)
+                short = category_too_small(category, len(votes), category_min_votes)
+            if len(votes) > 100_000:
+                click.echo(f"read {len(votes):,} votes in {time.perf_counter() - started:.1f} s", err=True)
+            if short:
+                board = Leaderboard([], [short])
+            else:
+                board = leaderboard(
+                    votes, ci=ci, rounds=rounds, seed=seed, anchor=anchor_pair, l2=l2, min_votes=min_votes,
+                    workers=workers, progress=_progress_printer() if ci == "bootstrap" else None,
+                )
+            style = style_control(votes, rounds=200, seed=seed) if control and not short else None
+        except (ValueError, OSError) as exc:  # VoteFileError is a ValueError
+            raise click.ClickException(str(exc)) from exc
     for warning in board.warnings + (style.warnings if style else []):
         click.echo(f"warning: {warning}", err=True)
     click.echo(format_leaderboard(board, output_format), nl=False)

@@ -22,10 +22,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+from arena._quick import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: see arena._quick
 
 FAST, BURST, NAMED, EXCLUDED = "fast", "burst", "named", "excluded"
 KNOWN_FLAGS: tuple[str, ...] = (BURST, EXCLUDED, FAST, NAMED)

@@ -34,6 +34,8 @@ like any malformed record instead.
 from __future__ import annotations
 
 import csv
+import ctypes
+import functools
 import json
 import math
 import os
@@ -41,17 +43,23 @@ import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
-import pandas as pd
 
 from arena.hygiene import is_flags_text
 from arena.ratings import OUTCOMES, kway_comparisons, kway_problem, process_pool_context
+
+from arena._quick import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: see arena._quick
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "json")
 
@@ -249,7 +257,13 @@ def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list
             bounds.append(max(handle.tell(), bounds[-1]))
     bounds.append(size)
     ranges = list(zip(bounds[:-1], bounds[1:]))
-    with ProcessPoolExecutor(workers - 1, mp_context=process_pool_context()) as pool:
+    # Where the C scanner reads the file it runs without the GIL, so threads share the work with
+    # nothing to copy between processes; where msgspec does (it holds the GIL), processes.
+    if _scans_cleanly(path, fields):
+        pool_type: Callable[[], Any] = lambda: ThreadPoolExecutor(workers - 1)  # noqa: E731
+    else:
+        pool_type = lambda: ProcessPoolExecutor(workers - 1, mp_context=process_pool_context())  # noqa: E731
+    with pool_type() as pool:
         futures = [pool.submit(_parse_jsonl_range, path, start, end, fields) for start, end in ranges[1:]]
         parts = [_parse_jsonl_range(path, *ranges[0], fields)]  # this process takes the first range
         parts += [future.result() for future in futures]
@@ -263,6 +277,19 @@ def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list
     return parts
 
 
+def _scans_cleanly(path: str, fields: tuple[str, ...]) -> bool:
+    """Whether the C scanner reads the file's first block (and so most likely the rest)."""
+    scanner = _BlockScanner.for_names(_Columns(fields).names)
+    if scanner is None:
+        return False
+    blocks = _byte_blocks(path, 0, os.path.getsize(path))
+    try:
+        first, data, count = next(blocks)  # whole lines: the block's last line is completed
+    finally:
+        blocks.close()
+    return scanner.scan(data, count) is not None
+
+
 def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...]) -> _Part:
     """Parse the lines in bytes [start, end) of a JSON-lines file (``start`` begins a line);
     line numbers count from 1 at ``start``. The loop is the hot path of ``qwenrl elo``.
@@ -274,11 +301,14 @@ def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...])
     """
     columns = _Columns(fields)
     decoder = _record_decoder(columns.names)
+    scanner = _BlockScanner.for_names(columns.names)
     problems: list[tuple[int, str]] = []
     line_number = 0
     for first, data, count in _byte_blocks(path, start, end):
-        structs = _fast_decode(decoder, data, count)
-        if structs is not None:
+        scanned = scanner.scan(data, count) if scanner else None
+        if scanned is not None:
+            columns.add_scanned(scanner, data, scanned, first)
+        elif (structs := _fast_decode(decoder, data, count)) is not None:
             columns.add_structs(structs, first)
         else:
             _parse_lines_slowly(columns, data, first, problems)
@@ -291,6 +321,83 @@ def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...])
 
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+
+# What the C scanner (arena/_scan.c) reads each field as: 0 text, 1 number, 2 boolean, 3 null only.
+_SCAN_KINDS = {**{name: 0 for name in _CATEGORICAL}, "tstamp": 1, "anony": 2, "models": 3}
+_SCAN_VALUES = np.array([False, True, None], dtype=object)  # the scanner's int8 codes 0, 1, -1
+
+
+def _chunk_values(chunk: list | np.ndarray) -> list:
+    """A chunk of a list-valued column as values: the scanner's int8 codes become values."""
+    return _SCAN_VALUES[chunk].tolist() if isinstance(chunk, np.ndarray) else chunk
+
+
+@functools.cache
+def _scan_function() -> Any:
+    """``scan_lines`` of the optional C extension ``arena._scan``, or None where it was not built
+    or ``QWENRL_PURE_PYTHON`` is set (the msgspec path then reads every block)."""
+    if os.environ.get("QWENRL_PURE_PYTHON"):
+        return None
+    try:
+        from arena import _scan
+    except ImportError:
+        return None
+    function = _scan_library().scan_lines
+    integers, real = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.int64, np.float64))
+    kinds = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
+    n = ctypes.c_int64
+    function.argtypes = [ctypes.c_char_p, n, n, ctypes.c_char_p, integers, kinds, n, integers, real, integers, integers]
+    function.restype = ctypes.c_int64
+    return function
+
+
+@functools.cache
+def _scan_library() -> ctypes.CDLL:
+    from arena import _scan
+
+    library = ctypes.CDLL(_scan.__file__)
+    library.count_lines.argtypes = [ctypes.c_char_p, ctypes.c_int64]
+    library.count_lines.restype = ctypes.c_int64
+    return library
+
+
+@dataclass
+class _Scanned:
+    codes: np.ndarray  # (field, row): text codes (-1 missing), booleans 1 / 0 / -1
+    numbers: np.ndarray  # (field, row), for number fields
+    spans: np.ndarray  # (field, distinct, 2): offset and length of each distinct string
+    distinct: np.ndarray  # (field,) how many distinct strings
+
+
+class _BlockScanner:
+    """The C scanner set up for one list of field names: the fast path for the common block,
+    which gives up (None) on anything unusual; the callers then decode the block with msgspec."""
+
+    def __init__(self, function: Any, names: tuple[str, ...]):
+        self.function = function
+        self.names = names
+        encoded = [name.encode() for name in names]
+        self.key_text = b"".join(encoded)
+        self.key_len = np.array([len(k) for k in encoded], dtype=np.int64)
+        self.kinds = np.array([_SCAN_KINDS[name] for name in names], dtype=np.int8)
+
+    @classmethod
+    def for_names(cls, names: tuple[str, ...]) -> _BlockScanner | None:
+        """A scanner, or None where the extension is missing or a field is not one it reads."""
+        function = _scan_function()
+        if function is None or not all(name in _SCAN_KINDS for name in names) or len(names) > 64:
+            return None
+        return cls(function, names)
+
+    def scan(self, data: bytes, count: int) -> _Scanned | None:
+        n_keys = len(self.names)
+        codes = np.empty((n_keys, count), dtype=np.int64)
+        numbers = np.empty((n_keys, count), dtype=np.float64)
+        spans = np.empty((n_keys, count, 2), dtype=np.int64)
+        distinct = np.zeros(n_keys, dtype=np.int64)
+        status = self.function(data, len(data), count, self.key_text, self.key_len, self.kinds, n_keys, codes,
+                               numbers, spans, distinct)
+        return _Scanned(codes, numbers, spans, distinct) if status == 0 else None
 
 
 def _record_decoder(names: tuple[str, ...]):
@@ -353,6 +460,7 @@ def _parse_lines_slowly(columns: _Columns, data: bytes, first: int, problems: li
 
 def _byte_blocks(path: str, start: int, end: int):
     """(first line number, bytes, lines) for each block of whole lines in bytes [start, end)."""
+    count_lines = _scan_function() and _scan_library().count_lines  # C, faster than bytes.count
     first = 1
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -364,7 +472,7 @@ def _byte_blocks(path: str, start: int, end: int):
                 tail = handle.readline()  # finish the block's last line
                 remaining -= len(tail)
                 data += tail
-            count = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            count = count_lines(data, len(data)) if count_lines else data.count(b"\n") + (not data.endswith(b"\n"))
             yield first, data, count
             first += count
 
@@ -550,9 +658,12 @@ class _Columns:
         self.fields = fields
         names = (*fields, "question_id") if "battle_id" in fields else fields
         self.names: tuple[str, ...] = tuple(names)
+        # per field, chunks: code arrays (coded fields), float arrays or lists (tstamp), lists of
+        # values or, from the C scanner, int8 codes (1 true, 0 false, -1 null: see _SCAN_VALUES)
         self.columns: dict[str, list] = {name: [] for name in names}
         self.index: dict[str, dict] = {name: {} for name in names if name in _CATEGORICAL}
-        self.lines: list[int] = []
+        self.lines: list[int] = []  # of the pending records
+        self.line_chunks: list[np.ndarray] = []
         self.pending: list[dict] = []
 
     def add(self, record: Any, line: int, problems: list[tuple[int, str]]) -> None:
@@ -574,8 +685,29 @@ class _Columns:
             elif name == "tstamp":  # chunks: arrays from here, lists from the careful path
                 column.append(np.array(values, dtype=np.float64))
             else:
-                column.extend(values)
-        self.lines.extend(range(first, first + len(structs)))
+                column.append(values)
+        self.line_chunks.append(np.arange(first, first + len(structs), dtype=np.int64))
+
+    def add_scanned(self, scanner: _BlockScanner, data: bytes, scanned: _Scanned, first: int) -> None:
+        """A block read by the C scanner, from line ``first`` on."""
+        self.flush()
+        count = scanned.codes.shape[1]
+        for k, (name, column) in enumerate(self.columns.items()):
+            kind = scanner.kinds[k]
+            if kind == 0:  # text: each distinct string decoded once, coded in first-seen order
+                index = self.index[name]
+                lookup = np.empty(scanned.distinct[k] + 1, dtype=np.int64)
+                for u, (offset, length) in enumerate(scanned.spans[k, : scanned.distinct[k]].tolist()):
+                    lookup[u] = index.setdefault(data[offset : offset + length].decode(), len(index))
+                row = scanned.codes[k]
+                if (row < 0).any():
+                    lookup[-1] = index.setdefault(None, len(index))
+                column.append(lookup[row])
+            elif kind == 1:
+                column.append(scanned.numbers[k].copy())
+            else:  # true, false or null (anony), or null only (models)
+                column.append(scanned.codes[k].astype(np.int8))
+        self.line_chunks.append(np.arange(first, first + count, dtype=np.int64))
 
     def flush(self) -> None:
         for name, column in self.columns.items():
@@ -585,9 +717,12 @@ class _Columns:
             elif name == "tstamp":
                 if values:
                     column.append(values)
-            else:
-                column.extend(values)
+            elif values:
+                column.append(values)
+        if self.lines:
+            self.line_chunks.append(np.array(self.lines, dtype=np.int64))
         self.pending.clear()  # in place: the parse loop holds its append method
+        self.lines.clear()
 
     def validate(self, path: str) -> _Part:
         self.flush()
@@ -602,12 +737,15 @@ class _Columns:
                 else:  # the careful path's raw values, checked one by one (NaN: absent)
                     columns[name] = [v for chunk in column for v in (
                         [None if x != x else x for x in chunk.tolist()] if isinstance(chunk, np.ndarray) else chunk)]
+            elif column and all(isinstance(chunk, np.ndarray) for chunk in column):
+                columns[name] = np.concatenate(column)  # codes from the C scanner, checked there
             else:
-                columns[name] = column
+                columns[name] = [v for chunk in column for v in _chunk_values(chunk)]
         if "battle_id" in columns:  # FastChat calls it question_id
             ids, questions = columns["battle_id"], columns.pop("question_id")
             columns["battle_id"] = [b if b is not None else q for b, q in zip(ids, questions)]
-        return _validate_columns(path, columns, np.array(self.lines, dtype=np.int64), self.fields)
+        lines = np.concatenate(self.line_chunks) if self.line_chunks else np.zeros(0, dtype=np.int64)
+        return _validate_columns(path, columns, lines, self.fields)
 
 
 class _Unhashable:
@@ -722,7 +860,7 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
             total += 1
 
     kway = np.zeros(len(lines), dtype=bool)
-    if "models" in columns:
+    if "models" in columns and not isinstance(columns["models"], np.ndarray):  # codes: all null
         kway = np.array([v is not None for v in columns["models"]], dtype=bool)
     for name in fields:
         values = columns[name]
@@ -744,6 +882,8 @@ def _validate_columns(path: str, columns: dict[str, Any], lines: np.ndarray, fie
             numbers, rows = _float_column(values, test)
             report(rows, name, values.__getitem__, expected)
             out[name] = numbers
+        elif isinstance(values, np.ndarray):  # the C scanner's codes: their types were checked there
+            out[name] = values
         else:
             if set(map(type, values)) <= {str, type(None)} and name != "anony":
                 rows = [] if name not in ("battle_id", "task") else [k for k, v in enumerate(values) if v is not None and not v.strip()]
@@ -854,14 +994,19 @@ def _assemble(parts: list[_Part], fields: tuple[str, ...]) -> pd.DataFrame:
         pieces = [part.columns[name] for part in parts]
         if name in _CATEGORICAL:
             columns[name] = _join_categoricals(pieces)
+        elif name == "anony" and all(isinstance(piece, np.ndarray) for piece in pieces) and pieces:
+            codes = np.concatenate(pieces)
+            columns[name] = pd.arrays.BooleanArray(codes == 1, codes < 0)
         elif name == "anony":
             columns[name] = pd.array(
-                np.array([value for piece in pieces for value in piece], dtype=object), dtype="boolean"
+                np.array([value for piece in pieces for value in _chunk_values(piece)], dtype=object), dtype="boolean"
             )
         elif name == "tstamp":
             columns[name] = np.concatenate(pieces) if pieces else np.zeros(0)
+        elif all(isinstance(piece, np.ndarray) for piece in pieces) and pieces:  # scanner codes: null only
+            columns[name] = np.full(sum(map(len, pieces)), None, dtype=object)
         else:  # object columns: a list of ints with a None in it would become floats (329 → 329.0)
-            columns[name] = _objects([value for piece in pieces for value in piece])
+            columns[name] = _objects([value for piece in pieces for value in _chunk_values(piece)])
     files = list(dict.fromkeys(part.path for part in parts))
     part_file = [files.index(part.path) for part in parts]
     columns["file"] = pd.Categorical.from_codes(
@@ -899,10 +1044,17 @@ def _categorical(codes: np.ndarray, uniques: list) -> pd.Categorical:
 def _join_categoricals(pieces: list[tuple[np.ndarray, list]]) -> pd.Categorical:
     if not pieces:
         return pd.Categorical([])
-    cats = [_categorical(codes, uniques) for codes, uniques in pieces]
-    if len(cats) == 1:
-        return cats[0]
-    return pd.api.types.union_categoricals(cats)
+    if len(pieces) == 1:
+        return _categorical(*pieces[0])
+    # Categories in first-seen order over the pieces; a piece may have none (a field null
+    # throughout one half of a file), which pandas' union_categoricals refuses for its dtype.
+    index: dict[Any, int] = {}
+    recoded = []
+    for codes, uniques in pieces:
+        lookup = np.array([-1 if value is None else index.setdefault(value, len(index)) for value in uniques] + [-1],
+                          dtype=np.int64)
+        recoded.append(lookup[codes])
+    return pd.Categorical.from_codes(np.concatenate(recoded), categories=list(index))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,18 +31,26 @@ Entry point for the studio and the CLI: :func:`leaderboard`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
-import pandas as pd
 import trueskill
+
+from arena._quick import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use: see arena._quick
 
 OUTCOMES: tuple[str, ...] = ("model_a", "model_b", "tie", "tie (bothbad)")
 """The four verdicts of an arena vote: A better, B better, tie, both bad."""
@@ -131,7 +139,7 @@ def kway_problem(models: Any, best: Any, worst: Any) -> str | None:
     return None
 
 
-Votes = pd.DataFrame | Iterable[Mapping[str, Any]] | EncodedVotes
+Votes = Union["pd.DataFrame", Iterable[Mapping[str, Any]], EncodedVotes]
 
 
 def encode_votes(votes: Votes) -> EncodedVotes:
@@ -277,8 +285,14 @@ def _online_elo_arrays(
     a: np.ndarray, b: np.ndarray, outcome: np.ndarray, n_models: int,
     k: float, base: float, scale: float, init: float,
 ) -> np.ndarray:
-    # Sequential by nature; a plain loop over Python numbers is the fastest thing without a JIT.
     alpha = math.log(base) / scale
+    compiled = _compiled_passes()
+    if compiled is not None:
+        rating = np.full(n_models, float(init))
+        a, b, outcome = _c_votes(a, b, outcome, n_models)
+        compiled.online_elo(a, b, outcome, len(a), float(k), alpha, rating)
+        return rating
+    # Sequential by nature; without the C pass, a plain loop over Python numbers is fastest.
     exp = math.exp
     rating = [init] * n_models
     half_k = k / 2.0
@@ -289,6 +303,41 @@ def _online_elo_arrays(
         rating[i] = ri + delta
         rating[j] = rj - delta
     return np.array(rating)
+
+
+@functools.cache
+def _compiled_passes() -> Any:
+    """The C versions of the rating loops (``arena/_loops.c``, an optional extension built at
+    install), or None where it was not built or ``QWENRL_PURE_PYTHON`` is set; the Python and
+    numpy code gives the same results."""
+    if os.environ.get("QWENRL_PURE_PYTHON"):
+        return None
+    try:
+        from arena import _loops
+    except ImportError:
+        return None
+    library = ctypes.CDLL(_loops.__file__)
+    index, score, real = (np.ctypeslib.ndpointer(dtype, flags="C_CONTIGUOUS") for dtype in (np.int64, np.int8, np.float64))
+    n, number = ctypes.c_int64, ctypes.c_double
+    library.online_elo.argtypes = [index, index, score, n, number, number, real]
+    library.trueskill.argtypes = [index, index, score, n, number, number, number, real, real]
+    library.poisson_table_draws.argtypes = [real, n, n, index, index, real, index, n, index]
+    library.online_elo.restype = library.trueskill.restype = library.poisson_table_draws.restype = None
+    return library
+
+
+def _c_votes(a: np.ndarray, b: np.ndarray, outcome: np.ndarray, n_models: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vote arrays as the C passes take them, checked first: C would not stop at an index
+    out of range."""
+    a, b = np.ascontiguousarray(a, dtype=np.int64), np.ascontiguousarray(b, dtype=np.int64)
+    outcome = np.ascontiguousarray(outcome, dtype=np.int8)
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_models
+                   or outcome.min() < B_WINS or outcome.max() > A_WINS):
+        raise ValueError("vote codes out of range")
+    if not len(a) == len(b) == len(outcome):
+        raise ValueError("a, b and outcome differ in length")
+    return a, b, outcome
 
 
 def trueskill_ratings(votes: Votes, *, env: trueskill.TrueSkill | None = None) -> pd.DataFrame:
@@ -319,6 +368,12 @@ def _trueskill_arrays(
     params: tuple[float, float, float, float, float],
 ) -> tuple[np.ndarray, np.ndarray]:
     mu0, sigma0, beta, tau, margin = params
+    compiled = _compiled_passes()
+    if compiled is not None:
+        mu, var = np.full(n_models, float(mu0)), np.full(n_models, float(sigma0) ** 2)
+        a, b, outcome = _c_votes(a, b, outcome, n_models)
+        compiled.trueskill(a, b, outcome, len(a), float(beta), float(tau), float(margin), mu, var)
+        return mu, np.sqrt(var)
     sqrt, exp, erfc = math.sqrt, math.exp, math.erfc
     inv_sqrt2 = 1.0 / math.sqrt(2.0)
     inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
@@ -729,16 +784,37 @@ class _BootstrapPlan:
         return cls(fit, cell_counts[keep], cell_score[keep], cell_pair, starts, hess0_inv, draw, pair_cells,
                    kway.cells[:, keep].astype(np.float64))
 
+    @functools.cached_property
+    def sampler(self) -> PoissonSampler:
+        return PoissonSampler(self.draw_counts)
+
+    @property
+    def dense(self) -> bool:
+        """Every vote pairwise and every pair with all three cells (win, tie, loss), in order."""
+        return self.patterns is None and len(self.cell_counts) == 3 * len(self.starts)
+
     def resample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Comparisons per cell in ``size`` resamples of the votes (rows)."""
-        draws = resample_counts(rng, self.draw_counts, size).astype(np.float64)
+        """Comparisons per cell in ``size`` resamples of the votes (rows): integers where every
+        vote is pairwise, else (K-way patterns spread over their cells) floats."""
+        draws = resample_counts(rng, self.draw_counts, size, self.sampler)
         if self.patterns is None:
             return draws
+        draws = draws.astype(np.float64)
         counts = np.zeros((size, len(self.cell_counts)))
         n_pair = len(self.pair_cells)
         counts[:, self.pair_cells] = draws[:, :n_pair]
         counts += draws[:, n_pair:] @ self.patterns
         return counts
+
+    def pair_totals(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Comparisons per pair, and the pair's first model's score, in each resample (rows of
+        :meth:`resample`). A dense plan sums three strided slices, several times faster than
+        ``reduceat`` and with the same sums."""
+        if self.dense:
+            wins, ties, losses = counts[:, 0::3], counts[:, 1::3], counts[:, 2::3]
+            return (wins + ties + losses).astype(np.float64), wins + 0.5 * ties
+        return (np.add.reduceat(counts, self.starts, axis=1).astype(np.float64),
+                np.add.reduceat(counts * self.cell_score, self.starts, axis=1))
 
 
 def kway_patterns(ev: EncodedVotes, pc: PairCounts) -> tuple[PairCounts, dict[tuple[int, ...], int], np.ndarray]:
@@ -784,12 +860,13 @@ def _component_patterns(fit: BTFit, pc: PairCounts, patterns: dict[tuple[int, ..
     return KwayPatterns(rows, np.array([patterns[k] for k in keys], dtype=np.float64))
 
 
-def resample_counts(rng: np.random.Generator, counts: np.ndarray, size: int) -> np.ndarray:
+def resample_counts(rng: np.random.Generator, counts: np.ndarray, size: int,
+                    sampler: PoissonSampler | None = None) -> np.ndarray:
     """``size`` rows drawn from Multinomial(N, counts / N), N = counts.sum(): the counts of a
-    resample of N votes drawn with replacement, exactly, about twice as fast as numpy's
-    ``multinomial`` (whose one binomial per cell dominates a 1,000-round bootstrap).
+    resample of N votes drawn with replacement, exactly.
 
-    Independent Poisson(counts) draws, given their total S, are Multinomial(S, p). Adding N − S
+    Independent Poisson(counts) draws (:class:`PoissonSampler`; pass one built from the same
+    ``counts`` to reuse its tables), given their total S, are Multinomial(S, p). Adding N − S
     further draws from p, or taking away S − N of the S drawn votes chosen uniformly, turns
     Multinomial(S, p) into Multinomial(N, p), whatever S is.
     """
@@ -797,16 +874,99 @@ def resample_counts(rng: np.random.Generator, counts: np.ndarray, size: int) -> 
     total = int(round(counts.sum()))
     cdf = np.cumsum(counts) / counts.sum()
     cdf[-1] = 1.0
-    rows = rng.poisson(np.broadcast_to(counts, (size, len(counts))))
-    for row in rows:
-        excess = int(row.sum()) - total
-        if excess < 0:
-            extra = np.searchsorted(cdf, rng.random(-excess), side="right")
-            row += np.bincount(extra, minlength=len(counts))
-        elif excess > 0:
-            removed = rng.choice(total + excess, size=excess, replace=False)
-            row -= np.bincount(np.searchsorted(np.cumsum(row), removed, side="right"), minlength=len(counts))
+    rows = (sampler or PoissonSampler(counts)).draw(rng, size)
+    excess = rows.sum(axis=1) - total
+    short = np.flatnonzero(excess < 0)
+    if len(short):  # the further draws of every short row at once
+        need = -excess[short]
+        extra = np.searchsorted(cdf, rng.random(int(need.sum())), side="right")
+        cells = len(counts)
+        rows += np.bincount(np.repeat(short, need) * cells + extra, minlength=size * cells).reshape(size, cells)
+    for r in np.flatnonzero(excess > 0).tolist():
+        removed = rng.choice(total + int(excess[r]), size=int(excess[r]), replace=False)
+        rows[r] -= np.bincount(np.searchsorted(np.cumsum(rows[r]), removed, side="right"), minlength=len(counts))
     return rows
+
+
+class PoissonSampler:
+    """Rows of independent Poisson(counts[c]) draws, for counts of votes.
+
+    A bootstrap draws one per (pair, outcome) cell per round, 15 million for 100 models and
+    1,000 rounds; numpy's Poisson sampler made them the slowest part of the leaderboard. Vote
+    counts are whole numbers with few distinct values, so each distinct count λ gets its CDF
+    over λ ± (10√λ + 10) (the mass outside is below 1e-20) and a guide table, once; a draw is
+    one uniform number inverted through them: the guide gives its bucket's first value, a few
+    comparisons the exact one. This is the inverse-CDF method, exact up to the rounding of the
+    CDF. Cells with counts above :data:`POISSON_TABLE_MAX`, fractional counts, or more distinct
+    counts than :data:`POISSON_TABLES` use ``rng.poisson``.
+    """
+
+    def __init__(self, counts: np.ndarray):
+        self.counts = counts = np.asarray(counts, dtype=np.float64)
+        values, cell_value = np.unique(counts, return_inverse=True)
+        tabled = (values > 0) & (values <= POISSON_TABLE_MAX) & (values == np.round(values))
+        if tabled.sum() > POISSON_TABLES:
+            tabled[:] = False
+        self.table_cells = np.flatnonzero(tabled[cell_value])
+        self.other_cells = np.flatnonzero(~tabled[cell_value] & (counts > 0))
+        self.all_tabled = len(self.table_cells) == len(counts)
+        lams = values[tabled]
+        cell_table = (np.cumsum(tabled) - 1)[cell_value[self.table_cells]]
+        if not len(lams):
+            return
+        spread = 10.0 * np.sqrt(lams) + 10.0
+        first = np.maximum(0, np.floor(lams - spread)).astype(np.int64)
+        self.width = width = int(np.ceil(lams + spread).max() - first.min()) + 2
+        k = first[:, None] + np.arange(width)[None, :]
+        log_factorial = np.cumsum(np.log(np.maximum(np.arange(k.max() + 1), 1)))
+        cdf = np.cumsum(np.exp(k * np.log(lams)[:, None] - lams[:, None] - log_factorial[k]), axis=1)
+        cdf /= cdf[:, -1:]
+        cdf[:, -1] = np.inf  # no uniform number reaches the last entry: every walk stops there
+        self.cdf = cdf.ravel()
+        guide = np.stack([np.searchsorted(row, np.arange(_GUIDE) / _GUIDE, side="right") for row in cdf])
+        # The guide's answer as a position in the flat CDF, per (distinct count, bucket): small
+        # enough to stay in cache, which a table per cell would not.
+        self.guide = (guide + (np.arange(len(lams)) * width)[:, None]).astype(np.int64).ravel()
+        self.guide_start = (cell_table * _GUIDE).astype(np.int64)
+        self.offset = first[cell_table] - cell_table * width
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        counts = self.counts
+        if self.all_tabled and size:
+            return self._table_draws(rng, size)
+        rows = np.zeros((size, len(counts)), dtype=np.int64)
+        if len(self.table_cells) and size:
+            rows[:, self.table_cells] = self._table_draws(rng, size)
+        if len(self.other_cells) and size:
+            rows[:, self.other_cells] = rng.poisson(np.broadcast_to(counts[self.other_cells], (size, len(self.other_cells))))
+        return rows
+
+    def _table_draws(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        u = rng.random((size, len(self.table_cells)))
+        compiled = _compiled_passes()
+        if compiled is not None:  # the same walk in one pass (arena/_loops.c)
+            out = np.empty(u.shape, dtype=np.int64)
+            compiled.poisson_table_draws(u, size, u.shape[1], self.guide, self.guide_start, self.cdf,
+                                         self.offset, _GUIDE, out)
+            return out
+        bucket = (u * _GUIDE).astype(np.intp)
+        bucket += self.guide_start
+        pos = self.guide[bucket].ravel()
+        flat_u = u.ravel()
+        behind = np.flatnonzero(flat_u >= self.cdf[pos])
+        while behind.size:  # walk each draw forward to the first CDF entry above its uniform number
+            pos[behind] += 1
+            behind = behind[flat_u[behind] >= self.cdf[pos[behind]]]
+        pos = pos.reshape(size, -1)
+        pos += self.offset
+        return pos
+
+
+POISSON_TABLE_MAX = 1000
+"""Cells with at most this many votes are drawn by :class:`PoissonSampler` from tables."""
+POISSON_TABLES = 1024
+"""At most this many distinct counts are tabulated; beyond that, numpy's sampler draws."""
+_GUIDE = 1024  # guide-table buckets per distinct count
 
 
 def _bootstrap_block(plan: _BootstrapPlan, seed: np.random.SeedSequence, size: int) -> tuple[np.ndarray, int]:
@@ -823,8 +983,7 @@ def _bootstrap_block(plan: _BootstrapPlan, seed: np.random.SeedSequence, size: i
     m = len(theta0)
     rng = np.random.default_rng(seed)
     counts = plan.resample(rng, size)
-    n = np.add.reduceat(counts, plan.starts, axis=1)
-    s = np.add.reduceat(counts * plan.cell_score, plan.starts, axis=1)
+    n, s = plan.pair_totals(counts)
 
     theta = np.repeat(theta0[None, :], size, axis=0)
     converged = np.zeros(size, dtype=bool)
@@ -832,10 +991,19 @@ def _bootstrap_block(plan: _BootstrapPlan, seed: np.random.SeedSequence, size: i
     rows = np.arange(size)[:, None] * m
     flat_i, flat_j = (rows + pc.i).ravel(), (rows + pc.j).ravel()
     p = _expit(LN10 * (theta0[pc.i] - theta0[pc.j]))  # every replicate starts here
+    half_ln10 = 0.5 * LN10
     for iteration in range(30):
-        if iteration:
-            p = _expit(LN10 * (theta[:, pc.i] - theta[:, pc.j]))
-        r = (LN10 * (n * p - s)).ravel()
+        if iteration:  # _expit(LN10 * (θ_i − θ_j)), in place: the same numbers, fewer arrays
+            p = theta[:, pc.i]
+            p -= theta[:, pc.j]
+            p *= half_ln10
+            np.tanh(p, out=p)
+            p += 1.0
+            p *= 0.5
+        r = n * p
+        r -= s
+        r *= LN10
+        r = r.ravel()
         grad = (np.bincount(flat_i, r, size * m) - np.bincount(flat_j, r, size * m)).reshape(size, m)
         grad += l2 * theta
         # A small product: einsum's own loop rather than BLAS, whose threads only contend here.
@@ -977,8 +1145,8 @@ def leaderboard(
     1 + the number of models in the same component whose lower bound exceeds this model's
     upper bound. ``min_votes`` drops the battles of models with fewer votes before rating.
     ``workers`` > 1 shares the work (the sequential online ratings, blocks of bootstrap rounds)
-    among that many processes (default: 2 on a multi-core machine for 200,000 votes or more,
-    else 1); the result does not depend on it. ``progress(done, total)`` is called as bootstrap
+    among that many threads, or processes where the C passes were not built (default: 2 on a
+    multi-core machine for 200,000 votes or more, else 1); the result does not depend on it. ``progress(done, total)`` is called as bootstrap
     rounds complete.
     """
     if ci not in ("bootstrap", "sandwich"):
@@ -1029,7 +1197,16 @@ def leaderboard(
         workers = 2 if len(ev) >= 200_000 and (os.cpu_count() or 1) > 1 else 1
     online = None
     if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=process_pool_context()) as pool:
+        # With the C passes the online ratings take milliseconds and numpy, which does most of
+        # the bootstrap, releases the GIL: threads share the work without starting processes.
+        # Without them the online ratings are a long Python loop, which would hold the GIL.
+        if _compiled_passes() is not None:
+            for plan in plans:
+                plan.sampler  # built here, once, not by two threads at a time
+            pool_type: Callable[[], Any] = lambda: ThreadPoolExecutor(workers)  # noqa: E731
+        else:
+            pool_type = lambda: ProcessPoolExecutor(workers, mp_context=process_pool_context())  # noqa: E731
+        with pool_type() as pool:
             # The online ratings are one long sequential task: submit it first.
             pending = pool.submit(_online_ratings, *online_args) if with_online else None
             futures = {pool.submit(_bootstrap_block, plans[blk[0]], blk[2], blk[3]): blk for blk in blocks}
