@@ -62,7 +62,8 @@ _KEEP = {_M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20, _M_MMAP_THRESHOLD: 32
 def quick_process() -> Iterator[None]:
     """While inside: freed memory stays with the process for reuse (glibc only: blocks up to
     32 MB come from the heap, which is not trimmed) and the cyclic garbage collector is off.
-    Both are restored on leaving (glibc's adaptive mmap threshold becomes its default value)."""
+    Both are restored on leaving (glibc's adaptive mmap threshold becomes its default value),
+    the objects alive then moved out of the collector's way (``gc.freeze``)."""
     mallopt = _mallopt()
     collecting = gc.isenabled()
     gc.disable()
@@ -76,6 +77,9 @@ def quick_process() -> Iterator[None]:
             for parameter, value in _DEFAULTS.items():
                 mallopt(parameter, value)
         if collecting:
+            # what the command built is referenced or freed by now: frozen, it is not traversed
+            # again by the next collection (the one at interpreter exit, for the command line)
+            gc.freeze()
             gc.enable()
 
 

@@ -40,9 +40,16 @@ typedef const unsigned char *ptr;
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
-/* Whether n bytes at a and b are equal: short strings, compared inline. */
+/* Whether n bytes at a and b are equal: short strings, compared inline, eight bytes at a time. */
 static inline int same_bytes(ptr a, ptr b, int64_t n) {
-    for (int64_t k = 0; k < n; k++)
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + k, 8);
+        memcpy(&y, b + k, 8);
+        if (x != y) return 0;
+    }
+    for (; k < n; k++)
         if (a[k] != b[k]) return 0;
     return 1;
 }
@@ -102,7 +109,13 @@ static ptr scan_string(ptr p, ptr end, int *escaped) {
             uint64_t w;
             memcpy(&w, p, 8);
             const uint64_t quote = w ^ (ONES * '"'), slash = w ^ (ONES * '\\');
-            if ((((quote - ONES) & ~quote) | ((slash - ONES) & ~slash) | ((w - ONES * 0x20) & ~w) | w) & HIGHS) break;
+            const uint64_t flags = (((quote - ONES) & ~quote) | ((slash - ONES) & ~slash) | ((w - ONES * 0x20) & ~w) | w) & HIGHS;
+            if (flags) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                p += __builtin_ctzll(flags) >> 3; /* the lowest flag is always a true one */
+#endif
+                break;
+            }
             p += 8;
         }
         while (p < end && !string_stop[*p]) p++;
@@ -335,8 +348,15 @@ int64_t scan_lines(const char *buf, int64_t len, int64_t n_lines, const char *ke
     }
     ptr p = base;
     char number_text[64];
+    /* Lines written by one program name their fields in the same order and repeat many values:
+     * the previous line's key at each position, and each field's previous string, are tried
+     * first (one comparison) before the search and the hash table. */
+    ptr last_name[64], last_value[64];
+    int64_t last_name_len[64], last_k[64], last_value_len[64], last_code[64];
+    for (int64_t k = 0; k < 64; k++) last_name_len[k] = last_value_len[k] = -1;
     for (int64_t row = 0; row < n_lines; row++) {
         uint64_t seen = 0;
+        int64_t position = 0;
         if (p > end) goto fail; /* fewer lines than counted */
         ptr line_end = memchr(p, '\n', (size_t)(end - p));
         if (!line_end) line_end = end;
@@ -359,8 +379,17 @@ int64_t scan_lines(const char *buf, int64_t len, int64_t n_lines, const char *ke
                 if (p >= line_end || *p != ':') goto fail;
                 p = skip_ws(p + 1, line_end);
                 int64_t k = 0;
-                while (k < n_keys && !(key_len[k] == name_len && key_at[k][0] == name[0] && same_bytes(key_at[k], name, name_len)))
-                    k++;
+                if (position < 64 && last_name_len[position] == name_len && same_bytes(last_name[position], name, name_len)) {
+                    k = last_k[position];
+                } else {
+                    while (k < n_keys && !(key_len[k] == name_len && same_bytes(key_at[k], name, name_len))) k++;
+                    if (position < 64) {
+                        last_name[position] = name;
+                        last_name_len[position] = name_len;
+                        last_k[position] = k;
+                    }
+                }
+                position++;
                 if (k == n_keys) {
                     if (!(p = skip_value(p, line_end, 1))) goto fail;
                 } else {
@@ -372,8 +401,16 @@ int64_t scan_lines(const char *buf, int64_t len, int64_t n_lines, const char *ke
                         /* the defaults stand: -1 or NaN */
                     } else if (kind[k] == KIND_TEXT && *p == '"') {
                         if (!(after = scan_string(p + 1, line_end, &escaped)) || escaped) goto fail;
-                        const int64_t code = intern(&tables[k], base, p + 1, (after - 1) - (p + 1));
-                        if (code < 0) goto fail;
+                        const int64_t n = (after - 1) - (p + 1);
+                        int64_t code;
+                        if (last_value_len[k] == n && same_bytes(last_value[k], p + 1, n)) {
+                            code = last_code[k];
+                        } else {
+                            if ((code = intern(&tables[k], base, p + 1, n)) < 0) goto fail;
+                            last_value[k] = p + 1;
+                            last_value_len[k] = n;
+                            last_code[k] = code;
+                        }
                         codes[k * n_lines + row] = code;
                     } else if (kind[k] == KIND_BOOL && (after = scan_literal(p, line_end, "true", 4))) {
                         codes[k * n_lines + row] = 1;

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING  # noqa: E402
 import click  # noqa: E402
 
 from arena import io as vote_io  # noqa: E402
+from arena._quick import import_in_background, lazy_module, quick_process  # noqa: E402
 from arena.categories import CATEGORY_MIN_VOTES, category_too_small, in_category  # noqa: E402
 from arena.hygiene import counted_votes, left_out_message  # noqa: E402
 from arena.ratings import ROW_FIELDS, Leaderboard, leaderboard, parse_anchor  # noqa: E402
 from arena.style import style_control  # noqa: E402
-
-from arena._quick import import_in_background, lazy_module, quick_process  # noqa: E402
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,11 +157,11 @@ def elo(
             style = style_control(votes, rounds=200, seed=seed) if control and not short else None
         except (ValueError, OSError) as exc:  # VoteFileError is a ValueError
             raise click.ClickException(str(exc)) from exc
-    for warning in board.warnings + (style.warnings if style else []):
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(format_leaderboard(board, output_format), nl=False)
-    if style is not None:
-        click.echo(format_style(style, output_format), nl=False)
+        for warning in board.warnings + (style.warnings if style else []):
+            click.echo(f"warning: {warning}", err=True)
+        click.echo(format_leaderboard(board, output_format), nl=False)
+        if style is not None:
+            click.echo(format_style(style, output_format), nl=False)
 
 
 def format_style(style, output_format: str) -> str:
@@ -330,8 +329,6 @@ def export_votes(store_path: str, out: str, output_format: str | None, task: str
       qwenrl votes export --store workspace/arena.db --out t2i.jsonl --task t2i
       qwenrl votes export --store workspace/arena.db --out fastchat.jsonl --pairwise
     """
-    from arena.store import ArenaStore
-
     try:
         with open_store(store_path) as store, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", vote_io.KwayExpandedWarning)

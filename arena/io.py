@@ -51,10 +51,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from arena._quick import lazy_module
 from arena.hygiene import is_flags_text
 from arena.ratings import OUTCOMES, kway_comparisons, kway_problem, process_pool_context
-
-from arena._quick import lazy_module
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -284,10 +283,10 @@ def _scans_cleanly(path: str, fields: tuple[str, ...]) -> bool:
         return False
     blocks = _byte_blocks(path, 0, os.path.getsize(path))
     try:
-        first, data, count = next(blocks)  # whole lines: the block's last line is completed
+        first, data, length, count = next(blocks)
     finally:
         blocks.close()
-    return scanner.scan(data, count) is not None
+    return scanner.scan(data, length, count) is not None
 
 
 def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...]) -> _Part:
@@ -304,15 +303,17 @@ def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...])
     scanner = _BlockScanner.for_names(columns.names)
     problems: list[tuple[int, str]] = []
     line_number = 0
-    for first, data, count in _byte_blocks(path, start, end):
-        scanned = scanner.scan(data, count) if scanner else None
+    for first, data, length, count in _byte_blocks(path, start, end):
+        line_number = first + count - 1
+        scanned = scanner.scan(data, length, count) if scanner else None
         if scanned is not None:
             columns.add_scanned(scanner, data, scanned, first)
-        elif (structs := _fast_decode(decoder, data, count)) is not None:
+            continue
+        block = data if length == len(data) else data[:length]  # a copy only on the slower paths
+        if (structs := _fast_decode(decoder, block, count)) is not None:
             columns.add_structs(structs, first)
         else:
-            _parse_lines_slowly(columns, data, first, problems)
-        line_number = first + count - 1
+            _parse_lines_slowly(columns, block, first, problems)
     part = columns.validate(path)
     part.problems = sorted(problems + part.problems)
     part.total_problems += len(problems)
@@ -333,31 +334,23 @@ def _chunk_values(chunk: list | np.ndarray) -> list:
 
 
 @functools.cache
-def _scan_function() -> Any:
-    """``scan_lines`` of the optional C extension ``arena._scan``, or None where it was not built
-    or ``QWENRL_PURE_PYTHON`` is set (the msgspec path then reads every block)."""
+def _scan_library() -> Any:
+    """The optional C extension ``arena._scan`` (``scan_lines``, ``count_lines``), or None where
+    it was not built or ``QWENRL_PURE_PYTHON`` is set (msgspec then reads every block)."""
     if os.environ.get("QWENRL_PURE_PYTHON"):
         return None
     try:
         from arena import _scan
     except ImportError:
         return None
-    function = _scan_library().scan_lines
+    library = ctypes.CDLL(_scan.__file__)
     integers, real = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.int64, np.float64))
     kinds = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
     n = ctypes.c_int64
-    function.argtypes = [ctypes.c_char_p, n, n, ctypes.c_char_p, integers, kinds, n, integers, real, integers, integers]
-    function.restype = ctypes.c_int64
-    return function
-
-
-@functools.cache
-def _scan_library() -> ctypes.CDLL:
-    from arena import _scan
-
-    library = ctypes.CDLL(_scan.__file__)
-    library.count_lines.argtypes = [ctypes.c_char_p, ctypes.c_int64]
-    library.count_lines.restype = ctypes.c_int64
+    library.scan_lines.argtypes = [ctypes.c_char_p, n, n, ctypes.c_char_p, integers, kinds, n, integers, real,
+                                   integers, integers]
+    library.count_lines.argtypes = [ctypes.c_char_p, n]
+    library.scan_lines.restype = library.count_lines.restype = n
     return library
 
 
@@ -384,18 +377,19 @@ class _BlockScanner:
     @classmethod
     def for_names(cls, names: tuple[str, ...]) -> _BlockScanner | None:
         """A scanner, or None where the extension is missing or a field is not one it reads."""
-        function = _scan_function()
-        if function is None or not all(name in _SCAN_KINDS for name in names) or len(names) > 64:
+        library = _scan_library()
+        if library is None or not all(name in _SCAN_KINDS for name in names) or len(names) > 64:
             return None
-        return cls(function, names)
+        return cls(library.scan_lines, names)
 
-    def scan(self, data: bytes, count: int) -> _Scanned | None:
+    def scan(self, data: bytes, length: int, count: int) -> _Scanned | None:
+        """The ``count`` lines of ``data[:length]``, or None where the scanner gave up."""
         n_keys = len(self.names)
         codes = np.empty((n_keys, count), dtype=np.int64)
         numbers = np.empty((n_keys, count), dtype=np.float64)
         spans = np.empty((n_keys, count, 2), dtype=np.int64)
         distinct = np.zeros(n_keys, dtype=np.int64)
-        status = self.function(data, len(data), count, self.key_text, self.key_len, self.kinds, n_keys, codes,
+        status = self.function(data, length, count, self.key_text, self.key_len, self.kinds, n_keys, codes,
                                numbers, spans, distinct)
         return _Scanned(codes, numbers, spans, distinct) if status == 0 else None
 
@@ -459,21 +453,32 @@ def _parse_lines_slowly(columns: _Columns, data: bytes, first: int, problems: li
 
 
 def _byte_blocks(path: str, start: int, end: int):
-    """(first line number, bytes, lines) for each block of whole lines in bytes [start, end)."""
-    count_lines = _scan_function() and _scan_library().count_lines  # C, faster than bytes.count
+    """(first line number, data, length, lines) for each block of whole lines in bytes
+    [start, end): the block is ``data[:length]``. A partial last line is not copied onto the
+    block but read again with the next one (unless one line is longer than a block)."""
+    library = _scan_library()
+    count_lines = library.count_lines if library else None  # C, faster than bytes.count
     first = 1
     with open(path, "rb") as handle:
         handle.seek(start)
         remaining = end - start
         while remaining > 0:
             data = handle.read(min(_BLOCK_BYTES, remaining))
-            remaining -= len(data)
-            if remaining > 0 and not data.endswith(b"\n"):
-                tail = handle.readline()  # finish the block's last line
-                remaining -= len(tail)
-                data += tail
-            count = count_lines(data, len(data)) if count_lines else data.count(b"\n") + (not data.endswith(b"\n"))
-            yield first, data, count
+            length = len(data)
+            if length < remaining and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    handle.seek(cut - length, os.SEEK_CUR)
+                    length = cut
+                else:  # a line longer than a block
+                    data += handle.readline()
+                    length = len(data)
+            remaining -= length
+            if count_lines:
+                count = count_lines(data, length)
+            else:
+                count = data.count(b"\n", 0, length) + (not data.endswith(b"\n", 0, length))
+            yield first, data, length, count
             first += count
 
 

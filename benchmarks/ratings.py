@@ -122,10 +122,12 @@ def fastchat_code(source: Path, into: Path) -> Path:
     return into
 
 
-def run_ours(path: Path, rounds: int) -> dict:
+def run_ours(path: Path, rounds: int, pure_python: bool = False) -> dict:
+    """``qwenrl elo`` in a fresh process; ``pure_python`` without the C extensions."""
     command = [sys.executable, "-m", "qwenrl", "elo", str(path), "--format", "json", "--bootstrap", str(rounds)]
+    env = {**os.environ, **({"QWENRL_PURE_PYTHON": "1"} if pure_python else {})}
     wrapper = subprocess.run([sys.executable, "-c", CLI_WRAPPER, *command], capture_output=True, text=True,
-                             cwd=ROOT, check=True)
+                             cwd=ROOT, check=True, env=env)
     wall, peak, cpu, code = wrapper.stdout.split()
     if int(code) != 0:
         raise SystemExit(f"qwenrl elo failed:\n{wrapper.stderr}")
@@ -188,6 +190,7 @@ def main() -> None:
 
     report: dict = {
         "votes": args.votes, "models": args.models, "bootstrap_rounds": args.rounds,
+        "c_extensions": ratings._compiled_passes() is not None and vote_io._scan_library() is not None,
         "machine": {
             "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
             "platform": platform.platform(), "load_average_at_start": list(os.getloadavg()),
@@ -211,6 +214,9 @@ def main() -> None:
                 theirs.append(run_fastchat(code_dir, path, args.rounds))
                 print(f"FastChat: {theirs[-1]['wall_s']:.1f} s wall", file=sys.stderr)
         report["uptime_after_side_by_side"] = uptime()
+        pure = run_ours(path, args.rounds, pure_python=True)  # what a machine without a C compiler gets
+        print(f"qwenrl elo, pure Python: {pure['wall_s']:.2f} s wall", file=sys.stderr)
+        report["cli_pure_python"] = {"wall_s": round(pure["wall_s"], 2), "peak_rss_mb": round(pure["peak_rss_mb"])}
         walls = sorted(r["wall_s"] for r in ours)
         median = walls[len(walls) // 2]
         report["cli"] = {"command": "qwenrl elo votes.jsonl --format json", "runs_wall_s": [round(r["wall_s"], 2) for r in ours],
@@ -319,9 +325,12 @@ def markdown(report: dict) -> str:
         f"| sandwich intervals (with the BT fit) | {t['sandwich_ci']} |",
         f"| TrueSkill (closed-form update) | {t['trueskill']} |",
         f"| **table: online Elo + BT + bootstrap** | **{t['table_elo_bt_bootstrap']}** |",
-        f"| full leaderboard (+ TrueSkill, counts), 1 process | {t['leaderboard_workers_1']} |",
-        f"| full leaderboard, 2 processes | {t['leaderboard_workers_2']} |",
+        f"| full leaderboard (+ TrueSkill, counts), 1 worker | {t['leaderboard_workers_1']} |",
+        f"| full leaderboard, 2 workers | {t['leaderboard_workers_2']} |",
         "",
+        f"The C extensions (arena/_scan.c, arena/_loops.c) were {'used' if report['c_extensions'] else 'NOT built'}. "
+        f"Without them (`QWENRL_PURE_PYTHON=1`, one run after the side-by-side ones) `qwenrl elo` took "
+        f"{report['cli_pure_python']['wall_s']} s, {report['cli_pure_python']['peak_rss_mb']} MB peak.",
         f"`qwenrl elo` used {cli['cpu_s_all_processes']} s of CPU over its processes; peak memory "
         f"{cli['peak_rss_mb_largest_process']} MB (largest process).",
         f"TrueSkill through `trueskill.rate_1vs1`: {report['trueskill_package']['us_per_vote']} µs per vote, "

@@ -23,7 +23,7 @@ def test_the_extensions_are_built():
     # here means the fast paths below were never exercised.
     from arena import _loops, _scan  # noqa: F401
 
-    assert ratings._compiled_passes() is not None and vote_io._scan_function() is not None
+    assert ratings._compiled_passes() is not None and vote_io._scan_library() is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ NAMES = vote_io._Columns(RATING_FIELDS).names
 def scan(text: str | bytes, names: tuple[str, ...] = NAMES):
     data = text.encode() if isinstance(text, str) else text
     count = data.count(b"\n") + (not data.endswith(b"\n"))
-    return vote_io._BlockScanner.for_names(names).scan(data, count)
+    return vote_io._BlockScanner.for_names(names).scan(data, len(data), count)
 
 
 def test_the_scanner_reads_a_block():
@@ -192,6 +192,7 @@ def tricky_records(n: int, seed: int) -> list[dict]:
         records.append(record)
     records[150] = {"models": ["base", "grpo-t2i", "b\u00e9se"], "best": "base", "worst": None, "task": "t2i"}
     records[-1]["model_a"] = 'quote"d'  # an escape in a wanted string: that block takes msgspec's path
+    records[7]["prompt"] = "a long prompt " * 1500  # a line longer than a block of the tests below
     return records
 
 
@@ -203,14 +204,14 @@ def test_files_read_with_the_scanner_equal_files_read_without(tmp_path, monkeypa
     monkeypatch.setattr(vote_io, "_BLOCK_BYTES", 8192)  # many blocks, one of them with the K-way vote
     scanned_blocks = []
     scan_block = vote_io._BlockScanner.scan
-    monkeypatch.setattr(vote_io._BlockScanner, "scan", lambda self, data, count: scanned_blocks.append(
-        result := scan_block(self, data, count)) or result)
+    monkeypatch.setattr(vote_io._BlockScanner, "scan", lambda self, data, length, count: scanned_blocks.append(
+        result := scan_block(self, data, length, count)) or result)
     with_scanner = read_votes(path, fields=fields, workers=1)
     assert sum(block is not None for block in scanned_blocks) >= 3  # the scanner read most blocks…
     assert "models" not in fields or any(block is None for block in scanned_blocks)  # …not the K-way one
     monkeypatch.setattr(vote_io, "_PARALLEL_BYTES", 1)
     pd.testing.assert_frame_equal(read_votes(path, fields=fields, workers=2), with_scanner)  # two threads
-    monkeypatch.setattr(vote_io, "_scan_function", lambda: None)
+    monkeypatch.setattr(vote_io, "_scan_library", lambda: None)
     pd.testing.assert_frame_equal(read_votes(path, fields=fields, workers=1), with_scanner)
     pd.testing.assert_frame_equal(read_votes(path, fields=fields, workers=2), with_scanner)  # two processes
 
@@ -224,7 +225,7 @@ def test_malformed_records_are_reported_the_same_with_the_scanner(tmp_path, monk
     monkeypatch.setattr(vote_io, "_BLOCK_BYTES", 8192)
     with pytest.raises(vote_io.VoteFileError) as with_scanner:
         read_votes(path, fields=RATING_FIELDS)
-    monkeypatch.setattr(vote_io, "_scan_function", lambda: None)
+    monkeypatch.setattr(vote_io, "_scan_library", lambda: None)
     with pytest.raises(vote_io.VoteFileError) as without:
         read_votes(path, fields=RATING_FIELDS)
     assert with_scanner.value.problems == without.value.problems
