@@ -880,8 +880,7 @@ def resample_counts(rng: np.random.Generator, counts: np.ndarray, size: int,
     if len(short):  # the further draws of every short row at once
         need = -excess[short]
         extra = np.searchsorted(cdf, rng.random(int(need.sum())), side="right")
-        cells = len(counts)
-        rows += np.bincount(np.repeat(short, need) * cells + extra, minlength=size * cells).reshape(size, cells)
+        np.add.at(rows, (np.repeat(short, need), extra), 1)
     for r in np.flatnonzero(excess > 0).tolist():
         removed = rng.choice(total + int(excess[r]), size=int(excess[r]), replace=False)
         rows[r] -= np.bincount(np.searchsorted(np.cumsum(rows[r]), removed, side="right"), minlength=len(counts))
