@@ -42,7 +42,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && echo "torch==${TORCH_VERSION}" > /tmp/torch-constraint.txt \
  && pip install -c /tmp/torch-constraint.txt -e . \
  && rm /tmp/torch-constraint.txt \
- && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
+ && python -m compileall -q qwenrl arena training app
 
 RUN mkdir -p /workspace && chown studio:studio /workspace
 VOLUME ["/workspace"]

@@ -16,7 +16,9 @@ WORKSPACE ?= ./workspace
 
 install: $(VENV)/.installed
 
-# setup.py and the C sources: the optional extensions (arena/_loops.c, arena/_scan.c) are built at install
+# setup.py and the C sources: the optional extensions (arena/_loops.c, arena/_scan.c) are built at install.
+# The code is compiled to bytecode up front, as pip does for the packages it installs (an editable
+# install is not, and where PYTHONDONTWRITEBYTECODE is set every command would compile it again).
 $(VENV)/.installed: pyproject.toml setup.py $(wildcard arena/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -27,6 +29,7 @@ ifneq ($(HAS_GPU),1)
 else
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 endif
+	$(BIN)/python -m compileall -q qwenrl arena training app
 	touch $@
 
 test: install

@@ -204,6 +204,9 @@ def main() -> None:
         report["file_mb"] = round(path.stat().st_size / 2**20, 1)
 
         # 1. The command a user runs, end to end, in a fresh process; FastChat's code beside it.
+        # Our code as an installed package has it: compiled to bytecode (pip compiles what it
+        # installs; an editable checkout run with PYTHONDONTWRITEBYTECODE would compile each time).
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "qwenrl", "arena"], cwd=ROOT, check=True)
         report["uptime_before"] = uptime()
         ours, theirs = [], []
         code_dir = fastchat_code(args.fastchat, Path(tmp)) if args.fastchat else None
