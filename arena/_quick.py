@@ -1,5 +1,7 @@
 """What makes a short command over a large vote file quick: ``qwenrl elo``.
 
+The optional C extensions, loaded for ctypes (:func:`native_library`).
+
 pandas, imported on first use, started early in a thread. ``import pandas`` takes about 0.3 s, as
 long as reading a million votes. ``qwenrl elo`` starts the import in a thread
 (:func:`import_in_background`) and reads the file meanwhile: the C scanner runs without the GIL,
@@ -20,6 +22,7 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -50,6 +53,19 @@ def import_in_background(name: str) -> threading.Thread:
     thread = threading.Thread(target=importlib.import_module, args=(name,), name=f"import {name}")
     thread.start()
     return thread
+
+
+def native_library(name: str) -> ctypes.CDLL | None:
+    """The optional C extension ``arena.<name>`` (``arena/<name>.c``, built at install where a C
+    compiler is found), loaded for ctypes; None where it was not built or ``QWENRL_PURE_PYTHON``
+    is set, and the caller's Python and numpy code, which gives the same results, runs instead."""
+    if os.environ.get("QWENRL_PURE_PYTHON"):
+        return None
+    try:
+        module = importlib.import_module(f"arena.{name}")
+    except ImportError:
+        return None
+    return ctypes.CDLL(module.__file__)
 
 
 # glibc's mallopt parameters and their defaults

@@ -33,7 +33,6 @@ enum {
 };
 
 #define MAX_DEPTH 64
-#define FAIL (-1)
 
 typedef const unsigned char *ptr;
 

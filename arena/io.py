@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from arena._quick import lazy_module
+from arena._quick import lazy_module, native_library
 from arena.hygiene import is_flags_text
 from arena.ratings import OUTCOMES, kway_comparisons, kway_problem, process_pool_context
 
@@ -335,15 +335,11 @@ def _chunk_values(chunk: list | np.ndarray) -> list:
 
 @functools.cache
 def _scan_library() -> Any:
-    """The optional C extension ``arena._scan`` (``scan_lines``, ``count_lines``), or None where
-    it was not built or ``QWENRL_PURE_PYTHON`` is set (msgspec then reads every block)."""
-    if os.environ.get("QWENRL_PURE_PYTHON"):
+    """The C scanner ``arena/_scan.c`` (``scan_lines``, ``count_lines``), or None (see
+    :func:`arena._quick.native_library`; msgspec then reads every block)."""
+    library = native_library("_scan")
+    if library is None:
         return None
-    try:
-        from arena import _scan
-    except ImportError:
-        return None
-    library = ctypes.CDLL(_scan.__file__)
     integers, real = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.int64, np.float64))
     kinds = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
     n = ctypes.c_int64

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 import trueskill
 
-from arena._quick import lazy_module
+from arena._quick import lazy_module, native_library
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -307,16 +307,11 @@ def _online_elo_arrays(
 
 @functools.cache
 def _compiled_passes() -> Any:
-    """The C versions of the rating loops (``arena/_loops.c``, an optional extension built at
-    install), or None where it was not built or ``QWENRL_PURE_PYTHON`` is set; the Python and
-    numpy code gives the same results."""
-    if os.environ.get("QWENRL_PURE_PYTHON"):
+    """The C versions of the rating loops (``arena/_loops.c``), or None (see
+    :func:`arena._quick.native_library`)."""
+    library = native_library("_loops")
+    if library is None:
         return None
-    try:
-        from arena import _loops
-    except ImportError:
-        return None
-    library = ctypes.CDLL(_loops.__file__)
     index, score, real = (np.ctypeslib.ndpointer(dtype, flags="C_CONTIGUOUS") for dtype in (np.int64, np.int8, np.float64))
     n, number = ctypes.c_int64, ctypes.c_double
     library.online_elo.argtypes = [index, index, score, n, number, number, real]
@@ -1145,8 +1140,8 @@ def leaderboard(
     upper bound. ``min_votes`` drops the battles of models with fewer votes before rating.
     ``workers`` > 1 shares the work (the sequential online ratings, blocks of bootstrap rounds)
     among that many threads, or processes where the C passes were not built (default: 2 on a
-    multi-core machine for 200,000 votes or more, else 1); the result does not depend on it. ``progress(done, total)`` is called as bootstrap
-    rounds complete.
+    multi-core machine for 200,000 votes or more, else 1); the result does not depend on it.
+    ``progress(done, total)`` is called as bootstrap rounds complete.
     """
     if ci not in ("bootstrap", "sandwich"):
         raise ValueError(f"ci must be 'bootstrap' or 'sandwich', not {ci!r}")
