@@ -43,7 +43,6 @@ import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -53,7 +52,7 @@ import numpy as np
 
 from arena._quick import lazy_module, native_library
 from arena.hygiene import is_flags_text
-from arena.ratings import OUTCOMES, kway_comparisons, kway_problem, process_pool_context
+from arena.ratings import OUTCOMES, kway_comparisons, kway_problem, worker_pool
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,11 +257,7 @@ def _read_jsonl(path: str, fields: tuple[str, ...], workers: int | None) -> list
     ranges = list(zip(bounds[:-1], bounds[1:]))
     # Where the C scanner reads the file it runs without the GIL, so threads share the work with
     # nothing to copy between processes; where msgspec does (it holds the GIL), processes.
-    if _scans_cleanly(path, fields):
-        pool_type: Callable[[], Any] = lambda: ThreadPoolExecutor(workers - 1)  # noqa: E731
-    else:
-        pool_type = lambda: ProcessPoolExecutor(workers - 1, mp_context=process_pool_context())  # noqa: E731
-    with pool_type() as pool:
+    with worker_pool(workers - 1, threads=_scans_cleanly(path, fields)) as pool:
         futures = [pool.submit(_parse_jsonl_range, path, start, end, fields) for start, end in ranges[1:]]
         parts = [_parse_jsonl_range(path, *ranges[0], fields)]  # this process takes the first range
         parts += [future.result() for future in futures]
@@ -299,7 +294,7 @@ def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...])
     line by line, which says what is wrong and where.
     """
     columns = _Columns(fields)
-    decoder = _record_decoder(columns.names)
+    decoder = None  # msgspec's, made when a block first needs it
     scanner = _BlockScanner.for_names(columns.names)
     problems: list[tuple[int, str]] = []
     line_number = 0
@@ -310,6 +305,7 @@ def _parse_jsonl_range(path: str, start: int, end: int, fields: tuple[str, ...])
             columns.add_scanned(scanner, data, scanned, first)
             continue
         block = data if length == len(data) else data[:length]  # a copy only on the slower paths
+        decoder = decoder or _record_decoder(columns.names)
         if (structs := _fast_decode(decoder, block, count)) is not None:
             columns.add_structs(structs, first)
         else:

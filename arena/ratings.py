@@ -38,7 +38,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -1194,13 +1194,10 @@ def leaderboard(
         # With the C passes the online ratings take milliseconds and numpy, which does most of
         # the bootstrap, releases the GIL: threads share the work without starting processes.
         # Without them the online ratings are a long Python loop, which would hold the GIL.
-        if _compiled_passes() is not None:
-            for plan in plans:
-                plan.sampler  # built here, once, not by two threads at a time
-            pool_type: Callable[[], Any] = lambda: ThreadPoolExecutor(workers)  # noqa: E731
-        else:
-            pool_type = lambda: ProcessPoolExecutor(workers, mp_context=process_pool_context())  # noqa: E731
-        with pool_type() as pool:
+        threads = _compiled_passes() is not None
+        for plan in plans if threads else ():
+            plan.sampler  # built here, once, not by two threads at a time
+        with worker_pool(workers, threads) as pool:
             # The online ratings are one long sequential task: submit it first.
             pending = pool.submit(_online_ratings, *online_args) if with_online else None
             futures = {pool.submit(_bootstrap_block, plans[blk[0]], blk[2], blk[3]): blk for blk in blocks}
@@ -1265,6 +1262,14 @@ def _online_ratings(
     elo = _online_elo_arrays(a, b, outcome, n_models, 4.0, 10.0, SCALE, INIT_RATING)
     mu, sigma = _trueskill_arrays(a, b, outcome, n_models, ts_params)
     return elo, mu, sigma
+
+
+def worker_pool(workers: int, threads: bool) -> Executor:
+    """``workers`` threads where the work releases the GIL (the C extensions, numpy), else
+    ``workers`` processes, started as :func:`process_pool_context` says."""
+    if threads:
+        return ThreadPoolExecutor(workers)
+    return ProcessPoolExecutor(workers, mp_context=process_pool_context())
 
 
 def process_pool_context() -> multiprocessing.context.BaseContext:
