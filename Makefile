@@ -52,4 +52,4 @@ bench: install
 	$(BIN)/python benchmarks/arena_simulation.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info arena/*.so
