@@ -91,7 +91,8 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 
 def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> dict[str, Any]:
     from qwenrl.rewards import Sample
-    from qwenrl.rewards.shapes_cot import read_answer, seen_agrees, target_for
+    from qwenrl.rewards.shapes_cot import positions_agree, read_answer, scene_of_reading, seen_agrees, target_for
+    from qwenrl.world.check import check_edit, check_t2i
     from qwenrl.world.parse import parse
 
     judge = judge_component(task, judge_path)
@@ -111,6 +112,8 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
             "model": name, "family": it.family, "prompt": it.text, "checker_pass": t.passed, "soft": t.soft,
             "target_score": t.score10, "target": t.text, "answer": answer, "score": r.score, "judge_pass": r.passes,
             "seen_ok": seen_agrees(r, parse(s.image)), "verdicts_ok": r.verdicts == list(t.verdicts),
+            "positions_ok": positions_agree(r, parse(s.image)),
+            "rules_pass": _rules_pass(it, scene_of_reading(r), check_t2i if task == "t2i" else check_edit),
             "requirements_ok": r.requirements == read_answer(t.text).requirements,
             "consistent": r.consistent,
         })
@@ -159,6 +162,13 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
         "agreement_when_seen_right": mean_or_none([a for r, a in zip(rows, agree) if r["seen_ok"]]),
         "agreement_when_seen_wrong": mean_or_none([a for r, a in zip(rows, agree) if not r["seen_ok"]]),
         "verdicts_match_checker": float(np.mean([r["verdicts_ok"] for r in rows])),
+        # reading against reasoning: the checker's rules applied to the scene the answer says it saw
+        # (answers with positions); high where its own verdicts are low means the verdicts, not the reading, fail
+        "agreement_if_verdicts_followed_its_reading": mean_or_none([r["rules_pass"] == r["checker_pass"] for r in rows
+                                                                     if r["rules_pass"] is not None]),
+        "own_verdicts_follow_its_reading": mean_or_none([r["rules_pass"] == r["judge_pass"] for r in rows if r["rules_pass"] is not None]),
+        # answers that write positions: where the Seen objects are right, every one within 1 px
+        "positions_within_1px": mean_or_none([r["positions_ok"] for r in rows if r["positions_ok"] is not None]),
         "score_follows_verdicts": float(np.mean([bool(r["consistent"]) for r in rows])),
         "answer_exact": float(np.mean([r["answer"].strip() == r["target"] for r in rows])),
         "agreement_by_model": agreement_by("model"),
@@ -169,6 +179,11 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
         "disagreements": examples,
         "judge_metrics": dict(judge.metrics),
     }
+
+
+def _rules_pass(item: Any, scene: Any, check: Any) -> bool | None:
+    """The checker's verdict on the scene an answer says it saw (None when it wrote no positions)."""
+    return None if scene is None else bool(check(item, scene).passed)
 
 
 def roc_auc(scores: list[float], positive: list[bool]) -> float | None:

@@ -200,3 +200,20 @@ def test_arena_ceiling_of_a_base_that_passes_half_its_images():
     assert {k: c["perfect_accuracy_perfect_looks"][k] for k in ("wins", "ties", "losses")} == {"wins": 6, "ties": 2, "losses": 0}
     spread = ac.pass_pair_spread(passed, score, margin=0.02)
     assert spread["pairs"] == 1 and abs(spread["mean_abs_diff"] - 0.03) < 1e-12 and spread["share_above_margin"] == 1.0
+
+
+def test_judge_speed_times_judges_on_the_same_samples_and_refuses_a_folder_without_a_judge(tmp_path, capsys):
+    """benchmarks/judge_speed.py: every judge answers the same samples each round; a folder that
+    holds no judge is refused before anything runs."""
+    speed = _benchmark("judge_speed")
+    judge = REPO / "data" / "models" / "shapes-judge"
+    speed.main([f"a={judge}", f"b={judge}", "--limit", "2", "--rounds", "2", "--threads", "1", "--out", str(tmp_path / "speed.json")])
+    result = json.loads((tmp_path / "speed.json").read_text())
+    for task in ("t2i", "edit"):
+        a, b = result["tasks"][task]["a"], result["tasks"][task]["b"]
+        assert a["samples"] == b["samples"] == 2 and len(a["seconds"]) == 2 and a["samples_per_s"] > 0
+        assert (a["answer_chars_mean"], a["answer_chars_max"]) == (b["answer_chars_mean"], b["answer_chars_max"])  # same judge, same answers
+    assert "| t2i |" in (tmp_path / "speed.md").read_text()
+    with pytest.raises(SystemExit):
+        speed.main([f"x={tmp_path}"])
+    assert "expected NAME=FOLDER" in capsys.readouterr().err

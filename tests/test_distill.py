@@ -91,6 +91,36 @@ def test_grpo_with_an_auxiliary_distillation_term(world, tmp_path):  # noqa: F81
     assert result["metrics"]["losses/distill/edit"] > 0
 
 
+def test_the_unconditional_anchor_matches_the_teachers_text_dropped_velocity():
+    """distill_null: the same states with the text dropped on both sides; zero gap against itself,
+    and the target is the teacher's unconditional velocity, not its conditional one."""
+    from training.grpo import unconditional_piece
+    from qwenrl.sampling import guided_velocity
+
+    student, teacher = tiny_policy(0), tiny_policy(1)
+    mixed = draw_mixed({"edit": 1.0}, 2, seed=0, step=0)
+    kwargs = dict(num_steps=3, shift=1.0, noise_level=0.0, guidance_scale=1.0, teacher_guidance_scale=1.0, timesteps=[0, 2], seed=0)
+    [dp] = rollout_with_teachers(student, {"edit": teacher}, mixed, 0, 2, **kwargs)
+    items = [it for _, it in mixed]
+    null = unconditional_piece(student, teacher, items, dp)
+    assert null.task == "edit" and torch.equal(null.latents, dp.latents) and null.timesteps == dp.timesteps
+    want = guided_velocity(teacher, dp.latents[:, 2], dp.sigmas[2], encode_items(teacher, items, null=True), 1.0, None)
+    assert torch.allclose(null.teacher_velocity[:, 1], want) and not torch.allclose(null.teacher_velocity, dp.teacher_velocity)
+    rows = torch.arange(2)
+    itself = unconditional_piece(student, student, items, dp)
+    assert torch.allclose(velocity_gap(VelocityModel(student), itself, rows, 0), torch.zeros(2), atol=1e-10)
+    assert (velocity_gap(VelocityModel(student), null, rows, 0) > 0).all()
+
+
+def test_grpo_anchors_both_branches_when_asked(world, tmp_path):  # noqa: F811
+    from training.grpo import GRPOConfig
+
+    assert GRPOConfig.__dataclass_fields__["distill_null"].default is False
+    cfg = small(world, steps=1, distill_teachers={"edit": world["teacher"]}, distill_weight=0.5, distill_prompts=2,
+                distill_timesteps=2, distill_null=True)
+    assert train_grpo(cfg, tmp_path / "run")["metrics"]["losses/distill/edit"] > 0
+
+
 @pytest.mark.parametrize(
     "values, message",
     [

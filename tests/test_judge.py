@@ -16,7 +16,7 @@ import torch
 from qwenrl.checkpoints import read_manifest
 from qwenrl.rewards import RewardConfigError, Sample
 from qwenrl.rewards.serve import BadRequest, JudgeServer, read_request
-from qwenrl.rewards.shapes_cot import read_answer, score10, seen_agrees, target_for
+from qwenrl.rewards.shapes_cot import positions_agree, read_answer, scene_of_reading, score10, seen_agrees, target_for
 from qwenrl.rewards.vlm import VLMLocalJudge, VLMServedJudge, chat_inputs, load_rubric, png_data_url
 from qwenrl.world.grammar import EditTask, T2IPrompt
 from qwenrl.world.parse import parse
@@ -74,6 +74,62 @@ def test_edit_target_names_what_must_stay_and_the_change():
     assert undone.score10 == 5  # instruction 0, identity 1: soft 0.5
 
 
+def test_positions_write_each_centroid_and_an_edits_source():
+    from qwenrl.world.parse import object_centroid
+
+    good = target_for(Sample.from_spec(render(RED_LEFT), RELATION), positions=True)
+    plain = target_for(Sample.from_spec(render(RED_LEFT), RELATION))
+    # the same verdicts and score; only the Seen line gains where each object is, in whole pixels
+    assert (good.passed, good.verdicts, good.score10) == (plain.passed, plain.verdicts, plain.score10)
+    seen = good.text.splitlines()[1]
+    parsed = parse(render(RED_LEFT))
+    px = lambda v: int(np.floor(v + 0.5))  # whole pixels, halves up  # noqa: E731
+    cx = [px(o.centroid[0]) for o in parsed.objects]
+    cy = [px(o.centroid[1]) for o in parsed.objects]
+    assert seen == f"Seen: small red circle at {cx[0]} {cy[0]}; large blue square at {cx[1]} {cy[1]}; on white."
+    # the parser's centroids are the scene's own, to the pixel, on a clean render
+    assert [(px(x), px(y)) for x, y in map(object_centroid, RED_LEFT.objects)] == list(zip(cx, cy))
+    r = read_answer(good.text)
+    assert r.problems == [] and r.seen == [("small", "red", "circle"), ("large", "blue", "square")]
+    assert r.seen_at == list(zip(cx, cy)) and r.before is None and seen_agrees(r, parsed)
+    assert positions_agree(r, parsed) is True
+    # off by two pixels: the objects still agree, their positions do not; no positions at all: None
+    shifted = good.text.replace(f"circle at {cx[0]} ", f"circle at {cx[0] + 2} ")
+    assert seen_agrees(read_answer(shifted), parsed) and positions_agree(read_answer(shifted), parsed) is False
+    assert positions_agree(read_answer(plain.text), parsed) is None and read_answer(plain.text).seen_at == [None, None]
+
+    moved = target_for(Sample.from_spec(render(RECOLOR.target), RECOLOR), positions=True)
+    lines = moved.text.splitlines()
+    assert lines[0].startswith("Requirements: (1) large blue triangle kept") and lines[1].startswith("Before: small red circle at ")
+    assert lines[2].startswith("Seen: small green circle at ") and moved.passed
+    r = read_answer(moved.text)
+    assert r.problems == [] and r.requirements[1] == "small red circle now green"
+    assert r.before == [("small", "red", "circle"), ("large", "blue", "triangle")] and r.before_at == r.seen_at  # nothing moved
+    with pytest.raises(ValueError, match="source image"):
+        target_for(Sample(render(RECOLOR.target), RECOLOR.text, task="edit", spec=RECOLOR), positions=True)
+
+
+def test_the_checker_can_judge_what_an_answer_says_it_saw():
+    """scene_of_reading: the answer's own objects at its own positions, judged by the checker, give
+    the verdicts that reading implies; moving the circle in the text flips the relation."""
+    from qwenrl.world.check import check_edit, check_t2i
+
+    good = target_for(Sample.from_spec(render(RED_LEFT), RELATION), positions=True)
+    scene = scene_of_reading(read_answer(good.text))
+    assert [m for _, m in check_t2i(RELATION, scene).requirements] == list(good.verdicts) == [True] * 4
+    (cx, cy), (sx, _) = read_answer(good.text).seen_at
+    moved = good.text.replace(f"circle at {cx} {cy}", f"circle at {sx + 5} {cy}")  # now right of the square
+    result = check_t2i(RELATION, scene_of_reading(read_answer(moved)))
+    assert [m for _, m in result.requirements] == [True, True, False, True] and not result.passed
+    blob = good.text.replace("small red circle", "small red blob")
+    assert not check_t2i(RELATION, scene_of_reading(read_answer(blob))).passed  # a blob is no circle
+    assert scene_of_reading(read_answer(target_for(Sample.from_spec(render(RED_LEFT), RELATION)).text)) is None  # no positions
+    nothing = scene_of_reading(read_answer("Requirements: (1) a.\nSeen: nothing on gray.\n(1) met.\nScore: 3/10"))
+    assert nothing.objects == () and nothing.background == "gray"
+    edit = target_for(Sample.from_spec(render(RECOLOR.target), RECOLOR), positions=True)
+    assert check_edit(RECOLOR, scene_of_reading(read_answer(edit.text))).passed
+
+
 def test_score_is_ten_only_for_a_pass():
     assert score10(True, 0.2) == 10
     assert score10(False, 1.0) == 9 and score10(False, 0.94) == 9 and score10(False, 0.44) == 4 and score10(False, 0.45) == 5
@@ -85,6 +141,9 @@ def test_score_is_ten_only_for_a_pass():
     ("Requirements: (1) one red circle.\nSeen: a big red thing; on white.\n(1) met.\nScore: 3/10", "cannot read 'a big red thing'"),
     ("Requirements: (1) a.\nSeen: nothing on white.\n(2) met.\nScore: 3/10", "verdicts: not numbered"),
     ("Requirements: (1) a.\nSeen: nothing on white.\n(1) met.\nScore: 3/10\nScore: 4/10", "2 scores"),
+    ("Requirements: (1) a.\nSeen: small red circle at 3; on white.\n(1) met.\nScore: 3/10", "cannot read 'small red circle at 3'"),
+    ("Requirements: (1) a.\nBefore: small red circle at x y; on white.\nSeen: nothing on white.\n(1) met.\nScore: 3/10",
+     "before: cannot read"),
 ])
 def test_malformed_answers_are_read_without_guessing(text, problem):
     r = read_answer(text)

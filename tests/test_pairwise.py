@@ -212,19 +212,23 @@ def _composed_judge(tmp_path, monkeypatch, answer_for):
     return judge, asked
 
 
-def test_composed_mode_writes_the_trained_comparison_from_two_pointwise_answers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("positions", [False, True])
+def test_composed_mode_writes_the_trained_comparison_from_two_pointwise_answers(tmp_path, monkeypatch, positions):
     """Composed: each image judged alone with the pointwise rubric, once per distinct image; when
-    each answer is the checker's, the comparison is exactly the pair target."""
+    each answer is the checker's (with or without object positions), the comparison is exactly
+    the pair target."""
     from qwenrl.rewards.shapes_cot import target_for
 
     samples = {im.tobytes(): Sample.from_spec(im, RELATION) for im in (RED_LEFT, RED_RIGHT, ONLY_SQUARE)}
-    judge, asked = _composed_judge(tmp_path, monkeypatch, lambda images, text: target_for(samples[images[-1].tobytes()]).text)
+    judge, asked = _composed_judge(tmp_path, monkeypatch,
+                                   lambda images, text: target_for(samples[images[-1].tobytes()], positions).text)
     left, right, square = (Sample.from_spec(im, RELATION) for im in (RED_LEFT, RED_RIGHT, ONLY_SQUARE))
     verdicts = judge.compare([(right, left), (left, square), (square, right), (left, right)])
     assert len(asked) == 3 and all(text.startswith('Prompt: "a red circle left of a blue square"') for _, text in asked)
     for v, (a, b) in zip(verdicts, [(right, left), (left, square), (square, right), (left, right)]):
-        t = pair_target(a, b)
+        t = pair_target(a, b, positions)
         assert v.winner == t.winner and v.rationale == t.text
+        assert (" at " in t.text) == positions
     assert [v.winner for v in verdicts] == ["B", "A", "B", "A"]
 
 

@@ -469,6 +469,9 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
     """Prompts per teacher task rolled out (ODE) each step for the auxiliary term."""
     distill_timesteps: int = 3
     """Trajectory states per sample matched to the teacher in the auxiliary term."""
+    distill_null: bool = False
+    """The auxiliary term also matches the teacher's text-dropped (unconditional) velocity at the
+    same states, so both branches that guidance combines are anchored, not only the conditional one."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -160,10 +160,10 @@ def rollout_with_teachers(
 
 
 def teacher_velocities(teacher: Policy, items: list, latents: torch.Tensor, sigmas: torch.Tensor, timesteps: list[int],
-                       guidance_scale: float) -> torch.Tensor:
+                       guidance_scale: float, null: bool = False) -> torch.Tensor:
     """One teacher's (guided) velocity at the states ``timesteps`` of trajectories ``latents``
-    (n, T+1, ...): (n, len(timesteps), ...)."""
-    cond = encode_items(teacher, items)
+    (n, T+1, ...): (n, len(timesteps), ...); with ``null``, its text-dropped velocity."""
+    cond = encode_items(teacher, items, null=null)
     null = encode_items(teacher, items, null=True) if guidance_scale != 1.0 else None
     return torch.stack([guided_velocity(teacher, latents[:, k], sigmas[k], cond, guidance_scale, null) for k in timesteps], dim=1)
 

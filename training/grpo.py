@@ -50,9 +50,9 @@ See docs/training.md for every config field and metric.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -89,6 +89,9 @@ from training.configs import (  # noqa: F401 - the config and its constants, imp
     STD_MODES,
     GRPOConfig,
 )
+
+if TYPE_CHECKING:
+    from training.distill import DistillPiece
 
 # -- advantages and filtering (pure functions, numpy) ------------------------------------------
 
@@ -543,6 +546,8 @@ def distillation_term(cfg: GRPOConfig, updater: Updater, models: "GRPOModels", s
         guidance_scale=1.0, teacher_guidance_scale=1.0, timesteps=distill.pick_timesteps(cfg.num_steps, cfg.distill_timesteps, cfg.seed, step),
         seed=seed_from(cfg.seed, step, 3),
     )
+    if cfg.distill_null:  # the same states again, text dropped: the branch guidance subtracts
+        pieces += [unconditional_piece(policy, models.teachers[dp.task], [mixed[i][1] for i in dp.index], dp) for dp in list(pieces)]
 
     def micro_batch(dp: distill.DistillPiece, rows: list[int], pos: int) -> MicroBatch:
         def loss() -> torch.Tensor:
@@ -555,6 +560,16 @@ def distillation_term(cfg: GRPOConfig, updater: Updater, models: "GRPOModels", s
     size = cfg.train_batch_size
     return [micro_batch(dp, list(range(i, min(i + size, len(dp.index)))), pos)
             for pos in range(len(pieces[0].timesteps) if pieces else 0) for dp in pieces for i in range(0, len(dp.index), size)]
+
+
+@torch.no_grad()
+def unconditional_piece(policy: Policy, teacher: Policy, items: list, dp: DistillPiece) -> DistillPiece:
+    """``dp`` with the text dropped on both sides: the student's null conditioning and the teacher's
+    unconditional velocity at the same states (for ``distill_null``)."""
+    from training import distill
+
+    target = distill.teacher_velocities(teacher, items, dp.latents, dp.sigmas, dp.timesteps, 1.0, null=True)
+    return replace(dp, cond=encode_items(policy, items, null=True), teacher_velocity=target)
 
 
 def flow_grpo_metrics(cfg: GRPOConfig, totals: dict[str, float], step: int) -> dict[str, float]:

@@ -128,6 +128,10 @@ class JudgeConfig:
     """Validation pairs per task (a multiple of chunk_size)."""
     pair_render_fraction: float = 0.3
     """Share of pairs whose second image is a grammar render (correct or one thing wrong) instead of a model sample."""
+    seen_positions: bool = False
+    """Answers give each object's centroid in pixels (``small red circle at 12 20``) and, for an
+    edit, a ``Before:`` line reading the source image (``qwenrl.rewards.shapes_cot``), so that the
+    relation, kept-in-place and move verdicts follow from numbers the answer has written."""
     chunk_size: int = 512
     """Examples per data chunk (the unit written to the data folder and resumed)."""
     data_dir: str | None = None
@@ -400,9 +404,10 @@ def render_example(item: T2IPrompt | EditTask, rng: np.random.Generator, cfg: Ju
     return render(scene), f"render:{kind}"
 
 
-def label(item: T2IPrompt | EditTask, image: np.ndarray, origin: str) -> dict[str, Any]:
-    """One example's record: the prompt, its spec, where the image came from and the answer to learn."""
-    t = target_for(Sample.from_spec(image, item))
+def label(item: T2IPrompt | EditTask, image: np.ndarray, origin: str, positions: bool = False) -> dict[str, Any]:
+    """One example's record: the prompt, its spec, where the image came from and the answer to
+    learn (with object positions when ``positions``)."""
+    t = target_for(Sample.from_spec(image, item), positions=positions)
     return {"task": item.task, "text": item.text, "family": item.family, "spec": item.to_dict(), "origin": origin,
             "answer": t.text, "score10": t.score10, "passed": t.passed, "soft": t.soft}
 
@@ -444,7 +449,7 @@ def contrast_records(cfg: JudgeConfig, items: list, images: np.ndarray, origins:
             continue
         wrong = minimally_wrong(item, rng, split="train")
         if wrong is not None:
-            out.append({**label(wrong[1], image, f"{origin}:contrast"), "image_index": k, "changed": wrong[0]})
+            out.append({**label(wrong[1], image, f"{origin}:contrast", cfg.seen_positions), "image_index": k, "changed": wrong[0]})
     return out
 
 
@@ -460,7 +465,7 @@ def build_chunk(cfg: JudgeConfig, task: str, source: str, index: int, policies: 
     else:
         samples, origin = model_samples(cfg, items, index, policies, rng)
         images, origins = samples[0], [origin] * len(items)
-    records = [label(it, img, o) for it, img, o in zip(items, images, origins)]
+    records = [label(it, img, o, cfg.seen_positions) for it, img, o in zip(items, images, origins)]
     if source != "val":
         records += contrast_records(cfg, items, images, origins, rng)
     return images, records
@@ -487,7 +492,7 @@ def build_pair_chunk(cfg: JudgeConfig, task: str, source: str, index: int, polic
             oa, ob = origins_b[k], origin
         else:
             oa, ob = origin, origins_b[k]
-        t = pair_target(Sample.from_spec(first[k], item), Sample.from_spec(second[k], item))
+        t = pair_target(Sample.from_spec(first[k], item), Sample.from_spec(second[k], item), positions=cfg.seen_positions)
         records.append({"task": task, "text": item.text, "family": item.family, "spec": item.to_dict(), "origin": f"{oa}|{ob}",
                         "answer": t.text, "winner": t.winner, "passed": list(t.passed), "pair": True})
     return first, second, records
@@ -639,10 +644,11 @@ def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list
     validation pairs the winner's accuracy (all pairs, and those where exactly one image passes)."""
     model.eval()
     captions = [e for exs in examples.values() for e in exs[: cfg.eval_examples // 2]]
-    ids = generate_token_ids(model, processor, [([e.images[-1]], CAPTION_PROMPT) for e in captions], 48)
+    ids = generate_token_ids(model, processor, [([e.images[-1]], CAPTION_PROMPT) for e in captions], 64)
     seen = [next(line for line in e.record["answer"].splitlines() if line.startswith("Seen:")) for e in captions]
     said = processor.batch_decode(ids, skip_special_tokens=True)
-    out = {"val/seen_exact": float(np.mean([a.strip() == s for a, s in zip(said, seen)]))}
+    out = {"val/seen_exact": float(np.mean([a.strip() == s for a, s in zip(said, seen)])),
+           "val/seen_objects": float(np.mean([_same_objects(a, s) for a, s in zip(said, seen)]))}
     rubrics = {t: load_rubric(RUBRIC_FOR_TASK[t], str(RUBRIC_DIR), "cot") for t in TASKS}
     for task, exs in examples.items():
         exs = exs[: cfg.eval_examples]
@@ -666,6 +672,12 @@ def validate(model: Any, processor: QwenStyleProcessor, examples: dict[str, list
         out.update(validate_pairs(model, processor, task, exs[: cfg.eval_examples], batch_size))
     model.train()
     return out
+
+
+def _same_objects(said: str, seen: str) -> bool:
+    """Whether a Seen line names the same objects and background as the target's, positions aside."""
+    a, b = read_answer(said.strip() + "\n"), read_answer(seen + "\n")
+    return a.seen is not None and a.background == b.background and sorted(a.seen) == sorted(b.seen)
 
 
 def validate_pairs(model: Any, processor: QwenStyleProcessor, task: str, exs: list[Example], batch_size: int) -> dict[str, float]:

@@ -93,14 +93,14 @@ class PairTarget:
     passed: tuple[bool, bool]
 
 
-def pair_target(a: Sample, b: Sample) -> PairTarget:
+def pair_target(a: Sample, b: Sample, positions: bool = False) -> PairTarget:
     """The answer for two Shapes samples of the same prompt or edit (each with its spec),
-    written from the strict checker's verdicts."""
+    written from the strict checker's verdicts (Seen lines with positions when ``positions``)."""
     from .shapes_cot import target_for
 
     if a.prompt != b.prompt or a.task != b.task:
         raise ValueError("a pair is two samples of the same task and prompt")
-    ta, tb = target_for(a), target_for(b)
+    ta, tb = target_for(a, positions), target_for(b, positions)
     if ta.requirements != tb.requirements:
         raise ValueError(f"the two samples have different requirements: {ta.requirements} / {tb.requirements}")
     seen_a, seen_b = (next(ln for ln in t.text.splitlines() if ln.startswith("Seen: "))[6:].rstrip(".") for t in (ta, tb))
@@ -297,7 +297,8 @@ class PairwiseLocalJudge:
 
 def _seen_of(reading: Any) -> str:
     """A reading's Seen part written back (``shapes_cot.seen_text``'s form)."""
-    objs = [" ".join(o) for o in reading.seen]
+    at = reading.seen_at or [None] * len(reading.seen)
+    objs = [" ".join(o) + (f" at {xy[0]} {xy[1]}" if xy else "") for o, xy in zip(reading.seen, at)]
     return "; ".join(objs + [f"on {reading.background}"]) if objs else f"nothing on {reading.background}"
 
 

@@ -18,10 +18,16 @@ parser's objects), and each requirement met or not — and drops the measurement
 * Seen lists the parser's objects of the (result) image in its order (top to bottom), each
   as ``size colour shape``; an object the checker cannot recognise (template IoU under 0.5)
   is a ``blob``; specks are not objects. Then the background.
-* No coordinates: a Qwen2-VL encodes where things are only relative to each other (rotary
-  positions, no absolute embedding) and a Shapes background is uniform, so absolute pixel
-  positions are what such a model learns worst, while every verdict needs only relative
-  ones (the relation, an object kept in place across the two images, the direction of a move).
+* Where things are, by choice (``positions=True``): each object then ends with ``at X Y``, its
+  centroid in whole pixels (column, row; 0-31), and an edit's answer has a ``Before:`` line, the
+  source image read the same way, above the Seen line. The first judge was trained without them
+  (its relation and move verdicts then have nothing in the chain of thought to come from, and
+  position prompts were its worst family); with them "left of", "kept" and "moved left" are
+  comparisons of numbers the answer has already written. ``read_answer`` reads both forms.
+
+    Requirements: (1) small red circle kept (2) large blue square moved left (3) ...
+    Before: small red circle at 8 7; large blue square at 22 20; on white.
+    Seen: small red circle at 8 7; large blue square at 12 20; on white.
 * Each requirement is ``met`` or ``not met``, as the strict checker decides.
 * ``Score: 10/10`` exactly when the checker passes; otherwise the soft score, rounded to
   tenths and capped at 9: the alignment judge's for text to image, the mean of the
@@ -43,7 +49,7 @@ import numpy as np
 from ..world.check import check_edit, check_t2i, recognisable
 from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
 from ..world.parse import ParsedScene
-from ..world.scene import Obj
+from ..world.scene import IMAGE_SIZE, Obj
 from .base import Sample
 from .vlm import parse_score
 
@@ -115,9 +121,17 @@ def edit_requirements(task: EditTask) -> list[str]:
     return names
 
 
-def seen_text(parsed: ParsedScene) -> str:
-    """The parser's objects and background: ``small red circle; on white``."""
-    objs = [f"{o.size} {o.color} {o.shape if recognisable(o) else BLOB}" for o in parsed.objects]
+def _pixel(v: float) -> int:
+    return min(IMAGE_SIZE - 1, max(0, int(math.floor(v + 0.5))))
+
+
+def seen_text(parsed: ParsedScene, positions: bool = False) -> str:
+    """The parser's objects and background: ``small red circle; on white`` (with ``positions``,
+    ``small red circle at 12 20; on white``: the centroid's column and row in whole pixels)."""
+    objs = []
+    for o in parsed.objects:
+        words = f"{o.size} {o.color} {o.shape if recognisable(o) else BLOB}"
+        objs.append(f"{words} at {_pixel(o.centroid[0])} {_pixel(o.centroid[1])}" if positions else words)
     return "; ".join(objs + [f"on {parsed.background}"]) if objs else f"nothing on {parsed.background}"
 
 
@@ -126,10 +140,11 @@ def score10(passed: bool, soft: float) -> int:
     return 10 if passed else min(9, int(math.floor(10 * soft + 0.5)))
 
 
-def answer_text(requirements: list[str], seen: str, verdicts: list[bool], score: int) -> str:
+def answer_text(requirements: list[str], seen: str, verdicts: list[bool], score: int, before: str | None = None) -> str:
     req = " ".join(f"({i}) {n}" for i, n in enumerate(requirements, 1))
     checks = " ".join(f"({i}) {'met' if v else 'not met'}" for i, v in enumerate(verdicts, 1))
-    return f"Requirements: {req}.\nSeen: {seen}.\n{checks}.\nScore: {score}/10"
+    before_line = f"Before: {before}.\n" if before is not None else ""
+    return f"Requirements: {req}.\n{before_line}Seen: {seen}.\n{checks}.\nScore: {score}/10"
 
 
 def soft_score(sample: Sample) -> float:
@@ -147,9 +162,11 @@ def soft_score(sample: Sample) -> float:
     return float(np.mean(scores))
 
 
-def target_for(sample: Sample) -> CotTarget:
+def target_for(sample: Sample, positions: bool = False) -> CotTarget:
     """The answer the learned judge is trained to give for ``sample`` (a Shapes sample with its
-    spec: a ``T2IPrompt`` or an ``EditTask``)."""
+    spec: a ``T2IPrompt`` or an ``EditTask``); with ``positions``, objects carry their centroids
+    and an edit's answer reads the source image first (the ``Before:`` line)."""
+    from ..world.parse import parse
     from .shapes import parsed_scene
 
     parsed = parsed_scene(sample)
@@ -166,21 +183,27 @@ def target_for(sample: Sample) -> CotTarget:
     verdicts = [bool(met) for _, met in result.requirements]
     if len(verdicts) != len(names):  # the names must follow the checker one for one
         raise AssertionError(f"{len(names)} names for {len(verdicts)} requirements: {names} / {result.requirements}")
+    before = None
+    if positions and sample.task == "edit":
+        if sample.source is None:
+            raise ValueError("an editing target with positions needs the source image")
+        before = seen_text(parse(sample.source), positions=True)
     soft = soft_score(sample)
     s10 = score10(result.passed, soft)
-    return CotTarget(answer_text(names, seen_text(parsed), verdicts, s10), s10, result.passed, soft, tuple(verdicts),
-                     tuple(names))
+    return CotTarget(answer_text(names, seen_text(parsed, positions), verdicts, s10, before), s10, result.passed, soft,
+                     tuple(verdicts), tuple(names))
 
 
 # ---------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------
 
-_REQ_RE = re.compile(r"Requirements:\s*(?P<body>.*?)\.\s*\n\s*Seen:", re.S)
+_REQ_RE = re.compile(r"Requirements:\s*(?P<body>.*?)\.\s*\n\s*(?:Before|Seen):", re.S)
 _SEEN_RE = re.compile(r"Seen:\s*(?P<body>.*?)\.\s*\n", re.S)
+_BEFORE_RE = re.compile(r"Before:\s*(?P<body>.*?)\.\s*\n", re.S)
 _VERDICT_RE = re.compile(r"\((?P<n>\d+)\)\s*(?P<v>not met|met)\b")
 _NUMBERED_RE = re.compile(r"\((\d+)\)\s*")
-_OBJ_RE = re.compile(r"^(?P<size>\w+) (?P<color>\w+) (?P<shape>\w+)$")
+_OBJ_RE = re.compile(r"^(?P<size>\w+) (?P<color>\w+) (?P<shape>\w+)(?: at (?P<x>\d+) (?P<y>\d+))?$")
 
 
 @dataclass
@@ -190,6 +213,9 @@ class CotReading:
     requirements: list[str] | None = None
     seen: list[tuple[str, str, str]] | None = None  # (size, colour, shape)
     background: str | None = None
+    seen_at: list[tuple[int, int] | None] | None = None  # each seen object's "at X Y", None where not written
+    before: list[tuple[str, str, str]] | None = None  # an edit's Before line (answers with positions)
+    before_at: list[tuple[int, int] | None] | None = None
     verdicts: list[bool] | None = None
     score: float | None = None  # in [0, 1]
     problems: list[str] = field(default_factory=list)
@@ -207,6 +233,29 @@ class CotReading:
         return self.passes == all(self.verdicts)
 
 
+def _read_scene(body: str, part: str, problems: list[str]):
+    """A Seen or Before line's objects, their positions (None where an object has none) and the
+    background; what cannot be read goes to ``problems``."""
+    items = [it.strip() for it in body.strip().split(";")]
+    objects: list[tuple[str, str, str]] = []
+    at: list[tuple[int, int] | None] = []
+    if len(items) == 1 and items[0].startswith("nothing on "):
+        return objects, at, items[0][len("nothing on "):]
+    background = None
+    if items and items[-1].startswith("on "):
+        background = items.pop()[3:]
+    else:
+        problems.append(f"{part}: no background")
+    for it in items:
+        om = _OBJ_RE.match(it)
+        if om is None:
+            problems.append(f"{part}: cannot read {it!r}")
+            continue
+        objects.append((om["size"], om["color"], om["shape"]))
+        at.append((int(om["x"]), int(om["y"])) if om["x"] is not None else None)
+    return objects, at, background
+
+
 def read_answer(text: str) -> CotReading:
     """Read a judge answer in the format above; never raises on a malformed answer."""
     r = CotReading()
@@ -222,25 +271,12 @@ def read_answer(text: str) -> CotReading:
         r.problems.append("no 'Requirements: ... Seen:' part")
     m = _SEEN_RE.search(text)
     if m:
-        body = m.group("body").strip()
-        items = [s.strip() for s in body.split(";")]
-        objects: list[tuple[str, str, str]] = []
-        if len(items) == 1 and items[0].startswith("nothing on "):
-            r.background = items[0][len("nothing on "):]
-        else:
-            if items and items[-1].startswith("on "):
-                r.background = items.pop()[3:]
-            else:
-                r.problems.append("seen: no background")
-            for it in items:
-                om = _OBJ_RE.match(it)
-                if om is None:
-                    r.problems.append(f"seen: cannot read {it!r}")
-                    continue
-                objects.append((om["size"], om["color"], om["shape"]))
-        r.seen = objects
+        r.seen, r.seen_at, r.background = _read_scene(m.group("body"), "seen", r.problems)
     else:
         r.problems.append("no 'Seen:' part")
+    b = _BEFORE_RE.search(text)
+    if b:
+        r.before, r.before_at, _ = _read_scene(b.group("body"), "before", r.problems)
     after_seen = text[m.end():] if m else text
     verdicts = {int(v["n"]): v["v"] == "met" for v in _VERDICT_RE.finditer(after_seen)}
     if verdicts and sorted(verdicts) == list(range(1, len(verdicts) + 1)):
@@ -259,6 +295,38 @@ def seen_agrees(reading: CotReading, parsed: ParsedScene) -> bool:
     return facts == sorted(reading.seen)
 
 
+def positions_agree(reading: CotReading, parsed: ParsedScene, tolerance: int = 1) -> bool | None:
+    """Whether every object of the answer's Seen line sits within ``tolerance`` pixels (each axis)
+    of the parser's object of the same size, colour and shape; None when the answer writes no
+    positions or names other objects than the parser finds (``seen_agrees`` counts those)."""
+    if not seen_agrees(reading, parsed) or not reading.seen_at or any(xy is None for xy in reading.seen_at):
+        return None
+    said = sorted(zip(reading.seen, reading.seen_at))
+    found = sorted(((o.size, o.color, o.shape if recognisable(o) else BLOB), (_pixel(o.centroid[0]), _pixel(o.centroid[1])))
+                   for o in parsed.objects)
+    return all(a[0] == b[0] and abs(a[1][0] - b[1][0]) <= tolerance and abs(a[1][1] - b[1][1]) <= tolerance
+               for a, b in zip(said, found))
+
+
+def scene_of_reading(reading: CotReading) -> ParsedScene | None:
+    """What the answer says it saw, as a parsed scene the checker can judge: its Seen objects at
+    the positions it wrote, on its background (None without positions or a readable Seen line).
+    Judging this scene gives the verdicts the answer *should* have written from its own reading,
+    which separates the judge's reading errors from its reasoning errors (``benchmarks/judge.py``)."""
+    from ..world.parse import ParsedObject
+
+    if reading.seen is None or reading.background is None or any(xy is None for xy in reading.seen_at or []):
+        return None
+    objects = []
+    for (size, color, shape), (x, y) in zip(reading.seen, reading.seen_at):
+        blob = shape == BLOB
+        objects.append(ParsedObject(shape=shape, color=color, size=size, centroid=(float(x), float(y)), bbox=(x, y, x + 1, y + 1),
+                                    area=1, mask=np.zeros((IMAGE_SIZE, IMAGE_SIZE), bool), side=0, color_distance=0.0, purity=1.0,
+                                    fill_ratio=1.0, shape_confidence=0.0 if blob else 1.0))
+    return ParsedScene(background=reading.background, objects=tuple(objects), speck_count=0, speck_area=0, unknown_fraction=0.0,
+                       border_agreement=1.0, labels=np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.int8))
+
+
 def corpus_words() -> list[str]:
     """Every word, number and mark the judge's answers can contain (for its tokenizer)."""
     from ..world.grammar import DIRECTIONS, VOCAB
@@ -266,6 +334,6 @@ def corpus_words() -> list[str]:
 
     words = set(VOCAB) | set(PALETTE_NAMES) | set(SHAPES) | set(SIZES) | set(DIRECTIONS) | {BLOB}
     words |= {"Requirements", "Seen", "Score", "met", "not", "nothing", "else", "kept", "now", "moved", "added",
-              "gone", "on", "background", "A", "B", "Better", "tie"}
+              "gone", "on", "background", "A", "B", "Better", "tie", "at", "Before"}
     return sorted(words)
 
