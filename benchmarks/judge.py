@@ -91,9 +91,9 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 
 def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> dict[str, Any]:
     from qwenrl.rewards import Sample
+    from qwenrl.rewards.shapes import parsed_scene
     from qwenrl.rewards.shapes_cot import positions_agree, read_answer, scene_of_reading, seen_agrees, target_for
     from qwenrl.world.check import check_edit, check_t2i
-    from qwenrl.world.parse import parse
 
     judge = judge_component(task, judge_path)
     samples = [Sample.from_spec(img, it) for img, it in zip(images, items)]
@@ -108,11 +108,12 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
     for s, it, name, answer in zip(samples, items, names, answers):
         t = target_for(s)
         r = read_answer(answer)
+        parsed = parsed_scene(s)  # the parse target_for made, kept in the sample's memo
         rows.append({
             "model": name, "family": it.family, "prompt": it.text, "checker_pass": t.passed, "soft": t.soft,
             "target_score": t.score10, "target": t.text, "answer": answer, "score": r.score, "judge_pass": r.passes,
-            "seen_ok": seen_agrees(r, parse(s.image)), "verdicts_ok": r.verdicts == list(t.verdicts),
-            "positions_ok": positions_agree(r, parse(s.image)),
+            "seen_ok": seen_agrees(r, parsed), "verdicts_ok": r.verdicts == list(t.verdicts),
+            "positions_ok": positions_agree(r, parsed),
             "rules_pass": _rules_pass(it, scene_of_reading(r), check_t2i if task == "t2i" else check_edit),
             "requirements_ok": r.requirements == read_answer(t.text).requirements,
             "consistent": r.consistent,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,3 +218,33 @@ def test_judge_speed_times_judges_on_the_same_samples_and_refuses_a_folder_witho
     with pytest.raises(SystemExit):
         speed.main([f"x={tmp_path}"])
     assert "expected NAME=FOLDER" in capsys.readouterr().err
+
+
+def test_judge_benchmark_separates_reading_from_reasoning(monkeypatch):
+    """benchmarks/judge.py's measure(): an answer that reads the image right (objects and positions)
+    but writes the wrong verdicts counts against the judge's agreement, not against its reading —
+    the checker's rules applied to what it says it saw still agree."""
+    from types import SimpleNamespace
+
+    from qwenrl.rewards.shapes_cot import target_for
+    from qwenrl.world.grammar import T2IPrompt
+    from qwenrl.world.scene import Obj, Scene, render
+
+    bench = _benchmark("judge")
+    relation = T2IPrompt("a red circle left of a blue square", "position", {
+        "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
+        "relation": {"a": 0, "rel": "left of", "b": 1}, "background": None})
+    left = render(Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8))))
+    right = render(Scene("white", (Obj("circle", "red", "small", 20, 10), Obj("square", "blue", "large", 2, 8))))
+
+    def answer(sample):  # the checker's own answer with positions, except that it calls every image a pass
+        text = target_for(sample, positions=True).text
+        return text.replace("not met", "met").rsplit("Score:", 1)[0] + "Score: 10/10"
+
+    fake = SimpleNamespace(options=SimpleNamespace(batch_size=8), metrics={},
+                           generate=lambda samples: [answer(s) for s in samples])
+    monkeypatch.setattr(bench, "judge_component", lambda task, path: fake)
+    out = bench.measure("t2i", [relation, relation], ["m", "m"], np.stack([left, right]), REPO / "data" / "models" / "shapes-judge")
+    assert out["agreement"] == 0.5 and out["seen_matches_parser"] == 1.0 and out["positions_within_1px"] == 1.0
+    assert out["agreement_if_verdicts_followed_its_reading"] == 1.0 and out["own_verdicts_follow_its_reading"] == 0.5
+    assert out["confusion"]["judge_passes_checker_fails"] == 1
