@@ -356,6 +356,7 @@ def test_one_lora_step_on_a_tiny_diffusers_pipeline(world, tmp_path, family):
         ({"noise_level": 0.0}, "noise_level must be > 0"),
         ({"rollout_batch_prompts": 3}, "must divide num_prompts"),
         ({"distill_weight": 0.5}, "needs distill_teachers"),
+        ({"distill_null": True}, "distill_null anchors the auxiliary distillation term, which is off"),
         ({"distill_teachers": {"t2i": "data/models/none"}}, "distill teacher for t2i 'data/models/none' not found"),
         ({"trainable": "half"}, "trainable must be"),
         ({"family_weights": {"move": 1.0}}, r"unknown t2i families \['move'\]"),

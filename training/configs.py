@@ -471,7 +471,8 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
     """Trajectory states per sample matched to the teacher in the auxiliary term."""
     distill_null: bool = False
     """The auxiliary term also matches the teacher's text-dropped (unconditional) velocity at the
-    same states, so both branches that guidance combines are anchored, not only the conditional one."""
+    same states (weighted as the conditional term), so both branches that guidance combines are
+    anchored, not only the conditional one."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -554,6 +555,8 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
         """The auxiliary distillation term's weight, teachers and sizes."""
         if self.distill_weight < 0:
             raise ConfigError("distill_weight must be >= 0")
+        if self.distill_null and self.distill_weight == 0:
+            raise ConfigError("distill_null anchors the auxiliary distillation term, which is off: set distill_weight > 0 and distill_teachers")
         if self.distill_weight > 0:
             if not self.distill_teachers:
                 raise ConfigError("distill_weight > 0 needs distill_teachers (task → teacher checkpoint)")
