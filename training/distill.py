@@ -164,8 +164,8 @@ def teacher_velocities(teacher: Policy, items: list, latents: torch.Tensor, sigm
     """One teacher's (guided) velocity at the states ``timesteps`` of trajectories ``latents``
     (n, T+1, ...): (n, len(timesteps), ...); with ``null``, its text-dropped velocity."""
     cond = encode_items(teacher, items, null=null)
-    null = encode_items(teacher, items, null=True) if guidance_scale != 1.0 else None
-    return torch.stack([guided_velocity(teacher, latents[:, k], sigmas[k], cond, guidance_scale, null) for k in timesteps], dim=1)
+    dropped = encode_items(teacher, items, null=True) if guidance_scale != 1.0 else None
+    return torch.stack([guided_velocity(teacher, latents[:, k], sigmas[k], cond, guidance_scale, dropped) for k in timesteps], dim=1)
 
 
 def velocity_gap(model: Callable[..., torch.Tensor], piece: DistillPiece, rows: torch.Tensor, pos: int) -> torch.Tensor:
