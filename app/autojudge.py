@@ -18,8 +18,12 @@ Judges:
   (``qwenrl.rewards.pairwise``); a tie between two images that fail their requirements is
   ``tie (bothbad)``. An answer it cannot read stores no vote (counted as ``unreadable``).
   ``learned:FOLDER`` uses another judge folder.
+* ``reader`` — the judge that writes positions (``data/models/shapes-judge-positions``) reads
+  each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
+  "A judge that reads, and rules that decide"); the comparison and the votes are stored as for
+  ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
 
-Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``) and the voter is
+Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``, ``reader``) and the voter is
 the judge, so they never mix with human votes unless asked (the leaderboard's "auto" and "all"
 filters).
 
@@ -39,6 +43,8 @@ from arena.matchmaking import next_pair
 
 #: the composite reward's score difference below which the human-like judge calls a tie
 HUMANLIKE_MARGIN = 0.02
+#: the pairwise judges by name: (default folder under data/models, where the verdicts come from)
+PAIRWISE_JUDGES = {"learned": ("shapes-judge", "answer"), "reader": ("shapes-judge-positions", "rules")}
 
 
 def humanlike_outcome(passed_a: bool, passed_b: bool, score_a: float | None, score_b: float | None,
@@ -74,18 +80,20 @@ class AutoJudge:
         self._checker = judge in ("oracle", "humanlike")
         self._reward = None
         self._pairwise = None
-        if judge == "learned" or judge.startswith("learned:"):
+        kind = judge.split(":", 1)[0]
+        if kind in PAIRWISE_JUDGES:
             from qwenrl.rewards import RewardConfigError
             from qwenrl.rewards.pairwise import PairwiseLocalJudge
 
             from .paths import MODELS_DIR
 
-            folder = Path(judge.split(":", 1)[1]) if ":" in judge else MODELS_DIR / "shapes-judge"
+            default, verdicts = PAIRWISE_JUDGES[kind]
+            folder = Path(judge.split(":", 1)[1]) if ":" in judge else MODELS_DIR / default
             try:
-                self._pairwise = PairwiseLocalJudge(folder, batch_size=64, name="learned")
+                self._pairwise = PairwiseLocalJudge(folder, batch_size=64, name=kind, verdicts=verdicts)
             except RewardConfigError as exc:
                 raise ValueError(str(exc)) from exc
-            self.name = "learned"
+            self.name = kind
         elif judge in ("oracle", "humanlike"):
             self.name = judge
             if judge == "humanlike":
@@ -97,7 +105,7 @@ class AutoJudge:
 
             path = Path(judge)
             if not path.is_file():
-                raise ValueError(f"--judge must be 'oracle', 'humanlike', 'learned' or a reward YAML file; {judge!r} is none of them")
+                raise ValueError(f"--judge must be 'oracle', 'humanlike', 'learned', 'reader' or a reward YAML file; {judge!r} is none of them")
             self._reward = load_reward(path, cache=False)
             if self._reward.task != task:
                 raise ValueError(f"{path} is a {self._reward.task} reward; the battles are {task}")

@@ -149,7 +149,8 @@ def arena():
 @click.option("--judge", default="oracle", show_default=True,
               help="'oracle' (the strict Shapes checker), 'humanlike' (the checker when exactly one image passes, "
                    "else the task's composite reward when the scores differ by more than --margin), 'learned' (the learned "
-                   "judge comparing the two images; learned:FOLDER for another judge folder) or a reward YAML file")
+                   "judge comparing the two images; learned:FOLDER for another judge folder), 'reader' (the judge that writes "
+                   "positions reads each image and the world's rules decide; reader:FOLDER) or a reward YAML file")
 @click.option("--margin", default=HUMANLIKE_MARGIN, show_default=True, type=click.FloatRange(0, 1),
               help="humanlike: composite-score difference below which two images tie")
 @click.option("--battles", default=500, show_default=True, type=click.IntRange(1))
@@ -173,6 +174,7 @@ def auto(workspace, task, judge, battles, seed, strategy, margin, models_dir, ch
       qwenrl arena auto --task edit --judge training/configs/rewards/shapes_edit.yaml --battles 500
       qwenrl arena auto --task edit --judge humanlike --margin 0.02 --battles 2000
       qwenrl arena auto --task t2i --judge learned --battles 2000
+      qwenrl arena auto --task t2i --judge reader --battles 2000
       qwenrl arena auto --task t2i --battles 3000 --checkpoint runs/grpo-t2i/checkpoints/step-000300
     Then: qwenrl votes export ... or the Leaderboard tab with "auto" votes.
     """

@@ -46,13 +46,13 @@ TARGETS = {"agreement": 0.92, "agreement_goal": 0.95, "parsed": 0.99, "seen": 0.
            "t2i_samples_per_s": 50.0, "size_mb": 30.0, "train_minutes": 60.0}
 
 
-def sample_models(task: str, models: list[str], limit: int | None, seed: int) -> tuple[list, list[str], np.ndarray]:
-    """(items, model name per sample, images) for every model on the task's test split."""
+def sample_models(task: str, models: list[str], limit: int | None, seed: int, split: str = "test") -> tuple[list, list[str], np.ndarray]:
+    """(items, model name per sample, images) for every model on the task's ``split``."""
     from qwenrl.evaluation import generate_for, policy_sampling_defaults
     from qwenrl.models import load_policy
     from qwenrl.world.prompt_sets import load_prompt_set
 
-    items = load_prompt_set(task, "test", limit=limit)
+    items = load_prompt_set(task, split, limit=limit)
     all_items, names, images = [], [], []
     for name in models:
         policy = load_policy(ROOT / "data" / "models" / name).eval()
@@ -115,6 +115,7 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
             "seen_ok": seen_agrees(r, parsed), "verdicts_ok": r.verdicts == list(t.verdicts),
             "positions_ok": positions_agree(r, parsed),
             "rules_pass": _rules_pass(it, scene_of_reading(r), check_t2i if task == "t2i" else check_edit),
+            "misread": misread(r, parsed),
             "requirements_ok": r.requirements == read_answer(t.text).requirements,
             "consistent": r.consistent,
         })
@@ -168,6 +169,9 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
         "agreement_if_verdicts_followed_its_reading": mean_or_none([r["rules_pass"] == r["checker_pass"] for r in rows
                                                                      if r["rules_pass"] is not None]),
         "own_verdicts_follow_its_reading": mean_or_none([r["rules_pass"] == r["judge_pass"] for r in rows if r["rules_pass"] is not None]),
+        # the reader judge (kind shapes_reader): the rules' verdict on the reading is its verdict, and
+        # an answer it cannot read is a disagreement; then why it disagrees, by what it misread
+        "reader": reader_summary(rows),
         # answers that write positions: where the Seen objects are right, every one within 1 px
         "positions_within_1px": mean_or_none([r["positions_ok"] for r in rows if r["positions_ok"] is not None]),
         "score_follows_verdicts": float(np.mean([bool(r["consistent"]) for r in rows])),
@@ -179,6 +183,53 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
         "mean_answer_chars": float(np.mean([len(r["answer"]) for r in rows])),
         "disagreements": examples,
         "judge_metrics": dict(judge.metrics),
+    }
+
+
+def misread(reading: Any, parsed: Any) -> str:
+    """What an answer's Seen line gets wrong against the parser, the first of: ``unreadable``,
+    ``background``, ``object count``, ``shape``, ``colour``, ``size`` (each compared as a multiset),
+    ``position`` (an object more than 1 px off), else ``nothing``."""
+    from collections import Counter
+
+    from qwenrl.rewards.shapes_cot import BLOB, positions_agree
+    from qwenrl.world.check import recognisable
+
+    if reading.seen is None or reading.background is None:
+        return "unreadable"
+    if reading.background != parsed.background:
+        return "background"
+    if len(reading.seen) != len(parsed.objects):
+        return "object count"
+    truth = [(o.size, o.color, o.shape if recognisable(o) else BLOB) for o in parsed.objects]
+    for name, k in (("shape", 2), ("colour", 1), ("size", 0)):
+        if Counter(o[k] for o in reading.seen) != Counter(o[k] for o in truth):
+            return name
+    if sorted(reading.seen) != sorted(truth):
+        return "binding"  # the right words, on the wrong objects
+    return "position" if positions_agree(reading, parsed) is False else "nothing"
+
+
+def reader_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The reader judge's agreement with the checker (None for answers without positions)."""
+    if not any(r["rules_pass"] is not None for r in rows):
+        return None
+    agree = [r["rules_pass"] == r["checker_pass"] for r in rows]
+    causes: dict[str, int] = defaultdict(int)
+    for r, a in zip(rows, agree):
+        if not a:
+            causes[r["misread"]] += 1
+    by_family: dict[str, list[bool]] = defaultdict(list)
+    for r, a in zip(rows, agree):
+        by_family[r["family"]].append(a)
+    return {
+        "agreement": float(np.mean(agree)),
+        "unreadable": float(np.mean([r["rules_pass"] is None for r in rows])),
+        "passes_checker_fails": sum(bool(r["rules_pass"]) and not r["checker_pass"] for r in rows),
+        "fails_checker_passes": sum(r["rules_pass"] is False and r["checker_pass"] for r in rows),
+        "disagreements_by_misread": dict(sorted(causes.items(), key=lambda kv: -kv[1])),
+        "misread_share": {k: float(np.mean([r["misread"] == k for r in rows])) for k in sorted({r["misread"] for r in rows})},
+        "agreement_by_family": {k: float(np.mean(v)) for k, v in sorted(by_family.items())},
     }
 
 
@@ -223,8 +274,10 @@ def measure_expected(task: str, items: list, images: np.ndarray, judge_path: Pat
             "mean_abs_gap_tenths": float(np.mean(np.abs(np.array(written) - np.array(expected))) * 10) if written else None}
 
 
-def measure_pairwise(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path, seed: int) -> dict[str, Any]:
-    """Every pair of two models' samples of one test prompt, in a random order, judged pairwise."""
+def measure_pairwise(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path, seed: int,
+                     verdict_source: str = "answer") -> dict[str, Any]:
+    """Every pair of two models' samples of one test prompt, in a random order, judged pairwise
+    (composed; ``verdict_source="rules"``: each side's verdicts from the rules on its reading)."""
     from qwenrl.rewards import Sample
     from qwenrl.rewards.pairwise import PairwiseLocalJudge, pair_target, read_pairwise
 
@@ -242,7 +295,7 @@ def measure_pairwise(task: str, items: list, names: list[str], images: np.ndarra
                     continue
                 pairs.append((sa, sb, names[a], names[b]))
                 targets.append(pair_target(sa, sb))
-    judge = PairwiseLocalJudge(judge_path, batch_size=64)
+    judge = PairwiseLocalJudge(judge_path, batch_size=64, verdicts=verdict_source)
     judge.compare([(p[0], p[1]) for p in pairs[:8]])  # load and warm up outside the timing
     t0 = time.perf_counter()
     verdicts = judge.compare([(p[0], p[1]) for p in pairs])
@@ -253,7 +306,7 @@ def measure_pairwise(task: str, items: list, names: list[str], images: np.ndarra
     wrong_examples = [{"models": [p[2], p[3]], "prompt": p[0].prompt, "answer": v.rationale, "target": t.text}
                       for p, v, t in zip(pairs, verdicts, targets) if v.winner != t.winner and t.passed[0] != t.passed[1]][:3]
     return {
-        "pairs": len(pairs), "accuracy": float(np.mean(right)), "decisive_pairs": len(decisive),
+        "verdicts": verdict_source, "pairs": len(pairs), "accuracy": float(np.mean(right)), "decisive_pairs": len(decisive),
         "decisive_accuracy": float(np.mean(decisive)) if decisive else None,
         "unreadable": float(np.mean([v.winner is None for v in verdicts])),
         "winner_follows_verdicts": float(np.mean([bool(r.consistent) for r in readings])),
@@ -304,8 +357,13 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_pairwise and (judge_path / "rubrics" / "format_pairwise.txt").is_file():
             out["pairwise"] = measure_pairwise(task, items, names, images, judge_path, args.seed)
             pw = out["pairwise"]
-            print(f"{task} pairwise: decisive {pw['decisive_accuracy']:.1%} of {pw['decisive_pairs']}, all {pw['accuracy']:.1%} "
-                  f"of {pw['pairs']}, unreadable {pw['unreadable']:.1%}, {pw['pairs_per_s']:.1f} pairs/s")
+            if out["reader"] is not None:
+                out["pairwise_rules"] = measure_pairwise(task, items, names, images, judge_path, args.seed, verdict_source="rules")
+            for key in ("pairwise", "pairwise_rules"):
+                if key in out:
+                    pw = out[key]
+                    print(f"{task} {key}: decisive {pw['decisive_accuracy']:.1%} of {pw['decisive_pairs']}, all {pw['accuracy']:.1%} "
+                          f"of {pw['pairs']}, unreadable {pw['unreadable']:.1%}, {pw['pairs_per_s']:.1f} pairs/s")
         out["test_prompts_in_training_data"] = len(leaked)
         result["tasks"][task] = out
         print(f"{task}: agreement {out['agreement']:.1%} (checker passes {out['checker_pass_rate']:.1%}, judge "
@@ -313,6 +371,10 @@ def main(argv: list[str] | None = None) -> None:
               f"requirements {out['requirements_match_checker']:.1%}, seen facts {out['seen_matches_parser']:.1%} (agreement {out['agreement_when_seen_right']} when right, "
               f"{out['agreement_when_seen_wrong']} when wrong), verdicts {out['verdicts_match_checker']:.1%}, "
               f"{out['samples_per_s']:.1f} samples/s, confusion {out['confusion']}, test prompts in training data {len(leaked)}")
+        if out["reader"] is not None:
+            rd = out["reader"]
+            print(f"{task} reader (rules on its reading): agreement {rd['agreement']:.1%}, unreadable {rd['unreadable']:.1%}, "
+                  f"disagreements by what it misread {rd['disagreements_by_misread']}")
     result["load_after"] = os.getloadavg()
     tasks = result["tasks"]
     result["meets"] = {
@@ -320,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         "edit_agreement": tasks["edit"]["agreement"] >= TARGETS["agreement"],
         "seen": min(t["seen_matches_parser"] for t in tasks.values()) >= TARGETS["seen"],
         "pair_decisive": all(t.get("pairwise", {}).get("decisive_accuracy", 0.0) >= TARGETS["pair_decisive"] for t in tasks.values()),
+        "reader_agreement": all((t["reader"] or {}).get("agreement", 0.0) >= TARGETS["agreement"] for t in tasks.values()),
+        "reader_pair_decisive": all(t.get("pairwise_rules", {}).get("decisive_accuracy", 0.0) >= TARGETS["pair_decisive"]
+                                    for t in tasks.values()),
         "parsed": min(t["parsed"] for t in result["tasks"].values()) >= TARGETS["parsed"],
         "t2i_samples_per_s": result["tasks"]["t2i"]["samples_per_s"] >= TARGETS["t2i_samples_per_s"],
         "size_mb": result["size_mb"] <= TARGETS["size_mb"],

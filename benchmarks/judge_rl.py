@@ -106,9 +106,11 @@ def figure(runs: dict[str, dict[str, Any]], title: str):
     return fig
 
 
-def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int, judge: Path | None = None) -> dict[str, Any]:
+def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int, judge: Path | None = None,
+           reward: Path | None = None) -> dict[str, Any]:
     """The checkpoint's held-out images that the learned judge passes and the checker fails
-    (``judge``: another judge folder than the bundled one, e.g. an earlier judge)."""
+    (``judge``: another judge folder than the reward's, e.g. an earlier judge; ``reward``: a reward
+    YAML with ``judge`` and ``strict`` components, default ``shapes_t2i_vlm_strict.yaml``)."""
     import yaml
 
     from qwenrl.evaluation import generate_for, policy_sampling_defaults
@@ -122,7 +124,7 @@ def fooled(checkpoint: Path, grid_png: Path, limit: int | None, count: int, judg
     d = policy_sampling_defaults(policy)
     images = generate_for(policy, items, seeds=list(range(len(items))), num_steps=d["num_steps"],
                           guidance_scale=d["guidance_scale"], batch_size=64, progress=True, desc=checkpoint.name)
-    path = REPO / "training" / "configs" / "rewards" / "shapes_t2i_vlm_strict.yaml"
+    path = reward or REPO / "training" / "configs" / "rewards" / "shapes_t2i_vlm_strict.yaml"
     spec = yaml.safe_load(path.read_text())
     options = spec["components"]["judge"]["config"]
     folder = Path(judge) if judge else (path.parent / options["model_path"]).resolve()
@@ -152,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", type=Path, help="with --fooled: the PNG to write (its prompts and answers go to the same name .json)")
     ap.add_argument("--limit", type=int, default=None, help="with --fooled: test prompts (default all 250)")
     ap.add_argument("--count", type=int, default=16, help="with --fooled: images in the grid")
-    ap.add_argument("--judge", type=Path, default=None, help="with --fooled: the judge folder (default the bundled one)")
+    ap.add_argument("--judge", type=Path, default=None, help="with --fooled: the judge folder (default the reward's)")
+    ap.add_argument("--reward", type=Path, default=None,
+                    help="with --fooled: the reward YAML to judge with (default training/configs/rewards/shapes_t2i_vlm_strict.yaml)")
     ap.add_argument("--reference", default=None, metavar="LABEL",
                     help="the run whose held-out gain the others are measured against (e.g. the checker-trained one)")
     ap.add_argument("--window", type=int, default=5, help="training steps averaged per point (batches swing by ±0.15)")
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.fooled:
         if not args.grid:
             raise SystemExit("--fooled needs --grid PNG")
-        got = fooled(args.fooled, args.grid, args.limit, args.count, args.judge)
+        got = fooled(args.fooled, args.grid, args.limit, args.count, args.judge, args.reward)
         print(f"{got['fooled']} of {got['n']} images pass the judge and fail the checker ({got['fooled_by_family']}); "
               f"judge passes {got['judge_passes']}, checker {got['checker_passes']} -> {args.grid}")
         return

@@ -267,3 +267,50 @@ def test_learned_arena_stores_judge_votes_apart_and_skips_unreadable_answers(fil
         (old / "rubrics" / name).unlink(missing_ok=True)
     with pytest.raises(ValueError, match="trained before the pairwise mode"):
         run_auto_arena(ws, task="edit", judge=f"learned:{old}", battles=1)
+
+
+def test_reader_arena_uses_the_positions_judge_with_rule_verdicts_and_tags_its_votes(filled_workspace, monkeypatch):
+    """``--judge reader``: the bundled positions judge, each side's verdicts from the rules on its
+    reading; its votes are tagged ``reader``, apart from human and ``learned`` votes. The model is
+    replaced by the answers a perfect reader writes (the checker's, with positions), every verdict
+    in them turned to "met", so only the rules can tell the images apart."""
+    from qwenrl.rewards.pairwise import PairwiseLocalJudge, pair_target
+    from qwenrl.rewards.shapes_cot import target_for
+
+    seen = {}
+
+    def generate(self, requests, max_new_tokens):
+        assert self.verdicts == "rules" and self._local.options.model_path.endswith("shapes-judge-positions")
+        out = []
+        for images, _ in requests:
+            t = target_for(seen[images[-1].tobytes()], positions=True)
+            lines = t.text.splitlines()
+            out.append("\n".join(lines[:-2] + [" ".join(f"({i}) met" for i in range(1, len(t.verdicts) + 1)) + ".", "Score: 10/10"]))
+        return out
+
+    real_compare = PairwiseLocalJudge.compare
+
+    def compare(self, pairs):
+        for a, b in pairs:
+            seen[a.image.tobytes()], seen[b.image.tobytes()] = a, b
+        got = real_compare(self, pairs)
+        expected.extend(pair_target(a, b, True).winner for a, b in pairs)
+        return got
+
+    expected: list[str] = []
+    monkeypatch.setattr(PairwiseLocalJudge, "_generate", generate)
+    monkeypatch.setattr(PairwiseLocalJudge, "compare", compare)
+    from qwenrl.rewards.vlm import VLMLocalJudge
+
+    monkeypatch.setattr(VLMLocalJudge, "load", lambda self: None)
+    ws = filled_workspace
+    before_human = len(ws.votes_frame("t2i", "human"))
+    summary = run_auto_arena(ws, task="t2i", judge="reader", battles=8, seed=5)
+    assert summary["judge"] == "reader" and summary["battles"] == 8 and "unreadable" not in summary["outcomes"]
+    frame = ws.store.votes_frame(task="t2i")
+    reader = frame[frame["judge"] == "reader"]
+    assert len(reader) == 8 and len(ws.votes_frame("t2i", "human")) == before_human
+    sides = [{"A": "model_a", "B": "model_b"}.get(w, "tie") for w in expected]
+    assert [w if w.startswith("model") else "tie" for w in reader["winner"]] == sides
+    with pytest.raises(ValueError, match="--judge must be"):
+        run_auto_arena(ws, task="t2i", judge="readers", battles=1)

@@ -248,3 +248,98 @@ def test_judge_benchmark_separates_reading_from_reasoning(monkeypatch):
     assert out["agreement"] == 0.5 and out["seen_matches_parser"] == 1.0 and out["positions_within_1px"] == 1.0
     assert out["agreement_if_verdicts_followed_its_reading"] == 1.0 and out["own_verdicts_follow_its_reading"] == 0.5
     assert out["confusion"]["judge_passes_checker_fails"] == 1
+    # the reader judge takes the rules' verdict: it agrees on both, and nothing was misread
+    assert out["reader"]["agreement"] == 1.0 and out["reader"]["unreadable"] == 0.0
+    assert out["reader"]["disagreements_by_misread"] == {} and out["reader"]["misread_share"] == {"nothing": 1.0}
+
+
+def test_judge_benchmark_names_what_a_reading_got_wrong():
+    """misread(): the first fact of the Seen line that differs from the parser's objects."""
+    from qwenrl.rewards.shapes_cot import read_answer, seen_text
+    from qwenrl.world.parse import parse
+    from qwenrl.world.scene import Obj, Scene, render
+
+    bench = _benchmark("judge")
+    parsed = parse(render(Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8)))))
+    right = seen_text(parsed, positions=True)
+
+    def reading(seen):
+        return read_answer(f"Requirements: (1) x.\nSeen: {seen}.\n(1) met.\nScore: 10/10")
+
+    assert bench.misread(reading(right), parsed) == "nothing"
+    assert bench.misread(reading(right.replace("on white", "on black")), parsed) == "background"
+    assert bench.misread(reading(right.split("; ", 1)[1]), parsed) == "object count"
+    assert bench.misread(reading(right.replace("circle", "triangle")), parsed) == "shape"
+    assert bench.misread(reading(right.replace("red", "green")), parsed) == "colour"
+    assert bench.misread(reading(right.replace("small", "large", 1)), parsed) == "size"
+    swapped = right.replace("small red", "small TMP").replace("large blue", "large red").replace("small TMP", "small blue")
+    assert bench.misread(reading(swapped), parsed) == "binding"
+    x, y = (int(v) for v in right.split(" at ")[1].split(";")[0].split())
+    assert bench.misread(reading(right.replace(f"at {x} {y}", f"at {x + 3} {y}", 1)), parsed) == "position"
+    assert bench.misread(read_answer("Score: 10/10"), parsed) == "unreadable"
+
+
+def test_judge_benchmark_pairwise_with_rule_verdicts_is_written_as_json(monkeypatch):
+    """measure_pairwise(verdict_source="rules"): answers that read both images right but call
+    every requirement met still pick the passing image; the figures serialise as JSON."""
+    import json
+
+    from qwenrl.rewards.pairwise import PairwiseLocalJudge
+    from qwenrl.rewards.shapes_cot import target_for
+    from qwenrl.rewards.vlm import VLMLocalJudge
+    from qwenrl.rewards import Sample
+    from qwenrl.world.grammar import T2IPrompt
+    from qwenrl.world.scene import Obj, Scene, render
+
+    bench = _benchmark("judge")
+    relation = T2IPrompt("a red circle left of a blue square", "position", {
+        "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
+        "relation": {"a": 0, "rel": "left of", "b": 1}, "background": None})
+    left = render(Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8))))
+    right = render(Scene("white", (Obj("circle", "red", "small", 20, 10), Obj("square", "blue", "large", 2, 8))))
+
+    def generate(self, requests, max_new_tokens):
+        out = []
+        for images, _ in requests:
+            t = target_for(Sample.from_spec(images[-1], relation), positions=True)
+            out.append(t.text.replace("not met", "met").rsplit("Score:", 1)[0] + "Score: 10/10")
+        return out
+
+    monkeypatch.setattr(PairwiseLocalJudge, "_generate", generate)
+    monkeypatch.setattr(VLMLocalJudge, "load", lambda self: None)
+    got = {source: bench.measure_pairwise("t2i", [relation, relation], ["m1", "m2"], np.stack([left, right]),
+                                          REPO / "data" / "models" / "shapes-judge-positions", 0, verdict_source=source)
+           for source in ("answer", "rules")}
+    assert got["rules"]["decisive_pairs"] == 1 and got["rules"]["decisive_accuracy"] == 1.0 and got["rules"]["verdicts"] == "rules"
+    assert got["answer"]["decisive_accuracy"] == 0.0  # the written verdicts call both images a pass: a tie
+    json.dumps(got)
+
+
+def test_reader_calibration_counts_agreement_and_the_answers_a_threshold_changes():
+    """reader_calibration.agreement(): answers that read right agree with the checker as written;
+    a threshold low enough to call a confident circle a blob changes that answer and fails it."""
+    from types import SimpleNamespace
+
+    from qwenrl.rewards import Sample
+    from qwenrl.rewards.reader import SHAPE_WORDS
+    from qwenrl.rewards.shapes_cot import target_for
+    from qwenrl.world.grammar import T2IPrompt
+    from qwenrl.world.scene import Obj, Scene, render
+
+    bench = _benchmark("reader_calibration")
+    prompt = T2IPrompt("a red circle", "single", {"objects": [{"color": "red", "shape": "circle", "count": 1}],
+                                                   "relation": None, "background": None})
+    sample = Sample.from_spec(render(Scene("white", (Obj("circle", "red", "large", 8, 8),))), prompt)
+    words = target_for(sample, positions=True).text.replace("\n", " \n ").split(" ")
+    ids_of = {w: 100 + k for k, w in enumerate(SHAPE_WORDS)}
+    vocab = {w: ids_of.get(w, 200 + k) for k, w in enumerate(dict.fromkeys(words))}
+    inverse = {i: w for w, i in {**vocab, **ids_of}.items()}
+    ids = [vocab[w] for w in words]
+    pieces = [w if w == "\n" else " " + w for w in words]
+    probs = [[0.7, 0.0, 0.0, 0.3]] * len(ids)  # circle, with blob a 30% share
+    judge = SimpleNamespace(decode_ids=lambda row: " ".join(inverse[i] for i in row).replace(" \n ", "\n"))
+    data = {"samples": [sample], "names": ["m"], "passed": [True], "rows": [(ids, pieces, probs)], "shape_ids": ids_of}
+    assert bench.agreement(data, judge, None) == {"blob_at": None, "agreement": 1.0, "answers_changed": 0, "by_model": {"m": 1.0}}
+    assert bench.agreement(data, judge, 0.5)["answers_changed"] == 0
+    low = bench.agreement(data, judge, 0.2)
+    assert low["answers_changed"] == 1 and low["agreement"] == 0.0

@@ -213,6 +213,9 @@ def test_seed_recipe_trains_against_the_learned_judge_when_asked(tmp_path, monke
     with pytest.raises(Stop):
         recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m")
     assert Path(seen[2].reward).name == "shapes_t2i_strict.yaml" and seen[2].beta == 0.0  # the shipped config's own
+    with pytest.raises(Stop):
+        recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m", reward="reader")
+    assert Path(seen[3].reward).name == "shapes_t2i_reader.yaml" and seen[3].beta == recipe.LEARNED_BETA
     with pytest.raises(ValueError, match="reward must be one of"):
         recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m", reward="judge")
     calls = []
@@ -222,6 +225,8 @@ def test_seed_recipe_trains_against_the_learned_judge_when_asked(tmp_path, monke
     assert calls[0]["reward"] == "learned" and calls[0]["models_dir"] == str(out / "models")
     assert CliRunner().invoke(experiment, ["seed-recipe", "--out", str(out)]).exit_code == 0
     assert calls[1]["reward"] == "config" and calls[1]["models_dir"] == "data/models"
+    assert CliRunner().invoke(experiment, ["seed-recipe", "--out", str(out), "--reward", "reader"]).exit_code == 0
+    assert calls[2]["reward"] == "reader" and calls[2]["models_dir"] == str(out / "models")
 
 
 # -- routing, absorbed guidance, query states ---------------------------------------------------

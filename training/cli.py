@@ -147,9 +147,10 @@ def experiment() -> None:
 @click.option("--out", default="runs/seed-recipe", show_default=True, type=click.Path(file_okay=False), help="folder for the runs and results")
 @click.option("--base", default="data/models/shapes-base", show_default=True, help="base checkpoint")
 @click.option("--models-dir", default=None, type=click.Path(file_okay=False),
-              help="where the three trained models are published [default: data/models; OUT/models with --reward learned]")
-@click.option("--reward", type=click.Choice(["config", "learned"]), default="config", show_default=True,
-              help="train the specialists against their configs' rewards, or against the learned judge's composites")
+              help="where the three trained models are published [default: data/models; OUT/models with --reward learned or reader]")
+@click.option("--reward", type=click.Choice(["config", "learned", "reader"]), default="config", show_default=True,
+              help="train the specialists against their configs' rewards, the learned judge's composites, or the reader's "
+                   "(the positions judge reads, the world's rules decide)")
 @click.option("--t2i-set", multiple=True, metavar="KEY=VALUE", help="override the text-to-image GRPO config")
 @click.option("--edit-set", multiple=True, metavar="KEY=VALUE", help="override the editing GRPO config")
 @click.option("--distill-set", multiple=True, metavar="KEY=VALUE", help="override the distillation config")
@@ -174,7 +175,7 @@ def seed_recipe_command(out, base, models_dir, reward, t2i_set, edit_set, distil
     from training.recipe import seed_recipe
 
     if models_dir is None:  # a learned-judge recipe never overwrites the bundled models unless asked
-        models_dir = str(Path(out) / "models") if reward == "learned" else "data/models"
+        models_dir = str(Path(out) / "models") if reward != "config" else "data/models"
     try:
         results = seed_recipe(out=out, base=base, models_dir=models_dir, reward=reward,
                               overrides={"t2i": list(t2i_set), "edit": list(edit_set), "distill": list(distill_set)},

@@ -28,10 +28,12 @@ from training.common import REPO_ROOT, log, resolve_path
 CONFIGS = REPO_ROOT / "training" / "configs"
 REWARDS = {"t2i": CONFIGS / "rewards" / "shapes_t2i.yaml", "edit": CONFIGS / "rewards" / "shapes_edit.yaml"}
 #: the rewards the GRPO stages train against: the shipped configs' own (the strict checker with
-#: the programmatic parts logged), or the learned judge's composites (``--reward learned``); the
-#: bench always measures with the programmatic rewards above and the strict checker
+#: the programmatic parts logged), the learned judge's composites (``--reward learned``), or the
+#: reader's (``--reward reader``: the positions judge reads, the world's rules decide); the bench
+#: always measures with the programmatic rewards above and the strict checker
 TRAIN_REWARDS = {"config": None,
-                 "learned": {t: CONFIGS / "rewards" / f"shapes_{t}_learned.yaml" for t in ("t2i", "edit")}}
+                 "learned": {t: CONFIGS / "rewards" / f"shapes_{t}_learned.yaml" for t in ("t2i", "edit")},
+                 "reader": {t: CONFIGS / "rewards" / f"shapes_{t}_reader.yaml" for t in ("t2i", "edit")}}
 #: the KL anchor of a specialist trained against a learned judge (the checker-trained ones run without)
 LEARNED_BETA = 0.01
 #: publish keys copied from a run checkpoint's manifest to the published model's
@@ -311,7 +313,8 @@ def seed_recipe(
 ) -> dict[str, Any]:
     """Run the whole recipe; returns the results (also written to OUT/results.json and .md).
     ``reward``: ``config`` trains each specialist against its config's reward; ``learned``
-    against the learned judge's composite (``TRAIN_REWARDS``), as the seed does.
+    against the learned judge's composite, ``reader`` against the reader's (``TRAIN_REWARDS``), as
+    the seed trains against its judges.
     ``bench_samples`` images per test prompt give the accuracy and per-family figures;
     ``pass_k_samples`` > 1 adds pass@k on the test splits (not counted in the recipe's wall
     time, which is that of training and the bench). Each stage records its wall time, median

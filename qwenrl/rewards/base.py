@@ -34,6 +34,7 @@ JUDGE_KINDS: dict[str, str] = {
     "shapes_oracle": "qwenrl.rewards.shapes:ShapesOracle",
     "vlm_local": "qwenrl.rewards.vlm:VLMLocalJudge",
     "vlm_served": "qwenrl.rewards.vlm:VLMServedJudge",
+    "shapes_reader": "qwenrl.rewards.reader:ShapesReaderJudge",
     "pairwise_winrate": "qwenrl.rewards.pairwise:PairwiseWinRate",
     "clip_preference": "qwenrl.rewards.optional:CLIPPreference",
     "face_identity": "qwenrl.rewards.optional:FaceIdentity",

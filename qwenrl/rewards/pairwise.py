@@ -202,6 +202,10 @@ def load_pair_rubric(folder: str | Path, task: str) -> Any:
 #: rubric, the comparison written from the two chains of thought; ``trained`` — both images in
 #: one prompt with the pair rubric, the judge writing the comparison itself
 PAIR_MODES = ("composed", "trained")
+#: where a composed comparison's verdicts come from: ``answer`` — the verdicts each pointwise
+#: answer writes; ``rules`` — the strict checker's rules on the scene each answer says it saw
+#: (``shapes_cot.rule_verdicts``; a judge that writes positions, and samples with a Shapes spec)
+PAIR_VERDICTS = ("answer", "rules")
 
 
 class PairwiseLocalJudge:
@@ -214,15 +218,21 @@ class PairwiseLocalJudge:
     same text ``pair_target`` trains. Each distinct image is judged once per call, so a group's
     win rates cost one pointwise answer per sample. Why it is the default: the bundled judge,
     trained on pairs too, wrote the same verdicts for A and B (docs/rewards.md, "A judge that
-    compares")."""
+    compares"). With ``verdicts="rules"`` the composed comparison takes each side's verdicts from
+    the rules applied to that side's reading instead of from the answer (``reader.py``)."""
 
     def __init__(self, model_path: str | Path, rubric_dir: str | Path | None = None, batch_size: int = 32,
                  max_new_tokens: int = 160, device: str = "auto", dtype: str = "float32", name: str = "learned",
-                 mode: str = "composed") -> None:
+                 mode: str = "composed", verdicts: str = "answer") -> None:
         from .vlm import VLMLocalJudge, load_rubric
 
         if mode not in PAIR_MODES:
             raise RewardConfigError(f"mode must be one of {PAIR_MODES}, got {mode!r}")
+        if verdicts not in PAIR_VERDICTS:
+            raise RewardConfigError(f"verdicts must be one of {PAIR_VERDICTS}, got {verdicts!r}")
+        if verdicts == "rules" and mode != "composed":
+            raise RewardConfigError("verdicts: rules needs mode: composed (the rules judge each image's own reading)")
+        self.verdicts = verdicts
         path = Path(model_path)
         folder = Path(rubric_dir) if rubric_dir else path / "rubrics"
         self.name, self.mode = name, mode
@@ -241,6 +251,8 @@ class PairwiseLocalJudge:
         """One verdict per (A, B) pair, in order."""
         for a, b in pairs:
             pair_images(a, b)  # one task, one prompt, one source: refused before any model call
+            if self.verdicts == "rules" and not all(_has_shapes_spec(s) for s in (a, b)):
+                raise ValueError("verdicts: rules needs samples with a Shapes-world spec (a T2IPrompt or an EditTask)")
         self._local.load()
         answers = self._composed(pairs) if self.mode == "composed" else self._trained(pairs)
         out: list[PairVerdict] = []
@@ -268,7 +280,7 @@ class PairwiseLocalJudge:
         return self._generate([(pair_images(a, b), self.rubrics[a.task].render(a)) for a, b in pairs], self.max_new_tokens)
 
     def _composed(self, pairs: list[tuple[Sample, Sample]]) -> list[str]:
-        from .shapes_cot import read_answer
+        from .shapes_cot import read_answer, rule_verdicts
 
         def key(s: Sample) -> str:
             return f"{s.task}\0{s.prompt}\0{image_hash(s.image)}\0{image_hash(s.source) if s.source is not None else ''}"
@@ -285,8 +297,15 @@ class PairwiseLocalJudge:
                 slots.append(index[k])
         said = [read_answer(a) for a in self._generate(requests, max(self.max_new_tokens, 112))]
         answers = []
-        for n in range(len(pairs)):
+        for n, (a, b) in enumerate(pairs):
             ra, rb = said[slots[2 * n]], said[slots[2 * n + 1]]
+            if self.verdicts == "rules":
+                rules_a, rules_b = rule_verdicts(ra, a.spec), rule_verdicts(rb, b.spec)
+                if rules_a is None or rules_b is None:
+                    answers.append(f"A: {_answer_line(ra)}\nB: {_answer_line(rb)}\n(no reading with positions to apply the rules to)")
+                    continue
+                answers.append(pair_answer_text(rules_a.requirements, rules_a.verdicts, rules_b.verdicts, _seen_of(ra), _seen_of(rb)))
+                continue
             readable = all(r.requirements and r.verdicts and r.seen is not None and r.background for r in (ra, rb))
             if not readable or not len(ra.requirements) == len(ra.verdicts) == len(rb.verdicts):
                 answers.append(f"A: {_answer_line(ra)}\nB: {_answer_line(rb)}\n(the two answers cannot be compared)")
@@ -300,6 +319,12 @@ def _seen_of(reading: Any) -> str:
     at = reading.seen_at or [None] * len(reading.seen)
     objs = [" ".join(o) + (f" at {xy[0]} {xy[1]}" if xy else "") for o, xy in zip(reading.seen, at)]
     return "; ".join(objs + [f"on {reading.background}"]) if objs else f"nothing on {reading.background}"
+
+
+def _has_shapes_spec(sample: Sample) -> bool:
+    from ..world.grammar import EditTask, T2IPrompt
+
+    return isinstance(sample.spec, (T2IPrompt, EditTask))
 
 
 def _answer_line(reading: Any) -> str:
@@ -400,6 +425,8 @@ class PairwiseWinRate(Judge):
         both_orders: bool = True
         #: ``composed`` (each image judged alone, compared from the two answers) or ``trained``
         mode: str = "composed"
+        #: ``answer`` (the verdicts the judge writes) or ``rules`` (the checker's rules on its reading)
+        verdicts: str = "answer"
         batch_size: int = 64
         max_new_tokens: int = 160
         device: str = "auto"
@@ -413,12 +440,14 @@ class PairwiseWinRate(Judge):
                 raise ValueError(f"max_pairs must be at least 1, got {self.max_pairs}")
             if self.mode not in PAIR_MODES:
                 raise ValueError(f"mode must be one of {PAIR_MODES}, got {self.mode!r}")
+            if self.verdicts not in PAIR_VERDICTS:
+                raise ValueError(f"verdicts must be one of {PAIR_VERDICTS}, got {self.verdicts!r}")
 
     def __init__(self, name: str | None = None, config: dict[str, Any] | None = None) -> None:
         super().__init__(name, config)
         o = self.options
         self.pairwise = PairwiseLocalJudge(o.model_path, o.rubric_dir, o.batch_size, o.max_new_tokens, o.device, o.dtype,
-                                           name=self.name, mode=o.mode)
+                                           name=self.name, mode=o.mode, verdicts=o.verdicts)
         self.metrics = self.pairwise.metrics
 
     def hash_extra(self) -> Any:

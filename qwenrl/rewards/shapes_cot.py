@@ -327,6 +327,41 @@ def scene_of_reading(reading: CotReading) -> ParsedScene | None:
                        border_agreement=1.0, labels=np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.int8))
 
 
+@dataclass(frozen=True)
+class RuleVerdicts:
+    """The strict checker's verdicts on the scene an answer says it saw (``rule_verdicts``)."""
+
+    requirements: tuple[str, ...]
+    verdicts: tuple[bool, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(self.verdicts)
+
+    @property
+    def fraction_met(self) -> float:
+        return sum(self.verdicts) / len(self.verdicts)
+
+
+def rule_verdicts(reading: CotReading, spec: T2IPrompt | EditTask) -> RuleVerdicts | None:
+    """The world's rules applied to the answer's own reading: the strict checker, requirement by
+    requirement, on ``scene_of_reading`` for the sample's structured prompt (an edit's source is the
+    task's source scene, as for the checker). None when the answer has no readable Seen line with
+    positions. This turns the learned judge into a reader whose verdicts cannot contradict what it
+    read (the verdicts a small decoder writes itself followed its own reading 65% of the time on text
+    to image; docs/rewards.md, "A judge that reads, and rules that decide")."""
+    scene = scene_of_reading(reading)
+    if scene is None:
+        return None
+    if isinstance(spec, T2IPrompt):
+        result, names = check_t2i(spec, scene), t2i_requirements(spec)
+    elif isinstance(spec, EditTask):
+        result, names = check_edit(spec, scene), edit_requirements(spec)
+    else:
+        raise ValueError(f"rule verdicts need a Shapes T2IPrompt or EditTask, got {type(spec).__name__}")
+    return RuleVerdicts(tuple(names), tuple(bool(met) for _, met in result.requirements))
+
+
 def corpus_words() -> list[str]:
     """Every word, number and mark the judge's answers can contain (for its tokenizer)."""
     from ..world.grammar import DIRECTIONS, VOCAB
