@@ -216,12 +216,11 @@ def reader_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     agree = [r["rules_pass"] == r["checker_pass"] for r in rows]
     causes: dict[str, int] = defaultdict(int)
-    for r, a in zip(rows, agree):
-        if not a:
-            causes[r["misread"]] += 1
     by_family: dict[str, list[bool]] = defaultdict(list)
     for r, a in zip(rows, agree):
         by_family[r["family"]].append(a)
+        if not a:
+            causes[r["misread"]] += 1
     return {
         "agreement": float(np.mean(agree)),
         "unreadable": float(np.mean([r["rules_pass"] is None for r in rows])),

@@ -249,9 +249,11 @@ class PairwiseLocalJudge:
 
     def compare(self, pairs: list[tuple[Sample, Sample]]) -> list[PairVerdict]:
         """One verdict per (A, B) pair, in order."""
+        from .shapes_cot import has_shapes_spec
+
         for a, b in pairs:
             pair_images(a, b)  # one task, one prompt, one source: refused before any model call
-            if self.verdicts == "rules" and not all(_has_shapes_spec(s) for s in (a, b)):
+            if self.verdicts == "rules" and not all(has_shapes_spec(s) for s in (a, b)):
                 raise ValueError("verdicts: rules needs samples with a Shapes-world spec (a T2IPrompt or an EditTask)")
         self._local.load()
         answers = self._composed(pairs) if self.mode == "composed" else self._trained(pairs)
@@ -319,12 +321,6 @@ def _seen_of(reading: Any) -> str:
     at = reading.seen_at or [None] * len(reading.seen)
     objs = [" ".join(o) + (f" at {xy[0]} {xy[1]}" if xy else "") for o, xy in zip(reading.seen, at)]
     return "; ".join(objs + [f"on {reading.background}"]) if objs else f"nothing on {reading.background}"
-
-
-def _has_shapes_spec(sample: Sample) -> bool:
-    from ..world.grammar import EditTask, T2IPrompt
-
-    return isinstance(sample.spec, (T2IPrompt, EditTask))
 
 
 def _answer_line(reading: Any) -> str:

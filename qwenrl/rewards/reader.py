@@ -105,12 +105,12 @@ class ShapesReaderJudge(VLMLocalJudge):
             raise RewardConfigError(f"judge {self.name!r}: a reader judge needs mode: cot (it reads the chain of thought's Seen line)")
 
     def __call__(self, samples: list[Sample]) -> list[Judgement]:
-        from ..world.grammar import EditTask, T2IPrompt
+        from .shapes_cot import has_shapes_spec
 
         out: list[Judgement | None] = [None] * len(samples)
         todo = []
         for k, s in enumerate(samples):
-            if not isinstance(s.spec, (T2IPrompt, EditTask)):
+            if not has_shapes_spec(s):
                 out[k] = self.not_applicable(s, "no Shapes-world spec to apply the rules to")
             else:
                 todo.append(k)

@@ -343,6 +343,11 @@ class RuleVerdicts:
         return sum(self.verdicts) / len(self.verdicts)
 
 
+def has_shapes_spec(sample: Sample) -> bool:
+    """Whether the sample carries a Shapes-world structured prompt the rules can judge against."""
+    return isinstance(sample.spec, (T2IPrompt, EditTask))
+
+
 def rule_verdicts(reading: CotReading, spec: T2IPrompt | EditTask) -> RuleVerdicts | None:
     """The world's rules applied to the answer's own reading: the strict checker, requirement by
     requirement, on ``scene_of_reading`` for the sample's structured prompt (an edit's source is the
