@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.test_pairwise import RED_LEFT, RED_RIGHT, RELATION
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -227,15 +229,9 @@ def test_judge_benchmark_separates_reading_from_reasoning(monkeypatch):
     from types import SimpleNamespace
 
     from qwenrl.rewards.shapes_cot import target_for
-    from qwenrl.world.grammar import T2IPrompt
-    from qwenrl.world.scene import Obj, Scene, render
 
     bench = _benchmark("judge")
-    relation = T2IPrompt("a red circle left of a blue square", "position", {
-        "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
-        "relation": {"a": 0, "rel": "left of", "b": 1}, "background": None})
-    left = render(Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8))))
-    right = render(Scene("white", (Obj("circle", "red", "small", 20, 10), Obj("square", "blue", "large", 2, 8))))
+    relation, left, right = RELATION, RED_LEFT, RED_RIGHT
 
     def answer(sample):  # the checker's own answer with positions, except that it calls every image a pass
         text = target_for(sample, positions=True).text
@@ -288,15 +284,9 @@ def test_judge_benchmark_pairwise_with_rule_verdicts_is_written_as_json(monkeypa
     from qwenrl.rewards.shapes_cot import target_for
     from qwenrl.rewards.vlm import VLMLocalJudge
     from qwenrl.rewards import Sample
-    from qwenrl.world.grammar import T2IPrompt
-    from qwenrl.world.scene import Obj, Scene, render
 
     bench = _benchmark("judge")
-    relation = T2IPrompt("a red circle left of a blue square", "position", {
-        "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
-        "relation": {"a": 0, "rel": "left of", "b": 1}, "background": None})
-    left = render(Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8))))
-    right = render(Scene("white", (Obj("circle", "red", "small", 20, 10), Obj("square", "blue", "large", 2, 8))))
+    relation, left, right = RELATION, RED_LEFT, RED_RIGHT
 
     def generate(self, requests, max_new_tokens):
         out = []

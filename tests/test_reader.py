@@ -9,18 +9,12 @@ from qwenrl.rewards import RewardConfigError, Sample, build_judge, load_reward
 from qwenrl.rewards.pairwise import PairwiseLocalJudge, pair_target
 from qwenrl.rewards.reader import ShapesReaderJudge
 from qwenrl.rewards.shapes_cot import read_answer, rule_verdicts, target_for
-from qwenrl.world.grammar import T2IPrompt
 from qwenrl.world.prompt_sets import load_prompt_set
-from qwenrl.world.scene import Obj, Scene, render
+from qwenrl.world.scene import render
+from tests.test_pairwise import ONLY_SQUARE, RED_LEFT, RED_RIGHT, RELATION
 
 REPO = Path(__file__).resolve().parents[1]
 JUDGE = REPO / "data" / "models" / "shapes-judge"
-RELATION = T2IPrompt("a red circle left of a blue square", "position", {
-    "objects": [{"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}],
-    "relation": {"a": 0, "rel": "left of", "b": 1}, "background": None})
-RED_LEFT = render(Scene("white", (Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8))))
-RED_RIGHT = render(Scene("white", (Obj("circle", "red", "small", 20, 10), Obj("square", "blue", "large", 2, 8))))
-ONLY_SQUARE = render(Scene("white", (Obj("square", "blue", "large", 16, 8),)))
 
 
 def _edit_samples(n=12):
