@@ -92,8 +92,7 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> dict[str, Any]:
     from qwenrl.rewards import Sample
     from qwenrl.rewards.shapes import parsed_scene
-    from qwenrl.rewards.shapes_cot import positions_agree, read_answer, scene_of_reading, seen_agrees, target_for
-    from qwenrl.world.check import check_edit, check_t2i
+    from qwenrl.rewards.shapes_cot import positions_agree, read_answer, rule_verdicts, seen_agrees, target_for
 
     judge = judge_component(task, judge_path)
     samples = [Sample.from_spec(img, it) for img, it in zip(images, items)]
@@ -114,7 +113,7 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
             "target_score": t.score10, "target": t.text, "answer": answer, "score": r.score, "judge_pass": r.passes,
             "seen_ok": seen_agrees(r, parsed), "verdicts_ok": r.verdicts == list(t.verdicts),
             "positions_ok": positions_agree(r, parsed),
-            "rules_pass": _rules_pass(it, scene_of_reading(r), check_t2i if task == "t2i" else check_edit),
+            "rules_pass": _rules_pass(rule_verdicts(r, it)),
             "misread": misread(r, parsed),
             "requirements_ok": r.requirements == read_answer(t.text).requirements,
             "consistent": r.consistent,
@@ -232,9 +231,9 @@ def reader_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def _rules_pass(item: Any, scene: Any, check: Any) -> bool | None:
-    """The checker's verdict on the scene an answer says it saw (None when it wrote no positions)."""
-    return None if scene is None else bool(check(item, scene).passed)
+def _rules_pass(rules: Any) -> bool | None:
+    """The checker's rules on the scene an answer says it saw (None when it wrote no positions)."""
+    return None if rules is None else rules.passed
 
 
 def roc_auc(scores: list[float], positive: list[bool]) -> float | None:

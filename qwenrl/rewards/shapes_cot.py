@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 from dataclasses import dataclass, field
 import numpy as np
 
@@ -162,6 +163,20 @@ def soft_score(sample: Sample) -> float:
     return float(np.mean(scores))
 
 
+def checked(spec: T2IPrompt | EditTask, scene: ParsedScene) -> tuple[Any, list[str]]:
+    """The strict checker's result for ``spec`` on ``scene`` and the short names of its
+    requirements, one for one (``t2i_requirements``, ``edit_requirements``)."""
+    if isinstance(spec, T2IPrompt):
+        result, names = check_t2i(spec, scene), t2i_requirements(spec)
+    elif isinstance(spec, EditTask):
+        result, names = check_edit(spec, scene), edit_requirements(spec)
+    else:
+        raise ValueError(f"the checker needs a Shapes T2IPrompt or EditTask, got {type(spec).__name__}")
+    if len(names) != len(result.requirements):  # the names must follow the checker one for one
+        raise AssertionError(f"{len(names)} names for {len(result.requirements)} requirements: {names} / {result.requirements}")
+    return result, names
+
+
 def target_for(sample: Sample, positions: bool = False) -> CotTarget:
     """The answer the learned judge is trained to give for ``sample`` (a Shapes sample with its
     spec: a ``T2IPrompt`` or an ``EditTask``); with ``positions``, objects carry their centroids
@@ -172,17 +187,12 @@ def target_for(sample: Sample, positions: bool = False) -> CotTarget:
     parsed = parsed_scene(sample)
     if parsed is None:
         raise ValueError(f"not a Shapes-world image (shape {sample.image.shape})")
-    if sample.task == "t2i":
-        if not isinstance(sample.spec, T2IPrompt):
-            raise ValueError("a text-to-image target needs the prompt's T2IPrompt spec")
-        result, names = check_t2i(sample.spec, parsed), t2i_requirements(sample.spec)
-    else:
-        if not isinstance(sample.spec, EditTask):
-            raise ValueError("an editing target needs the EditTask spec")
-        result, names = check_edit(sample.spec, parsed), edit_requirements(sample.spec)
+    if sample.task == "t2i" and not isinstance(sample.spec, T2IPrompt):
+        raise ValueError("a text-to-image target needs the prompt's T2IPrompt spec")
+    if sample.task == "edit" and not isinstance(sample.spec, EditTask):
+        raise ValueError("an editing target needs the EditTask spec")
+    result, names = checked(sample.spec, parsed)
     verdicts = [bool(met) for _, met in result.requirements]
-    if len(verdicts) != len(names):  # the names must follow the checker one for one
-        raise AssertionError(f"{len(names)} names for {len(verdicts)} requirements: {names} / {result.requirements}")
     before = None
     if positions and sample.task == "edit":
         if sample.source is None:
@@ -358,12 +368,7 @@ def rule_verdicts(reading: CotReading, spec: T2IPrompt | EditTask) -> RuleVerdic
     scene = scene_of_reading(reading)
     if scene is None:
         return None
-    if isinstance(spec, T2IPrompt):
-        result, names = check_t2i(spec, scene), t2i_requirements(spec)
-    elif isinstance(spec, EditTask):
-        result, names = check_edit(spec, scene), edit_requirements(spec)
-    else:
-        raise ValueError(f"rule verdicts need a Shapes T2IPrompt or EditTask, got {type(spec).__name__}")
+    result, names = checked(spec, scene)
     return RuleVerdicts(tuple(names), tuple(bool(met) for _, met in result.requirements))
 
 
