@@ -58,8 +58,9 @@ from .service import ArenaService, VoteFilter, export_name
 
 ADMIN_COOKIE = "qwenrl_admin"
 #: the ``votes`` query of the leaderboard, categories and export routes
-VOTES_HELP = ("which votes: human (people's), auto (every automatic judge: oracle, humanlike, reward:…, learned), "
-              "learned (only the learned judge's pairwise votes, from `qwenrl arena auto --judge learned`) or all")
+VOTES_HELP = ("which votes: human (people's), auto (every automatic judge: oracle, humanlike, reward:…, learned, reader), "
+              "learned (only the learned judge's pairwise votes, from `qwenrl arena auto --judge learned`), "
+              "reader (only the reader judge's, from `--judge reader`) or all")
 
 
 class BattleOut(BaseModel):

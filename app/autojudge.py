@@ -18,8 +18,8 @@ Judges:
   (``qwenrl.rewards.pairwise``); a tie between two images that fail their requirements is
   ``tie (bothbad)``. An answer it cannot read stores no vote (counted as ``unreadable``).
   ``learned:FOLDER`` uses another judge folder.
-* ``reader`` — the judge that writes positions (``data/models/shapes-judge-positions``) reads
-  each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
+* ``reader`` — the judge that writes positions (``data/models/shapes-judge-reader``: the positions
+  judge fine-tuned to see shapes) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
   "A judge that reads, and rules that decide"); the comparison and the votes are stored as for
   ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
 
@@ -44,7 +44,7 @@ from arena.matchmaking import next_pair
 #: the composite reward's score difference below which the human-like judge calls a tie
 HUMANLIKE_MARGIN = 0.02
 #: the pairwise judges by name: (default folder under data/models, where the verdicts come from)
-PAIRWISE_JUDGES = {"learned": ("shapes-judge", "answer"), "reader": ("shapes-judge-positions", "rules")}
+PAIRWISE_JUDGES = {"learned": ("shapes-judge", "answer"), "reader": ("shapes-judge-reader", "rules")}
 
 
 def humanlike_outcome(passed_a: bool, passed_b: bool, score_a: float | None, score_b: float | None,

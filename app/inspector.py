@@ -11,7 +11,8 @@ gallery worker has run the learned judge (``app.learned_judge``), the learned-ju
 composite's: its rationale is shown next to the exact checker's, and samples can be
 filtered to where the two disagree.
 
-The learned judge's pairwise battles (``pairwise_battles``, ``pairwise_detail``) are the
+The pairwise judges' battles (``pairwise_battles``, ``pairwise_detail``; the learned judge's
+answers, or the reader's, whose verdicts come from the world's rules on its reading) are the
 exception to showcase-only: they are the automatic arena's, over arena images, so the tab shows
 them to the admin alone; their agreement with the checker and with people
 (``pairwise_agreement``) holds counts only, and is public.
@@ -31,7 +32,7 @@ from qwenrl.rewards.pairwise import read_pairwise
 from qwenrl.world.check import check_image
 
 from .learned_judge import reward_name as learned_judge
-from .workspace import LEARNED_JUDGE
+from .workspace import LEARNED_JUDGE, PAIRWISE_VOTE_JUDGES
 
 Order = Literal["lowest first", "highest first"]
 #: the inspector's learned-judge filter: every sample, or one kind of disagreement with the checker
@@ -289,21 +290,29 @@ PAIRWISE_HEADERS = ["compared with", "n", "agree", "agreement", "note"]
 NO_HUMAN_VOTES = "no human votes on these pairs"
 
 
-def no_pairwise_text(task: str) -> str:
-    """What the pairwise section says while the learned judge has judged no battle of ``task``."""
-    return (f"The learned judge has judged no {task} battles yet: run `qwenrl arena auto --task {task} --judge learned` "
-            "(its votes then show here, and on the leaderboard's “learned judge” view).")
+def pairwise_judge(judge: str) -> str:
+    """``judge`` when it is a pairwise judge's vote name (``PAIRWISE_VOTE_JUDGES``); else ValueError."""
+    if judge not in PAIRWISE_VOTE_JUDGES:
+        raise ValueError(f"judge must be one of {sorted(PAIRWISE_VOTE_JUDGES)}, not {judge!r}")
+    return judge
 
 
-def pairwise_battles(ws, task: str) -> list[dict[str, Any]]:
-    """The learned judge's battles of ``task``, in the order it judged them: ``battle_id``,
+def no_pairwise_text(task: str, judge: str = LEARNED_JUDGE) -> str:
+    """What the pairwise section says while ``judge`` has judged no battle of ``task``."""
+    name = PAIRWISE_VOTE_JUDGES[pairwise_judge(judge)]
+    return (f"The {name} has judged no {task} battles yet: run `qwenrl arena auto --task {task} --judge {judge}` "
+            f"(its votes then show here, and on the leaderboard's “{name}” view).")
+
+
+def pairwise_battles(ws, task: str, judge: str = LEARNED_JUDGE) -> list[dict[str, Any]]:
+    """``judge``'s battles of ``task`` (a ``PAIRWISE_VOTE_JUDGES`` name), in the order it judged them: ``battle_id``,
     ``model_a``, ``model_b``, ``prompt``, ``winner`` (the stored outcome), ``sample_a``,
     ``sample_b`` and ``rationale`` (its answer, from the battle's meta; "" when none was kept).
     Imported votes without images are left out."""
     return [{"battle_id": b["battle_id"], "model_a": b["model_a"], "model_b": b["model_b"], "prompt": b["prompt"] or "",
              "winner": b["winner"], "sample_a": int(b["sample_a"]), "sample_b": int(b["sample_b"]),
              "rationale": str(b["meta"].get("judge_rationale") or "")}
-            for b in ws.store.judged_battles(task=task, judge=LEARNED_JUDGE)
+            for b in ws.store.judged_battles(task=task, judge=pairwise_judge(judge))
             if b["sample_a"] is not None and b["sample_b"] is not None]
 
 
@@ -333,13 +342,13 @@ def _requirements(rationale: str) -> list[str]:
     return [m.group(1).strip().rstrip(".").strip() for m in re.finditer(r"\(\d+\)\s*([^()]*)", line)]
 
 
-def pairwise_detail(ws, battle_id: str) -> dict[str, Any] | None:
-    """One battle of the learned judge (None for any other battle): both images (and the editing
+def pairwise_detail(ws, battle_id: str, judge: str = LEARNED_JUDGE) -> dict[str, Any] | None:
+    """One battle of ``judge`` (None for any other battle): both images (and the editing
     source), the prompt, the judge's answer and what it reads as (winner, each side's
     requirement verdicts), and the strict checker's pass/fail of each image."""
     b = ws.store.get_battle(battle_id)
     if (b is None or b.get("models") or b["sample_a"] is None or b["vote"] is None
-            or b["vote"]["judge"] != LEARNED_JUDGE):
+            or b["vote"]["judge"] != pairwise_judge(judge)):
         return None
     rationale = str((b.get("meta") or {}).get("judge_rationale") or "")
     reading = read_pairwise(rationale)
@@ -349,7 +358,7 @@ def pairwise_detail(ws, battle_id: str) -> dict[str, Any] | None:
     passes = [c["passed"] if c else None for c in checks]
     one_passes = None not in passes and passes[0] != passes[1]
     return {
-        "battle_id": b["id"], "task": b["task"], "model_a": b["model_a"], "model_b": b["model_b"],
+        "battle_id": b["id"], "task": b["task"], "judge": judge, "model_a": b["model_a"], "model_b": b["model_b"],
         "prompt": item.text if item else "", "winner": b["vote"]["outcome"],
         "sample_a": samples[0]["id"], "sample_b": samples[1]["id"],
         "image_a": ws.root / samples[0]["image_path"], "image_b": ws.root / samples[1]["image_path"],
@@ -372,15 +381,15 @@ def _marks(verdicts: list[bool] | None, i: int) -> str:
     return "met" if verdicts[i] else "not met"
 
 
-def pairwise_summary(detail: dict[str, Any] | None, task: str = "t2i") -> str:
+def pairwise_summary(detail: dict[str, Any] | None, task: str = "t2i", judge: str = LEARNED_JUDGE) -> str:
     """The pairwise detail in words: the two models, the judge's pick, its verdict on each
     requirement, and the exact checker's verdict on each image."""
     if detail is None:
-        return no_pairwise_text(task)
+        return no_pairwise_text(task, judge)
     r = detail["reading"]
     picks = {"model_a": "A is better", "model_b": "B is better", "tie": "a tie", "tie (bothbad)": "a tie, both bad"}
     lines = [f"A: {detail['model_a']} · B: {detail['model_b']}",
-             f"Learned judge: {picks.get(detail['winner'], detail['winner'])}."]
+             f"{PAIRWISE_VOTE_JUDGES[detail['judge']].capitalize()}: {picks.get(detail['winner'], detail['winner'])}."]
     if r["winner"] is None:
         lines.append(f"Its answer could not be read: {'; '.join(r['problems']) or 'no answer kept'}.")
     for i, name in enumerate(detail["requirements"]):
@@ -420,11 +429,11 @@ def _human_picks(ws, task: str) -> dict[frozenset[str], list[str | None]]:
     return picks
 
 
-def pairwise_agreement(ws, task: str) -> dict[str, Any]:
-    """How the learned judge's pairwise votes agree with the strict checker (on the battles where
+def pairwise_agreement(ws, task: str, judge: str = LEARNED_JUDGE) -> dict[str, Any]:
+    """How ``judge``'s pairwise votes agree with the strict checker (on the battles where
     exactly one image passes: does it pick that one? a tie does not) and with people (each human
     vote on the same two samples, in either order, where both chose a side), with the counts."""
-    battles = pairwise_battles(ws, task)
+    battles = pairwise_battles(ws, task, judge)
     checked: dict[int, dict[str, Any] | None] = {}
     checker = {"battles": len(battles), "n": 0, "agree": 0, "judge_ties": 0, "both_pass": 0, "both_fail": 0,
                "unchecked": 0}
@@ -456,7 +465,7 @@ def pairwise_agreement(ws, task: str) -> dict[str, Any]:
             human["agree"] += pick == judge_pick
     for r in (checker, human):
         r["agreement"] = r["agree"] / r["n"] if r["n"] else None
-    return {"checker": checker, "human": human}
+    return {"judge": judge, "checker": checker, "human": human}
 
 
 def pairwise_agreement_rows(result: dict[str, Any]) -> list[list[Any]]:
@@ -467,7 +476,7 @@ def pairwise_agreement_rows(result: dict[str, Any]) -> list[list[Any]]:
         return "—" if r["agreement"] is None else f"{r['agreement']:.0%}"
 
     if not c["battles"]:
-        checker_note = "the learned judge has judged no battles of this task"
+        checker_note = f"the {PAIRWISE_VOTE_JUDGES[result['judge']]} has judged no battles of this task"
     else:
         checker_note = (f"battles where exactly one image passes, of {c['battles']} (both pass {c['both_pass']}, "
                         f"both fail {c['both_fail']}); the judge called {c['judge_ties']} of them a tie")

@@ -48,7 +48,7 @@ from .live import LiveError, image_path_for, is_fast, read_live_instruction, rea
 
 #: which votes a board rates: people's, every automatic judge's (oracle, humanlike, rewards, the
 #: learned judge), the learned judge's pairwise votes alone (``qwenrl arena auto --judge learned``), or all
-VoteFilter = Literal["human", "auto", "learned", "all"]
+VoteFilter = Literal["human", "auto", "learned", "reader", "all"]
 VOTE_FILTERS: tuple[str, ...] = get_args(VoteFilter)
 TASK_NAMES = {"t2i": "text-to-image", "edit": "editing"}
 

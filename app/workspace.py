@@ -59,6 +59,11 @@ SEED_VOTES = REPO_ROOT / "benchmarks" / "results" / "seed_recipe_votes.jsonl"
 STORE_NAME = "arena.db"
 #: the judge name of the learned judge's pairwise votes (``qwenrl arena auto --judge learned``, ``app.autojudge``)
 LEARNED_JUDGE = "learned"
+#: the judge name of the reader's pairwise votes (``--judge reader``: the judge that writes positions
+#: reads each image, the world's rules decide)
+READER_JUDGE = "reader"
+#: the automatic judges whose votes are pairwise answers with a rationale, by their display names
+PAIRWISE_VOTE_JUDGES = {LEARNED_JUDGE: "learned judge", READER_JUDGE: "reader judge"}
 
 
 @dataclass
@@ -444,14 +449,12 @@ class Workspace:
         return self.store.record_vote(battle_id, winner, voter=voter, judge=judge, **options)
 
     def votes_frame(self, task: str | None = None, judges: str = "human"):
-        """Votes of ``judges``: "human", "auto" (every automatic judge), "learned" (the learned
-        judge's pairwise votes only) or "all"; any other value is refused (ValueError)."""
-        if judges == "human":
-            return self.store.votes_frame(task=task, judge="human")
-        if judges == LEARNED_JUDGE:
-            return self.store.votes_frame(task=task, judge=LEARNED_JUDGE)
+        """Votes of ``judges``: "human", "auto" (every automatic judge), "learned" or "reader" (that
+        pairwise judge's votes only) or "all"; any other value is refused (ValueError)."""
+        if judges == "human" or judges in PAIRWISE_VOTE_JUDGES:
+            return self.store.votes_frame(task=task, judge=judges)
         if judges not in ("auto", "all"):
-            raise ValueError(f"judges must be 'human', 'auto', 'learned' or 'all', not {judges!r}")
+            raise ValueError(f"judges must be 'human', 'auto', 'learned', 'reader' or 'all', not {judges!r}")
         frame = self.store.votes_frame(task=task)
         if judges == "auto":
             frame = frame[frame["judge"] != "human"].reset_index(drop=True)

@@ -115,6 +115,7 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
             "positions_ok": positions_agree(r, parsed),
             "rules_pass": _rules_pass(rule_verdicts(r, it)),
             "misread": misread(r, parsed),
+            "shape_reads": shape_reads(r, parsed),
             "requirements_ok": r.requirements == read_answer(t.text).requirements,
             "consistent": r.consistent,
         })
@@ -171,6 +172,9 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
         # the reader judge (kind shapes_reader): the rules' verdict on the reading is its verdict, and
         # an answer it cannot read is a disagreement; then why it disagrees, by what it misread
         "reader": reader_summary(rows),
+        # each parsed object's shape (``blob`` below the checker's IoU 0.5) against the shape word
+        # the answer wrote for the Seen object nearest it: the reading's hardest call
+        "shapes_read": shapes_read_summary([x for r in rows for x in r["shape_reads"]]),
         # answers that write positions: where the Seen objects are right, every one within 1 px
         "positions_within_1px": mean_or_none([r["positions_ok"] for r in rows if r["positions_ok"] is not None]),
         "score_follows_verdicts": float(np.mean([bool(r["consistent"]) for r in rows])),
@@ -207,6 +211,46 @@ def misread(reading: Any, parsed: Any) -> str:
     if sorted(reading.seen) != sorted(truth):
         return "binding"  # the right words, on the wrong objects
     return "position" if positions_agree(reading, parsed) is False else "nothing"
+
+
+#: template-IoU margins (the parser's best shape over its runner-up) by which shape reads are grouped
+MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2)
+
+
+def shape_reads(reading: Any, parsed: Any, within: float = 3.0) -> list[tuple[str, str, str, float]]:
+    """(size, the parser's shape, the shape the answer wrote, the parser's margin) for each parsed
+    object that has a Seen object within ``within`` pixels (the nearest); the parser's shape is
+    ``blob`` when the checker cannot recognise it, and the margin is its best template IoU minus
+    the runner-up's (how close the checker's own call was). Empty for answers without positions."""
+    from qwenrl.rewards.shapes_cot import BLOB
+    from qwenrl.world.check import recognisable
+
+    if reading.seen is None or not reading.seen_at or any(xy is None for xy in reading.seen_at):
+        return []
+    out = []
+    for o in parsed.objects:
+        x, y = o.centroid
+        dist, k = min((float(np.hypot(u - x, v - y)), k) for k, (u, v) in enumerate(reading.seen_at))
+        if dist <= within:
+            out.append((o.size, o.shape if recognisable(o) else BLOB, reading.seen[k][2], float(o.shape_margin)))
+    return out
+
+
+def shapes_read_summary(reads: list[tuple[str, str, str, float]]) -> dict[str, Any]:
+    """The share of objects whose shape was read right, overall, by size, by true shape, and for
+    the recognisable ones by the checker's margin (``MARGIN_EDGES``: ``n`` and ``right`` per bin)."""
+    def share(group: list[tuple[str, str, str, float]]) -> float | None:
+        return float(np.mean([r[1] == r[2] for r in group])) if group else None
+
+    shapes = [r for r in reads if r[1] != "blob"]
+    bins = {}
+    for lo, hi in zip(MARGIN_EDGES, MARGIN_EDGES[1:] + (float("inf"),)):
+        group = [r for r in shapes if lo <= r[3] < hi]
+        bins[f"{lo:g}+" if hi == float("inf") else f"{lo:g}-{hi:g}"] = {"n": len(group), "right": share(group)}
+    return {"n": len(reads), "right": share(reads),
+            "by_size": {s: share([r for r in reads if r[0] == s]) for s in sorted({r[0] for r in reads})},
+            "by_shape": {s: share([r for r in reads if r[1] == s]) for s in sorted({r[1] for r in reads})},
+            "by_margin": bins}
 
 
 def reader_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -373,6 +417,9 @@ def main(argv: list[str] | None = None) -> None:
             rd = out["reader"]
             print(f"{task} reader (rules on its reading): agreement {rd['agreement']:.1%}, unreadable {rd['unreadable']:.1%}, "
                   f"disagreements by what it misread {rd['disagreements_by_misread']}")
+        sr = out["shapes_read"]
+        if sr["n"]:
+            print(f"{task} shapes read right: {sr['right']:.1%} of {sr['n']} objects; by size {sr['by_size']}; by shape {sr['by_shape']}")
     result["load_after"] = os.getloadavg()
     tasks = result["tasks"]
     result["meets"] = {

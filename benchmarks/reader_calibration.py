@@ -12,7 +12,7 @@ per task, the greedy reading kept unless a threshold beats it; the **test** spli
 measures the chosen threshold against the greedy reading on the same answers.
 Writes benchmarks/results/reader_calibration.json.
 
-    python benchmarks/reader_calibration.py [--judge data/models/shapes-judge-positions] [--limit N]
+    python benchmarks/reader_calibration.py [--judge data/models/shapes-judge-reader] [--limit N]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     from judge import MODELS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--judge", default=str(ROOT / "data" / "models" / "shapes-judge-positions"), help="a judge folder that writes positions")
+    ap.add_argument("--judge", default=str(ROOT / "data" / "models" / "shapes-judge-reader"), help="a judge folder that writes positions")
     ap.add_argument("--models", nargs="*", default=MODELS, help="bundled image models to sample")
     ap.add_argument("--limit", type=int, default=None, help="prompts per split and task (default all)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sample")

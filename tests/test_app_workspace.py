@@ -280,7 +280,7 @@ def test_reader_arena_uses_the_positions_judge_with_rule_verdicts_and_tags_its_v
     seen = {}
 
     def generate(self, requests, max_new_tokens):
-        assert self.verdicts == "rules" and self._local.options.model_path.endswith("shapes-judge-positions")
+        assert self.verdicts == "rules" and self._local.options.model_path.endswith("shapes-judge-reader")
         out = []
         for images, _ in requests:
             t = target_for(seen[images[-1].tobytes()], positions=True)

@@ -273,6 +273,23 @@ def test_judge_benchmark_names_what_a_reading_got_wrong():
     x, y = (int(v) for v in right.split(" at ")[1].split(";")[0].split())
     assert bench.misread(reading(right.replace(f"at {x} {y}", f"at {x + 3} {y}", 1)), parsed) == "position"
     assert bench.misread(read_answer("Score: 10/10"), parsed) == "unreadable"
+    # each object's shape against the word written nearest it
+    margins = {o.shape: o.shape_margin for o in parsed.objects}
+    assert sorted(bench.shape_reads(reading(right), parsed)) == [("large", "square", "square", margins["square"]),
+                                                                  ("small", "circle", "circle", margins["circle"])]
+    wrong = bench.shape_reads(reading(right.replace("circle", "square")), parsed)
+    assert sorted(r[:3] for r in wrong) == [("large", "square", "square"), ("small", "circle", "square")]
+    summary = bench.shapes_read_summary(wrong)
+    assert {k: summary[k] for k in ("n", "right", "by_size", "by_shape")} == {
+        "n": 2, "right": 0.5, "by_size": {"large": 1.0, "small": 0.0}, "by_shape": {"circle": 0.0, "square": 1.0}}
+    assert sum(b["n"] for b in summary["by_margin"].values()) == 2  # each recognisable shape in one margin bin
+    close = bench.shapes_read_summary([("small", "circle", "square", 0.01), ("small", "square", "square", 0.02),
+                                       ("large", "circle", "circle", 0.3), ("small", "blob", "circle", 0.0)])
+    assert close["by_margin"]["0-0.05"] == {"n": 2, "right": 0.5} and close["by_margin"]["0.2+"] == {"n": 1, "right": 1.0}
+    assert close["by_margin"]["0.05-0.1"] == {"n": 0, "right": None} and close["n"] == 4  # the blob counts overall only
+    far = right.replace(f"at {x} {y}", f"at {x + 9} {y}", 1)  # the circle's word is written 9 px away: not matched
+    assert [r[1] for r in bench.shape_reads(reading(far), parsed)] == ["square"]
+    assert bench.shape_reads(read_answer("Score: 10/10"), parsed) == []
 
 
 def test_judge_benchmark_pairwise_with_rule_verdicts_is_written_as_json(monkeypatch):
@@ -333,3 +350,24 @@ def test_reader_calibration_counts_agreement_and_the_answers_a_threshold_changes
     assert bench.agreement(data, judge, 0.5)["answers_changed"] == 0
     low = bench.agreement(data, judge, 0.2)
     assert low["answers_changed"] == 1 and low["agreement"] == 0.0
+
+
+def test_shape_reading_benchmark_reads_judges_side_by_side(monkeypatch, tmp_path, capsys):
+    """benchmarks/shape_reading.py: a judge that writes the checker's own answer reads every shape
+    right and its reader agrees with the checker; the table and JSON say so; a bad judge spec is refused."""
+    from types import SimpleNamespace
+
+    from qwenrl.rewards.shapes_cot import target_for
+
+    bench = _benchmark("shape_reading")
+    fake = SimpleNamespace(options=SimpleNamespace(batch_size=8),
+                           generate=lambda samples: [target_for(s, positions=True).text for s in samples])
+    monkeypatch.setattr(bench, "judge_component", lambda task, path: fake)
+    out = bench.read_shapes("t2i", [RELATION, RELATION], np.stack([RED_LEFT, RED_RIGHT]), REPO / "data" / "models" / "shapes-judge")
+    assert out["reader_agreement"] == 1.0 and out["right"] == 1.0 and out["n"] == 4 and out["samples"] == 2
+    assert sum(b["n"] for b in out["by_margin"].values()) == 4
+    text = bench.table({"judges": {"exact": {"t2i": out}}})
+    assert "| exact | t2i | 100.0% | 100.0% |" in text
+    with pytest.raises(SystemExit):
+        bench.main([f"x={tmp_path}"])
+    assert "expected NAME=FOLDER" in capsys.readouterr().err

@@ -354,3 +354,67 @@ def test_pairwise_judge_runs_the_exported_model_and_never_guesses(tiny_run):
         "objects": [{"color": "red", "shape": "circle", "count": 1}], "relation": None, "background": None}))
     with pytest.raises(ValueError, match="one prompt"):
         judge.compare([(t2i[0][0], other)])
+
+
+# ---------------------------------------------------------------------------------------
+# Fine-tuning an exported judge, with the dense perception loss
+# ---------------------------------------------------------------------------------------
+
+
+def test_cell_labels_name_the_shape_under_each_vision_token():
+    image = render(RED_LEFT)
+    labels = tj.cell_shape_labels(image, 8)
+    assert labels.shape == (16,)
+    for o in parse(image).objects:  # the cell under each object's centroid carries its shape
+        x, y = o.centroid
+        assert tj.PERCEPTION_CLASSES[labels[int(y) // 8 * 4 + int(x) // 8]] == o.shape
+    assert set(labels.tolist()) == {0, tj.PERCEPTION_CLASSES.index("circle"), tj.PERCEPTION_CLASSES.index("square")}
+    blob = np.full_like(image, 255)
+    blob[20:22, 2:14] = image[parse(image).objects[0].mask][0]  # a red bar: no shape's template fits it
+    blob[14:22, 2:4] = blob[20, 2]
+    [o] = parse(blob).objects
+    assert o.shape_confidence < 0.5
+    assert tj.PERCEPTION_CLASSES[tj.cell_shape_labels(blob, 8)[2 * 4 + 0]] == "blob"
+
+
+def test_cell_order_is_the_order_of_the_merged_vision_tokens():
+    ip = tj.build_image_processor(tj.JudgeConfig(**TINY))
+    for cell in (0, 6, 13):
+        image = np.full((32, 32, 3), 255, np.uint8)
+        r, c = divmod(cell, 4)
+        image[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = 0
+        patches = ip(images=[image], return_tensors="pt")["pixel_values"]  # 64 patches, 4 per merged token
+        dark = (patches.mean(dim=1) < 0).nonzero().flatten().tolist()
+        assert dark == [4 * cell + k for k in range(4)]
+
+
+def test_fine_tune_starts_from_an_exported_judge_and_learns_cells(tiny_run):
+    exported = tiny_run["run"] / "exported"
+    cfg = tj.JudgeConfig(**{**TINY, "init_from": str(exported), "perception_weight": 1.0, "steps": 2, "log_every": 1,
+                            "eval_every": 0, "data_dir": str(tiny_run["run"] / "data")})
+    model = tj.build_model(cfg, tj.build_tokenizer())
+    tj.load_initial_weights(model, exported)
+    from transformers import Qwen2VLForConditionalGeneration
+
+    source = Qwen2VLForConditionalGeneration.from_pretrained(exported).state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in model.state_dict().items())
+    run = tiny_run["run"].parent / "judge-finetune"
+    out = tj.train(cfg, run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["perception_loss"] > 0 and 0 <= r["perception_accuracy"] <= 1 for r in rows)
+    manifest = json.loads((Path(out["checkpoint"]) / "manifest.json").read_text())
+    assert manifest["training"]["init_from"] == str(exported) and manifest["training"]["perception_weight"] == 1.0
+    # the head is kept with the checkpoint, and a fine-tune from it starts from it (a judge without one: a new head)
+    from safetensors.torch import load_file
+
+    kept = load_file(str(Path(out["checkpoint"]) / tj.PERCEPTION_HEAD))
+    again = tj.perception_head(tj.JudgeConfig(**{**TINY, "init_from": out["checkpoint"], "perception_weight": 1.0}))
+    assert torch.equal(again.weight, kept["weight"]) and torch.equal(again.bias, kept["bias"])
+    fresh = tj.perception_head(cfg)  # the exported judge was trained without the loss: no head there
+    assert not (exported / tj.PERCEPTION_HEAD).exists() and not torch.equal(fresh.weight, kept["weight"])
+    with pytest.raises(tj.ConfigError, match="not this config's architecture"):
+        tj.load_initial_weights(tj.build_model(tj.JudgeConfig(**{**TINY, "vision_hidden_size": 64, "vision_heads": 2}), tj.build_tokenizer()), exported)
+    with pytest.raises(tj.ConfigError, match="not an exported judge folder"):
+        tj.JudgeConfig(**{**TINY, "init_from": str(run / "nowhere")})
+    with pytest.raises(tj.ConfigError, match="perception_weight"):
+        tj.JudgeConfig(**{**TINY, "perception_weight": -1.0})

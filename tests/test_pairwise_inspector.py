@@ -33,6 +33,7 @@ from tests.studio_support import REPO, filled_workspace, tiny_models  # noqa: F4
 
 LEARNED_BATTLES = 16  # every fourth answer is unreadable: 12 votes
 ORACLE_BATTLES = 5
+READER_BATTLES = 6  # the reader's stand-in writes the checker's own answer: 6 votes
 PASSWORD = "pairwise-admin"
 
 
@@ -81,6 +82,14 @@ def arena(filled_workspace):
         mp.setattr(PairwiseLocalJudge, "compare", compare)
         run_auto_arena(ws, task="t2i", judge=f"learned:{folder}", battles=LEARNED_BATTLES, seed=3)
     run_auto_arena(ws, task="t2i", judge="oracle", battles=ORACLE_BATTLES, seed=5)
+
+    def read_by_rules(self, pairs):  # the reader's stand-in: the rules on a perfect reading are the checker's
+        return [PairVerdict(pair_target(a, b).winner, pair_target(a, b).text, "reader") for a, b in pairs]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PairwiseLocalJudge, "compare", read_by_rules)
+        run_auto_arena(ws, task="t2i", judge=f"reader:{REPO / 'data' / 'models' / 'shapes-judge-positions'}",
+                       battles=READER_BATTLES, seed=7)
     before_people = inspector.pairwise_agreement(ws, "t2i")
 
     battles = inspector.pairwise_battles(ws, "t2i")
@@ -118,9 +127,11 @@ def test_learned_votes_have_their_own_board(arena):
     learned = ws.votes_frame("t2i", "learned")
     assert len(learned) == len(answers) == 12 and set(learned["judge"]) == {"learned"}
     assert service.leaderboard("t2i", "learned").votes == 12
-    assert service.leaderboard("t2i", "auto").votes == 12 + ORACLE_BATTLES  # "auto" keeps every automatic judge
+    assert service.leaderboard("t2i", "auto").votes == 12 + ORACLE_BATTLES + READER_BATTLES  # "auto": every automatic judge
     assert service.leaderboard("t2i", "human").votes == 5 and set(ws.votes_frame("t2i", "human")["judge"]) == {"human"}
-    assert service.leaderboard("t2i", "all").votes == 12 + ORACLE_BATTLES + 5
+    assert service.leaderboard("t2i", "all").votes == 12 + ORACLE_BATTLES + READER_BATTLES + 5
+    assert service.leaderboard("t2i", "reader").votes == READER_BATTLES and set(ws.votes_frame("t2i", "reader")["judge"]) == {"reader"}
+    assert ("reader judge", "reader") in vote_choices() and chosen_text("reader") == "Showing the reader judge's votes, as you chose."
     assert service.leaderboard("edit", "learned").votes == 0
     with pytest.raises(ArenaError, match="'learned'"):  # the message lists the filters
         service.leaderboard("t2i", "robots")  # type: ignore[arg-type]
@@ -145,6 +156,8 @@ def test_rest_rates_and_exports_the_learned_votes_alone(arena):
     assert len(lines) == 12 and all('"judge": "learned"' in ln for ln in lines)
     params = {p["name"]: p for p in c.get("/api/v1/openapi.json").json()["paths"]["/api/v1/leaderboard"]["get"]["parameters"]}
     assert "learned" in params["votes"]["description"] and "learned judge" in params["votes"]["description"]
+    assert "reader (only the reader judge's" in params["votes"]["description"]
+    assert c.get("/api/v1/leaderboard", params={"task": "t2i", "votes": "reader"}).json()["n_votes"] == READER_BATTLES
 
 
 def test_the_learned_judges_battles_with_their_answers(arena):
@@ -238,16 +251,16 @@ def test_the_tab_shows_the_battles_to_the_admin_only(arena):
     studio = Studio(ArenaService(ws, seed=0, min_votes=0), None, AdminAuth(PASSWORD))
     with gr.Blocks():
         view = pairwise_layout(studio)
-    visitor = view.shown(studio, "t2i", False)
+    visitor = view.shown(studio, "t2i", False, "learned")
     assert visitor[view.ids] == [] and visitor[view.status] == ADMIN_ONLY
     assert visitor[view.image_a] is None and visitor[view.rationale] == ""
     assert list(visitor[view.agreement]["compared with"]) == ["strict checker", "human votes on the same pair"]
-    admin = view.shown(studio, "t2i", True)
+    admin = view.shown(studio, "t2i", True, "learned")
     battles = inspector.pairwise_battles(ws, "t2i")
     assert admin[view.ids] == [b["battle_id"] for b in battles]
     assert admin[view.rationale] == battles[0]["rationale"] and admin[view.image_a] is not None
     assert admin[view.status].startswith("12 battle(s)")
-    empty = view.shown(studio, "edit", True)
+    empty = view.shown(studio, "edit", True, "learned")
     assert empty[view.ids] == [] and "--task edit --judge learned" in empty[view.status]
     assert "--task edit --judge learned" in empty[view.summary]
 
@@ -263,11 +276,37 @@ def test_the_tab_logs_the_admin_in_with_the_studio_password(arena):
     handlers = {f.fn.__name__: f.fn for f in blocks.fns.values() if f.fn is not None}
     outputs = {f.fn.__name__: f.outputs for f in blocks.fns.values() if f.fn is not None}
     admin, ids = outputs["log_in"][0], outputs["log_in"][3]  # [admin, password, status, ids, ...]
-    wrong = handlers["log_in"]("guess", "t2i", None)
+    wrong = handlers["log_in"]("guess", "t2i", "learned", None)
     assert wrong[admin] is False and ids not in wrong
-    right = handlers["log_in"](PASSWORD, "t2i", None)
+    right = handlers["log_in"](PASSWORD, "t2i", "learned", None)
     assert right[admin] is True and right[ids] == [b["battle_id"] for b in inspector.pairwise_battles(ws, "t2i")]
-    picked = handlers["pick"]("t2i", True, right[ids], 1)
+    picked = handlers["pick"]("t2i", True, "learned", right[ids], 1)
     assert inspector.pairwise_battles(ws, "t2i")[1]["rationale"] in picked.values()
-    refused = handlers["pick"]("t2i", False, right[ids], 1)  # no admin, no battle
+    refused = handlers["pick"]("t2i", False, "learned", right[ids], 1)  # no admin, no battle
     assert inspector.pairwise_battles(ws, "t2i")[1]["rationale"] not in refused.values()
+
+
+def test_the_readers_battles_show_beside_the_learned_judges(arena):
+    """The reader's votes (``--judge reader``) are listed, read and counted apart from the learned
+    judge's, and the tab switches between the two; an unknown judge is refused."""
+    ws, _, _ = arena
+    learned, reader = inspector.pairwise_battles(ws, "t2i"), inspector.pairwise_battles(ws, "t2i", "reader")
+    assert len(reader) == READER_BATTLES and not {b["battle_id"] for b in reader} & {b["battle_id"] for b in learned}
+    d = inspector.pairwise_detail(ws, reader[0]["battle_id"], "reader")
+    assert d["judge"] == "reader" and d["rationale"] == reader[0]["rationale"]
+    assert inspector.pairwise_detail(ws, reader[0]["battle_id"]) is None  # not a learned-judge battle
+    assert inspector.pairwise_detail(ws, learned[0]["battle_id"], "reader") is None
+    assert inspector.pairwise_summary(d).splitlines()[1].startswith("Reader judge: ")
+    result = inspector.pairwise_agreement(ws, "t2i", "reader")
+    assert result["checker"]["battles"] == READER_BATTLES and result["checker"]["agree"] == result["checker"]["n"]  # the checker's answers
+    assert "--judge reader" in inspector.no_pairwise_text("edit", "reader")
+    assert inspector.pairwise_agreement_rows(inspector.pairwise_agreement(ws, "edit", "reader"))[0][4] == \
+        "the reader judge has judged no battles of this task"
+    with pytest.raises(ValueError, match="judge must be one of"):
+        inspector.pairwise_battles(ws, "t2i", "oracle")
+    studio = Studio(ArenaService(ws, seed=0, min_votes=0), None, AdminAuth(PASSWORD))
+    with gr.Blocks():
+        view = pairwise_layout(studio)
+    shown = view.shown(studio, "t2i", True, "reader")
+    assert shown[view.ids] == [b["battle_id"] for b in reader] and shown[view.status].startswith(f"{READER_BATTLES} battle(s) judged by the reader judge")
+    assert view.shown(studio, "t2i", True, "robots")[view.ids] == [b["battle_id"] for b in learned]  # a forged value falls back

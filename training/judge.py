@@ -156,6 +156,16 @@ class JudgeConfig:
     """Vision attention heads."""
     patch_size: int = 4
     """Pixels per vision patch side; 2×2 patches merge into one language-model token."""
+    init_from: str | None = None
+    """An exported judge folder whose weights start this run (same architecture and vocabulary;
+    anything else is refused); None: random initialisation. A fine-tune of a bundled judge."""
+    perception_weight: float = 0.0
+    """Weight of a dense perception loss added to every step: each vision token the language model
+    reads (an 8×8-pixel cell with 4-pixel patches) predicts, through a linear head that is not
+    exported, the shape class of the object covering most of the cell in the parser's reading
+    (``cell_shape_labels``: none, circle, square, triangle, or blob below the checker's IoU 0.5).
+    Next-token loss on a Seen line teaches shapes only through a few words per image; this
+    supervises every cell of every image. 0: off."""
 
     # -- optimisation ------------------------------------------------------------------------
     caption_steps: int = 1000
@@ -236,6 +246,10 @@ class JudgeConfig:
             raise ConfigError("steps >= 0, batch_size >= 1, lr > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1] are required")
         if min(self.eval_every, self.state_every) < 0 or self.log_every < 1 or self.eval_examples < 0:
             raise ConfigError("eval_every and state_every must be >= 0, log_every >= 1, eval_examples >= 0")
+        if self.perception_weight < 0:
+            raise ConfigError(f"perception_weight must be >= 0, got {self.perception_weight}")
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
+            raise ConfigError(f"init_from: {self.init_from!r} is not an exported judge folder (no config.json there)")
         if self.eval_examples > self.val_examples:
             raise ConfigError(f"eval_examples ({self.eval_examples}) cannot exceed val_examples ({self.val_examples})")
 
@@ -316,6 +330,78 @@ def build_model(cfg: JudgeConfig, tokenizer: Any) -> Any:
     gen.do_sample, gen.eos_token_id, gen.pad_token_id = False, ids["<|im_end|>"], ids["<|endoftext|>"]
     gen.max_new_tokens = cfg.max_new_tokens
     return model
+
+
+def load_initial_weights(model: Any, folder: str | Path) -> None:
+    """``model``'s weights replaced by the exported judge's in ``folder``; a judge of another
+    architecture or vocabulary is refused with what differs."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ConfigError(f"init_from: no safetensors weights in {folder}")
+    source = Qwen2VLForConditionalGeneration.from_pretrained(folder, use_safetensors=True)
+    want, have = model.state_dict(), source.state_dict()
+    wrong = sorted(k for k in want if k not in have or have[k].shape != want[k].shape)
+    if wrong:
+        k = wrong[0]
+        got = tuple(have[k].shape) if k in have else "missing"
+        raise ConfigError(f"init_from: {folder} is not this config's architecture: {len(wrong)} tensors differ, "
+                          f"e.g. {k} {tuple(want[k].shape)} here, {got} there")
+    model.load_state_dict(have, strict=False)
+
+
+#: the perception loss's classes per vision cell (``cell_shape_labels``)
+PERCEPTION_CLASSES = ("none", *SHAPES, "blob")
+#: the perception head's file in an exported judge folder (safetensors: ``weight``, ``bias``)
+PERCEPTION_HEAD = "perception_head.safetensors"
+
+
+def perception_head(cfg: JudgeConfig) -> torch.nn.Linear:
+    """The perception loss's linear head over the vision tokens: the one ``init_from`` left, when
+    that folder has one of the right shape, else a new one seeded from ``cfg.seed``."""
+    torch.manual_seed(cfg.seed + 1)
+    head = torch.nn.Linear(cfg.hidden_size, len(PERCEPTION_CLASSES))
+    saved = Path(cfg.init_from) / PERCEPTION_HEAD if cfg.init_from else None
+    if saved is not None and saved.is_file():
+        from safetensors.torch import load_file
+
+        weights = load_file(str(saved))
+        if {k: tuple(v.shape) for k, v in weights.items()} == {k: tuple(v.shape) for k, v in head.state_dict().items()}:
+            head.load_state_dict(weights)
+    return head
+
+
+def cell_shape_labels(image: np.ndarray, cell: int) -> np.ndarray:
+    """Per ``cell``×``cell`` cell of ``image`` (raster order, as Qwen2-VL orders its merged
+    tokens), the index in ``PERCEPTION_CLASSES`` of the parsed object covering most of the cell's
+    pixels, when it covers at least a sixteenth of them; else 0 (``none``). An object below the
+    checker's template IoU is ``blob``, as the strict checker and the Seen line call it."""
+    from qwenrl.world.check import recognisable
+    from qwenrl.world.parse import parse
+
+    side = IMAGE_SIZE // cell
+    best = np.zeros((side, side), np.int64)
+    cover = np.zeros((side, side), np.int64)
+    for o in parse(image).objects:
+        counts = o.mask.reshape(side, cell, side, cell).sum(axis=(1, 3))
+        label = PERCEPTION_CLASSES.index(o.shape) if recognisable(o) else len(PERCEPTION_CLASSES) - 1
+        more = counts > cover
+        best[more], cover[more] = label, counts[more]
+    best[cover * 16 < cell * cell] = 0
+    return best.reshape(-1)
+
+
+class VisionTap:
+    """The vision tower's merged tokens of the last forward pass (a forward hook), for the
+    perception loss: one row per language-model image token, images in batch order."""
+
+    def __init__(self, model: Any) -> None:
+        self.tokens: torch.Tensor | None = None
+        self.handle = model.model.visual.register_forward_hook(self._keep)
+
+    def _keep(self, module: Any, args: Any, output: Any) -> None:
+        self.tokens = output.pooler_output if hasattr(output, "pooler_output") else output
 
 
 def make_processor(tokenizer: Any, image_processor: Any) -> QwenStyleProcessor:
@@ -712,14 +798,20 @@ def validate_pairs(model: Any, processor: QwenStyleProcessor, task: str, exs: li
 
 
 def export_judge(folder: Path, model: Any, tokenizer: Any, image_processor: Any, manifest: dict[str, Any],
-                 training_texts: dict[str, list[str]]) -> Path:
+                 training_texts: dict[str, list[str]], head: torch.nn.Module | None = None) -> Path:
     """A folder ``vlm_local`` loads: weights, tokenizer, image processor, chat template, rubrics,
-    the training prompts and the manifest, written to a temporary sibling and renamed into place."""
+    the training prompts and the manifest, written to a temporary sibling and renamed into place.
+    With the perception loss on, its head too (``PERCEPTION_HEAD``: judging never reads it; a
+    fine-tune that starts from this folder does)."""
     folder = Path(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         model.save_pretrained(tmp)
+        if head is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(tmp / PERCEPTION_HEAD))
         tokenizer.save_pretrained(tmp)
         image_processor.save_pretrained(tmp)
         (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
@@ -833,7 +925,15 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     processor = make_processor(tokenizer, image_processor)
     train_set, val_set, captions, pair_set, val_pairs = load_splits(cfg, data_dir, tokenizer, image_processor)
     model = build_model(cfg, tokenizer)
+    if cfg.init_from:
+        load_initial_weights(model, cfg.init_from)
+        log("judge", f"weights from {cfg.init_from}")
     params = dict(model.named_parameters())
+    head, tap = None, None
+    if cfg.perception_weight > 0:
+        head = perception_head(cfg)
+        tap = VisionTap(model)
+        params.update({f"perception_head.{n}": p for n, p in head.named_parameters()})
     decay = [p for p in params.values() if p.ndim >= 2]
     no_decay = [p for p in params.values() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -850,20 +950,30 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     model.train()
     metrics: dict[str, Any] = {"step": start}
     losses: list[float] = []
+    seen_cells: list[tuple[float, float]] = []  # (perception loss, accuracy on object cells) per step
+    cell = 2 * cfg.patch_size  # the pixels one merged vision token covers
     t0, c0 = time.time(), time.process_time()
     total = cfg.caption_steps + cfg.steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="judge", unit="step", file=sys.stderr)
     for step in bar:
-        inputs = collate(draw_batch(cfg, step, captions, train_set, pair_set), tokenizer, image_processor)
+        batch = draw_batch(cfg, step, captions, train_set, pair_set)
+        inputs = collate(batch, tokenizer, image_processor)
         lr = judge_lr(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
         loss = model(**inputs).loss
+        losses.append(loss.item())  # the next-token loss alone; the perception loss is logged apart
+        if head is not None:
+            labels = torch.from_numpy(np.concatenate([cell_shape_labels(im, cell) for e in batch for im in e.images]))
+            logits = head(tap.tokens)
+            cells_loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss = loss + cfg.perception_weight * cells_loss
+            on_object = labels > 0
+            seen_cells.append((cells_loss.item(), float((logits.argmax(-1) == labels)[on_object].float().mean()) if on_object.any() else 0.0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip))
         optimizer.step()
-        losses.append(loss.item())
         done = step + 1
         if done % cfg.log_every == 0 or done == total:
             elapsed = train_seconds + time.time() - t0
@@ -871,6 +981,9 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
                        "loss": float(np.mean(losses)), "lr": lr, "grad_norm": grad_norm,
                        "train_minutes": elapsed / 60, "train_cpu_minutes": (cpu_seconds + time.process_time() - c0) / 60}
             losses = []
+            if seen_cells:
+                metrics["perception_loss"], metrics["perception_accuracy"] = (float(v) for v in np.mean(seen_cells, axis=0))
+                seen_cells = []
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == total:
                 metrics.update(validate(model, processor, val_set, cfg, pairs=val_pairs))
             run.write_metrics(metrics)
@@ -886,9 +999,9 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
 
     texts = {t: sorted({e.record["text"] for e in train_set[t] + val_set[t] + pair_set[t] + val_pairs[t]}) for t in TASKS}
     manifest = judge_manifest(cfg, model, counts, train_set, metrics, train_minutes, train_cpu_minutes)
-    ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts)
+    ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts, head)
     if export:
-        export_judge(Path(export), model, tokenizer, image_processor, manifest, texts)
+        export_judge(Path(export), model, tokenizer, image_processor, manifest, texts, head)
     log("judge", f"done: {ckpt} ({train_minutes:.1f} min of training)")
     return {"run": str(run.path), "checkpoint": str(ckpt), "metrics": metrics}
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import charts, inspector
 from ..errors import ArenaError
+from ..workspace import LEARNED_JUDGE, PAIRWISE_VOTE_JUDGES
 from .common import PRIVATE, Loader, Studio, Tab, client_address, show_image, task_radio
 
 NO_SAMPLE = ("No sample matches: the gallery may still be filling (see “Models in the arena”), "
@@ -238,9 +239,11 @@ NO_ADMIN = ("Browsing the learned judge's battles is for the admin (they show ar
 
 @dataclass
 class Pairwise:
-    """The learned judge's pairwise battles: the admin's battle chooser with both images, the
-    judge's answer and the checker's verdicts; everyone's agreement table (counts only)."""
+    """A pairwise judge's battles (the learned judge's or the reader's): the admin's battle
+    chooser with both images, the judge's answer and the checker's verdicts; everyone's agreement
+    table (counts only)."""
 
+    judge: gr.Radio  #: which pairwise judge's votes (``PAIRWISE_VOTE_JUDGES``)
     admin: gr.State  #: True once this page logged in here
     password: gr.Textbox
     unlock: gr.Button
@@ -262,37 +265,41 @@ class Pairwise:
     def outputs(self) -> list:
         return [self.status, self.ids, self.battle, self.agreement, *self.detail_outputs]
 
-    def detail(self, detail: dict | None, task: str) -> dict:
+    def detail(self, detail: dict | None, task: str, judge: str) -> dict:
         """Both images (and the source), the judge's answer and the verdicts in words; with none, why."""
         if detail is None:
             return {self.source: gr.Image(value=None, visible=False), self.image_a: None, self.image_b: None,
-                    self.rationale: "", self.summary: inspector.no_pairwise_text(task)}
+                    self.rationale: "", self.summary: inspector.no_pairwise_text(task, judge)}
         source = detail["source"]
         return {self.source: gr.Image(value=show_image(source) if source is not None else None, visible=source is not None),
                 self.image_a: show_image(detail["image_a"]), self.image_b: show_image(detail["image_b"]),
                 self.rationale: detail["rationale"] or "no answer was kept with this battle",
-                self.summary: inspector.pairwise_summary(detail, task)}
+                self.summary: inspector.pairwise_summary(detail, task, judge)}
 
-    def shown(self, studio: Studio, task: str, is_admin: bool) -> dict:
+    def shown(self, studio: Studio, task: str, is_admin: bool, judge: str) -> dict:
         """The agreement table, and for the admin the battles (the first one shown)."""
         ws = studio.ws
-        table = {self.agreement: pd.DataFrame(inspector.pairwise_agreement_rows(inspector.pairwise_agreement(ws, task)),
+        judge = judge if judge in PAIRWISE_VOTE_JUDGES else LEARNED_JUDGE
+        table = {self.agreement: pd.DataFrame(inspector.pairwise_agreement_rows(inspector.pairwise_agreement(ws, task, judge)),
                                               columns=inspector.PAIRWISE_HEADERS)}
         if not is_admin:
             return {**table, self.status: ADMIN_ONLY if studio.auth.enabled else NO_ADMIN, self.ids: [],
-                    self.battle: gr.Dropdown(choices=[], value=None), **self.detail(None, task),
+                    self.battle: gr.Dropdown(choices=[], value=None), **self.detail(None, task, judge),
                     self.summary: ""}
-        battles = inspector.pairwise_battles(ws, task)
-        first = inspector.pairwise_detail(ws, battles[0]["battle_id"]) if battles else None
-        status = f"{len(battles)} battle(s) judged by the learned judge" if battles else \
-            f"**{inspector.no_pairwise_text(task)}**"
+        battles = inspector.pairwise_battles(ws, task, judge)
+        first = inspector.pairwise_detail(ws, battles[0]["battle_id"], judge) if battles else None
+        status = f"{len(battles)} battle(s) judged by the {PAIRWISE_VOTE_JUDGES[judge]}" if battles else \
+            f"**{inspector.no_pairwise_text(task, judge)}**"
         return {**table, self.status: status, self.ids: [b["battle_id"] for b in battles],
                 self.battle: gr.Dropdown(choices=inspector.pairwise_choices(battles), value=0 if battles else None),
-                **self.detail(first, task)}
+                **self.detail(first, task, judge)}
 
 
 def pairwise_layout(studio: Studio) -> Pairwise:
-    gr.Markdown("### Pairwise (learned judge)")
+    gr.Markdown("### Pairwise judges")
+    judge = gr.Radio([(label, name) for name, label in PAIRWISE_VOTE_JUDGES.items()], value=LEARNED_JUDGE,
+                     label="Whose votes (the reader: the positions judge reads each image, the world's rules decide)",
+                     elem_id="ri-pair-judge")
     with gr.Row():
         password = gr.Textbox(label="Admin password", type="password", elem_id="ri-pair-password", scale=3,
                               interactive=studio.auth.enabled)
@@ -313,7 +320,7 @@ def pairwise_layout(studio: Studio) -> Pairwise:
                              elem_id="ri-pair-summary")
     agreement = gr.Dataframe(headers=inspector.PAIRWISE_HEADERS, interactive=False, elem_id="ri-pair-agreement",
                              label="Pairwise judge vs the exact checker and people (n: what each rate counts)")
-    return Pairwise(gr.State(False), password, unlock, status, gr.State([]), battle, source, image_a, image_b, rationale,
+    return Pairwise(judge, gr.State(False), password, unlock, status, gr.State([]), battle, source, image_a, image_b, rationale,
                     summary, agreement)
 
 
@@ -321,10 +328,10 @@ def wire_pairwise(studio: Studio, task: gr.Radio, view: Pairwise) -> Loader:
     """The pairwise section's events; returns its loader (run when the tab opens)."""
     ws = studio.ws
 
-    def show(task_value: str, is_admin: bool) -> dict:
-        return view.shown(studio, task_value, bool(is_admin))
+    def show(task_value: str, is_admin: bool, judge: str) -> dict:
+        return view.shown(studio, task_value, bool(is_admin), judge)
 
-    def log_in(secret: str, task_value: str, request: gr.Request) -> dict:
+    def log_in(secret: str, task_value: str, judge: str, request: gr.Request) -> dict:
         try:  # wrong passwords count against this client, as the Training tab's and REST's do
             ok = studio.auth.verify(secret, client_address(request))
         except ArenaError as exc:
@@ -332,18 +339,20 @@ def wire_pairwise(studio: Studio, task: gr.Radio, view: Pairwise) -> Loader:
         if not ok:
             return {view.admin: False, view.password: "",
                     view.status: "**Wrong password.**" if studio.auth.enabled else NO_ADMIN}
-        return {view.admin: True, view.password: "", **view.shown(studio, task_value, True)}
+        return {view.admin: True, view.password: "", **view.shown(studio, task_value, True, judge)}
 
-    def pick(task_value: str, is_admin: bool, ids: list[str], index: int | None) -> dict:
+    def pick(task_value: str, is_admin: bool, judge: str, ids: list[str], index: int | None) -> dict:
+        judge = judge if judge in PAIRWISE_VOTE_JUDGES else LEARNED_JUDGE
         if not is_admin or index is None or not 0 <= int(index) < len(ids):
-            return view.detail(None, task_value)
-        return view.detail(inspector.pairwise_detail(ws, ids[int(index)]), task_value)
+            return view.detail(None, task_value, judge)
+        return view.detail(inspector.pairwise_detail(ws, ids[int(index)], judge), task_value, judge)
 
     # private, as the Training tab's: the admin's events are not callable through the Gradio API
-    task.change(show, [task, view.admin], view.outputs, **PRIVATE)
-    view.unlock.click(log_in, [view.password, task], [view.admin, view.password, *view.outputs], **PRIVATE)
-    view.battle.input(pick, [task, view.admin, view.ids, view.battle], view.detail_outputs, **PRIVATE)
-    return Loader(show, [task, view.admin], view.outputs)
+    task.change(show, [task, view.admin, view.judge], view.outputs, **PRIVATE)
+    view.judge.change(show, [task, view.admin, view.judge], view.outputs, **PRIVATE)
+    view.unlock.click(log_in, [view.password, task, view.judge], [view.admin, view.password, *view.outputs], **PRIVATE)
+    view.battle.input(pick, [task, view.admin, view.judge, view.ids, view.battle], view.detail_outputs, **PRIVATE)
+    return Loader(show, [task, view.admin, view.judge], view.outputs)
 
 
 def build(studio: Studio) -> Tab:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import boards, charts
 from ..service import VOTE_FILTERS, export_name
+from ..workspace import PAIRWISE_VOTE_JUDGES
 from .common import TASK_LABELS, Loader, Studio, Tab, task_radio, voter_id
 
 LEADERBOARD_HEADERS = ["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Online Elo", "TrueSkill μ", "TrueSkill σ",
@@ -26,8 +27,8 @@ PERSONAL_HEADERS = ["Rank (UB)", "Model", "Elo (BT)", "95% CI", "Votes"]
 CONTROLLED_HEADERS = ["Model", "Elo (controlled)", "95% CI", "Elo (plain)", "Shift"]
 COEFFICIENT_HEADERS = ["Covariate", "Elo per SD", "95% CI", "SD of the difference"]
 ALL_CATEGORIES = "all"
-#: how the votes chooser names each filter (the learned judge's votes are also among "auto")
-VOTE_LABELS = {"learned": "learned judge"}
+#: how the votes chooser names each filter (the pairwise judges' votes are also among "auto")
+VOTE_LABELS = dict(PAIRWISE_VOTE_JUDGES)
 
 
 def vote_choices() -> list[tuple[str, str]]:
@@ -37,7 +38,7 @@ def vote_choices() -> list[tuple[str, str]]:
 
 def chosen_text(votes: str) -> str:
     """The *Showing* line once the visitor picked the votes."""
-    what = "the learned judge's votes" if votes == "learned" else f"{votes} votes"
+    what = f"the {VOTE_LABELS[votes]}'s votes" if votes in VOTE_LABELS else f"{votes} votes"
     return f"Showing {what}, as you chose."
 
 

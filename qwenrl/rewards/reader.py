@@ -13,9 +13,10 @@ well, reading the image, and takes the verdicts from the rules: the strict check
 the answer says it saw (``shapes_cot.rule_verdicts``), for the sample's structured prompt. It is the
 detector-plus-rules design of GenEval with a learned reader in place of the detector.
 
-Where a shape is malformed, the reading's hardest call is whether it is still a circle, square or
-triangle or a ``blob`` (the checker's template IoU of 0.5); four in five of the reader's errors
-were that call. ``blob_at`` re-decides it from the judge's own probabilities: each shape word of
+Most of the reader's errors are shape words: a small square read as a circle, a circle as a
+triangle (docs/rewards.md, "Teaching the reader to see shapes"). For the one call that is a
+threshold, whether a malformed shape is still a shape or a ``blob`` (the checker's template IoU
+of 0.5), ``blob_at`` re-decides it from the judge's own probabilities: each shape word of
 a Seen or Before line becomes ``blob`` when the judge gave ``blob`` at least that share of the four
 shape words' probability there, else the likeliest real shape (``reread_shapes``). The threshold is
 chosen on the compositional split (``benchmarks/reader_calibration.py``), never on the test split.
