@@ -392,16 +392,39 @@ def cell_shape_labels(image: np.ndarray, cell: int) -> np.ndarray:
     return best.reshape(-1)
 
 
-class VisionTap:
-    """The vision tower's merged tokens of the last forward pass (a forward hook), for the
-    perception loss: one row per language-model image token, images in batch order."""
+class PerceptionLoss:
+    """The dense perception loss (``perception_weight``): a forward hook keeps the vision tower's
+    merged tokens of the last forward pass (one row per language-model image token, images in
+    batch order), and each predicts its cell's ``cell_shape_labels`` class through ``head``."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, cfg: JudgeConfig, model: Any) -> None:
+        self.head = perception_head(cfg)
+        self.weight = cfg.perception_weight
+        self.cell = 2 * cfg.patch_size  # the pixels one merged vision token covers
         self.tokens: torch.Tensor | None = None
-        self.handle = model.model.visual.register_forward_hook(self._keep)
+        self.seen: list[tuple[float, float]] = []  # (loss, accuracy on object cells) per step since the last log
+        model.model.visual.register_forward_hook(self._keep)
 
     def _keep(self, module: Any, args: Any, output: Any) -> None:
         self.tokens = output.pooler_output if hasattr(output, "pooler_output") else output
+
+    def __call__(self, batch: list[Example]) -> torch.Tensor:
+        """The weighted loss of the forward pass just run on ``batch``."""
+        labels = torch.from_numpy(np.concatenate([cell_shape_labels(im, self.cell) for e in batch for im in e.images]))
+        logits = self.head(self.tokens)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        on_object = labels > 0
+        right = (logits.argmax(-1) == labels)[on_object].float().mean().item() if on_object.any() else 0.0
+        self.seen.append((loss.item(), right))
+        return self.weight * loss
+
+    def metrics(self) -> dict[str, float]:
+        """Mean loss and object-cell accuracy since the last call (empty when no step ran)."""
+        if not self.seen:
+            return {}
+        loss, right = np.mean(self.seen, axis=0)
+        self.seen = []
+        return {"perception_loss": float(loss), "perception_accuracy": float(right)}
 
 
 def make_processor(tokenizer: Any, image_processor: Any) -> QwenStyleProcessor:
@@ -905,6 +928,26 @@ def judge_manifest(cfg: JudgeConfig, model, counts: dict, train_set: dict, metri
     }
 
 
+def build_trainable(cfg: JudgeConfig, tokenizer: Any) -> tuple[Any, dict[str, torch.nn.Parameter], torch.optim.Optimizer,
+                                                               PerceptionLoss | None]:
+    """The model (``init_from``'s weights or new ones), every trained parameter by name (the
+    perception head's under ``perception_head.``), AdamW over them (no decay on vectors), and the
+    perception loss when it is on."""
+    model = build_model(cfg, tokenizer)
+    if cfg.init_from:
+        load_initial_weights(model, cfg.init_from)
+        log("judge", f"weights from {cfg.init_from}")
+    params = dict(model.named_parameters())
+    perception = PerceptionLoss(cfg, model) if cfg.perception_weight > 0 else None
+    if perception is not None:
+        params.update({f"perception_head.{n}": p for n, p in perception.head.named_parameters()})
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    return model, params, optimizer, perception
+
+
 def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = None, data_only: bool = False) -> dict[str, Any]:
     """Build the data, train (resuming when RUN/state exists), export; returns the final metrics.
     ``data_only``: stop once the data is written."""
@@ -924,20 +967,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     image_processor = build_image_processor(cfg)
     processor = make_processor(tokenizer, image_processor)
     train_set, val_set, captions, pair_set, val_pairs = load_splits(cfg, data_dir, tokenizer, image_processor)
-    model = build_model(cfg, tokenizer)
-    if cfg.init_from:
-        load_initial_weights(model, cfg.init_from)
-        log("judge", f"weights from {cfg.init_from}")
-    params = dict(model.named_parameters())
-    head, tap = None, None
-    if cfg.perception_weight > 0:
-        head = perception_head(cfg)
-        tap = VisionTap(model)
-        params.update({f"perception_head.{n}": p for n, p in head.named_parameters()})
-    decay = [p for p in params.values() if p.ndim >= 2]
-    no_decay = [p for p in params.values() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    model, params, optimizer, perception = build_trainable(cfg, tokenizer)
     start, train_seconds, cpu_seconds = 0, 0.0, 0.0
     if run.resumable():
         state = load_train_state(run.state, params=params, optimizer=optimizer, ema=None)
@@ -950,8 +980,6 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     model.train()
     metrics: dict[str, Any] = {"step": start}
     losses: list[float] = []
-    seen_cells: list[tuple[float, float]] = []  # (perception loss, accuracy on object cells) per step
-    cell = 2 * cfg.patch_size  # the pixels one merged vision token covers
     t0, c0 = time.time(), time.process_time()
     total = cfg.caption_steps + cfg.steps
     bar = tqdm(range(start, total), initial=start, total=total, desc="judge", unit="step", file=sys.stderr)
@@ -963,13 +991,8 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
             g["lr"] = lr
         loss = model(**inputs).loss
         losses.append(loss.item())  # the next-token loss alone; the perception loss is logged apart
-        if head is not None:
-            labels = torch.from_numpy(np.concatenate([cell_shape_labels(im, cell) for e in batch for im in e.images]))
-            logits = head(tap.tokens)
-            cells_loss = torch.nn.functional.cross_entropy(logits, labels)
-            loss = loss + cfg.perception_weight * cells_loss
-            on_object = labels > 0
-            seen_cells.append((cells_loss.item(), float((logits.argmax(-1) == labels)[on_object].float().mean()) if on_object.any() else 0.0))
+        if perception is not None:
+            loss = loss + perception(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip))
@@ -981,9 +1004,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
                        "loss": float(np.mean(losses)), "lr": lr, "grad_norm": grad_norm,
                        "train_minutes": elapsed / 60, "train_cpu_minutes": (cpu_seconds + time.process_time() - c0) / 60}
             losses = []
-            if seen_cells:
-                metrics["perception_loss"], metrics["perception_accuracy"] = (float(v) for v in np.mean(seen_cells, axis=0))
-                seen_cells = []
+            metrics.update(perception.metrics() if perception is not None else {})
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == total:
                 metrics.update(validate(model, processor, val_set, cfg, pairs=val_pairs))
             run.write_metrics(metrics)
@@ -999,6 +1020,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
 
     texts = {t: sorted({e.record["text"] for e in train_set[t] + val_set[t] + pair_set[t] + val_pairs[t]}) for t in TASKS}
     manifest = judge_manifest(cfg, model, counts, train_set, metrics, train_minutes, train_cpu_minutes)
+    head = perception.head if perception is not None else None
     ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts, head)
     if export:
         export_judge(Path(export), model, tokenizer, image_processor, manifest, texts, head)
