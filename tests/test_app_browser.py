@@ -356,6 +356,21 @@ def test_inspector_shows_the_learned_judge_beside_the_checker(page, studio):
     shot(page, "inspector_learned_judge")
 
 
+def test_inspector_switches_between_the_pairwise_judges(page, studio):
+    """The pairwise section lists the learned judge's votes or the reader's; switching to the
+    reader shows its agreement table, which says it has judged nothing yet in this workspace."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Reward inspector").click()
+    table = page.locator("#ri-pair-agreement")
+    expect(table).to_contain_text("strict checker", timeout=30_000)
+    expect(table).not_to_contain_text("reader judge")
+    page.locator("#ri-pair-judge").get_by_label("reader judge").check()
+    expect(table).to_contain_text("the reader judge has judged no battles of this task")
+    page.locator("#ri-pair-agreement").scroll_into_view_if_needed()
+    shot(page, "inspector_pairwise_reader")
+
+
 def test_a_fresh_workspace_opens_on_a_leaderboard_and_samples(fresh_page, fresh_studio):
     """A newcomer's first minute: nobody has voted, yet the leaderboard has rows (the bundled
     automatic votes, and it says so) and the inspector shows a sample and its rationale."""

@@ -230,10 +230,10 @@ def agreement_layout() -> Agreement:
     return Agreement(go, distribution, agreement, checker_agreement)
 
 
-ADMIN_ONLY = ("The learned judge's battles are the automatic arena's, over the images anonymous battles show, and "
+ADMIN_ONLY = ("The pairwise judges' battles are the automatic arena's, over the images anonymous battles show, and "
               "the vote export names their models: browsing them is for the admin. Log in above to see each battle's "
               "images and the judge's answer; the agreement below is for everyone.")
-NO_ADMIN = ("Browsing the learned judge's battles is for the admin (they show arena images): start the studio with "
+NO_ADMIN = ("Browsing the pairwise judges' battles is for the admin (they show arena images): start the studio with "
             "--admin-password (or QWENRL_ADMIN_PASSWORD). The agreement below is for everyone.")
 
 
