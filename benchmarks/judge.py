@@ -239,10 +239,12 @@ def shape_reads(reading: Any, parsed: Any, within: float = 3.0) -> list[tuple[st
 def shapes_read_summary(reads: list[tuple[str, str, str, float]]) -> dict[str, Any]:
     """The share of objects whose shape was read right, overall, by size, by true shape, and for
     the recognisable ones by the checker's margin (``MARGIN_EDGES``: ``n`` and ``right`` per bin)."""
+    from qwenrl.rewards.shapes_cot import BLOB
+
     def share(group: list[tuple[str, str, str, float]]) -> float | None:
         return float(np.mean([r[1] == r[2] for r in group])) if group else None
 
-    shapes = [r for r in reads if r[1] != "blob"]
+    shapes = [r for r in reads if r[1] != BLOB]
     bins = {}
     for lo, hi in zip(MARGIN_EDGES, MARGIN_EDGES[1:] + (float("inf"),)):
         group = [r for r in shapes if lo <= r[3] < hi]

@@ -401,6 +401,9 @@ def test_fine_tune_starts_from_an_exported_judge_and_learns_cells(tiny_run):
     run = tiny_run["run"].parent / "judge-finetune"
     out = tj.train(cfg, run)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    image = tj.load_examples(cfg, tiny_run["run"] / "data", tj.build_tokenizer(), tj.build_image_processor(cfg), ("model",), "t2i")[0].images[0]
+    loss = tj.PerceptionLoss(cfg, tj.build_model(cfg, tj.build_tokenizer()))
+    assert loss.cells(image) is loss.cells(image) and np.array_equal(loss.cells(image), tj.cell_shape_labels(image, 8))  # parsed once
     assert [r["step"] for r in rows] == [1, 2, 3] and all(r["perception_loss"] > 0 and 0 <= r["perception_accuracy"] <= 1 for r in rows)
     manifest = json.loads((Path(out["checkpoint"]) / "manifest.json").read_text())
     assert manifest["training"]["init_from"] == str(exported) and manifest["training"]["perception_weight"] == 1.0

@@ -403,6 +403,8 @@ class PerceptionLoss:
         self.cell = 2 * cfg.patch_size  # the pixels one merged vision token covers
         self.tokens: torch.Tensor | None = None
         self.seen: list[tuple[float, float]] = []  # (loss, accuracy on object cells) per step since the last log
+        # each image's labels, parsed once: keyed by the array's id, the array kept beside them so the id stays its own
+        self.labels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         model.model.visual.register_forward_hook(self._keep)
 
     def _keep(self, module: Any, args: Any, output: Any) -> None:
@@ -410,13 +412,19 @@ class PerceptionLoss:
 
     def __call__(self, batch: list[Example]) -> torch.Tensor:
         """The weighted loss of the forward pass just run on ``batch``."""
-        labels = torch.from_numpy(np.concatenate([cell_shape_labels(im, self.cell) for e in batch for im in e.images]))
+        labels = torch.from_numpy(np.concatenate([self.cells(im) for e in batch for im in e.images]))
         logits = self.head(self.tokens)
         loss = torch.nn.functional.cross_entropy(logits, labels)
         on_object = labels > 0
         right = (logits.argmax(-1) == labels)[on_object].float().mean().item() if on_object.any() else 0.0
         self.seen.append((loss.item(), right))
         return self.weight * loss
+
+    def cells(self, image: np.ndarray) -> np.ndarray:
+        """``cell_shape_labels`` of a training image, parsed the first time it is drawn."""
+        if id(image) not in self.labels:
+            self.labels[id(image)] = (image, cell_shape_labels(image, self.cell))
+        return self.labels[id(image)][1]
 
     def metrics(self) -> dict[str, float]:
         """Mean loss and object-cell accuracy since the last call (empty when no step ran)."""

@@ -237,6 +237,11 @@ NO_ADMIN = ("Browsing the pairwise judges' battles is for the admin (they show a
             "--admin-password (or QWENRL_ADMIN_PASSWORD). The agreement below is for everyone.")
 
 
+def shown_judge(judge: str) -> str:
+    """The pairwise judge a page asked for, or the learned judge when the value is not one (a forged event)."""
+    return judge if judge in PAIRWISE_VOTE_JUDGES else LEARNED_JUDGE
+
+
 @dataclass
 class Pairwise:
     """A pairwise judge's battles (the learned judge's or the reader's): the admin's battle
@@ -279,7 +284,7 @@ class Pairwise:
     def shown(self, studio: Studio, task: str, is_admin: bool, judge: str) -> dict:
         """The agreement table, and for the admin the battles (the first one shown)."""
         ws = studio.ws
-        judge = judge if judge in PAIRWISE_VOTE_JUDGES else LEARNED_JUDGE
+        judge = shown_judge(judge)
         table = {self.agreement: pd.DataFrame(inspector.pairwise_agreement_rows(inspector.pairwise_agreement(ws, task, judge)),
                                               columns=inspector.PAIRWISE_HEADERS)}
         if not is_admin:
@@ -342,7 +347,7 @@ def wire_pairwise(studio: Studio, task: gr.Radio, view: Pairwise) -> Loader:
         return {view.admin: True, view.password: "", **view.shown(studio, task_value, True, judge)}
 
     def pick(task_value: str, is_admin: bool, judge: str, ids: list[str], index: int | None) -> dict:
-        judge = judge if judge in PAIRWISE_VOTE_JUDGES else LEARNED_JUDGE
+        judge = shown_judge(judge)
         if not is_admin or index is None or not 0 <= int(index) < len(ids):
             return view.detail(None, task_value, judge)
         return view.detail(inspector.pairwise_detail(ws, ids[int(index)], judge), task_value, judge)
