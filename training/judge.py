@@ -54,7 +54,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwenrl.rewards.base import Sample
-from qwenrl.rewards.shapes_cot import corpus_words, read_answer, target_for
+from qwenrl.rewards.shapes_cot import BLOB, corpus_words, read_answer, target_for
 from qwenrl.rewards.vlm import QwenStyleProcessor, generate_token_ids, load_rubric
 from qwenrl.world.contrast import minimally_wrong
 from qwenrl.world.grammar import (
@@ -161,9 +161,10 @@ class JudgeConfig:
     anything else is refused); None: random initialisation. A fine-tune of a bundled judge."""
     perception_weight: float = 0.0
     """Weight of a dense perception loss added to every step: each vision token the language model
-    reads (an 8×8-pixel cell with 4-pixel patches) predicts, through a linear head that is not
-    exported, the shape class of the object covering most of the cell in the parser's reading
-    (``cell_shape_labels``: none, circle, square, triangle, or blob below the checker's IoU 0.5).
+    reads (an 8×8-pixel cell with 4-pixel patches) predicts, through a linear head kept with the
+    checkpoint (``PERCEPTION_HEAD``; judging never reads it), the shape class of the object
+    covering most of the cell in the parser's reading (``cell_shape_labels``: none, circle,
+    square, triangle, or blob below the checker's IoU 0.5).
     Next-token loss on a Seen line teaches shapes only through a few words per image; this
     supervises every cell of every image. 0: off."""
 
@@ -352,7 +353,7 @@ def load_initial_weights(model: Any, folder: str | Path) -> None:
 
 
 #: the perception loss's classes per vision cell (``cell_shape_labels``)
-PERCEPTION_CLASSES = ("none", *SHAPES, "blob")
+PERCEPTION_CLASSES = ("none", *SHAPES, BLOB)
 #: the perception head's file in an exported judge folder (safetensors: ``weight``, ``bias``)
 PERCEPTION_HEAD = "perception_head.safetensors"
 
