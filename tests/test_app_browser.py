@@ -192,7 +192,11 @@ def open_battle_source(studio, page) -> dict:
 
 
 def test_battle_on_my_own_prompt(page, studio):
+    from playwright.sync_api import expect
+
     page.get_by_role("tab", name="Text to image").click()
+    # the page's first battle is served on load; a refusal shown before it lands would be replaced by it
+    expect(page.locator("#t2i-prompt textarea")).not_to_have_value("", timeout=60_000)
     own_battle(page, "t2i", "a purple elephant", refused_word="elephant")
     # punctuation and case are forgiven; the prompt comes back as the grammar writes it
     own_battle(page, "t2i", "A red square, above a blue circle.", read_as="a red square above a blue circle")
