@@ -371,3 +371,24 @@ def test_shape_reading_benchmark_reads_judges_side_by_side(monkeypatch, tmp_path
     with pytest.raises(SystemExit):
         bench.main([f"x={tmp_path}"])
     assert "expected NAME=FOLDER" in capsys.readouterr().err
+
+
+def test_reader_probability_scores_thresholds_and_margins_against_the_checker():
+    """benchmarks/reader_probability.py on hand-made readings: three images of one prompt, the
+    checker passes only the first; the greedy readings pass the first two (the second is a close
+    call the reader missed), but P(pass) ranks them 0.9 > 0.6, so the margin-0 preference gets the
+    decisive pair the greedy tie lost."""
+    bench = _benchmark("reader_probability")
+    data = {"checker": [(True, True), (True, False), (False, False)],
+            "greedy": [(True, True), (True, True), None],
+            "soft": {"shape": [0.9, 0.6, None]}}
+    pw = bench.pointwise(data, "shape")
+    assert pw["greedy"] == pytest.approx(2 / 3)
+    assert pw["by_tau"]["0.7"] == 1.0 and pw["by_tau"]["0.5"] == pytest.approx(2 / 3)
+    pairs = [(0, 1), (1, 2), (2, 0)]
+    out = bench.pairwise(data, "shape", pairs)
+    assert out["pairs"] == 3 and out["decisive_pairs"] == 2  # (0, 1) and (2, 0); (1, 2) both fail
+    # greedy: (0, 1) tie (wrong), (1, 2) A (right: 1 of 2 met beats 0), (2, 0) B (right)
+    assert out["greedy"] == {"decisive": 0.5, "all": pytest.approx(2 / 3), "ties": pytest.approx(1 / 3)}
+    assert out["by_margin"]["0.0"]["decisive"] == 1.0 and out["by_margin"]["0.0"]["ties"] == 0.0
+    assert out["by_margin"]["0.2"]["decisive"] == 1.0  # 0.9 - 0.6 > 0.2

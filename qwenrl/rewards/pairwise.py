@@ -69,21 +69,39 @@ def pair_winner(verdicts_a: tuple[bool, ...] | list[bool], verdicts_b: tuple[boo
     return "A" if met_a > met_b else "B" if met_b > met_a else "tie"
 
 
+def probability_winner(p_a: float, p_b: float, verdicts_a: tuple[bool, ...] | list[bool],
+                       verdicts_b: tuple[bool, ...] | list[bool], margin: float = 0.0) -> str:
+    """The image whose reading is likelier to pass (``P(pass)``, ``reader.pass_probability``)
+    when the two differ by more than ``margin``; otherwise ``pair_winner`` on the greedy readings'
+    verdicts. Between two images that both read as passes, the one read with more confidence
+    wins: the other is most often a close call (docs/rewards.md)."""
+    if abs(p_a - p_b) > margin:
+        return "A" if p_a > p_b else "B"
+    return pair_winner(verdicts_a, verdicts_b)
+
+
 def _verdict_list(verdicts: tuple[bool, ...] | list[bool]) -> str:
     return " ".join(f"({i}) {'met' if v else 'not met'}" for i, v in enumerate(verdicts, 1))
 
 
 def pair_answer_text(requirements: list[str] | tuple[str, ...], verdicts_a: tuple[bool, ...] | list[bool],
-                     verdicts_b: tuple[bool, ...] | list[bool], seen_a: str | None = None, seen_b: str | None = None) -> str:
+                     verdicts_b: tuple[bool, ...] | list[bool], seen_a: str | None = None, seen_b: str | None = None,
+                     pass_probabilities: tuple[float, float] | None = None, margin: float = 0.0) -> str:
     """The answer the judge is trained to give for a pair (see the module docstring); ``seen_a``
-    and ``seen_b`` (what each image shows, ``shapes_cot.seen_text``) open each side's line."""
+    and ``seen_b`` (what each image shows, ``shapes_cot.seen_text``) open each side's line. With
+    ``pass_probabilities`` (each side's ``P(pass)``) a line gives them and the winner is
+    ``probability_winner``'s at ``margin``."""
     if not (len(requirements) == len(verdicts_a) == len(verdicts_b)):
         raise ValueError(f"{len(requirements)} requirements, {len(verdicts_a)} and {len(verdicts_b)} verdicts")
     req = " ".join(f"({i}) {n}" for i, n in enumerate(requirements, 1))
     side_a = f"Seen: {seen_a}. " if seen_a else ""
     side_b = f"Seen: {seen_b}. " if seen_b else ""
-    return (f"Requirements: {req}.\nA: {side_a}{_verdict_list(verdicts_a)}.\nB: {side_b}{_verdict_list(verdicts_b)}.\n"
-            f"Better: {pair_winner(verdicts_a, verdicts_b)}")
+    text = f"Requirements: {req}.\nA: {side_a}{_verdict_list(verdicts_a)}.\nB: {side_b}{_verdict_list(verdicts_b)}.\n"
+    if pass_probabilities is None:
+        return text + f"Better: {pair_winner(verdicts_a, verdicts_b)}"
+    p_a, p_b = pass_probabilities
+    return (text + f"Pass probability: A {p_a:.3f}, B {p_b:.3f}.\n"
+            f"Better: {probability_winner(p_a, p_b, verdicts_a, verdicts_b, margin)}")
 
 
 @dataclass(frozen=True)
@@ -219,11 +237,16 @@ class PairwiseLocalJudge:
     win rates cost one pointwise answer per sample. Why it is the default: the bundled judge,
     trained on pairs too, wrote the same verdicts for A and B (docs/rewards.md, "A judge that
     compares"). With ``verdicts="rules"`` the composed comparison takes each side's verdicts from
-    the rules applied to that side's reading instead of from the answer (``reader.py``)."""
+    the rules applied to that side's reading instead of from the answer (``reader.py``), and with
+    ``probability_margin`` (a number) the image likelier to pass by more than that margin wins
+    (``probability_winner``: each side's ``P(pass)`` over the readings it nearly wrote, summed over
+    ``probability_words``)."""
 
     def __init__(self, model_path: str | Path, rubric_dir: str | Path | None = None, batch_size: int = 32,
                  max_new_tokens: int = 160, device: str = "auto", dtype: str = "float32", name: str = "learned",
-                 mode: str = "composed", verdicts: str = "answer") -> None:
+                 mode: str = "composed", verdicts: str = "answer", probability_margin: float | None = None,
+                 probability_words: tuple[str, ...] = ("shape",), probability_min: float = 0.02, max_readings: int = 128) -> None:
+        from .reader import check_probability_options
         from .vlm import VLMLocalJudge, load_rubric
 
         if mode not in PAIR_MODES:
@@ -232,7 +255,20 @@ class PairwiseLocalJudge:
             raise RewardConfigError(f"verdicts must be one of {PAIR_VERDICTS}, got {verdicts!r}")
         if verdicts == "rules" and mode != "composed":
             raise RewardConfigError("verdicts: rules needs mode: composed (the rules judge each image's own reading)")
+        if probability_margin is not None:
+            if verdicts != "rules":
+                raise RewardConfigError("probability_margin needs verdicts: rules (the pass probability is the rules' over its readings)")
+            if not 0.0 <= probability_margin < 1.0:
+                raise RewardConfigError(f"probability_margin must be in [0, 1) or null, got {probability_margin}")
+            try:
+                check_probability_options(probability_words, probability_min, max_readings)
+            except ValueError as exc:
+                raise RewardConfigError(str(exc)) from exc
+            if not probability_words:
+                raise RewardConfigError("probability_words must name at least one word group, e.g. [shape]")
         self.verdicts = verdicts
+        self.probability_margin = probability_margin
+        self.probability = (tuple(probability_words), float(probability_min), int(max_readings))
         path = Path(model_path)
         folder = Path(rubric_dir) if rubric_dir else path / "rubrics"
         self.name, self.mode = name, mode
@@ -278,6 +314,30 @@ class PairwiseLocalJudge:
             answers += self._local.decode(ids)
         return answers
 
+    def _answers(self, requests: list[tuple[list[np.ndarray], str]], specs: list[Any]) -> tuple[list[str], list[float] | None]:
+        """The pointwise answers to ``requests``; with ``probability_margin``, each one's
+        ``P(pass)`` by the rules for its spec too (0 for an answer the rules cannot read)."""
+        max_new = max(self.max_new_tokens, 112)
+        if self.probability_margin is None:
+            return self._generate(requests, max_new), None
+        from .reader import answers_with_word_probs, reading_pass_probability
+
+        words, min_p, max_readings = self.probability
+        local = self._local
+        texts: list[str] = []
+        p_pass: list[float] = []
+
+        def decode(new: list[int]) -> str:
+            return local._processor.batch_decode([new], skip_special_tokens=True)[0]
+
+        for i in range(0, len(requests), self.batch_size):
+            rows, groups = answers_with_word_probs(local._model, local._processor, requests[i:i + self.batch_size], max_new, words)
+            for (ids, pieces, probs), spec in zip(rows, specs[i:i + self.batch_size]):
+                texts.append(decode(ids))
+                p = reading_pass_probability(ids, pieces, probs, groups, spec, decode, min_p, max_readings)
+                p_pass.append(0.0 if p is None else p)
+        return texts, p_pass
+
     def _trained(self, pairs: list[tuple[Sample, Sample]]) -> list[str]:
         return self._generate([(pair_images(a, b), self.rubrics[a.task].render(a)) for a, b in pairs], self.max_new_tokens)
 
@@ -297,7 +357,12 @@ class PairwiseLocalJudge:
                     index[k] = len(requests)
                     requests.append(([s.source, s.image] if s.task == "edit" else [s.image], self.pointwise[s.task].render(s)))
                 slots.append(index[k])
-        said = [read_answer(a) for a in self._generate(requests, max(self.max_new_tokens, 112))]
+        specs = {}
+        for n, pair in enumerate(pairs):
+            for side, s in enumerate(pair):
+                specs.setdefault(slots[2 * n + side], s.spec)
+        texts, p_pass = self._answers(requests, [specs[i] for i in range(len(requests))])
+        said = [read_answer(a) for a in texts]
         answers = []
         for n, (a, b) in enumerate(pairs):
             ra, rb = said[slots[2 * n]], said[slots[2 * n + 1]]
@@ -306,7 +371,9 @@ class PairwiseLocalJudge:
                 if rules_a is None or rules_b is None:
                     answers.append(f"A: {_answer_line(ra)}\nB: {_answer_line(rb)}\n(no reading with positions to apply the rules to)")
                     continue
-                answers.append(pair_answer_text(rules_a.requirements, rules_a.verdicts, rules_b.verdicts, _seen_of(ra), _seen_of(rb)))
+                probs = None if p_pass is None else (p_pass[slots[2 * n]], p_pass[slots[2 * n + 1]])
+                answers.append(pair_answer_text(rules_a.requirements, rules_a.verdicts, rules_b.verdicts, _seen_of(ra), _seen_of(rb),
+                                                probs, self.probability_margin or 0.0))
                 continue
             readable = all(r.requirements and r.verdicts and r.seen is not None and r.background for r in (ra, rb))
             if not readable or not len(ra.requirements) == len(ra.verdicts) == len(rb.verdicts):
@@ -423,6 +490,12 @@ class PairwiseWinRate(Judge):
         mode: str = "composed"
         #: ``answer`` (the verdicts the judge writes) or ``rules`` (the checker's rules on its reading)
         verdicts: str = "answer"
+        #: with ``verdicts: rules``, the image likelier to pass by more than this wins (null: the
+        #: greedy readings' verdicts decide; ``probability_winner``)
+        probability_margin: float | None = None
+        #: the word groups ``P(pass)`` sums over (``reader.PROBABILITY_GROUPS``)
+        probability_words: list[str] = field(default_factory=lambda: ["shape"])
+        probability_min: float = 0.02
         batch_size: int = 64
         max_new_tokens: int = 160
         device: str = "auto"
@@ -443,7 +516,8 @@ class PairwiseWinRate(Judge):
         super().__init__(name, config)
         o = self.options
         self.pairwise = PairwiseLocalJudge(o.model_path, o.rubric_dir, o.batch_size, o.max_new_tokens, o.device, o.dtype,
-                                           name=self.name, mode=o.mode, verdicts=o.verdicts)
+                                           name=self.name, mode=o.mode, verdicts=o.verdicts, probability_margin=o.probability_margin,
+                                           probability_words=tuple(o.probability_words), probability_min=o.probability_min)
         self.metrics = self.pairwise.metrics
 
     def hash_extra(self) -> Any:
