@@ -18,8 +18,8 @@ Judges:
   (``qwenrl.rewards.pairwise``); a tie between two images that fail their requirements is
   ``tie (bothbad)``. An answer it cannot read stores no vote (counted as ``unreadable``).
   ``learned:FOLDER`` uses another judge folder.
-* ``reader`` — the judge that writes positions (``data/models/shapes-judge-reader``: the positions
-  judge fine-tuned to see shapes) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
+* ``reader`` — the judge that writes positions (``data/models/shapes-judge-reader``: a positions
+  judge trained with the perception loss, ``training/configs/judge_reader.yaml``) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
   "A judge that reads, and rules that decide"); the comparison and the votes are stored as for
   ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
 
