@@ -84,25 +84,35 @@ def agreement(data: dict[str, Any], judge, blob_at: float | None) -> dict[str, A
             "by_model": {k: float(np.mean(v)) for k, v in sorted(by_model.items())}}
 
 
-def main(argv: list[str] | None = None) -> None:
+def reader_arguments(description: str, out: Path, argv: list[str] | None) -> argparse.Namespace:
+    """The command line the reader benchmarks share: the judge folder, the bundled models sampled,
+    the prompts per split, the first seed, torch threads and the JSON written."""
     from judge import MODELS
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--judge", default=str(ROOT / "data" / "models" / "shapes-judge-reader"), help="a judge folder that writes positions")
     ap.add_argument("--models", nargs="*", default=MODELS, help="bundled image models to sample")
     ap.add_argument("--limit", type=int, default=None, help="prompts per split and task (default all)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sample")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sample (and of a pair order)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", default=str(RESULTS), help="where to write the JSON")
-    args = ap.parse_args(argv)
+    ap.add_argument("--out", default=str(out), help="where to write the JSON")
+    return ap.parse_args(argv)
 
+
+def result_header(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    """Set torch's threads; the results' opening fields: the judge, ``fields``, the machine and its load."""
     import torch
 
     torch.set_num_threads(args.threads)
     judge_path = Path(args.judge)
-    result: dict[str, Any] = {"judge": str(judge_path.relative_to(ROOT) if judge_path.is_relative_to(ROOT) else judge_path),
-                              "grid": GRID, "threads": args.threads, "cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
-                              "tasks": {}}
+    return {"judge": str(judge_path.relative_to(ROOT) if judge_path.is_relative_to(ROOT) else judge_path), **fields,
+            "threads": args.threads, "cpu_count": os.cpu_count(), "load_before": os.getloadavg(), "tasks": {}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = reader_arguments(__doc__, RESULTS, argv)
+    result = result_header(args, grid=GRID)
+    judge_path = Path(args.judge)
     for task in ("t2i", "edit"):
         judge = reader(task, judge_path)
         calib = judged(task, "compositional", judge, args.models, args.limit, args.seed)

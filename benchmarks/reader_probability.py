@@ -24,7 +24,6 @@ Writes benchmarks/results/reader_probability.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -42,6 +41,11 @@ TAUS = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 MARGINS = [0.0, 0.02, 0.05, 0.1, 0.2]
 WORD_SETS = {"shape": ("shape",), "shape+colour+size": ("shape", "colour", "size")}
 MIN_P = 0.02
+
+
+def pct(x: float | None) -> str:
+    """A share as printed (a split without decisive pairs has none)."""
+    return "n/a" if x is None else f"{x:.1%}"
 
 
 def judged(task: str, split: str, judge, models: list[str], limit: int | None, seed: int) -> dict[str, Any]:
@@ -112,7 +116,7 @@ def pairwise(data: dict[str, Any], name: str, pairs: list[tuple[int, int]]) -> d
 
     def score(winners: list[str]) -> dict[str, float]:
         right = np.array([w == t for w, t in zip(winners, target)])
-        return {"decisive": float(right[decisive].mean()), "all": float(right.mean()),
+        return {"decisive": float(right[decisive].mean()) if decisive.any() else None, "all": float(right.mean()),
                 "ties": float(np.mean([w == "tie" for w in winners]))}
 
     def read(k: int) -> tuple[bool, ...]:  # an unreadable answer meets nothing
@@ -126,25 +130,11 @@ def pairwise(data: dict[str, Any], name: str, pairs: list[tuple[int, int]]) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-    from judge import MODELS
-    from reader_calibration import reader
+    from reader_calibration import reader, reader_arguments, result_header
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--judge", default=str(ROOT / "data" / "models" / "shapes-judge-reader"), help="a judge folder that writes positions")
-    ap.add_argument("--models", nargs="*", default=MODELS, help="bundled image models to sample")
-    ap.add_argument("--limit", type=int, default=None, help="prompts per split and task (default all)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sample and of the pair order")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", default=str(RESULTS), help="where to write the JSON")
-    args = ap.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
+    args = reader_arguments(__doc__, RESULTS, argv)
+    result = result_header(args, probability_min=MIN_P)
     judge_path = Path(args.judge)
-    result: dict[str, Any] = {"judge": str(judge_path.relative_to(ROOT) if judge_path.is_relative_to(ROOT) else judge_path),
-                              "probability_min": MIN_P, "threads": args.threads, "cpu_count": os.cpu_count(),
-                              "load_before": os.getloadavg(), "tasks": {}}
     for task in ("t2i", "edit"):
         judge = reader(task, judge_path)
         splits = {split: judged(task, split, judge, args.models, args.limit, args.seed) for split in ("compositional", "test")}
@@ -160,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"-> test {pw['test']['by_tau'][str(tau)]:.1%}")
             t = pairs["test"]
             print(f"{task} [{name}] pairwise test ({t['decisive_pairs']} decisive of {t['pairs']}): greedy "
-                  f"{t['greedy']['decisive']:.1%} / {t['greedy']['all']:.1%}; " + "; ".join(
-                      f"margin {m}: {v['decisive']:.1%} / {v['all']:.1%} (ties {v['ties']:.0%})" for m, v in t["by_margin"].items()))
+                  f"{pct(t['greedy']['decisive'])} / {t['greedy']['all']:.1%}; " + "; ".join(
+                      f"margin {m}: {pct(v['decisive'])} / {v['all']:.1%} (ties {v['ties']:.0%})" for m, v in t["by_margin"].items()))
         test = splits["test"]
         out["n"] = {split: len(d["samples"]) for split, d in splits.items()}
         out["judge_samples_per_s"] = len(test["samples"]) / test["judge_seconds"]

@@ -392,3 +392,11 @@ def test_reader_probability_scores_thresholds_and_margins_against_the_checker():
     assert out["greedy"] == {"decisive": 0.5, "all": pytest.approx(2 / 3), "ties": pytest.approx(1 / 3)}
     assert out["by_margin"]["0.0"]["decisive"] == 1.0 and out["by_margin"]["0.0"]["ties"] == 0.0
     assert out["by_margin"]["0.2"]["decisive"] == 1.0  # 0.9 - 0.6 > 0.2
+
+
+def test_reader_probability_without_decisive_pairs_writes_none_not_nan():
+    bench = _benchmark("reader_probability")
+    data = {"checker": [(True,), (True,)], "greedy": [(True,), (False,)], "soft": {"shape": [0.9, 0.2]}}
+    out = bench.pairwise(data, "shape", [(0, 1)])
+    assert out["decisive_pairs"] == 0 and out["greedy"]["decisive"] is None and out["greedy"]["all"] == 0.0
+    assert bench.pct(None) == "n/a" and bench.pct(0.5) == "50.0%"
