@@ -349,6 +349,7 @@ class PairwiseLocalJudge:
 
         index: dict[str, int] = {}
         requests = []
+        specs = []  # per request, its sample's spec (for the pass probability)
         slots = []  # per pair, the request index of A and of B
         for pair in pairs:
             for s in pair:
@@ -356,12 +357,9 @@ class PairwiseLocalJudge:
                 if k not in index:
                     index[k] = len(requests)
                     requests.append(([s.source, s.image] if s.task == "edit" else [s.image], self.pointwise[s.task].render(s)))
+                    specs.append(s.spec)
                 slots.append(index[k])
-        specs = {}
-        for n, pair in enumerate(pairs):
-            for side, s in enumerate(pair):
-                specs.setdefault(slots[2 * n + side], s.spec)
-        texts, p_pass = self._answers(requests, [specs[i] for i in range(len(requests))])
+        texts, p_pass = self._answers(requests, specs)
         said = [read_answer(a) for a in texts]
         answers = []
         for n, (a, b) in enumerate(pairs):

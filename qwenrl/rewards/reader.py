@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -112,7 +112,7 @@ class WordChoice:
     could have been, (token id, probability within its group), the written word first."""
 
     position: int
-    options: tuple[tuple[int, float], ...] = field(default_factory=tuple)
+    options: tuple[tuple[int, float], ...] = ()
 
 
 def seen_word_choices(ids: list[int], pieces: list[str], probs: list[Any], groups: list[list[int]],
