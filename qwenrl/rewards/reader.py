@@ -342,6 +342,10 @@ def reading_pass_probability(ids: list[int], pieces: list[str], probs: list[Any]
         rules = rule_verdicts(read_answer(decode(new)), spec)
         return bool(rules is not None and rules.passed)
 
-    if rule_verdicts(read_answer(decode(ids)), spec) is None:
+    greedy = rule_verdicts(read_answer(decode(ids)), spec)
+    if greedy is None:
         return None
-    return pass_probability(ids, seen_word_choices(ids, pieces, probs, groups, min_p), passes, max_readings)[0]
+    choices = seen_word_choices(ids, pieces, probs, groups, min_p)
+    if not choices:  # every word certain: the greedy reading's pass, already judged
+        return float(greedy.passed)
+    return pass_probability(ids, choices, passes, max_readings)[0]
