@@ -35,7 +35,6 @@ wrong ones 403.
 from __future__ import annotations
 
 import io
-import re
 import secrets
 from pathlib import Path
 from collections.abc import Callable
@@ -60,7 +59,8 @@ ADMIN_COOKIE = "qwenrl_admin"
 #: the ``votes`` query of the leaderboard, categories and export routes
 VOTES_HELP = ("which votes: human (people's), auto (every automatic judge: oracle, humanlike, reward:…, learned, reader), "
               "learned (only the learned judge's pairwise votes, from `qwenrl arena auto --judge learned`), "
-              "reader (only the reader judge's, from `--judge reader`) or all")
+              "reader (only the reader judge's, from `--judge reader`), reader-probability (the reader judge's by the "
+              "likelier pass, from `--judge reader-probability`) or all")
 
 
 class BattleOut(BaseModel):

@@ -22,8 +22,16 @@ Judges:
   judge trained with the perception loss, ``training/configs/judge_reader.yaml``) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
   "A judge that reads, and rules that decide"); the comparison and the votes are stored as for
   ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
+* ``reader-probability`` — the reader judge preferring the image whose reading is likelier to pass
+  (``probability_margin`` 0 of ``PairwiseLocalJudge``): over the readings it nearly wrote for the
+  shape words, the share the rules pass (``P(pass)``, docs/rewards.md "The readings it nearly
+  wrote"). It picks the checker's passing image in 94% of text-to-image battles where exactly one
+  passes (87% editing; the greedy ``reader`` 73 / 63%), and between two passing images it picks
+  the one read with more confidence, as a person picks one of two correct images instead of
+  calling a tie. Tagged ``reader-probability``; ``reader-probability:FOLDER`` for another folder.
 
-Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``, ``reader``) and the voter is
+Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``, ``reader``,
+``reader-probability``) and the voter is
 the judge, so they never mix with human votes unless asked (the leaderboard's "auto" and "all"
 filters).
 
@@ -43,8 +51,13 @@ from arena.matchmaking import next_pair
 
 #: the composite reward's score difference below which the human-like judge calls a tie
 HUMANLIKE_MARGIN = 0.02
-#: the pairwise judges by name: (default folder under data/models, where the verdicts come from)
-PAIRWISE_JUDGES = {"learned": ("shapes-judge", "answer"), "reader": ("shapes-judge-reader", "rules")}
+#: the pairwise judges by name: (default folder under data/models, where the verdicts come from,
+#: further ``PairwiseLocalJudge`` options)
+PAIRWISE_JUDGES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "learned": ("shapes-judge", "answer", {}),
+    "reader": ("shapes-judge-reader", "rules", {}),
+    "reader-probability": ("shapes-judge-reader", "rules", {"probability_margin": 0.0}),
+}
 
 
 def humanlike_outcome(passed_a: bool, passed_b: bool, score_a: float | None, score_b: float | None,
@@ -87,10 +100,10 @@ class AutoJudge:
 
             from .paths import MODELS_DIR
 
-            default, verdicts = PAIRWISE_JUDGES[kind]
+            default, verdicts, options = PAIRWISE_JUDGES[kind]
             folder = Path(judge.split(":", 1)[1]) if ":" in judge else MODELS_DIR / default
             try:
-                self._pairwise = PairwiseLocalJudge(folder, batch_size=64, name=kind, verdicts=verdicts)
+                self._pairwise = PairwiseLocalJudge(folder, batch_size=64, name=kind, verdicts=verdicts, **options)
             except RewardConfigError as exc:
                 raise ValueError(str(exc)) from exc
             self.name = kind
@@ -105,7 +118,8 @@ class AutoJudge:
 
             path = Path(judge)
             if not path.is_file():
-                raise ValueError(f"--judge must be 'oracle', 'humanlike', 'learned', 'reader' or a reward YAML file; {judge!r} is none of them")
+                raise ValueError(f"--judge must be 'oracle', 'humanlike', {', '.join(repr(k) for k in PAIRWISE_JUDGES)} or a reward "
+                                 f"YAML file; {judge!r} is none of them")
             self._reward = load_reward(path, cache=False)
             if self._reward.task != task:
                 raise ValueError(f"{path} is a {self._reward.task} reward; the battles are {task}")

@@ -47,8 +47,9 @@ from .limits import LimitExceeded, RequestRates, VoterLimits
 from .live import LiveError, image_path_for, is_fast, read_live_instruction, read_live_prompt
 
 #: which votes a board rates: people's, every automatic judge's (oracle, humanlike, rewards, the
-#: learned judge), the learned judge's pairwise votes alone (``qwenrl arena auto --judge learned``), or all
-VoteFilter = Literal["human", "auto", "learned", "reader", "all"]
+#: learned judge), one pairwise judge's votes alone (``qwenrl arena auto --judge learned``, ``reader``,
+#: ``reader-probability``), or all
+VoteFilter = Literal["human", "auto", "learned", "reader", "reader-probability", "all"]
 VOTE_FILTERS: tuple[str, ...] = get_args(VoteFilter)
 TASK_NAMES = {"t2i": "text-to-image", "edit": "editing"}
 

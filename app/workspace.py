@@ -62,8 +62,11 @@ LEARNED_JUDGE = "learned"
 #: the judge name of the reader's pairwise votes (``--judge reader``: the judge that writes positions
 #: reads each image, the world's rules decide)
 READER_JUDGE = "reader"
+#: the judge name of the reader's votes by the likelier pass (``--judge reader-probability``)
+READER_PROBABILITY_JUDGE = "reader-probability"
 #: the automatic judges whose votes are pairwise answers with a rationale, by their display names
-PAIRWISE_VOTE_JUDGES = {LEARNED_JUDGE: "learned judge", READER_JUDGE: "reader judge"}
+PAIRWISE_VOTE_JUDGES = {LEARNED_JUDGE: "learned judge", READER_JUDGE: "reader judge",
+                        READER_PROBABILITY_JUDGE: "reader judge by the likelier pass"}
 
 
 @dataclass
@@ -449,12 +452,13 @@ class Workspace:
         return self.store.record_vote(battle_id, winner, voter=voter, judge=judge, **options)
 
     def votes_frame(self, task: str | None = None, judges: str = "human"):
-        """Votes of ``judges``: "human", "auto" (every automatic judge), "learned" or "reader" (that
-        pairwise judge's votes only) or "all"; any other value is refused (ValueError)."""
+        """Votes of ``judges``: "human", "auto" (every automatic judge), a ``PAIRWISE_VOTE_JUDGES``
+        name (that pairwise judge's votes only) or "all"; any other value is refused (ValueError)."""
         if judges == "human" or judges in PAIRWISE_VOTE_JUDGES:
             return self.store.votes_frame(task=task, judge=judges)
         if judges not in ("auto", "all"):
-            raise ValueError(f"judges must be 'human', 'auto', 'learned', 'reader' or 'all', not {judges!r}")
+            raise ValueError(f"judges must be 'human', 'auto', {', '.join(repr(j) for j in PAIRWISE_VOTE_JUDGES)} or 'all', "
+                             f"not {judges!r}")
         frame = self.store.votes_frame(task=task)
         if judges == "auto":
             frame = frame[frame["judge"] != "human"].reset_index(drop=True)

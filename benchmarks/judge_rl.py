@@ -15,6 +15,10 @@ named ``strict`` (the exact checker). Read from its ``metrics.jsonl``:
     python benchmarks/judge_rl.py "learned judge=runs/judge-rl/learned" "checker=runs/judge-rl/checker" \\
         --out docs/images/judge_rl.png
 
+``--final-samples K`` also samples each run's last checkpoint and the model it started from K
+times per test prompt (the seeds ``qwenrl bench`` uses) and reports the gain with its standard
+error over prompts, since one image per prompt moves an evaluation by about ±3 points.
+
 Prints markdown tables, writes benchmarks/results/judge_rl.json (or --json) and, with --out, a
 plotly PNG (kaleido with Chromium; ``BROWSER_PATH`` defaults to /usr/bin/chromium).
 
@@ -75,6 +79,55 @@ def held_out_gains(data: dict[str, dict[str, Any]], reference: str | None) -> di
     for label, r in data.items():
         first, last = r["held_out"][0], r["held_out"][-1]
         out[label] = {"steps": [first["step"], last["step"]], "gain": last["checker"] - first["checker"]}
+    ref = out[reference]["gain"] if reference else None
+    for g in out.values():
+        g["of_reference"] = g["gain"] / ref if ref and ref > 0 else None
+    return out
+
+
+def last_checkpoint(run: Path) -> Path:
+    """The run's checkpoint of the highest step (SystemExit when it has none)."""
+    found = sorted((run / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if not found:
+        raise SystemExit(f"{run}: no checkpoints/step-* folder to benchmark")
+    return found[-1]
+
+
+def paired_gain(before: list[bool], after: list[bool], samples: int) -> dict[str, float]:
+    """The pass-rate gain from ``before`` to ``after`` (prompt-major, ``samples`` per prompt, the
+    same prompts and seeds) and its standard error over prompts (the per-prompt differences)."""
+    if len(before) != len(after) or not before or len(before) % samples:
+        raise ValueError("before and after must be equally long, prompt-major, a whole number of prompts")
+    diff = np.asarray(after, float).reshape(-1, samples).mean(1) - np.asarray(before, float).reshape(-1, samples).mean(1)
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    return {"before": float(np.mean(before)), "after": float(np.mean(after)), "gain": float(diff.mean()), "se": se}
+
+
+def final_gains(runs: dict[str, str], samples: int, reference: str | None) -> dict[str, dict[str, Any]]:
+    """Each run's last checkpoint against the model it started from, ``samples`` images per test
+    prompt on the seeds ``qwenrl bench`` uses: a gain with its standard error, and its share of
+    the reference run's (an evaluation of one image per prompt moves by about ±3 points)."""
+    import yaml
+
+    from qwenrl.evaluation import evaluate
+    from qwenrl.models import load_policy
+
+    def passed(model: Path, task: str) -> list[bool]:
+        result = evaluate(load_policy(model).eval(), task, "test", samples_per_prompt=samples, progress=True)
+        return [r["passed"] for r in result["records"]]
+
+    if reference is not None and reference not in runs:
+        raise SystemExit(f"--reference {reference!r} is not one of the runs: {sorted(runs)}")
+    starts: dict[tuple[str, str], list[bool]] = {}
+    out = {}
+    for label, run in runs.items():
+        config = yaml.safe_load((Path(run) / "config.yaml").read_text())
+        key = (str(REPO / config["model"]) if not Path(config["model"]).is_absolute() else config["model"], config["task"])
+        if key not in starts:
+            starts[key] = passed(Path(key[0]), key[1])
+        checkpoint = last_checkpoint(Path(run))
+        out[label] = {"checkpoint": str(checkpoint), "samples_per_prompt": samples,
+                      **paired_gain(starts[key], passed(checkpoint, key[1]), samples)}
     ref = out[reference]["gain"] if reference else None
     for g in out.values():
         g["of_reference"] = g["gain"] / ref if ref and ref > 0 else None
@@ -159,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --fooled: the reward YAML to judge with (default training/configs/rewards/shapes_t2i_vlm_strict.yaml)")
     ap.add_argument("--reference", default=None, metavar="LABEL",
                     help="the run whose held-out gain the others are measured against (e.g. the checker-trained one)")
+    ap.add_argument("--final-samples", type=int, default=0, metavar="K",
+                    help="also sample each run's last checkpoint and its start model K times per test prompt and report "
+                         "the gain with its standard error (0: off)")
     ap.add_argument("--window", type=int, default=5, help="training steps averaged per point (batches swing by ±0.15)")
     ap.add_argument("--title", default="Text to image: trained against the learned judge or the checker")
     ap.add_argument("--out", type=Path, help="PNG to write (plotly + kaleido)")
@@ -191,9 +247,15 @@ def main(argv: list[str] | None = None) -> None:
         for label, g in gains.items():
             share = "—" if g["of_reference"] is None else f"{100 * g['of_reference']:.0f}%"
             print(f"| {label} | {100 * g['gain']:+.1f} points (step {g['steps'][0]} → {g['steps'][1]}) | {share} |")
+    final = final_gains(runs, args.final_samples, args.reference) if args.final_samples > 0 else None
+    if final:
+        print(f"\n| run | last checkpoint, {args.final_samples} samples per prompt | gain ± s.e. | of the reference's gain |\n|---|---|---|---|")
+        for label, g in final.items():
+            share = "—" if g["of_reference"] is None else f"{100 * g['of_reference']:.0f}%"
+            print(f"| {label} | {100 * g['before']:.1f} → {100 * g['after']:.1f}% | {100 * g['gain']:+.1f} ± {100 * g['se']:.1f} | {share} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"title": args.title, "runs": runs, "window": args.window, "curves": data,
-                                     "reference": args.reference, "gains": gains}, indent=2) + "\n")
+                                     "reference": args.reference, "gains": gains, "final": final}, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     if args.out:
         print(f"wrote {save_png(figure(data, args.title), args.out)}")

@@ -314,3 +314,47 @@ def test_reader_arena_uses_the_positions_judge_with_rule_verdicts_and_tags_its_v
     assert [w if w.startswith("model") else "tie" for w in reader["winner"]] == sides
     with pytest.raises(ValueError, match="--judge must be"):
         run_auto_arena(ws, task="t2i", judge="readers", battles=1)
+
+
+def test_reader_probability_arena_picks_the_likelier_pass_and_tags_its_votes(filled_workspace, monkeypatch):
+    """``--judge reader-probability``: the bundled reader judge, run for real; each vote follows
+    the "Pass probability" line of its stored comparison (the higher side wins, equal ones fall
+    back to the greedy readings' verdicts), and the votes are tagged apart from every other judge's.
+    The tiny gallery models draw noise the reader cannot read, so each sample is shown to the judge
+    as a render of its prompt: correct for even sample ids, with one thing wrong for odd ones."""
+    import re
+
+    from app.autojudge import AutoJudge
+    from app.inspector import pairwise_battles
+    from app.service import VOTE_FILTERS
+    from app.workspace import PAIRWISE_VOTE_JUDGES
+    from qwenrl.rewards import Sample
+    from qwenrl.world.grammar import scene_for_prompt
+    from qwenrl.world.scene import render
+    from training.judge import perturb
+
+    def rendered(self, s):
+        prompt = self.ws.pool_item(s["prompt_id"]).spec()
+        rng = np.random.default_rng(int(s["id"]))
+        scene = scene_for_prompt(prompt, rng)
+        return Sample.from_spec(render(scene if int(s["id"]) % 2 == 0 else perturb(scene, rng)), prompt)
+
+    monkeypatch.setattr(AutoJudge, "sample", rendered)
+    assert set(PAIRWISE_VOTE_JUDGES) <= set(VOTE_FILTERS)
+    ws = filled_workspace
+    before = {j: len(ws.votes_frame("t2i", j)) for j in ("human", "reader", "learned")}
+    summary = run_auto_arena(ws, task="t2i", judge="reader-probability", battles=6, seed=11)
+    assert summary["judge"] == "reader-probability" and summary["battles"] == 6
+    battles = pairwise_battles(ws, "t2i", "reader-probability")
+    assert len(battles) == 6 and {j: len(ws.votes_frame("t2i", j)) for j in before} == before
+    decided = 0
+    for b in battles:
+        p_a, p_b = map(float, re.search(r"Pass probability: A ([\d.]+), B ([\d.]+)\.", b["rationale"]).groups())
+        if p_a != p_b:
+            assert b["winner"] == ("model_a" if p_a > p_b else "model_b")
+            decided += 1
+        else:
+            assert b["winner"] in ("tie", "tie (bothbad)", "model_a", "model_b")
+    assert decided >= 1  # the probabilities decided some battles, not only the greedy fallback
+    with pytest.raises(ValueError, match="'reader-probability' or a reward"):
+        run_auto_arena(ws, task="t2i", judge="reader-probabilities", battles=1)

@@ -110,6 +110,20 @@ def test_judge_rl_reads_held_out_and_training_pass_rates_of_both_arms(tmp_path):
         judge_rl.held_out_gains(gains and {"ref": {"held_out": [{"step": 0, "checker": 0.3}]}}, "nope")
     with pytest.raises(SystemExit, match="give LABEL=RUN folders"):
         judge_rl.main([])
+    # the final checkpoints' gain: per-prompt differences, 2 samples per prompt, 3 prompts
+    g = judge_rl.paired_gain([True, False, False, False, True, True], [True, True, True, False, True, True], samples=2)
+    assert (g["before"], g["after"]) == (pytest.approx(0.5), pytest.approx(5 / 6))
+    assert g["gain"] == pytest.approx(1 / 3) and g["se"] == pytest.approx(np.std([0.5, 0.5, 0.0], ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="prompt-major"):
+        judge_rl.paired_gain([True, False, True], [True, True, True], samples=2)
+    (learned / "checkpoints" / "step-000020").mkdir(parents=True)
+    (learned / "checkpoints" / "step-000100").mkdir()
+    (learned / "checkpoints" / "step-000030").mkdir()
+    assert judge_rl.last_checkpoint(learned).name == "step-000100"
+    with pytest.raises(SystemExit, match="no checkpoints"):
+        judge_rl.last_checkpoint(checker)
+    with pytest.raises(SystemExit, match="--reference 'nope'"):
+        judge_rl.final_gains({"learned": str(learned)}, 2, "nope")
     with pytest.raises(SystemExit, match="needs --grid"):
         judge_rl.main(["--fooled", "data/models/shapes-base"])
 
@@ -220,6 +234,29 @@ def test_judge_speed_times_judges_on_the_same_samples_and_refuses_a_folder_witho
     with pytest.raises(SystemExit):
         speed.main([f"x={tmp_path}"])
     assert "expected NAME=FOLDER" in capsys.readouterr().err
+
+
+def test_judge_train_speed_times_both_bucket_settings_on_one_model(tmp_path, capsys):
+    """benchmarks/judge_train_speed.py: each setting trains the same model on the same data folder
+    for the asked steps per stage; bucketed batches pad fewer tokens; a missing data folder is refused."""
+    from tests.test_judge import TINY
+    from training import judge as tj
+
+    data = tmp_path / "data"
+    tj.ensure_data(tj.JudgeConfig(**TINY), data)
+    speed = _benchmark("judge_train_speed")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({**TINY, "data_dir": str(data), "caption_steps": 4}))  # JSON is YAML
+    args = ["--config", str(config), "--steps", "4", "--rounds", "2", "--threads", "1", "--buckets", "1", "4", "--out", str(tmp_path / "s.json")]
+    speed.main(args)
+    result = json.loads((tmp_path / "s.json").read_text())["settings"]
+    assert set(result) == {"caption/1", "caption/4", "judge/1", "judge/4"}
+    assert all(r["steps"] == 8 and r["median_seconds"] > 0 for r in result.values())
+    assert result["judge/1"]["time_ratio"] == 1.0 and result["judge/4"]["token_ratio"] < 1.0
+    assert "| judge | 4 |" in (tmp_path / "s.md").read_text()
+    with pytest.raises(SystemExit):
+        speed.main(["--config", str(config), "--set", f"data_dir={tmp_path / 'missing'}"])
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_judge_benchmark_separates_reading_from_reasoning(monkeypatch):

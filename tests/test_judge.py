@@ -421,3 +421,40 @@ def test_fine_tune_starts_from_an_exported_judge_and_learns_cells(tiny_run):
         tj.JudgeConfig(**{**TINY, "init_from": str(run / "nowhere")})
     with pytest.raises(tj.ConfigError, match="perception_weight"):
         tj.JudgeConfig(**{**TINY, "perception_weight": -1.0})
+
+
+def _fake_examples(task: str, n: int, base: int) -> list[tj.Example]:
+    rng = np.random.default_rng(len(task) + n)
+    return [tj.Example([], list(range(base)), list(range(int(rng.integers(1, 60)))), {"task": task, "i": i}) for i in range(n)]
+
+
+def test_length_buckets_batch_the_same_draws_by_length():
+    train = {"t2i": _fake_examples("t2i", 200, 80), "edit": _fake_examples("edit", 150, 120)}
+    captions = _fake_examples("caption", 300, 30)
+    cfg = tj.JudgeConfig(**{**TINY, "caption_steps": 8, "length_buckets": 4, "batch_size": 16, "caption_batch_size": 12})
+    plain = tj.JudgeConfig(**{**TINY, "caption_steps": 8, "batch_size": 16, "caption_batch_size": 12})
+    length = lambda e: len(e.prompt_ids) + len(e.answer_ids)  # noqa: E731
+    for first, size in ((0, 12), (8, 16), (12, 16)):  # a caption block, then two judge blocks
+        block = [tj.draw_batch(cfg, s, captions, train, {}) for s in range(first, first + 4)]
+        assert block == [tj.draw_batch(cfg, s, captions, train, {}) for s in range(first, first + 4)]  # a function of the step
+        assert [len(b) for b in block] == [size] * 4
+        # the block's batches cut one length-sorted pool: no two batches overlap in length
+        spans = sorted((min(map(length, b)), max(map(length, b))) for b in block)
+        assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+        # ...and that pool is the k draws each step would make, drawn from the block's own generator
+        rng = np.random.default_rng([cfg.seed, 8, int(first < 8), (first - (0 if first < 8 else 8)) // 4])
+        if first < 8:
+            expected = [captions[i] for _ in range(4) for i in rng.integers(len(captions), size=12)]
+        else:
+            expected = [e for _ in range(4) for e in tj._judge_draw(cfg, rng, train, {})]
+        assert sorted(id(e) for b in block for e in b) == sorted(id(e) for e in expected)
+    # over many steps a bucketed batch pads far less, with the task mix unchanged in expectation
+    steps = range(8, 8 + 400)
+    pad = {c.length_buckets: np.mean([max(map(length, tj.draw_batch(c, s, captions, train, {}))) for s in steps]) for c in (cfg, plain)}
+    edit = {c.length_buckets: np.mean([e.record["task"] == "edit" for s in steps for e in tj.draw_batch(c, s, captions, train, {})])
+            for c in (cfg, plain)}
+    assert pad[4] < 0.9 * pad[1]
+    assert abs(edit[4] - edit[1]) < 0.03 and abs(edit[4] - cfg.edit_fraction) < 0.03
+    assert tj.draw_batch(plain, 9, captions, train, {}) == tj.draw_batch(plain, 9, captions, train, {})
+    with pytest.raises(tj.ConfigError, match="length_buckets"):
+        tj.JudgeConfig(**{**TINY, "length_buckets": 0})

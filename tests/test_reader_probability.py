@@ -107,6 +107,11 @@ def test_the_reader_reports_p_pass_and_can_pass_by_it(monkeypatch):
     # a failing image: no reading it nearly wrote passes
     [wrong] = _probed_reader(monkeypatch, [0.6, 0.4, 0.0, 0.0])([Sample.from_spec(RED_RIGHT, RELATION)])
     assert wrong.score == 0.0 and wrong.parts["p_pass"] == 0.0
+    # probability_score: the score is P(pass) itself, the pass still the greedy reading's
+    [soft] = _probed_reader(monkeypatch, [0.6, 0.4, 0.0, 0.0], probability_score=True)([sample])
+    assert soft.score == pytest.approx(0.6) and "passes" in soft.rationale
+    [surer] = _probed_reader(monkeypatch, [0.9, 0.1, 0.0, 0.0], probability_score=True)([sample])
+    assert surer.score == pytest.approx(0.9) and surer.score > soft.score
 
 
 @pytest.mark.parametrize("options, message", [
@@ -115,6 +120,8 @@ def test_the_reader_reports_p_pass_and_can_pass_by_it(monkeypatch):
     ({"pass_probability": ["shape"], "pass_at_probability": 1.5}, "pass_at_probability must be in"),
     ({"pass_probability": ["shape"], "blob_at": 0.3}, "set one of them"),
     ({"pass_probability": ["shape"], "probability_min": 0.7}, "probability_min must be in"),
+    ({"probability_score": True, "fail_credit": 0.0}, "probability_score needs pass_probability"),
+    ({"pass_probability": ["shape"], "probability_score": True}, "set fail_credit: 0"),
 ])
 def test_pass_probability_options_that_cannot_work_are_refused(options, message):
     with pytest.raises(RewardConfigError, match=message):

@@ -27,8 +27,9 @@ and sizes) may be any of its group's words the judge gave at least ``probability
 group's probability there; every combination is judged by the rules, weighted by the product of
 its words' probabilities (the words taken as independent), and the passing share is
 ``P(pass)`` (part ``p_pass``; ``pass_probability``, ``seen_word_choices``). ``pass_at_probability``
-then decides the pass from it instead of from the greedy reading, and the pairwise mode can prefer
-the image with the higher ``P(pass)`` (``PairwiseLocalJudge(probability_margin=...)``).
+then decides the pass from it instead of from the greedy reading, ``probability_score`` makes it the
+score (a soft reward for RL), and the pairwise mode can prefer the image with the higher ``P(pass)``
+(``PairwiseLocalJudge(probability_margin=...)``).
 
 Score: 1 when every requirement is met on the reading; otherwise ``fail_credit`` times the share of
 requirements met (so failures still rank, below every pass). An answer without a readable Seen line
@@ -193,6 +194,9 @@ class ShapesReaderJudge(VLMLocalJudge):
         max_readings: int = 128
         #: pass when ``P(pass)`` is at least this (needs ``pass_probability``; null: the greedy reading decides)
         pass_at_probability: float | None = None
+        #: score ``P(pass)`` itself instead of 1 or 0 (needs ``pass_probability`` and ``fail_credit: 0``):
+        #: a soft reward under which, of two images read as passing, the one read more surely scores higher
+        probability_score: bool = False
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -210,6 +214,11 @@ class ShapesReaderJudge(VLMLocalJudge):
                     raise ValueError("pass_at_probability needs pass_probability (the word groups to sum over), e.g. [shape]")
                 if not 0.0 < self.pass_at_probability <= 1.0:
                     raise ValueError(f"pass_at_probability must be in (0, 1], got {self.pass_at_probability}")
+            if self.probability_score and not self.pass_probability:
+                raise ValueError("probability_score needs pass_probability (the word groups to sum over), e.g. [shape]")
+            if self.probability_score and self.fail_credit:
+                raise ValueError("probability_score scores P(pass), which leaves no place for fail_credit's partial credit: "
+                                 "set fail_credit: 0")
             if self.pass_probability and self.blob_at is not None:
                 raise ValueError("blob_at and pass_probability both re-read the shape words; set one of them")
 
@@ -294,6 +303,8 @@ class ShapesReaderJudge(VLMLocalJudge):
         at = self.options.pass_at_probability
         passed = rules.passed if at is None or p_pass is None else p_pass >= at
         score = 1.0 if passed else self.options.fail_credit * rules.fraction_met
+        if self.options.probability_score and p_pass is not None:
+            score = p_pass
         checks = " ".join(f"({i}) {n}: {'met' if v else 'not met'}" for i, (n, v) in enumerate(zip(rules.requirements, rules.verdicts), 1))
         head = (f"{self.name} (reader, rules decide): {'passes' if passed else 'fails'}, "
                 f"{sum(rules.verdicts)}/{len(rules.verdicts)} requirements met on its reading.")
