@@ -24,11 +24,11 @@ Judges:
   ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
 * ``reader-probability`` — the reader judge preferring the image whose reading is likelier to pass
   (``probability_margin`` 0 of ``PairwiseLocalJudge``): over the readings it nearly wrote for the
-  shape words, the share the rules pass (``P(pass)``, docs/rewards.md "The readings it nearly
-  wrote"). It picks the checker's passing image in 94% of text-to-image battles where exactly one
-  passes (87% editing; the greedy ``reader`` 73 / 63%), and between two passing images it picks
-  the one read with more confidence, as a person picks one of two correct images instead of
-  calling a tie. Tagged ``reader-probability``; ``reader-probability:FOLDER`` for another folder.
+  shape, colour and size words, the share the rules pass (``P(pass)``, docs/rewards.md "The
+  readings it nearly wrote"). It picks the checker's passing image in 94.7% of text-to-image test
+  battles where exactly one passes (90.1% editing; the greedy ``reader`` 73 / 63%), and between
+  two passing images it picks the one read with more confidence, as a person picks one of two
+  correct images instead of calling a tie. Tagged ``reader-probability``; ``reader-probability:FOLDER`` for another folder.
 
 Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``, ``reader``,
 ``reader-probability``) and the voter is
@@ -56,7 +56,7 @@ HUMANLIKE_MARGIN = 0.02
 PAIRWISE_JUDGES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "learned": ("shapes-judge", "answer", {}),
     "reader": ("shapes-judge-reader", "rules", {}),
-    "reader-probability": ("shapes-judge-reader", "rules", {"probability_margin": 0.0}),
+    "reader-probability": ("shapes-judge-reader", "rules", {"probability_margin": 0.0, "probability_words": ("shape", "colour", "size")}),
 }
 
 

@@ -361,7 +361,7 @@ def test_inspector_shows_the_learned_judge_beside_the_checker(page, studio):
 
 
 def test_inspector_switches_between_the_pairwise_judges(page, studio):
-    """The pairwise section lists the learned judge's votes or the reader's; switching to the
+    """The pairwise section lists the learned judge's votes or either reader's; switching to a
     reader shows its agreement table, which says it has judged nothing yet in this workspace."""
     from playwright.sync_api import expect
 
@@ -369,10 +369,12 @@ def test_inspector_switches_between_the_pairwise_judges(page, studio):
     table = page.locator("#ri-pair-agreement")
     expect(table).to_contain_text("strict checker", timeout=30_000)
     expect(table).not_to_contain_text("reader judge")
-    page.locator("#ri-pair-judge").get_by_label("reader judge").check()
+    page.locator("#ri-pair-judge").get_by_label("reader judge", exact=True).check()
     expect(table).to_contain_text("the reader judge has judged no battles of this task")
     page.locator("#ri-pair-agreement").scroll_into_view_if_needed()
     shot(page, "inspector_pairwise_reader")
+    page.locator("#ri-pair-judge").get_by_label("reader judge by the likelier pass", exact=True).check()
+    expect(table).to_contain_text("the reader judge by the likelier pass has judged no battles of this task")
 
 
 def test_a_fresh_workspace_opens_on_a_leaderboard_and_samples(fresh_page, fresh_studio):

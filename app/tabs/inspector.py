@@ -303,7 +303,8 @@ class Pairwise:
 def pairwise_layout(studio: Studio) -> Pairwise:
     gr.Markdown("### Pairwise judges")
     judge = gr.Radio([(label, name) for name, label in PAIRWISE_VOTE_JUDGES.items()], value=LEARNED_JUDGE,
-                     label="Whose votes (the reader: the positions judge reads each image, the world's rules decide)",
+                     label="Whose votes (the reader: the positions judge reads each image, the world's rules decide; "
+                           "by the likelier pass: the image whose reading is likelier to pass wins)",
                      elem_id="ri-pair-judge")
     with gr.Row():
         password = gr.Textbox(label="Admin password", type="password", elem_id="ri-pair-password", scale=3,
