@@ -902,7 +902,7 @@ def draw_batch(cfg: JudgeConfig, step: int, captions: list, train_set: dict, pai
 
     With ``length_buckets`` k > 1 the draws of k steps are made together, sorted by length and cut
     into k batches taken in a shuffled order, so that each batch pads to a length close to its own
-    examples' (the same examples in expectation, a third fewer padded tokens)."""
+    examples' (the same examples in expectation, about a quarter fewer tokens)."""
     caption = step < cfg.caption_steps
     stage_step = step if caption else step - cfg.caption_steps
 
