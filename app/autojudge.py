@@ -19,7 +19,8 @@ Judges:
   ``tie (bothbad)``. An answer it cannot read stores no vote (counted as ``unreadable``).
   ``learned:FOLDER`` uses another judge folder.
 * ``reader`` — the judge that writes positions (``data/models/shapes-judge-reader``: a positions
-  judge trained with the perception loss, ``training/configs/judge_reader.yaml``) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
+  judge trained with the perception loss, ``training/configs/judge_reader.yaml``, then fine-tuned on
+  add and background edits, ``judge_reader_edit.yaml``) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
   "A judge that reads, and rules that decide"); the comparison and the votes are stored as for
   ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
 * ``reader-probability`` — the reader judge preferring the image whose reading is likelier to pass
@@ -28,7 +29,10 @@ Judges:
   readings it nearly wrote"). It picks the checker's passing image in 94.7% of text-to-image test
   battles where exactly one passes (90.1% editing; the greedy ``reader`` 73 / 63%), and between
   two passing images it picks the one read with more confidence, as a person picks one of two
-  correct images instead of calling a tie. Tagged ``reader-probability``; ``reader-probability:FOLDER`` for another folder.
+  correct images instead of calling a tie. It runs the reader before its fine-tune
+  (``data/models/shapes-judge-reader-one-run``), whose shape-word probabilities rank pairs better
+  (the fine-tuned reader: 88.8 / 71.7% on the compositional split's decisive pairs, against
+  93.3 / 73.9%). Tagged ``reader-probability``; ``reader-probability:FOLDER`` for another folder.
 
 Votes are tagged with the judge (``oracle``, ``reward:<name>``, ``humanlike``, ``learned``, ``reader``,
 ``reader-probability``) and the voter is
@@ -56,7 +60,7 @@ HUMANLIKE_MARGIN = 0.02
 PAIRWISE_JUDGES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "learned": ("shapes-judge", "answer", {}),
     "reader": ("shapes-judge-reader", "rules", {}),
-    "reader-probability": ("shapes-judge-reader", "rules", {"probability_margin": 0.0, "probability_words": ("shape", "colour", "size")}),
+    "reader-probability": ("shapes-judge-reader-one-run", "rules", {"probability_margin": 0.0, "probability_words": ("shape", "colour", "size")}),
 }
 
 

@@ -253,6 +253,10 @@ def test_training_resumes_learns_and_exports(tiny_run):
     texts = json.loads((out / "training_texts.json").read_text())
     assert texts["t2i"] and texts["edit"]
     assert not set(texts["t2i"]) & held_out_texts("t2i") and not set(texts["edit"]) & held_out_texts("edit")
+    # a finished run exported again (no step left to train) keeps its final metrics
+    again = tj.train(tj.JudgeConfig(**{**TINY, "steps": 4, "log_every": 1, "eval_every": 3, "state_every": 1}), run,
+                     export=run / "exported-again")
+    assert again["metrics"] == rows[-1] == json.loads((run / "exported-again" / "manifest.json").read_text())["final_metrics"]
 
 
 def test_bad_configs_name_the_fix():
@@ -407,6 +411,13 @@ def test_fine_tune_starts_from_an_exported_judge_and_learns_cells(tiny_run):
     assert [r["step"] for r in rows] == [1, 2, 3] and all(r["perception_loss"] > 0 and 0 <= r["perception_accuracy"] <= 1 for r in rows)
     manifest = json.loads((Path(out["checkpoint"]) / "manifest.json").read_text())
     assert manifest["training"]["init_from"] == str(exported) and manifest["training"]["perception_weight"] == 1.0
+    # the manifest counts the parent's minutes and steps; the texts list what the parent saw too
+    parent = json.loads((exported / "manifest.json").read_text())
+    assert manifest["parent"] == {"path": str(exported), "step": parent["step"], "train_minutes": parent["train_minutes"]}
+    assert manifest["train_minutes_total"] == round(parent["train_minutes"] + manifest["final_metrics"]["train_minutes"], 1)
+    texts = json.loads((Path(out["checkpoint"]) / "training_texts.json").read_text())
+    parent_texts = json.loads((exported / "training_texts.json").read_text())
+    assert all(set(parent_texts[t]) <= set(texts[t]) for t in parent_texts)
     # the head is kept with the checkpoint, and a fine-tune from it starts from it (a judge without one: a new head)
     from safetensors.torch import load_file
 
@@ -421,6 +432,23 @@ def test_fine_tune_starts_from_an_exported_judge_and_learns_cells(tiny_run):
         tj.JudgeConfig(**{**TINY, "init_from": str(run / "nowhere")})
     with pytest.raises(tj.ConfigError, match="perception_weight"):
         tj.JudgeConfig(**{**TINY, "perception_weight": -1.0})
+
+
+def test_a_fine_tunes_training_texts_include_its_parents(tmp_path):
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    (parent / "config.json").write_text("{}")
+    (parent / "training_texts.json").write_text(json.dumps({"t2i": ["a red circle", "a blue square"], "edit": ["make it red"]}))
+    cfg = tj.JudgeConfig(**{**TINY, "init_from": str(parent)})
+    merged = tj.seen_texts(cfg, {"t2i": ["a green circle", "a red circle"], "edit": []})
+    assert merged == {"t2i": ["a blue square", "a green circle", "a red circle"], "edit": ["make it red"]}
+    assert tj.seen_texts(tj.JudgeConfig(**TINY), {"t2i": ["b", "a", "b"], "edit": []}) == {"t2i": ["a", "b"], "edit": []}
+    # a parent without a manifest: its minutes are unknown, not guessed
+    assert tj.parent_summary(cfg, 3.0) == {"parent": {"path": str(parent), "step": None, "train_minutes": None},
+                                           "train_minutes_total": None}
+    assert tj.parent_summary(tj.JudgeConfig(**TINY), 3.0) == {}
+    (parent / "manifest.json").write_text(json.dumps({"step": 900, "train_minutes": 40.0, "train_minutes_total": 50.0}))
+    assert tj.parent_summary(cfg, 3.04)["train_minutes_total"] == 53.0
 
 
 def _fake_examples(task: str, n: int, base: int) -> list[tj.Example]:

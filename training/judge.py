@@ -962,7 +962,38 @@ def judge_manifest(cfg: JudgeConfig, model, counts: dict, train_set: dict, metri
         },
         "training": config_dict(cfg),
         "final_metrics": metrics,
+        **parent_summary(cfg, train_minutes),
     }
+
+
+def last_logged(run: RunFolder, step: int) -> dict[str, Any]:
+    """The metrics row last logged at ``step`` (``{"step": step}`` when there is none)."""
+    rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines() if line.strip()] if run.metrics_path.is_file() else []
+    return next((r for r in reversed(rows) if r.get("step") == step), {"step": step})
+
+
+def parent_summary(cfg: JudgeConfig, train_minutes: float) -> dict[str, Any]:
+    """For a fine-tune (``init_from``): the judge it started from (path, steps, minutes) and the
+    training minutes of the whole line, its own included, so that the manifest tells what the
+    judge cost. Empty for a judge trained from scratch."""
+    if not cfg.init_from:
+        return {}
+    parent = json.loads((Path(cfg.init_from) / "manifest.json").read_text()) if (Path(cfg.init_from) / "manifest.json").is_file() else {}
+    before = parent.get("train_minutes_total", parent.get("train_minutes"))
+    return {"parent": {"path": cfg.init_from, "step": parent.get("step"), "train_minutes": before},
+            "train_minutes_total": None if before is None else round(before + train_minutes, 1)}
+
+
+def seen_texts(cfg: JudgeConfig, own: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every prompt and instruction the exported judge has learned from, per task: this run's and,
+    for a fine-tune, those its ``init_from`` judge lists (its weights have seen them too), so that
+    ``training_texts.json`` stays the whole answer to "did it train on this text?"."""
+    texts = {t: set(own.get(t, [])) for t in TASKS}
+    parent = Path(cfg.init_from) / "training_texts.json" if cfg.init_from else None
+    if parent is not None and parent.is_file():
+        for t, seen in json.loads(parent.read_text()).items():
+            texts.setdefault(t, set()).update(seen)
+    return {t: sorted(v) for t, v in texts.items()}
 
 
 def build_trainable(cfg: JudgeConfig, tokenizer: Any) -> tuple[Any, dict[str, torch.nn.Parameter], torch.optim.Optimizer,
@@ -1015,7 +1046,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     log("judge", f"{n_params / 1e6:.2f} M parameters; data {counts} ({data_minutes:.1f} min this call)")
 
     model.train()
-    metrics: dict[str, Any] = {"step": start}
+    metrics = last_logged(run, start)  # a finished run, exported again, keeps its final metrics
     losses: list[float] = []
     t0, c0 = time.time(), time.process_time()
     total = cfg.caption_steps + cfg.steps
@@ -1055,7 +1086,7 @@ def train(cfg: JudgeConfig, run_dir: str | Path, export: str | Path | None = Non
     train_minutes = (train_seconds + time.time() - t0) / 60
     train_cpu_minutes = (cpu_seconds + time.process_time() - c0) / 60
 
-    texts = {t: sorted({e.record["text"] for e in train_set[t] + val_set[t] + pair_set[t] + val_pairs[t]}) for t in TASKS}
+    texts = seen_texts(cfg, {t: [e.record["text"] for e in train_set[t] + val_set[t] + pair_set[t] + val_pairs[t]] for t in TASKS})
     manifest = judge_manifest(cfg, model, counts, train_set, metrics, train_minutes, train_cpu_minutes)
     head = perception.head if perception is not None else None
     ckpt = export_judge(run.checkpoint_path(total), model, tokenizer, image_processor, manifest, texts, head)
