@@ -23,7 +23,7 @@ Judges:
   add and background edits, ``judge_reader_edit.yaml``) reads each image, and the world's rules decide on what it read (``verdicts="rules"``; docs/rewards.md,
   "A judge that reads, and rules that decide"); the comparison and the votes are stored as for
   ``learned``, tagged ``reader``. ``reader:FOLDER`` uses another judge folder that writes positions.
-* ``reader-probability`` — the reader judge preferring the image whose reading is likelier to pass
+* ``reader-probability`` — a reader judge preferring the image whose reading is likelier to pass
   (``probability_margin`` 0 of ``PairwiseLocalJudge``): over the readings it nearly wrote for the
   shape, colour and size words, the share the rules pass (``P(pass)``, docs/rewards.md "The
   readings it nearly wrote"). It picks the checker's passing image in 94.7% of text-to-image test

@@ -151,7 +151,7 @@ def arena():
                    "else the task's composite reward when the scores differ by more than --margin), 'learned' (the learned "
                    "judge comparing the two images; learned:FOLDER for another judge folder), 'reader' (the judge that writes "
                    "positions reads each image and the world's rules decide; reader:FOLDER), 'reader-probability' (the "
-                   "same reader preferring the image whose reading is likelier to pass) or a reward YAML file")
+                   "reader before its editing fine-tune, preferring the image whose reading is likelier to pass) or a reward YAML file")
 @click.option("--margin", default=HUMANLIKE_MARGIN, show_default=True, type=click.FloatRange(0, 1),
               help="humanlike: composite-score difference below which two images tie")
 @click.option("--battles", default=500, show_default=True, type=click.IntRange(1))
