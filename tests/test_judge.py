@@ -413,7 +413,7 @@ def test_fine_tune_starts_from_an_exported_judge_and_learns_cells(tiny_run):
     assert manifest["training"]["init_from"] == str(exported) and manifest["training"]["perception_weight"] == 1.0
     # the manifest counts the parent's minutes and steps; the texts list what the parent saw too
     parent = json.loads((exported / "manifest.json").read_text())
-    assert manifest["parent"] == {"path": str(exported), "step": parent["step"], "train_minutes": parent["train_minutes"]}
+    assert manifest["parent"] == {"path": str(exported), "step": parent["step"], "train_minutes_total": parent["train_minutes"]}
     assert manifest["train_minutes_total"] == round(parent["train_minutes"] + manifest["final_metrics"]["train_minutes"], 1)
     texts = json.loads((Path(out["checkpoint"]) / "training_texts.json").read_text())
     parent_texts = json.loads((exported / "training_texts.json").read_text())
@@ -444,7 +444,7 @@ def test_a_fine_tunes_training_texts_include_its_parents(tmp_path):
     assert merged == {"t2i": ["a blue square", "a green circle", "a red circle"], "edit": ["make it red"]}
     assert tj.seen_texts(tj.JudgeConfig(**TINY), {"t2i": ["b", "a", "b"], "edit": []}) == {"t2i": ["a", "b"], "edit": []}
     # a parent without a manifest: its minutes are unknown, not guessed
-    assert tj.parent_summary(cfg, 3.0) == {"parent": {"path": str(parent), "step": None, "train_minutes": None},
+    assert tj.parent_summary(cfg, 3.0) == {"parent": {"path": str(parent), "step": None, "train_minutes_total": None},
                                            "train_minutes_total": None}
     assert tj.parent_summary(tj.JudgeConfig(**TINY), 3.0) == {}
     (parent / "manifest.json").write_text(json.dumps({"step": 900, "train_minutes": 40.0, "train_minutes_total": 50.0}))

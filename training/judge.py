@@ -980,7 +980,7 @@ def parent_summary(cfg: JudgeConfig, train_minutes: float) -> dict[str, Any]:
         return {}
     parent = json.loads((Path(cfg.init_from) / "manifest.json").read_text()) if (Path(cfg.init_from) / "manifest.json").is_file() else {}
     before = parent.get("train_minutes_total", parent.get("train_minutes"))
-    return {"parent": {"path": cfg.init_from, "step": parent.get("step"), "train_minutes": before},
+    return {"parent": {"path": cfg.init_from, "step": parent.get("step"), "train_minutes_total": before},
             "train_minutes_total": None if before is None else round(before + train_minutes, 1)}
 
 
