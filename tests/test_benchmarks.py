@@ -437,3 +437,31 @@ def test_reader_probability_without_decisive_pairs_writes_none_not_nan():
     out = bench.pairwise(data, "shape", [(0, 1)])
     assert out["decisive_pairs"] == 0 and out["greedy"]["decisive"] is None and out["greedy"]["all"] == 0.0
     assert bench.pct(None) == "n/a" and bench.pct(0.5) == "50.0%"
+
+
+def test_clarity_benchmark_names_why_a_text_to_image_image_fails():
+    """failure_causes(): each cause the checker's objects show, from renders whose faults are known."""
+    from qwenrl.world.check import check_image
+    from qwenrl.world.grammar import T2IPrompt
+    from qwenrl.world.scene import Obj, Scene, render
+
+    bench = _benchmark("clarity")
+    red, blue = {"color": "red", "shape": "circle", "count": 1}, {"color": "blue", "shape": "square", "count": 1}
+    two = T2IPrompt("a red circle and a blue square", "two_objects", {"objects": [red, blue]})
+    left = T2IPrompt("a red circle left of a blue square", "position",
+                     {"objects": [red, blue], "relation": {"a": 0, "rel": "left of", "b": 1}})
+
+    def causes(prompt, *objs):
+        image = render(Scene("white", objs))
+        result = check_image(prompt, image)
+        assert not result.passed
+        return bench.failure_causes(prompt, result)
+
+    circle, square = Obj("circle", "red", "small", 3, 10), Obj("square", "blue", "large", 16, 8)
+    assert causes(left, circle.moved_to(18, 10), square.moved_to(2, 8)) == {"relation"}
+    assert causes(two, circle) == {"colour missing"}
+    assert causes(two, Obj("triangle", "red", "small", 3, 10), square) == {"shape read as another"}  # a clear misreading
+    # every wanted object there: an extra one (or a wrong background) is the cause
+    assert causes(two, circle, square, Obj("square", "green", "small", 3, 24)) == {"extra or background"}
+    assert causes(two, Obj("circle", "green", "small", 3, 10), square, Obj("triangle", "green", "small", 3, 24)) == {
+        "colour missing", "extra objects"}

@@ -97,6 +97,12 @@ def test_optimality_mapping_by_hand():
     # a group-std normaliser saturates binary rewards at the clip: o is 1 or 0
     np.testing.assert_allclose(nft_optimality(group_advantages(r, "group"))[0], [1.0, 0.0, 0.0, 1.0], atol=1e-3)
     assert nft_optimality(np.array([7.0, -7.0, 0.0])).tolist() == [1.0, 0.0, 0.5]
+    # advantage_scale W undoes a composite's weighted mean: weights 1 and 0.5 give the total
+    # (s + 0.5 c) / 1.5, and 1.5 × its advantages are those of s + 0.5 c, before the clip
+    s_, c_ = np.array([[1.0, 0.0, 1.0, 0.0]]), np.array([[0.2, 0.8, 1.0, 0.4]])
+    np.testing.assert_allclose(group_advantages((s_ + 0.5 * c_) / 1.5, "none", scale_by=1.5),
+                               group_advantages(s_ + 0.5 * c_, "none"))
+    np.testing.assert_allclose(group_advantages(s_, "none", adv_clip_max=0.6, scale_by=2.0), [[0.6, -0.6, 0.6, -0.6]])
     # groups that all pass or all fail carry no signal and are filtered out
     binary = np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert reward_range_mask(binary, 0.5).tolist() == [False, False, True]
@@ -297,6 +303,7 @@ def test_nft_moves_samples_towards_what_it_rewards(tmp_path, monkeypatch):
         ({"nft_text_dropout": 1.0}, r"nft_text_dropout must lie in \[0, 1\)"),
         ({"nft_selection": "best"}, "nft_selection must be one of"),
         ({"nft_selection": "top", "nft_top_k": 9}, r"nft_top_k is 9; keep between 1 and group_size \(4\)"),
+        ({"advantage_scale": 0.0}, r"advantage_scale must be positive \(1 leaves advantages as they are\), got 0.0"),
     ],
 )
 def test_bad_nft_configs_fail_clearly(world, values, message):

@@ -162,6 +162,58 @@ def test_fidelity_exact_shapes_score_one_and_a_deformed_shape_less():
     assert empty.score == 0.0 and "No object" in empty.rationale
 
 
+def test_clarity_is_one_on_clean_renders_of_both_tasks():
+    j = judge("shapes_clarity", render(scene(RED_CIRCLE, BLUE_SQUARE)), RED_LEFT_OF_BLUE)
+    assert j.score == 1.0 and j.parts == {"shape": 1.0, "size": 1.0}
+    assert j.rationale.startswith("Wanted objects: (1) red circle: red object at (8, 16), circle lead +")
+    assert j.rationale.endswith("Clarity = mean over 2 = 1.00.")
+    rng = np.random.default_rng(3)
+    for family in EDIT_FAMILIES:
+        task = sample_edit(rng, family=family)
+        assert judge("shapes_clarity", render(task.target), task).score == 1.0, family
+
+
+def test_clarity_by_hand_on_a_fixed_parse():
+    """score = clip(½ + lead / (2·shape_margin)) × clip(½ + side lead / (2·size_margin)), with the
+    side lead measured from the small/large boundary at 10.5 px."""
+    from qwenrl.rewards.shapes import ShapesClarity
+    from qwenrl.world.parse import ParsedObject
+
+    o = ParsedObject(shape="circle", color="red", size="small", centroid=(8.0, 8.0), bbox=(4, 4, 14, 14), area=80,
+                     mask=np.zeros((32, 32), bool), side=10, color_distance=0.0, purity=1.0, fill_ratio=0.8,
+                     shape_scores={"circle": 0.80, "square": 0.75, "triangle": 0.30})
+    c = ShapesClarity()
+    score, lead, size_lead = c.object_clarity(("red", "circle", None), o)
+    assert (lead, size_lead) == (pytest.approx(0.05), 0.0) and score == pytest.approx(0.5 + 0.05 / 0.3)
+    score, _, size_lead = c.object_clarity(("red", "circle", "small"), o)
+    assert size_lead == 0.5 and score == pytest.approx((0.5 + 0.05 / 0.3) * (0.5 + 0.5 / 4))
+    score, lead, _ = c.object_clarity(("red", "square", None), o)  # the mirror image of the circle's lead
+    assert lead == pytest.approx(-0.05) and score == pytest.approx(0.5 - 0.05 / 0.3)
+    assert c.object_clarity(("red", "circle", "large"), o)[0] == pytest.approx((0.5 + 0.05 / 0.3) * (0.5 - 0.5 / 4))
+    assert ShapesClarity(config={"shape_margin": 0.05}).object_clarity(("red", "circle", None), o)[0] == 1.0
+
+
+def test_clarity_scores_a_wrong_shape_size_or_colour_low():
+    square_for_circle = judge("shapes_clarity", render(scene(RED_CIRCLE.__class__("square", "red", "small", 4, 12), BLUE_SQUARE)),
+                              RED_LEFT_OF_BLUE)
+    assert square_for_circle.score < 0.75 and square_for_circle.parts["shape"] == 0.5  # one of two shapes leads
+    big_for_small = t2i("a small red circle", "single", [{"color": "red", "shape": "circle", "count": 1, "size": "small"}])
+    j = judge("shapes_clarity", render(scene(Obj("circle", "red", "large", 4, 4))), big_for_small)
+    assert j.score == 0.0 and j.parts == {"shape": 1.0, "size": 0.0}  # 14 px is 3.5 px on the large side
+    assert "side 14 px (-3.5 px on the small side)" in j.rationale
+    missing = judge("shapes_clarity", render(scene(BLUE_SQUARE)), RED_LEFT_OF_BLUE)
+    assert missing.score == pytest.approx(0.5) and "(1) red circle: no red object drawn for it" in missing.rationale
+
+
+def test_clarity_needs_a_spec_and_checks_its_options():
+    [j] = build_judge("shapes_clarity")([Sample(image=render(scene(RED_CIRCLE)), prompt="a red circle", task="t2i")])
+    assert j.score is None
+    with pytest.raises(ValueError, match="shape_margin must be in"):
+        build_judge("shapes_clarity", config={"shape_margin": 0})
+    with pytest.raises(ValueError, match="size_margin must be positive"):
+        build_judge("shapes_clarity", config={"size_margin": -1})
+
+
 # ---------------------------------------------------------------------------------------
 # Editing
 # ---------------------------------------------------------------------------------------

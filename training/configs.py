@@ -417,6 +417,8 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
     """Advantage normalisation: ``group`` (std of each prompt's group), ``batch`` (std over the whole batch) or ``none`` (r − group mean as it is)."""
     adv_clip_max: float = 5.0
     """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
+    advantage_scale: float = 1.0
+    """Advantages are multiplied by this before clipping: a composite's total is a weighted mean, so with weights summing to W, W here gives the unnormalised weighted sum's advantages (with std_mode none)."""
     reward_range_threshold: float = 0.02
     """Groups whose reward range (max − min) is below this are dropped from the update."""
 
@@ -514,6 +516,8 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
             raise ConfigError(f"std_mode must be one of {STD_MODES}, got {self.std_mode!r}")
         if self.adv_clip_max <= 0:
             raise ConfigError("adv_clip_max must be positive (5 is typical)")
+        if self.advantage_scale <= 0:
+            raise ConfigError(f"advantage_scale must be positive (1 leaves advantages as they are), got {self.advantage_scale}")
         if self.reward_range_threshold < 0:
             raise ConfigError("reward_range_threshold must be >= 0 (0 keeps every group with any spread)")
         self.check_optimizer()

@@ -19,8 +19,9 @@ One step:
    latents (re-encoded from the decoded images by default);
 3. judge every image with the composite reward (``reward``: a YAML of judges with rationales);
 4. group-relative advantages (r − mean of its group), divided by the std of the group, of the
-   batch, or by nothing (``std_mode``), clipped to ±``adv_clip_max``; groups whose reward range
-   is below ``reward_range_threshold`` carry no signal and are dropped from the update;
+   batch, or by nothing (``std_mode``), times ``advantage_scale``, clipped to ±``adv_clip_max``;
+   groups whose reward range is below ``reward_range_threshold`` carry no signal and are dropped
+   from the update;
 5. the loss, then gradient clipping, AdamW, optional EMA; ``num_inner_epochs`` passes, each of
    ``updates_per_epoch`` optimizer steps over a shuffled share of the samples:
    * ``flow_grpo``: the clipped-ratio objective over the trained timesteps plus the KL to the
@@ -96,9 +97,10 @@ if TYPE_CHECKING:
 # -- advantages and filtering (pure functions, numpy) ------------------------------------------
 
 
-def group_advantages(rewards: np.ndarray, std_mode: str = "group", adv_clip_max: float = 5.0, eps: float = 1e-4) -> np.ndarray:
-    """(r − group mean) / (std + eps) for rewards (P, G); std per group, over the batch, or no
-    division (``none``). Missing rewards (NaN) get advantage 0 and are left out of the means and stds."""
+def group_advantages(rewards: np.ndarray, std_mode: str = "group", adv_clip_max: float = 5.0, eps: float = 1e-4,
+                     scale_by: float = 1.0) -> np.ndarray:
+    """scale_by · (r − group mean) / (std + eps) for rewards (P, G); std per group, over the batch, or
+    no division (``none``). Missing rewards (NaN) get advantage 0 and are left out of the means and stds."""
     r = np.asarray(rewards, dtype=np.float64)
     valid = ~np.isnan(r)
     count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
@@ -111,7 +113,7 @@ def group_advantages(rewards: np.ndarray, std_mode: str = "group", adv_clip_max:
         scale = 1.0
     else:
         raise ValueError(f"std_mode must be one of {STD_MODES}")
-    adv = np.where(valid, (r - mean) / scale, 0.0)
+    adv = np.where(valid, scale_by * (r - mean) / scale, 0.0)
     return np.clip(adv, -adv_clip_max, adv_clip_max)
 
 
@@ -396,7 +398,7 @@ class Advantages:
 def step_advantages(cfg: GRPOConfig, rewards: np.ndarray) -> Advantages:
     """Group-relative advantages (nft: mapped to optimalities); groups without reward spread are
     dropped, and with ``nft_selection: top`` only each group's best passing samples are kept."""
-    adv = group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max).ravel()
+    adv = group_advantages(rewards, cfg.std_mode, cfg.adv_clip_max, scale_by=cfg.advantage_scale).ravel()
     nft = cfg.objective == "nft"
     if nft and cfg.nft_selection == "top":  # the group's best passing samples, imitated; nothing pushed away
         chosen = top_selection(rewards, cfg.nft_top_k, cfg.nft_min_reward)

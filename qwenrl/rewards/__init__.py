@@ -7,7 +7,7 @@
 
 Every judge: ``judge(samples: list[Sample]) -> list[Judgement]``. Judge kinds (YAML
 ``judge:``): ``shapes_alignment``, ``shapes_aesthetics``, ``shapes_fidelity``,
-``shapes_instruction``, ``shapes_identity``, ``shapes_oracle``, ``vlm_local``,
+``shapes_instruction``, ``shapes_identity``, ``shapes_oracle``, ``shapes_clarity``, ``vlm_local``,
 ``vlm_served``, ``shapes_reader`` (a learned judge's reading, judged by the world's rules),
 ``pairwise_winrate`` (a group's win rates, judged pairwise by the learned judge),
 ``clip_preference``, ``face_identity``. See docs/rewards.md.

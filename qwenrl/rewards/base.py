@@ -32,6 +32,7 @@ JUDGE_KINDS: dict[str, str] = {
     "shapes_instruction": "qwenrl.rewards.shapes:ShapesInstruction",
     "shapes_identity": "qwenrl.rewards.shapes:ShapesIdentity",
     "shapes_oracle": "qwenrl.rewards.shapes:ShapesOracle",
+    "shapes_clarity": "qwenrl.rewards.shapes:ShapesClarity",
     "vlm_local": "qwenrl.rewards.vlm:VLMLocalJudge",
     "vlm_served": "qwenrl.rewards.vlm:VLMServedJudge",
     "shapes_reader": "qwenrl.rewards.reader:ShapesReaderJudge",

@@ -16,6 +16,8 @@ scores a little less than 1 rather than 0.
 * ``shapes_identity`` (edit): what the instruction did not touch is unchanged — preserved
   objects, the background, no extra objects, and the pixels outside the edited region.
 * ``shapes_oracle`` (t2i, edit): the strict checker, 1 if it passes, else 0.
+* ``shapes_clarity`` (t2i, edit): how far each wanted object's shape and size sit from the
+  checker's decision boundaries (a circle drawn halfway to a square scores about 0.5).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..world.check import (
     recognisable,
 )
 from ..world.grammar import NUMBERS, EditTask, T2IPrompt, describe, noun
-from ..world.parse import COLOR_THRESHOLD, UNKNOWN, ParsedObject, ParsedScene, object_centroid, parse
+from ..world.parse import COLOR_THRESHOLD, LARGE_MIN_SIDE, UNKNOWN, ParsedObject, ParsedScene, object_centroid, parse
 from ..world.scene import IMAGE_SIZE, PALETTE, PALETTE_INDEX, SIZES, Obj, object_mask, shape_mask
 from .base import Judge, Judgement, Sample
 
@@ -425,6 +427,94 @@ class ShapesFidelity(_ShapesJudge):
         score = float(np.mean(scores))
         rationale = f"Objects: {'; '.join(notes)}. Fidelity = mean over {len(scores)} object(s) = {score:.2f}."
         return Judgement(score, rationale, {"iou": float(np.mean(ious)), "size_fit": float(np.mean(fits))}, self.name)
+
+
+def _wanted_objects(sample: Sample) -> list[tuple[str, str, str | None]] | None:
+    """(colour, shape, size or None) for each object the checker will look for: the prompt's
+    objects for text to image, the target scene's for an edit; None when the spec is missing."""
+    if sample.task == "t2i":
+        prompt = _t2i_prompt(sample)
+        if prompt is None:
+            return None
+        return [(o["color"], o["shape"], o.get("size")) for o in prompt.spec["objects"] for _ in range(o["count"])]
+    if isinstance(sample.spec, EditTask):
+        return [(o.color, o.shape, o.size) for o in sample.spec.target.objects]
+    return None
+
+
+class ShapesClarity(_ShapesJudge):
+    """How far each wanted object sits from the strict checker's decision boundaries.
+
+    The checker names a shape by its best template IoU and a size by the fitted side, so an
+    object drawn between a circle and a square passes or fails on a pixel. This judge gives
+    each wanted object (matched by colour to a drawn one) a lead: its wanted shape's IoU minus
+    the best other shape's, and for a wanted size the fitted side's distance from the
+    small/large boundary on the wanted side. A lead of ``shape_margin`` (``size_margin`` px)
+    or more scores 1, a tie 0.5, the mirror image 0; an object's score is the product of the
+    two, and the image's is the mean over the wanted objects (an unmatched one scores 0).
+    Used beside the strict pass, it ranks images that the pass alone calls equal by how
+    surely they would pass again (docs/training.md, "Round five")."""
+
+    kind = "shapes_clarity"
+
+    @dataclass
+    class Config:
+        #: IoU lead of the wanted shape over the runner-up that scores full marks
+        shape_margin: float = 0.15
+        #: pixels of fitted side beyond the small/large boundary that score full marks
+        size_margin: float = 2.0
+
+        def __post_init__(self) -> None:
+            if not 0 < self.shape_margin <= 1:
+                raise ValueError(f"shape_margin must be in (0, 1], got {self.shape_margin}")
+            if self.size_margin <= 0:
+                raise ValueError(f"size_margin must be positive, got {self.size_margin}")
+
+    def object_clarity(self, want: tuple[str, str, str | None], o: ParsedObject) -> tuple[float, float, float]:
+        """(score, shape lead, size lead in px; 0 when no size is wanted) of ``o`` as ``want``."""
+        _, shape, size = want
+        others = [v for k, v in o.shape_scores.items() if k != shape]
+        lead = o.shape_scores.get(shape, 0.0) - (max(others) if others else 0.0)
+        score = float(np.clip(0.5 + lead / (2 * self.options.shape_margin), 0.0, 1.0))
+        size_lead = 0.0
+        if size:
+            boundary = LARGE_MIN_SIDE - 0.5
+            size_lead = (o.side - boundary) if size == "large" else (boundary - o.side)
+            score *= float(np.clip(0.5 + size_lead / (2 * self.options.size_margin), 0.0, 1.0))
+        return score, lead, size_lead
+
+    def judge_one(self, sample: Sample) -> Judgement:
+        wanted = _wanted_objects(sample)
+        if wanted is None:
+            return self.not_applicable(sample, "needs the prompt's spec (a T2IPrompt or an EditTask)")
+        parsed = parsed_scene(sample)
+        if parsed is None:
+            return self.unparseable(sample)
+        if not wanted:
+            return Judgement(1.0, "No object is wanted, so nothing can be ambiguous. Clarity 1.", {"shape": 1.0, "size": 1.0}, self.name)
+        objs = parsed.objects
+        # the drawn objects of each wanted one's colour are its candidates, even at clarity 0
+        pairs = {(r, c): self.object_clarity(w, o) for r, w in enumerate(wanted) for c, o in enumerate(objs) if o.color == w[0]}
+        table = np.zeros((len(wanted), len(objs)))
+        for (r, c), (s, _, _) in pairs.items():
+            table[r, c] = s + 1e-6
+        scores, notes = [0.0] * len(wanted), [f"no {w[0]} object drawn for it" for w in wanted]
+        shape_ok, size_ok = [], []
+        if table.size:
+            for r, c in zip(*linear_sum_assignment(-table)):
+                if (r, c) not in pairs:
+                    continue
+                s, lead, size_lead = pairs[(r, c)]
+                scores[r] = s
+                shape_ok.append(lead > 0)
+                size_ok.append(size_lead > 0 or not wanted[r][2])
+                notes[r] = (f"{objs[c].color} object at {_at(objs[c].centroid)}, {wanted[r][1]} lead "
+                            f"{lead:+.2f} IoU" + (f", side {objs[c].side} px ({size_lead:+.1f} px on the {wanted[r][2]} side)"
+                                                   if wanted[r][2] else "") + f" → {s:.2f}")
+        score = float(np.mean(scores))
+        names = ", ".join(f"({k}) {describe(c, sh, sz)}: {n}" for k, ((c, sh, sz), n) in enumerate(zip(wanted, notes), 1))
+        parts = {"shape": float(np.mean(shape_ok)) if shape_ok else 0.0, "size": float(np.mean(size_ok)) if size_ok else 0.0}
+        return Judgement(score, f"Wanted objects: {names}. Clarity = mean over {len(wanted)} = {score:.2f}.", parts, self.name)
 
 
 # ---------------------------------------------------------------------------------------
