@@ -33,10 +33,13 @@ HARD = ("two_objects", "position")
 
 
 def failure_causes(prompt, result) -> set[str]:
-    """Why a failing text-to-image image fails, as a set of causes (several may hold)."""
+    """Why a failing text-to-image image fails, as a set of causes (several may hold). A wanted
+    shape read as another is a near tie when its lead (``ShapesClarity.object_clarity``: the wanted
+    shape's IoU minus the best other's) is above −NEAR_TIE for some object of its colour."""
+    from qwenrl.rewards.shapes import ShapesClarity
     from qwenrl.world.check import recognisable
 
-    objs = result.parsed.objects
+    objs, clarity = result.parsed.objects, ShapesClarity()
     spec = prompt.spec["objects"]
     if all(met for d, met in result.requirements if d.startswith("exactly")):
         return {"relation" if any(not met for d, met in result.requirements if d.startswith("the ")) else "extra or background"}
@@ -51,7 +54,8 @@ def failure_causes(prompt, result) -> set[str]:
         if not same:
             causes.add("colour missing")
         elif not any(o.shape == want["shape"] for o in same):
-            near = min(o.shape_scores.get(o.shape, 0) - o.shape_scores.get(want["shape"], 0) for o in same) < NEAR_TIE
+            lead = max(clarity.object_clarity((want["color"], want["shape"], None), o)[1] for o in same)
+            near = lead > -NEAR_TIE
             causes.add("shape read as another, near tie" if near else "shape read as another")
         elif want.get("size") and not any(o.shape == want["shape"] and o.size == want["size"] for o in same):
             causes.add("size read as the other")
