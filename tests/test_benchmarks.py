@@ -465,3 +465,57 @@ def test_clarity_benchmark_names_why_a_text_to_image_image_fails():
     assert causes(two, circle, square, Obj("square", "green", "small", 3, 24)) == {"extra or background"}
     assert causes(two, Obj("circle", "green", "small", 3, 10), square, Obj("triangle", "green", "small", 3, 24)) == {
         "colour missing", "extra objects"}
+
+
+def test_move_failures_sorts_the_checkers_reasons_and_measures_the_move():
+    """reason_kind() on the checker's own reasons; along() is the grammar's 8 px on the target's
+    render, 0 on the source's and −8 on the move the other way."""
+    from qwenrl.world.check import check_image
+    from qwenrl.world.contrast import one_fact_away
+    from qwenrl.world.grammar import MOVE_STEP, sample_edit
+    from qwenrl.world.parse import parse
+    from qwenrl.world.scene import render
+
+    bench = _benchmark("move_failures")
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    rng = np.random.default_rng(0)
+    while True:
+        task = sample_edit(rng, family="move", split="train")
+        back = [alt for _, alt in one_fact_away(task, split=None) if alt.instruction.split()[-1] == opposite[task.instruction.split()[-1]]]
+        if back:
+            break
+    assert bench.along(task, parse(render(task.target))) == pytest.approx(MOVE_STEP, abs=0.5)
+    assert bench.along(task, parse(render(task.source))) == pytest.approx(0.0, abs=0.5)
+    assert bench.along(task, parse(render(back[0].target))) == pytest.approx(-MOVE_STEP, abs=0.5)
+    reasons = check_image(task, render(task.source)).reasons
+    assert reasons and {bench.reason_kind(r) for r in reasons} == {"moved too little or the wrong way"}
+    assert bench.reason_kind("drifted 5.0 px sideways") == "drifted sideways"
+    assert bench.reason_kind("extra small red circle at (3, 4)") == "an extra object"
+    assert bench.reason_kind("the small red circle is missing") == "an object missing or displaced"
+
+
+def test_run_curves_blocks_training_rewards_and_reads_every_evaluation(tmp_path, monkeypatch):
+    bench = _benchmark("run_curves")
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 0, "eval/accuracy": 0.5, "eval/families/move": 0.25}]
+    rows += [{"step": s, "rewards/total/mean": s / 10, "charts/step_seconds": 10.0 + s} for s in range(1, 6)]
+    rows += [{"step": 5, "eval/accuracy": 0.75, "eval/families/move": 0.5}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    c = bench.curves(run, 2, "move")
+    assert c["train_reward_by_block"] == pytest.approx({"1-2": 0.15, "3-4": 0.35, "5-5": 0.5})
+    assert c["eval"][0]["move"] == 0.25 and c["eval"][5]["accuracy"] == 0.75 and c["median_step_seconds"] == 13.0
+    monkeypatch.setattr(sys, "argv", ["run_curves.py", f"a={run}", f"b={tmp_path / 'nothing'}"])
+    with pytest.raises(SystemExit, match="no metrics.jsonl"):
+        bench.main()
+
+
+def test_move_rate_learns_on_the_answer_key_and_writes_its_curve(tmp_path):
+    """Two supervised updates of 8 moves on the bundled base: the curve has its three readings."""
+    out = tmp_path / "move_rate.json"
+    proc = subprocess.run([sys.executable, "benchmarks/move_rate.py", "--updates", "2", "--batch", "8", "--eval-every", "1",
+                           "--samples", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    curve = json.loads(out.read_text())["curve"]
+    assert [p["updates"] for p in curve] == [0, 1, 2]
+    assert all(0.0 <= p["move"] <= 1.0 for p in curve) and all(np.isfinite(p["loss"]) and p["loss"] > 0 for p in curve[1:])

@@ -52,3 +52,22 @@ def test_bad_configs_fail_clearly(tmp_path):
     assert PretrainConfig.from_yaml(None, ["lr=1e-4"]).lr == 1e-4  # YAML reads 1e-4 as a string
     with pytest.raises(ValueError, match="batch sizes"):
         PretrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="edit_families must be 'grammar' .* or 'even'"):
+        PretrainConfig(edit_families="uniform")
+
+
+def test_even_edit_families_draw_moves_as_often_as_the_rest():
+    """The grammar's own mix redraws a family whose edit does not fit, so moves are under-drawn;
+    ``even`` draws the family first. The grammar mix's draws are those the bundled base saw."""
+    import numpy as np
+
+    from training.pretrain import example_batch
+
+    def move_share(mix: str) -> float:
+        texts, _, sources = example_batch(np.random.default_rng(0), 700, 1.0, mix)
+        assert all(s is not None for s in sources)
+        return float(np.mean([t.startswith("move ") for t in texts]))
+
+    assert move_share("grammar") < 0.10 < 0.12 < move_share("even") < 0.17  # 1/7 ≈ 0.143
+    a, b = example_batch(np.random.default_rng(1), 20, 0.5), example_batch(np.random.default_rng(1), 20, 0.5, "grammar")
+    assert a[0] == b[0]  # the default is the grammar's mix, draw for draw

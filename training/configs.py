@@ -461,6 +461,10 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
     """With nft_selection top: samples kept per group (the best by reward)."""
     nft_min_reward: float = 0.5
     """With nft_selection top: the least reward a kept sample has (a strict pass with the Shapes rewards)."""
+    nft_hindsight: int = 0
+    """Hindsight groups per prompt (0: off). A group's images are judged again against up to this many instructions (or prompts) one fact away from its own (another direction, colour, shape, size, relation …, from the train split), chosen among those that some but not all of its images carry out by the strict checker; each becomes an extra group of the update, so a sample that moved an object the wrong way teaches the direction it did take."""
+    nft_hindsight_families: list[str] = field(default_factory=list)
+    """Families whose prompts get hindsight groups; empty: every family."""
 
     # -- on-policy distillation as an auxiliary term ----------------------------------------------
     distill_teachers: dict[str, str] = field(default_factory=dict)
@@ -554,6 +558,10 @@ class GRPOConfig(ModelSettings, RunSettings, OptimizerSettings):
             raise ConfigError("nft_logit_std must be > 0 (1.0 is typical)")
         if not 0.0 <= self.nft_text_dropout < 1.0:
             raise ConfigError("nft_text_dropout must lie in [0, 1) (0.1 is typical)")
+        if self.nft_hindsight < 0:
+            raise ConfigError(f"nft_hindsight is {self.nft_hindsight}; it counts hindsight groups per prompt, so use 0 (off) or more (3 is typical)")
+        if self.nft_hindsight_families:
+            check_family_weights(self.task, dict.fromkeys(self.nft_hindsight_families, 1.0), "nft_hindsight_families")
 
     def _check_distill_term(self) -> None:
         """The auxiliary distillation term's weight, teachers and sizes."""
@@ -749,6 +757,10 @@ class PretrainConfig:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     edit_fraction: float = 0.5
+    edit_families: str = "grammar"
+    """How edits are drawn: ``grammar`` (the grammar's own mix, which redraws the family whenever an
+    edit does not fit its scene, so ``move`` is about 7% of edits; the bundled base) or ``even``
+    (the family first, uniformly, as the RL trainers draw)."""
     pool_size: int = 100_000
     """Examples encoded once before the denoiser stage and sampled from (0: draw each batch afresh)."""
     text_dropout: float = 0.1
@@ -765,6 +777,8 @@ class PretrainConfig:
             raise ValueError("batch sizes must be at least 2")
         if not 0.0 <= self.edit_fraction <= 1.0:
             raise ValueError("edit_fraction must lie in [0, 1]")
+        if self.edit_families not in ("grammar", "even"):
+            raise ValueError(f"edit_families must be 'grammar' (the bundled base's mix) or 'even' (each family as often), got {self.edit_families!r}")
         if not 0.0 <= self.text_dropout < 1.0:
             raise ValueError("text_dropout must lie in [0, 1)")
         if self.steps < 0 or self.ae_steps < 0:

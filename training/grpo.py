@@ -18,6 +18,8 @@ One step:
    ``nft`` with the ODE sampler, by the old policy (or the current one), keeping the clean
    latents (re-encoded from the decoded images by default);
 3. judge every image with the composite reward (``reward``: a YAML of judges with rationales);
+   with ``nft_hindsight``, also against up to that many instructions one fact away from its
+   group's own that the group carries out in part, each an extra group with the same latents;
 4. group-relative advantages (r − mean of its group), divided by the std of the group, of the
    batch, or by nothing (``std_mode``), times ``advantage_scale``, clipped to ±``adv_clip_max``;
    groups whose reward range is below ``reward_range_threshold`` carry no signal and are dropped
@@ -373,17 +375,65 @@ class Judged:
     records: list[tuple[int, float | None, dict[str, float]]]  #: (global sample index, score, parts), by index
 
 
-def judge_rollouts(reward: Callable[[list], list], pieces: list[RolloutPiece], cfg: GRPOConfig) -> Judged:
-    """Judge the samples this process drew (with rationales) and gather every process's scores."""
+def judge_rollouts(reward: Callable[[list], list], pieces: list[RolloutPiece], cfg: GRPOConfig, groups: int | None = None,
+                   first: int = 0) -> Judged:
+    """Judge the samples this process drew (with rationales) and gather every process's scores,
+    as ``groups`` rows (default ``num_prompts``) of G from global sample index ``first`` on; a
+    sample no process judged (an empty hindsight slot) is NaN."""
     from accelerate.utils import gather_object
 
     from qwenrl.rewards import Sample
 
     samples = [Sample.from_spec(img, it) for pc in pieces for img, it in zip(pc.images, pc.items)]
-    local = [(int(g), j.score, j.parts) for g, j in zip((g for pc in pieces for g in pc.index), reward(samples))]
+    local = [(int(g), j.score, j.parts) for g, j in zip((g for pc in pieces for g in pc.index), reward(samples) if samples else [])]
     records = sorted(gather_object(local), key=lambda x: x[0])
-    scores = [np.nan if score is None else score for _, score, _ in records]
-    return Judged(np.array(scores, dtype=np.float64).reshape(cfg.num_prompts, cfg.group_size), records)
+    scores = np.full((groups or cfg.num_prompts) * cfg.group_size, np.nan)
+    for g, score, _ in records:
+        scores[g - first] = np.nan if score is None else score
+    return Judged(scores.reshape(-1, cfg.group_size), records)
+
+
+# -- hindsight: a group judged again against instructions one fact away -----------------------------
+
+
+def hindsight_choices(item: Any, images: np.ndarray, k: int, rng: np.random.Generator) -> list[Any]:
+    """Up to ``k`` train-split prompts or edits one fact away from ``item`` that some but not all
+    of ``images`` (one group) carry out by the strict checker, drawn at random among them."""
+    from qwenrl.world.check import check_edit, check_t2i
+    from qwenrl.world.contrast import one_fact_away
+    from qwenrl.world.parse import parse
+
+    check = check_edit if item.task == "edit" else check_t2i
+    parsed = [parse(img) for img in images]
+    in_part = [alt for _, alt in one_fact_away(item) if 0 < sum(check(alt, p).passed for p in parsed) < len(parsed)]
+    return [in_part[i] for i in sorted(rng.permutation(len(in_part))[:k])]
+
+
+def hindsight_pieces(policy: Policy, pieces: list[RolloutPiece], cfg: GRPOConfig, step: int) -> list[RolloutPiece]:
+    """This process's hindsight groups: for each of its groups of a ``nft_hindsight_families``
+    prompt, up to ``nft_hindsight`` other instructions the group's images carry out in part,
+    each a piece with the same latents and images under the other instruction's conditioning.
+    Hindsight group h of prompt i holds global samples (P + i·K + h)·G + j, so slots are fixed
+    on every process whoever fills them, and an empty slot stays NaN."""
+    G, K, P = cfg.group_size, cfg.nft_hindsight, cfg.num_prompts
+    families = set(cfg.nft_hindsight_families)
+    out = []
+    for pc in pieces:
+        for i in sorted({int(g) // G for g in pc.index}):
+            rows = [r for r, g in enumerate(pc.index) if g // G == i]
+            item = pc.items[rows[0]]
+            if families and item.family not in families:
+                continue
+            rng = np.random.default_rng([cfg.seed, step, i, 7])
+            for h, alt in enumerate(hindsight_choices(item, pc.images[rows], K, rng)):
+                sel = torch.as_tensor(rows, device=pc.latents.device)
+                out.append(RolloutPiece(
+                    index=np.array([(P + i * K + h) * G + j for j in range(G)]), latents=pc.latents[sel], log_probs=None,
+                    sigmas=None, cond=encode_items(policy, [alt], G),
+                    null_cond=pc.null_cond.select(sel) if pc.null_cond is not None else None,
+                    guidance_scale=pc.guidance_scale, images=pc.images[rows], items=[alt] * G,
+                ))
+    return out
 
 
 @dataclass
@@ -523,7 +573,7 @@ def nft_update(cfg: GRPOConfig, updater: Updater, models: "GRPOModels", pieces: 
 
     latent_shape = tuple(models.trained.policy.latent_shape())
     for epoch, _, shares in epoch_shares(cfg, step, adv.keep):
-        draws = nft_draws(cfg, step, epoch, cfg.num_prompts * cfg.group_size, latent_shape, device)
+        draws = nft_draws(cfg, step, epoch, len(adv.keep), latent_shape, device)
         for share in shares:
             if len(share) == 0 and not updater.term:
                 continue
@@ -688,22 +738,26 @@ def train(cfg: GRPOConfig, run_dir: str | Path) -> dict[str, Any]:
         clock.lap("rollout")
         # 3. Judge: rewards with rationales, judged where sampled, gathered everywhere.
         judged = judge_rollouts(reward, pieces, cfg)
+        hindsight = hindsight_pieces(models.trained.policy, pieces, cfg, step) if cfg.nft_hindsight else []
+        first = cfg.num_prompts * cfg.group_size  # hindsight samples are numbered after the step's own
+        hind = judge_rollouts(reward, hindsight, cfg, cfg.num_prompts * cfg.nft_hindsight, first) if cfg.nft_hindsight else None
         clock.lap("reward")
         # 4. Advantages: group-relative (nft: optimalities in [0, 1]); groups without spread dropped.
-        adv = step_advantages(cfg, judged.rewards)
+        adv = step_advantages(cfg, judged.rewards if hind is None else np.concatenate([judged.rewards, hind.rewards]))
+        pieces += hindsight
         # 5. Update: the objective's optimizer steps, each with the auxiliary distillation term.
         updater = Updater(cfg, run, model, optimizer, ema, models.trained.params, step, objective.stat_keys)
         updater.term = distillation_term(cfg, updater, models, step) if models.teachers else []
         objective.update(cfg, updater, models, pieces, adv, step)
         clock.lap("update")
         # 6. Log: global sums over processes, then (main process) evaluation, metrics, checkpoints.
-        row = step_metrics(cfg, step, judged, adv, updater, guided, lr, clock, reward.name, models)
+        row = step_metrics(cfg, step, judged, adv, updater, guided, lr, clock, reward.name, models, hind)
         run.end_step(step, row, evaluate, progress_line(objective), saving)
     return run.result(row)
 
 
 def step_metrics(cfg: GRPOConfig, step: int, judged: Judged, adv: Advantages, updater: Updater, guided: np.ndarray,
-                 lr: float, clock: StepClock, reward_name: str, models: GRPOModels) -> dict[str, Any]:
+                 lr: float, clock: StepClock, reward_name: str, models: GRPOModels, hind: Judged | None = None) -> dict[str, Any]:
     """The step's metrics row (every process computes it: the sums are reduced over processes)."""
     from qwenrl.rewards import Judgement, reward_stats
     from training import distill
@@ -722,8 +776,8 @@ def step_metrics(cfg: GRPOConfig, step: int, judged: Judged, adv: Advantages, up
         **{k: v for k, v in components.items() if not k.startswith("rewards/total/")},
         "rewards/frac_zero_std": float(np.mean(~(group_std > 1e-8))),
         **UPDATES[cfg.objective].metrics(cfg, totals, step),
-        "charts/frac_groups_filtered": float(1 - adv.keep_groups.mean()),
-        "charts/frac_samples_trained": float(adv.keep.mean()),
+        "charts/frac_groups_filtered": float(1 - adv.keep_groups[: cfg.num_prompts].mean()),
+        "charts/frac_samples_trained": float(adv.keep[: cfg.num_prompts * cfg.group_size].mean()),
         "charts/grad_norm": float(np.mean(updater.grad_norms)) if updater.grad_norms else 0.0,
         "charts/updates": len(updater.grad_norms),
         "charts/guided_fraction": float(guided.mean()),
@@ -734,6 +788,10 @@ def step_metrics(cfg: GRPOConfig, step: int, judged: Judged, adv: Advantages, up
     }
     if models.teachers:
         row.update(distill.gather_gaps(updater.gaps, list(models.teachers)))
+    if hind is not None:  # hindsight groups: how many slots were filled, how many were trained, their mean reward
+        filled = ~np.isnan(hind.rewards).all(axis=1)
+        row.update({"charts/hindsight_groups": int(filled.sum()), "charts/hindsight_groups_kept": int(adv.keep_groups[cfg.num_prompts:].sum()),
+                    "rewards/hindsight/mean": float(np.nanmean(hind.rewards)) if filled.any() else float("nan")})
     return row
 
 

@@ -29,7 +29,7 @@ import yaml
 
 from qwenrl.models.base import Conditioning
 from qwenrl.models.shapes import ShapesPolicy
-from qwenrl.world.grammar import sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
+from qwenrl.world.grammar import EDIT_FAMILIES, sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
 from qwenrl.world.scene import render, render_indices
 from training.common import log, trainer_parser
 from training.configs import PretrainConfig, lr_at  # noqa: F401 - PretrainConfig importable from here as before
@@ -48,12 +48,14 @@ def scene_batch(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack(out)
 
 
-def example_batch(rng: np.random.Generator, n: int, edit_fraction: float):
-    """(texts, target images, source images or None per example) from the train split."""
+def example_batch(rng: np.random.Generator, n: int, edit_fraction: float, edit_families: str = "grammar"):
+    """(texts, target images, source images or None per example) from the train split; edits in the
+    grammar's own mix, or with ``edit_families`` even, each family drawn first and as often."""
     texts, targets, sources = [], [], []
     for _ in range(n):
         if rng.random() < edit_fraction:
-            e = sample_edit(rng, split="train")
+            family = EDIT_FAMILIES[rng.integers(len(EDIT_FAMILIES))] if edit_families == "even" else None
+            e = sample_edit(rng, family=family, split="train")
             texts.append(e.instruction)
             targets.append(render(e.target))
             sources.append(render(e.source))
@@ -143,7 +145,7 @@ def build_pool(policy: ShapesPolicy, cfg: PretrainConfig, run: Path) -> tuple[li
     chunk = 256
     for start in range(0, cfg.pool_size, chunk):
         n = min(chunk, cfg.pool_size - start)
-        tx, targets, sources = example_batch(rng, n, cfg.edit_fraction)
+        tx, targets, sources = example_batch(rng, n, cfg.edit_fraction, cfg.edit_families)
         x0 = policy.encode_images(targets)
         src = torch.zeros_like(x0)
         has_src = [i for i, s in enumerate(sources) if s is not None]
@@ -185,7 +187,7 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
             texts = [pool[0][i] for i in pick]
             x0, src = pool[1][pick], pool[2][pick]
         else:
-            texts, targets, sources = example_batch(rng, cfg.batch_size, cfg.edit_fraction)
+            texts, targets, sources = example_batch(rng, cfg.batch_size, cfg.edit_fraction, cfg.edit_families)
             with torch.no_grad():
                 x0 = policy.encode_images(targets)
                 src = torch.zeros_like(x0)

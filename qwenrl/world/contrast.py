@@ -159,15 +159,21 @@ def _edit_changes(task: EditTask) -> list[tuple[str, EditTask]]:
     return [(what, t) for what, t in out if t is not None]
 
 
-def minimally_wrong(item: T2IPrompt | EditTask, rng: np.random.Generator, split: str | None = "train"
-                    ) -> tuple[str, T2IPrompt | EditTask] | None:
-    """(what changed, the wrong prompt or edit) with exactly one fact of ``item`` changed, drawn
-    among those whose text belongs to ``split`` (None: any split); None when there is none."""
+def one_fact_away(item: T2IPrompt | EditTask, split: str | None = "train") -> list[tuple[str, T2IPrompt | EditTask]]:
+    """Every (what changed, prompt or edit) with exactly one fact of ``item`` changed whose text
+    belongs to ``split`` (None: any split), in a fixed order."""
     if item.task == "t2i":
         options = [(what, T2IPrompt(t2i_text(item.family, spec), item.family, spec)) for what, spec in _t2i_changes(item)]
     else:
         options = _edit_changes(item)
-    options = [(w, it) for w, it in options if it.text != item.text and (split is None or it.split == split)]
+    return [(w, it) for w, it in options if it.text != item.text and (split is None or it.split == split)]
+
+
+def minimally_wrong(item: T2IPrompt | EditTask, rng: np.random.Generator, split: str | None = "train"
+                    ) -> tuple[str, T2IPrompt | EditTask] | None:
+    """(what changed, the wrong prompt or edit) with exactly one fact of ``item`` changed, drawn
+    among those whose text belongs to ``split`` (None: any split); None when there is none."""
+    options = one_fact_away(item, split)
     if not options:
         return None
     return options[int(rng.integers(len(options)))]
