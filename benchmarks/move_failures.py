@@ -37,16 +37,17 @@ def reason_kind(reason: str) -> str:
 
 def along(task, image_parse) -> float | None:
     """Displacement of the mover (the drawn object of its colour and shape nearest its target)
-    along the asked direction, in px; None when no such object is drawn."""
+    along the asked direction, in px, as the checker measures it; None when no such object is drawn."""
+    from qwenrl.world.check import move_shift
     from qwenrl.world.parse import object_centroid
 
     before, after = task.source.objects[task.target_index], task.target.objects[task.target_index]
-    start, end = np.array(object_centroid(before)), np.array(object_centroid(after))
+    start, end = object_centroid(before), object_centroid(after)
     same = [o for o in image_parse.objects if o.color == before.color and o.shape == before.shape]
     if not same:
         return None
-    best = min(same, key=lambda o: float(np.linalg.norm(np.array(o.centroid) - end)))
-    return float((np.array(best.centroid) - start) @ np.sign(end - start))
+    best = min(same, key=lambda o: float(np.linalg.norm(np.array(o.centroid) - np.array(end))))
+    return move_shift(start, end, best.centroid)[0]
 
 
 def profile(path: str, samples: int) -> dict:

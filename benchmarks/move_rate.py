@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -52,6 +51,7 @@ def main() -> None:
     from qwenrl.world.grammar import sample_edit
     from qwenrl.world.scene import render
     from training.common import VelocityModel, encode_items
+    from training.configs import lr_at
 
     torch.manual_seed(args.seed)
     policy = load_policy(args.model if Path(args.model).is_absolute() else ROOT / args.model)
@@ -63,8 +63,8 @@ def main() -> None:
     print(f"updates 0: held-out move {100 * curve[0]['move']:.1f}%", flush=True)
     t0, losses = time.perf_counter(), []
     for u in range(1, args.updates + 1):
-        for g in opt.param_groups:  # cosine to 0.2 × lr, as the editing config
-            g["lr"] = args.lr * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * (u - 1) / args.updates)))
+        for g in opt.param_groups:  # a cosine toward 0.2 × lr (the editing config's floor), one step past the last as pretraining has it
+            g["lr"] = lr_at(u - 1, args.lr, 0, args.updates + 1, "cosine", 0.2)
         items = [sample_edit(rng, family="move", split="train") for _ in range(args.batch)]
         with torch.no_grad():
             x0 = policy.encode_images(np.stack([render(it.target) for it in items])).float()

@@ -237,20 +237,24 @@ def _require_changed_in_place(ledger: Ledger, before: Obj, after: Obj, descripti
     ledger.require(description, False, reason)
 
 
+def move_shift(start: tuple[float, float], end: tuple[float, float], at: tuple[float, float]) -> tuple[float, float]:
+    """(along, across) in px: how far ``at`` lies from ``start`` along the move's direction
+    (the sign of ``end − start`` per axis) and how far beside it."""
+    unit = np.sign([end[0] - start[0], end[1] - start[1]])
+    shift = np.array([at[0] - start[0], at[1] - start[1]])
+    return float(shift @ unit), float(abs(shift[0] * unit[1] - shift[1] * unit[0]))
+
+
 def _require_moved(ledger: Ledger, before: Obj, after: Obj, direction: str) -> None:
     start = object_centroid(before)
     end = object_centroid(after)
-    unit = np.sign([end[0] - start[0], end[1] - start[1]])
     description = f"the {_name(before, False)} moved {direction}"
     i, _ = ledger.closest(ledger.candidates(before.color, before.shape, before.size), end)
     if i is None:
         ledger.require(description, False, f"the {_name(before)} is missing" + _what_is_there(ledger, end))
         return
     ledger.claimed.add(i)
-    c = ledger.objects[i].centroid
-    shift = np.array([c[0] - start[0], c[1] - start[1]])
-    along = float(shift @ unit)
-    across = float(abs(shift[0] * unit[1] - shift[1] * unit[0]))
+    along, across = move_shift(start, end, ledger.objects[i].centroid)
     ok = along >= MOVE_MIN and across <= MOVE_MAX_ACROSS
     if along < MOVE_MIN:
         reason = f"the {_name(before, False)} moved {along:.1f} px {direction} (needs {MOVE_MIN:.0f})"
