@@ -519,3 +519,39 @@ def test_move_rate_learns_on_the_answer_key_and_writes_its_curve(tmp_path):
     curve = json.loads(out.read_text())["curve"]
     assert [p["updates"] for p in curve] == [0, 1, 2]
     assert all(0.0 <= p["move"] <= 1.0 for p in curve) and all(np.isfinite(p["loss"]) and p["loss"] > 0 for p in curve[1:])
+
+
+def test_base_models_tables_every_family_and_refuses_a_bad_model(tmp_path):
+    """markdown() lays out one row per model and a column per family; a spec without a checkpoint
+    is refused with the form it wants."""
+    bench = _benchmark("base_models")
+
+    def entry(acc, fams):
+        return {"accuracy": acc, "families": fams, "reward": 0.8, "aesthetics": 0.95}
+
+    row = {"bench": {"t2i/test": entry(0.3, {"single": 0.9, "position": 0.15}), "t2i/compositional": entry(0.25, {}),
+                     "edit/test": entry(0.79, {"move": 0.243, "add": 0.75})}}
+    md = bench.markdown({"old": row, "new": row}, 4)
+    assert "| model | overall | compositional | position | single | composite | aesthetics |" in md
+    assert "| old | 30.0% | 25.0% | 15.0% | 90.0% | 0.800 | 0.950 |" in md
+    assert "| new | 79.0% | 75.0% | 24.3% | 0.800 | 0.950 |" in md  # editing: no compositional column
+    with pytest.raises(SystemExit, match="LABEL=CHECKPOINT"):
+        bench.main(["old", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="LABEL=CHECKPOINT"):
+        bench.main([f"old={tmp_path}", "--out", str(tmp_path / "x.json")])
+
+
+def test_base_models_grids_show_sources_above_edits(tmp_path):
+    """sample_grids(): one row of text-to-image samples; for editing, the test sources above the
+    model's results, at 4× scale."""
+    from qwenrl.imageio import load_png
+    from qwenrl.world.prompt_sets import load_prompt_set
+    from qwenrl.world.scene import render
+
+    bench = _benchmark("base_models")
+    t2i, edit = bench.sample_grids("data/models/shapes-base", tmp_path, "base", n=2)
+    assert t2i.name == "base_t2i_test.png" and load_png(t2i).shape == (36 * 4, 70 * 4, 3)
+    grid = load_png(edit)
+    assert grid.shape == (70 * 4, 70 * 4, 3)
+    first_source = render(load_prompt_set("edit", "test", limit=2)[0].source)
+    assert np.array_equal(grid[8:8 + 128:4, 8:8 + 128:4], first_source)

@@ -17,6 +17,7 @@ CHILD = textwrap.dedent("""
     assert (grpo.steps, grpo.task) == (3, "t2i"), grpo
     assert DistillConfig.from_yaml("training/configs/shapes_distill.yaml").tasks() == ["t2i", "edit"]
     assert PretrainConfig.from_yaml("training/configs/shapes_pretrain.yaml").steps > 0
+    assert PretrainConfig.from_yaml("training/configs/shapes_pretrain_even.yaml").init == "data/models/shapes-base"
     try:
         GRPOConfig.from_yaml("training/configs/shapes_grpo_t2i.yaml", ["steps=-5"])
     except ConfigError as exc:

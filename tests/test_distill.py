@@ -212,7 +212,7 @@ def test_seed_recipe_trains_against_the_learned_judge_when_asked(tmp_path, monke
     assert seen[1].beta == 0.05
     with pytest.raises(Stop):
         recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m")
-    assert Path(seen[2].reward).name == "shapes_t2i_strict.yaml" and seen[2].beta == 0.0  # the shipped config's own
+    assert Path(seen[2].reward).name == "shapes_t2i_strict.yaml" and seen[2].beta == 0.03  # the shipped config's own
     with pytest.raises(Stop):
         recipe.seed_recipe(out=tmp_path / "o", models_dir=tmp_path / "m", reward="reader")
     assert Path(seen[3].reward).name == "shapes_t2i_reader.yaml" and seen[3].beta == recipe.LEARNED_BETA

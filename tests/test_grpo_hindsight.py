@@ -115,12 +115,13 @@ def test_without_hindsight_nothing_changes(world, tmp_path):
 
 
 def test_hindsight_two_processes_match_one(tmp_path):
-    """On the bundled base (whose moves pass about a quarter of the time, so groups get relabelled),
-    hindsight slots filled on two processes give the one-process run's rewards and weights."""
+    """On the bundled base (whose two-object images pass about half the time, and often carry out a
+    prompt one fact away instead, so groups get relabelled), hindsight slots filled on two
+    processes give the one-process run's rewards and weights."""
     cfg = GRPOConfig(
-        model=str(BASE), task="edit", reward=str(REPO / "training/configs/rewards/shapes_edit_strict.yaml"), objective="nft",
+        model=str(BASE), task="t2i", reward=str(REPO / "training/configs/rewards/shapes_t2i_strict.yaml"), objective="nft",
         num_prompts=4, group_size=8, rollout_batch_prompts=2, num_steps=6, cfg_mode="guided", guidance_scale=2.0,
-        family_weights={"move": 1.0}, nft_hindsight=2, steps=1, lr=1e-4, beta=0.0, std_mode="none", reward_range_threshold=0.5,
+        family_weights={"two_objects": 1.0}, nft_hindsight=2, steps=1, lr=1e-4, beta=0.0, std_mode="none", reward_range_threshold=0.5,
         num_inner_epochs=1, updates_per_epoch=1, train_batch_size=64, eval_every=0, save_every=0, state_every=1, cpu=True, seed=3,
     )
     one = train(cfg, tmp_path / "one")["metrics"]

@@ -745,6 +745,10 @@ class PretrainConfig:
     seed: int = 0
     model: dict = field(default_factory=dict)
     """Overrides of ``qwenrl.models.shapes.DEFAULT_CONFIG``."""
+    init: str | None = None
+    """A Shapes checkpoint to go on from (continued pretraining): its autoencoder, latent scaling,
+    tokenizer and weights are kept, the autoencoder stage is skipped, and the denoiser stage starts
+    from its weights with a fresh optimizer and schedule (``model`` must then be empty)."""
     ae_steps: int = 3000
     ae_batch_size: int = 64
     ae_lr: float = 2e-3
@@ -783,6 +787,11 @@ class PretrainConfig:
             raise ValueError("text_dropout must lie in [0, 1)")
         if self.steps < 0 or self.ae_steps < 0:
             raise ValueError("step counts must be non-negative")
+        if self.init is not None:
+            if self.model:
+                raise ValueError("init goes on from a checkpoint's own architecture; leave model empty (the checkpoint's manifest holds it)")
+            if not (resolve_path(self.init) / "manifest.json").is_file():
+                raise ValueError(f"init {self.init!r} is not a checkpoint folder (no manifest.json); give a Shapes checkpoint such as data/models/shapes-base")
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: list[str] = ()) -> "PretrainConfig":

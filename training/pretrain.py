@@ -11,6 +11,12 @@ with ``weights_only=True``) is written every ``save_every`` steps; rerunning the
 command continues from it. Exported checkpoints (EMA weights) go to ``RUN/checkpoints/``.
 
     python -m training.pretrain --config training/configs/shapes_pretrain.yaml --run runs/pretrain
+
+``init: CHECKPOINT`` goes on from a checkpoint instead (continued pretraining: its autoencoder is
+kept and stage 1 skipped), and ``--publish DEST`` copies the last export to a bundled folder:
+
+    python -m training.pretrain --config training/configs/shapes_pretrain_even.yaml --run runs/pretrain-even9k \
+        --publish data/models/shapes-base
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +39,7 @@ from qwenrl.models.shapes import ShapesPolicy
 from qwenrl.world.grammar import EDIT_FAMILIES, sample_edit, sample_t2i_prompt_in_split, scene_for_prompt
 from qwenrl.world.scene import render, render_indices
 from training.common import log, trainer_parser
-from training.configs import PretrainConfig, lr_at  # noqa: F401 - PretrainConfig importable from here as before
+from training.configs import PretrainConfig, lr_at, resolve_path  # noqa: F401 - PretrainConfig importable from here as before
 
 
 def scene_batch(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -227,13 +234,31 @@ def train_denoiser(policy: ShapesPolicy, cfg: PretrainConfig, run: Path, state: 
             save_state(run, {"stage": "dit", "step": step, "model": policy.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                              "config": json.dumps(policy.config)})
         if step % cfg.export_every == 0 or step == cfg.steps:
-            ema.save(run / "checkpoints" / f"step-{step:06d}", name=f"shapes-base@step{step}", lineage=[f"shapes-base@step{step}"],
-                     parent=None, tasks=["t2i", "edit"], task="t2i+edit", step=step, trainer="pretrain")
+            ema.save(run / "checkpoints" / f"step-{step:06d}", **export_manifest(policy, cfg, step))
+
+
+def export_manifest(policy: ShapesPolicy, cfg: PretrainConfig, step: int) -> dict:
+    """An exported checkpoint's manifest; one that goes on from ``init`` names it as parent, with its
+    lineage and its own pretraining step count, and counts its steps on from there."""
+    name = f"shapes-base@step{step}"
+    manifest = dict(name=name, lineage=[name], parent=None, tasks=["t2i", "edit"], task="t2i+edit", step=step, trainer="pretrain")
+    if cfg.init:
+        parent = getattr(policy, "manifest", {})
+        before = int(parent.get("step") or 0)
+        name = f"{parent.get('name', 'init')}+{step}"
+        manifest.update(name=name, lineage=[*parent.get("lineage", []), name], parent=parent.get("name"), step=before + step,
+                        pretrain_init=cfg.init, edit_families=cfg.edit_families)
+    return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = trainer_parser(__doc__, "training/configs/shapes_pretrain.yaml", "resumed when it has state.pt").parse_args(argv)
+    ap = trainer_parser(__doc__, "training/configs/shapes_pretrain.yaml", "resumed when it has state.pt")
+    ap.add_argument("--publish", metavar="DEST", help="when done, copy the last export to DEST as a bundled base named after "
+                    "DEST's folder, with this run's pretraining history (e.g. data/models/shapes-base)")
+    args = ap.parse_args(argv)
     cfg = PretrainConfig.from_yaml(args.config, args.set)
+    if args.publish:
+        check_publish_dest(Path(args.publish))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(args.run)
@@ -241,10 +266,13 @@ def main(argv: list[str] | None = None) -> None:
     (run / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
     torch.manual_seed(cfg.seed)
     state = torch.load(run / "state.pt", weights_only=True) if (run / "state.pt").exists() else None
-    policy = ShapesPolicy(cfg.model)
+    policy = ShapesPolicy.load(resolve_path(cfg.init)) if cfg.init else ShapesPolicy(cfg.model)
     if state and state.get("stage") == "dit":
         policy.config.update(json.loads(state["config"]))
         log("pretrain", f"resuming denoiser at step {state['step']}")
+    elif cfg.init:
+        log("pretrain", f"going on from {cfg.init} (step {policy.manifest.get('step')}): its autoencoder is kept")
+        (run / "init_manifest.json").write_text(json.dumps(policy.manifest, indent=2))
     else:
         if state:
             log("pretrain", f"resuming autoencoder at step {state['step']}")
@@ -252,6 +280,37 @@ def main(argv: list[str] | None = None) -> None:
         state = None
     train_denoiser(policy, cfg, run, state)
     log("pretrain", "done")
+    if args.publish:
+        dest = publish(run / "checkpoints" / f"step-{cfg.steps:06d}", Path(args.publish), cfg, args.config)
+        log("pretrain", f"published {dest}")
+
+
+def check_publish_dest(dest: Path) -> None:
+    if dest.exists() and not (dest / "manifest.json").is_file():
+        raise SystemExit(f"--publish {dest}: exists and is not a checkpoint folder; give a new folder or a checkpoint to replace")
+
+
+def publish(checkpoint: Path, dest: Path, cfg: PretrainConfig, config_path: str | None) -> Path:
+    """Copy an exported checkpoint to ``dest`` as a bundled base: named after the folder, no parent,
+    its denoiser steps counted from scratch and its history (the ``init`` chain) in the manifest."""
+    policy = ShapesPolicy.load(checkpoint)
+    m, name = policy.manifest, dest.name
+    history = [f"{cfg.steps:,} denoiser steps from {config_path or 'defaults'} ({cfg.edit_families} edit mix, lr {cfg.lr:g})"]
+    configs = [config_path]
+    if cfg.init:  # the init's manifest as the run first read it (dest may be the init folder itself)
+        parent = json.loads((checkpoint.parents[1] / "init_manifest.json").read_text())
+        history.insert(0, str(parent.get("pretrain_history") or f"{parent.get('name')} ({parent.get('step')} steps)"))
+        history[1] = "then " + history[1].replace(" denoiser steps from ", " more denoiser steps from ", 1)
+        configs.insert(0, parent.get("pretrain_config"))
+    check_publish_dest(dest)
+    tmp = dest.with_name(dest.name + ".publishing")
+    policy.save(tmp, name=name, lineage=[name], parent=None, tasks=m["tasks"], task=m["task"], step=m["step"], trainer="pretrain",
+                pretrain_config=" then ".join(str(c) for c in configs if c) or None, pretrain_history="; ".join(history),
+                run_checkpoint=m.get("name"))
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.replace(dest)
+    return dest
 
 
 if __name__ == "__main__":
