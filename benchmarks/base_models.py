@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_report  # noqa: E402
+from benchmarks.report import checkpoint_specs, write_report  # noqa: E402
 
 TASKS = ("t2i", "edit")
 
@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"what": "base models side by side (docs/training.md, Round seven)",
            "command": "python benchmarks/base_models.py " + " ".join(args.models) + f" --samples-per-prompt {args.samples_per_prompt}"
            + (f" --limit {args.limit}" if args.limit else ""), "models": {}}
-    for spec in args.models:
-        label, sep, path = spec.partition("=")
-        if not sep or not (Path(path) / "manifest.json").is_file():
-            raise SystemExit(f"{spec!r}: pass LABEL=CHECKPOINT, a folder with manifest.json")
+    for label, path in checkpoint_specs(args.models):
         t0 = time.perf_counter()
         row = {"path": path, "bench": bench(path, ("test", "compositional"), args.limit, samples_per_prompt=args.samples_per_prompt)}
         row["seconds"] = time.perf_counter() - t0

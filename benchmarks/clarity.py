@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import checkpoint_specs  # noqa: E402
+
 NEAR_TIE = 0.05
 CLOSE_CALL = 0.75
 HARD = ("two_objects", "position")
@@ -118,7 +123,7 @@ def autoencoder_round_trip(policy) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="LABEL=PATH")
+    ap.add_argument("models", nargs="+", help="LABEL=CHECKPOINT")
     ap.add_argument("--samples-per-prompt", type=int, default=4)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "t2i_clarity.json")
     args = ap.parse_args()
@@ -127,8 +132,7 @@ def main() -> None:
 
     out = {"what": "strict accuracy, composite reward and the clarity of text-to-image samples (docs/training.md, Round five)",
            "command": "python benchmarks/clarity.py " + " ".join(args.models), "models": {}}
-    for spec in args.models:
-        label, _, path = spec.partition("=")
+    for label, path in checkpoint_specs(args.models):
         t0 = time.perf_counter()
         policy = load_policy(path)
         row = {"path": path, "bench": bench(path, ("test", "compositional"), None, samples_per_prompt=args.samples_per_prompt),

@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import checkpoint_specs  # noqa: E402
 
 
 def reason_kind(reason: str) -> str:
@@ -83,14 +87,13 @@ def profile(path: str, samples: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="LABEL=PATH")
+    ap.add_argument("models", nargs="+", help="LABEL=CHECKPOINT")
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "move_failures.json")
     args = ap.parse_args()
     out = {"what": "why move edits fail (docs/training.md, Round six)",
            "command": "python benchmarks/move_failures.py " + " ".join(args.models) + f" --samples {args.samples}", "models": {}}
-    for spec in args.models:
-        label, _, path = spec.partition("=")
+    for label, path in checkpoint_specs(args.models):
         p = out["models"][label] = profile(path, args.samples)
         print(f"{label}: pass {100 * p['pass_rate']:.1f}% of {p['images']}; along (px) passing {p['along_px_quantiles']['passing']}, "
               f"all {p['along_px_quantiles']['all']}; moved >= 4 px: {100 * p['share_moved_4px_or_more']:.1f}%")

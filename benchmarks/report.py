@@ -13,3 +13,15 @@ def write_report(out: str | Path, results: dict, markdown: str) -> None:
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     out.with_suffix(".md").write_text(markdown)
     print(markdown)
+
+
+def checkpoint_specs(specs: list[str]) -> list[tuple[str, str]]:
+    """``LABEL=CHECKPOINT`` arguments as (label, path) pairs; SystemExit naming the form for one that
+    has no ``=`` or whose path is not a checkpoint folder (no manifest.json)."""
+    pairs = []
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not (Path(path) / "manifest.json").is_file():
+            raise SystemExit(f"{spec!r}: pass LABEL=CHECKPOINT, a folder with manifest.json")
+        pairs.append((label, path))
+    return pairs

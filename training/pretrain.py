@@ -295,12 +295,11 @@ def publish(checkpoint: Path, dest: Path, cfg: PretrainConfig, config_path: str 
     its denoiser steps counted from scratch and its history (the ``init`` chain) in the manifest."""
     policy = ShapesPolicy.load(checkpoint)
     m, name = policy.manifest, dest.name
-    history = [f"{cfg.steps:,} denoiser steps from {config_path or 'defaults'} ({cfg.edit_families} edit mix, lr {cfg.lr:g})"]
-    configs = [config_path]
+    own = f"{cfg.steps:,} {'more ' if cfg.init else ''}denoiser steps from {config_path or 'defaults'} ({cfg.edit_families} edit mix, lr {cfg.lr:g})"
+    history, configs = [own], [config_path]
     if cfg.init:  # the init's manifest as the run first read it (dest may be the init folder itself)
         parent = json.loads((checkpoint.parents[1] / "init_manifest.json").read_text())
-        history.insert(0, str(parent.get("pretrain_history") or f"{parent.get('name')} ({parent.get('step')} steps)"))
-        history[1] = "then " + history[1].replace(" denoiser steps from ", " more denoiser steps from ", 1)
+        history = [str(parent.get("pretrain_history") or f"{parent.get('name')} ({parent.get('step')} steps)"), "then " + own]
         configs.insert(0, parent.get("pretrain_config"))
     check_publish_dest(dest)
     tmp = dest.with_name(dest.name + ".publishing")
