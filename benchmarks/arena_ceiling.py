@@ -101,9 +101,26 @@ def pass_pair_spread(passed: np.ndarray, score: np.ndarray, margin: float) -> di
             "composite_of_passes_median": float(np.median(score[passed])) if passed.any() else math.nan}
 
 
-def judge_images(model: str, task: str, samples: int, limit: int | None) -> dict:
-    """Strict pass and composite score of each image of ``model`` on the test split, as arrays
-    (prompts, samples)."""
+def model_paths(models: list[str]) -> dict[str, Path]:
+    """Each ``--models`` entry as (label, checkpoint folder): a bundled model's name, or
+    ``LABEL=CHECKPOINT`` for any checkpoint (a training run's, say)."""
+    from benchmarks.report import checkpoint_specs
+
+    paths = {}
+    for entry in models:
+        if "=" in entry:
+            [(label, path)] = checkpoint_specs([entry])
+            paths[label] = Path(path)
+        elif (REPO / "data" / "models" / entry / "manifest.json").is_file():
+            paths[entry] = REPO / "data" / "models" / entry
+        else:
+            raise SystemExit(f"{entry!r}: not a bundled model (data/models/NAME); pass LABEL=CHECKPOINT for another checkpoint")
+    return paths
+
+
+def judge_images(path: Path, task: str, samples: int, limit: int | None) -> dict:
+    """Strict pass and composite score of each image of the checkpoint at ``path`` on the test
+    split, as arrays (prompts, samples)."""
     from app.pool import composite_reward, reward_path
     from qwenrl.evaluation import generate_for, policy_sampling_defaults
     from qwenrl.models import load_policy
@@ -112,12 +129,12 @@ def judge_images(model: str, task: str, samples: int, limit: int | None) -> dict
     from qwenrl.world.check import check_image
     from qwenrl.world.prompt_sets import load_prompt_set
 
-    policy = load_policy(REPO / "data" / "models" / model)
+    policy = load_policy(path)
     settings = policy_sampling_defaults(policy)
     prompts = load_prompt_set(task, "test", limit=limit)
     items = [p for p in prompts for _ in range(samples)]
     images = generate_for(policy, items, seeds=list(range(len(items))), num_steps=settings["num_steps"],
-                          guidance_scale=settings["guidance_scale"], progress=True, desc=f"{model} {task}")
+                          guidance_scale=settings["guidance_scale"], progress=True, desc=f"{path.name} {task}")
     reward = load_reward(reward_path(composite_reward(task)))
     scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(images, items)])], dtype=float)
     passed = np.array([check_image(it, im).passed for it, im in zip(items, images)])
@@ -131,7 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--samples-per-prompt", type=int, default=4, help="at least 2: the both-pass pairs need two images")
     ap.add_argument("--limit", type=int, default=None, help="an evenly spaced subset of the test prompts")
     ap.add_argument("--margin", type=float, default=HUMANLIKE_MARGIN)
-    ap.add_argument("--models", nargs="+", default=list(MODELS), help="the first is the base")
+    ap.add_argument("--models", nargs="+", default=list(MODELS),
+                    help="bundled model names or LABEL=CHECKPOINT; the first is the base")
+    ap.add_argument("--tasks", nargs="+", choices=("t2i", "edit"), default=["t2i", "edit"])
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "arena_ceiling"))
     args = ap.parse_args(argv)
     if args.samples_per_prompt < 2:
@@ -140,10 +159,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    base = args.models[0]
-    results: dict = {"samples_per_prompt": args.samples_per_prompt, "margin": args.margin, "base": base, "tasks": {}}
-    for task in ("t2i", "edit"):
-        judged = {m: judge_images(m, task, args.samples_per_prompt, args.limit) for m in args.models}
+    paths = model_paths(args.models)
+    base = next(iter(paths))
+    results: dict = {"samples_per_prompt": args.samples_per_prompt, "margin": args.margin, "base": base,
+                     "models": {m: str(p) for m, p in paths.items()}, "tasks": {}}
+    for task in args.tasks:
+        judged = {m: judge_images(p, task, args.samples_per_prompt, args.limit) for m, p in paths.items()}
         b = judged[base]
         results["tasks"][task] = {
             "prompts": int(b["passed"].shape[0]),

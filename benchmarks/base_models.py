@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from training.recipe import bench
 
-    out = {"what": "base models side by side (docs/training.md, Round seven)",
+    out = {"what": "models side by side, benched as the seed recipe benches (docs/training.md, Rounds seven and eight)",
            "command": "python benchmarks/base_models.py " + " ".join(args.models) + f" --samples-per-prompt {args.samples_per_prompt}"
            + (f" --limit {args.limit}" if args.limit else ""), "models": {}}
     for label, path in checkpoint_specs(args.models):

@@ -219,6 +219,20 @@ def test_arena_ceiling_of_a_base_that_passes_half_its_images():
     assert spread["pairs"] == 1 and abs(spread["mean_abs_diff"] - 0.03) < 1e-12 and spread["share_above_margin"] == 1.0
 
 
+def test_arena_ceiling_takes_bundled_names_and_run_checkpoints_and_refuses_others(tmp_path):
+    ac = _benchmark("arena_ceiling")
+    run = tmp_path / "ckpt"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    paths = ac.model_paths(["shapes-base", f"mine={run}"])
+    assert list(paths) == ["shapes-base", "mine"]  # the first stays the base
+    assert paths["shapes-base"] == REPO / "data" / "models" / "shapes-base" and paths["mine"] == run
+    with pytest.raises(SystemExit, match="not a bundled model"):
+        ac.model_paths(["shapes-nope"])
+    with pytest.raises(SystemExit, match="LABEL=CHECKPOINT"):
+        ac.model_paths([f"x={tmp_path}"])
+
+
 def test_judge_speed_times_judges_on_the_same_samples_and_refuses_a_folder_without_a_judge(tmp_path, capsys):
     """benchmarks/judge_speed.py: every judge answers the same samples each round; a folder that
     holds no judge is refused before anything runs."""
@@ -555,3 +569,33 @@ def test_base_models_grids_show_sources_above_edits(tmp_path):
     assert grid.shape == (70 * 4, 70 * 4, 3)
     first_source = render(load_prompt_set("edit", "test", limit=2)[0].source)
     assert np.array_equal(grid[8:8 + 128:4, 8:8 + 128:4], first_source)
+
+
+def test_edit_looks_measures_the_spread_among_passing_images_only():
+    """benchmarks/edit_looks.py: pairs and best-of-k use the passing images of a prompt, by hand."""
+    looks = _benchmark("edit_looks")
+    passed = np.array([[True, True, True, False], [True, False, False, False]])
+    fid = np.array([[1.0, 0.96, 0.84, 0.10], [0.7, 0.2, 0.2, 0.2]])
+    # prompt 0's passes: 1.0, 0.96, 0.84 -> gaps 0.04, 0.16, 0.12; prompt 1 has one pass, no pair
+    assert np.allclose(sorted(looks.pair_gaps(passed, fid)), [0.04, 0.12, 0.16])
+    assert np.allclose(looks.best_over_mean(passed, fid), [1.0 - (1.0 + 0.96 + 0.84) / 3])
+    s = looks.looks_summary(passed, fid, gap=0.1)
+    assert s["pairs"] == 3 and abs(s["pairs_over_0.05"] - 2 / 3) < 1e-12 and abs(s["pairs_over_gap"] - 2 / 3) < 1e-12
+    assert s["prompts"] == 1 and abs(s["fidelity_of_passes"] - (1.0 + 0.96 + 0.84 + 0.7) / 4) < 1e-12
+    assert s["passes_below_0.9"] == 0.5 and s["pass_rate"] == 0.5
+
+
+def test_edit_looks_end_to_end_on_two_prompts_writes_tables_and_a_grid(tmp_path):
+    from qwenrl.imageio import load_png
+
+    looks = _benchmark("edit_looks")
+    out = looks.main(["base=data/models/shapes-base", "--limit", "2", "--samples-per-prompt", "2",
+                      "--grid", str(tmp_path / "g.png"), "--out", str(tmp_path / "looks.json")])
+    row = out["models"]["base"]
+    assert 0 <= row["pass_rate"] <= 1 and row["pairs"] <= 2
+    assert "| base |" in (tmp_path / "looks.md").read_text()
+    # rows only for prompts whose images all pass: the base passes both edits of both prompts here
+    assert out["grid"] == str(tmp_path / "g.png") and load_png(tmp_path / "g.png").shape[1] == (3 * 34 + 2) * 4
+    assert looks.widest_grid({"passed": np.zeros((1, 2), bool), "fidelity": np.ones((1, 2))}, rows=4) is None
+    with pytest.raises(SystemExit):
+        looks.main(["base=data/models/shapes-base", "--samples-per-prompt", "1"])

@@ -336,3 +336,23 @@ def test_every_judge_kind_and_vlm_option_is_documented():
         for f in dataclasses.fields(cls.Config):
             if f.name != "rubric_dir":
                 assert f"{f.name}:" in doc, f"{cls.kind}.{f.name}"
+
+
+@pytest.mark.parametrize("name", ["shapes_edit", "shapes_edit_rank", "shapes_edit_looks"])
+def test_editing_rewards_rank_a_clean_edit_above_a_notched_one_above_a_wrong_one(name):
+    """A notched square that the strict checker still passes scores below the clean render (the
+    editing composite's fidelity part sees it) and above an edit that was not made."""
+    from qwenrl.world.check import check_image
+    from qwenrl.world.grammar import EditTask
+
+    source = Scene("white", (Obj("square", "red", "large", 4, 4), Obj("circle", "green", "small", 22, 20)))
+    target = Scene("white", (Obj("square", "blue", "large", 4, 4), Obj("circle", "green", "small", 22, 20)))
+    task = EditTask("make the red square blue", "recolor", source, target, 0, ((1, 1),))
+    clean = render(target)
+    notched = clean.copy()
+    notched[4:8, 4:8] = clean[0, 0]  # a 4-pixel bite out of the square's corner
+    assert check_image(task, clean).passed and check_image(task, notched).passed
+    reward = load_reward(CONFIGS / f"{name}.yaml", cache=None)
+    good, bitten, unchanged = reward([Sample.from_spec(im, task, source=render(source)) for im in (clean, notched, render(source))])
+    assert good.score == 1.0 > bitten.score > unchanged.score
+    assert bitten.parts["fidelity"] < 1.0 and bitten.parts["strict"] == 1.0

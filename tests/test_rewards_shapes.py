@@ -162,6 +162,15 @@ def test_fidelity_exact_shapes_score_one_and_a_deformed_shape_less():
     assert empty.score == 0.0 and "No object" in empty.rationale
 
 
+def test_fidelity_of_an_empty_scene_is_one_when_the_edit_removes_the_last_object():
+    only = EditTask("remove the red circle", "remove", scene(RED_CIRCLE), scene(), None)
+    source = render(only.source)
+    assert judge("shapes_fidelity", render(scene()), only, source=source).score == 1.0
+    # an edit whose target keeps an object still needs one drawn
+    kept = EditTask("remove the red circle", "remove", scene(RED_CIRCLE, BLUE_SQUARE), scene(BLUE_SQUARE), None, ((1, 0),))
+    assert judge("shapes_fidelity", render(scene()), kept, source=render(kept.source)).score == 0.0
+
+
 def test_clarity_is_one_on_clean_renders_of_both_tasks():
     j = judge("shapes_clarity", render(scene(RED_CIRCLE, BLUE_SQUARE)), RED_LEFT_OF_BLUE)
     assert j.score == 1.0 and j.parts == {"shape": 1.0, "size": 1.0}

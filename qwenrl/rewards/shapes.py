@@ -409,6 +409,8 @@ class ShapesFidelity(_ShapesJudge):
         if parsed is None:
             return self.unparseable(sample)
         if not parsed.objects:
+            if _wanted_objects(sample) == []:  # an edit that removes the last object: an empty scene is right
+                return Judgement(1.0, "No object wanted and none drawn. Fidelity 1.", {"iou": 1.0, "size_fit": 1.0}, self.name)
             return Judgement(0.0, "No object drawn, so no shape to judge. Fidelity 0.", {"iou": 0.0, "size_fit": 0.0}, self.name)
         sw = self.options.size_weight
         notes, scores, ious, fits = [], [], [], []
