@@ -486,3 +486,11 @@ def test_length_buckets_batch_the_same_draws_by_length():
     assert tj.draw_batch(plain, 9, captions, train, {}) == tj.draw_batch(plain, 9, captions, train, {})
     with pytest.raises(tj.ConfigError, match="length_buckets"):
         tj.JudgeConfig(**{**TINY, "length_buckets": 0})
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "training" / "configs").glob("judge*.yaml")))
+def test_bundled_judge_configs_validate_and_fine_tunes_start_from_a_bundled_judge(name):
+    cfg = tj.JudgeConfig.from_yaml(REPO / "training" / "configs" / name)
+    assert cfg.steps > 0 and cfg.models
+    if cfg.init_from:
+        assert (REPO / cfg.init_from / "manifest.json").is_file(), cfg.init_from
