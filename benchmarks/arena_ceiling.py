@@ -122,22 +122,18 @@ def judge_images(path: Path, task: str, samples: int, limit: int | None) -> dict
     """Strict pass and composite score of each image of the checkpoint at ``path`` on the test
     split, as arrays (prompts, samples)."""
     from app.pool import composite_reward, reward_path
-    from qwenrl.evaluation import generate_for, policy_sampling_defaults
+    from qwenrl.evaluation import evaluate
     from qwenrl.models import load_policy
     from qwenrl.rewards import load_reward
     from qwenrl.rewards.base import Sample
-    from qwenrl.world.check import check_image
     from qwenrl.world.prompt_sets import load_prompt_set
 
-    policy = load_policy(path)
-    settings = policy_sampling_defaults(policy)
     prompts = load_prompt_set(task, "test", limit=limit)
+    run = evaluate(load_policy(path), task, "test", samples_per_prompt=samples, limit=limit, progress=True, keep_images=True)
     items = [p for p in prompts for _ in range(samples)]
-    images = generate_for(policy, items, seeds=list(range(len(items))), num_steps=settings["num_steps"],
-                          guidance_scale=settings["guidance_scale"], progress=True, desc=f"{path.name} {task}")
     reward = load_reward(reward_path(composite_reward(task)))
-    scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(images, items)])], dtype=float)
-    passed = np.array([check_image(it, im).passed for it, im in zip(items, images)])
+    scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(run["images"], items)])], dtype=float)
+    passed = np.array([r["passed"] for r in run["records"]])
     return {"passed": passed.reshape(len(prompts), samples), "score": scores.reshape(len(prompts), samples)}
 
 

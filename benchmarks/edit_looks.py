@@ -68,25 +68,22 @@ def looks_summary(passed: np.ndarray, fidelity: np.ndarray, gap: float) -> dict[
 
 
 def sample_and_judge(path: str, samples: int, limit: int | None) -> dict[str, np.ndarray]:
-    """Images, sources, strict passes and fidelities, arrays with a leading (prompts, samples)."""
-    from qwenrl.evaluation import generate_for, policy_sampling_defaults
+    """Images, sources, strict passes and fidelities, arrays with a leading (prompts, samples):
+    the test split sampled as ``qwenrl bench`` samples it (seeds 0, 1, …; the manifest's settings)."""
+    from qwenrl.evaluation import evaluate
     from qwenrl.models import load_policy
     from qwenrl.rewards import Sample, build_judge
-    from qwenrl.world.check import check_image
     from qwenrl.world.prompt_sets import load_prompt_set
     from qwenrl.world.scene import render
 
-    policy = load_policy(path)
-    settings = policy_sampling_defaults(policy)
     prompts = load_prompt_set("edit", "test", limit=limit)
+    run = evaluate(load_policy(path), "edit", "test", samples_per_prompt=samples, limit=limit, progress=True, keep_images=True)
+    images = np.asarray(run["images"])
     items = [p for p in prompts for _ in range(samples)]
-    images = generate_for(policy, items, seeds=list(range(len(items))), num_steps=settings["num_steps"],
-                          guidance_scale=settings["guidance_scale"], progress=True, desc=Path(path).name)
     fidelity = np.array([j.score for j in build_judge("shapes_fidelity")([Sample.from_spec(im, it) for im, it in zip(images, items)])])
-    passed = np.array([check_image(it, im).passed for it, im in zip(items, images)])
+    passed = np.array([r["passed"] for r in run["records"]])
     shape = (len(prompts), samples)
-    return {"images": np.asarray(images).reshape(*shape, *np.asarray(images).shape[1:]),
-            "sources": np.stack([render(p.source) for p in prompts]),
+    return {"images": images.reshape(*shape, *images.shape[1:]), "sources": np.stack([render(p.source) for p in prompts]),
             "passed": passed.reshape(shape), "fidelity": fidelity.reshape(shape)}
 
 
