@@ -88,14 +88,20 @@ def ceilings(passed: np.ndarray, score: np.ndarray, margin: float) -> dict[str, 
             "perfect_accuracy_perfect_looks": head_to_head(perfect)}
 
 
+def pass_pair_gaps(passed: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """|score difference| of every pair of passing images of the same prompt; arrays are
+    (prompts, samples)."""
+    gaps = []
+    for row_pass, row_score in zip(passed, score):
+        s = row_score[row_pass]
+        gaps.extend(abs(s[a] - s[b]) for a in range(len(s)) for b in range(a + 1, len(s)))
+    return np.asarray(gaps, dtype=float)
+
+
 def pass_pair_spread(passed: np.ndarray, score: np.ndarray, margin: float) -> dict[str, float]:
     """Among pairs of passing images of the same prompt: the mean |score difference| and the share
     above the margin (the both-pass pairs the human-like judge does not call a tie)."""
-    diffs = []
-    for row_pass, row_score in zip(passed, score):
-        s = row_score[row_pass]
-        diffs.extend(abs(s[a] - s[b]) for a in range(len(s)) for b in range(a + 1, len(s)))
-    d = np.array(diffs)
+    d = pass_pair_gaps(passed, score)
     return {"pairs": len(d), "mean_abs_diff": float(d.mean()) if len(d) else math.nan,
             "share_above_margin": float((d > margin).mean()) if len(d) else math.nan,
             "composite_of_passes_median": float(np.median(score[passed])) if passed.any() else math.nan}
@@ -118,23 +124,34 @@ def model_paths(models: list[str]) -> dict[str, Path]:
     return paths
 
 
-def judge_images(path: Path, task: str, samples: int, limit: int | None) -> dict:
-    """Strict pass and composite score of each image of the checkpoint at ``path`` on the test
-    split, as arrays (prompts, samples)."""
-    from app.pool import composite_reward, reward_path
+def sample_and_score(path: Path, task: str, samples: int, limit: int | None, reward) -> dict:
+    """The test split sampled as ``qwenrl bench`` samples it (seeds 0, 1, …; the manifest's
+    settings): images, strict passes and ``reward``'s scores, with a leading (prompts, samples),
+    and the prompts."""
     from qwenrl.evaluation import evaluate
     from qwenrl.models import load_policy
-    from qwenrl.rewards import load_reward
     from qwenrl.rewards.base import Sample
     from qwenrl.world.prompt_sets import load_prompt_set
 
     prompts = load_prompt_set(task, "test", limit=limit)
     run = evaluate(load_policy(path), task, "test", samples_per_prompt=samples, limit=limit, progress=True, keep_images=True)
+    images = np.asarray(run["images"])
     items = [p for p in prompts for _ in range(samples)]
-    reward = load_reward(reward_path(composite_reward(task)))
-    scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(run["images"], items)])], dtype=float)
+    scores = np.array([j.score for j in reward([Sample.from_spec(im, it) for im, it in zip(images, items)])], dtype=float)
     passed = np.array([r["passed"] for r in run["records"]])
-    return {"passed": passed.reshape(len(prompts), samples), "score": scores.reshape(len(prompts), samples)}
+    shape = (len(prompts), samples)
+    return {"prompts": prompts, "images": images.reshape(*shape, *images.shape[1:]),
+            "passed": passed.reshape(shape), "score": scores.reshape(shape)}
+
+
+def judge_images(path: Path, task: str, samples: int, limit: int | None) -> dict:
+    """Strict pass and composite score of each image of the checkpoint at ``path`` on the test
+    split, as arrays (prompts, samples)."""
+    from app.pool import composite_reward, reward_path
+    from qwenrl.rewards import load_reward
+
+    judged = sample_and_score(path, task, samples, limit, load_reward(reward_path(composite_reward(task))))
+    return {"passed": judged["passed"], "score": judged["score"]}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -33,17 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.arena_ceiling import pass_pair_gaps, sample_and_score  # noqa: E402
 from benchmarks.report import checkpoint_specs, write_report  # noqa: E402
-
-
-def pair_gaps(passed: np.ndarray, fidelity: np.ndarray) -> np.ndarray:
-    """|fidelity difference| of every pair of passing images of the same prompt; arrays are
-    (prompts, samples)."""
-    gaps = []
-    for ok, f in zip(passed, fidelity):
-        s = f[ok]
-        gaps.extend(abs(s[a] - s[b]) for a in range(len(s)) for b in range(a + 1, len(s)))
-    return np.asarray(gaps, dtype=float)
 
 
 def best_over_mean(passed: np.ndarray, fidelity: np.ndarray) -> np.ndarray:
@@ -52,7 +43,7 @@ def best_over_mean(passed: np.ndarray, fidelity: np.ndarray) -> np.ndarray:
 
 
 def looks_summary(passed: np.ndarray, fidelity: np.ndarray, gap: float) -> dict[str, float]:
-    gaps, best = pair_gaps(passed, fidelity), best_over_mean(passed, fidelity)
+    gaps, best = pass_pair_gaps(passed, fidelity), best_over_mean(passed, fidelity)
     return {
         "pass_rate": float(passed.mean()),
         "fidelity_of_passes": float(fidelity[passed].mean()),
@@ -70,21 +61,12 @@ def looks_summary(passed: np.ndarray, fidelity: np.ndarray, gap: float) -> dict[
 def sample_and_judge(path: str, samples: int, limit: int | None) -> dict[str, np.ndarray]:
     """Images, sources, strict passes and fidelities, arrays with a leading (prompts, samples):
     the test split sampled as ``qwenrl bench`` samples it (seeds 0, 1, …; the manifest's settings)."""
-    from qwenrl.evaluation import evaluate
-    from qwenrl.models import load_policy
-    from qwenrl.rewards import Sample, build_judge
-    from qwenrl.world.prompt_sets import load_prompt_set
+    from qwenrl.rewards import build_judge
     from qwenrl.world.scene import render
 
-    prompts = load_prompt_set("edit", "test", limit=limit)
-    run = evaluate(load_policy(path), "edit", "test", samples_per_prompt=samples, limit=limit, progress=True, keep_images=True)
-    images = np.asarray(run["images"])
-    items = [p for p in prompts for _ in range(samples)]
-    fidelity = np.array([j.score for j in build_judge("shapes_fidelity")([Sample.from_spec(im, it) for im, it in zip(images, items)])])
-    passed = np.array([r["passed"] for r in run["records"]])
-    shape = (len(prompts), samples)
-    return {"images": images.reshape(*shape, *images.shape[1:]), "sources": np.stack([render(p.source) for p in prompts]),
-            "passed": passed.reshape(shape), "fidelity": fidelity.reshape(shape)}
+    judged = sample_and_score(Path(path), "edit", samples, limit, build_judge("shapes_fidelity"))
+    return {"images": judged["images"], "sources": np.stack([render(p.source) for p in judged["prompts"]]),
+            "passed": judged["passed"], "fidelity": judged["score"]}
 
 
 def widest_grid(judged: dict[str, np.ndarray], rows: int) -> np.ndarray | None:

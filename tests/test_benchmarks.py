@@ -577,7 +577,7 @@ def test_edit_looks_measures_the_spread_among_passing_images_only():
     passed = np.array([[True, True, True, False], [True, False, False, False]])
     fid = np.array([[1.0, 0.96, 0.84, 0.10], [0.7, 0.2, 0.2, 0.2]])
     # prompt 0's passes: 1.0, 0.96, 0.84 -> gaps 0.04, 0.16, 0.12; prompt 1 has one pass, no pair
-    assert np.allclose(sorted(looks.pair_gaps(passed, fid)), [0.04, 0.12, 0.16])
+    assert np.allclose(sorted(looks.pass_pair_gaps(passed, fid)), [0.04, 0.12, 0.16])  # arena_ceiling's, shared
     assert np.allclose(looks.best_over_mean(passed, fid), [1.0 - (1.0 + 0.96 + 0.84) / 3])
     s = looks.looks_summary(passed, fid, gap=0.1)
     assert s["pairs"] == 3 and abs(s["pairs_over_0.05"] - 2 / 3) < 1e-12 and abs(s["pairs_over_gap"] - 2 / 3) < 1e-12
