@@ -116,6 +116,11 @@ def save_png(fig: go.Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (kaleido drives Chromium: ``BROWSER_PATH``, default /usr/bin/chromium)."""
     import os
 
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise SystemExit("writing a PNG chart needs kaleido 1.x and Chromium: pip install -e '.[bench]' "
+                         "(the figures' JSON is written before the chart)") from None
     os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ times per test prompt (the seeds ``qwenrl bench`` uses) and reports the gain wit
 error over prompts, since one image per prompt moves an evaluation by about ±3 points.
 
 Prints markdown tables, writes benchmarks/results/judge_rl.json (or --json) and, with --out, a
-plotly PNG (kaleido with Chromium; ``BROWSER_PATH`` defaults to /usr/bin/chromium).
+plotly PNG (kaleido with Chromium: ``pip install -e '.[bench]'``; ``BROWSER_PATH`` defaults to /usr/bin/chromium).
 
 ``--fooled CHECKPOINT --grid PNG`` instead samples a checkpoint on the text-to-image test split
 (one image per prompt, the seeds ``qwenrl bench`` uses), judges it with the learned judge and the

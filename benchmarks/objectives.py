@@ -14,7 +14,7 @@ evaluations (``eval/accuracy``: the strict checker on the test split) on one tim
 
 Prints a markdown table (accuracy at each evaluation, with minutes), writes the points to
 benchmarks/results/objectives.json (or --json) and a plotly PNG (needs kaleido and Chromium:
-``pip install kaleido``; ``BROWSER_PATH`` points kaleido at /usr/bin/chromium by default).
+``pip install -e '.[bench]'``; ``BROWSER_PATH`` points kaleido at /usr/bin/chromium by default).
 """
 
 from __future__ import annotations

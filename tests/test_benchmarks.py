@@ -599,3 +599,51 @@ def test_edit_looks_end_to_end_on_two_prompts_writes_tables_and_a_grid(tmp_path)
     assert looks.widest_grid({"passed": np.zeros((1, 2), bool), "fidelity": np.ones((1, 2))}, rows=4) is None
     with pytest.raises(SystemExit):
         looks.main(["base=data/models/shapes-base", "--samples-per-prompt", "1"])
+
+
+def _probe_scenes() -> np.ndarray:
+    from qwenrl.world.scene import Obj, Scene, render
+
+    return np.stack([render(Scene("white", (Obj("circle", "red", "large", 2, 2), Obj("square", "blue", "small", 20, 20)))),
+                     render(Scene("black", (Obj("triangle", "green", "large", 16, 4),)))])
+
+
+def test_encoder_probe_labels_objects_the_checkers_way_and_bins_by_its_margin():
+    """benchmarks/encoder_probe.py: every parsed object gets the checker's class and margin; the
+    summary counts right names overall and by margin bin, blobs only in the overall figure."""
+    probe = _benchmark("encoder_probe")
+    objects = probe.objects_of(_probe_scenes())
+    assert [(o[0], probe.CLASSES[o[2]]) for o in objects] == [(0, "circle"), (0, "square"), (1, "triangle")]
+    assert all(o[1].shape == (32, 32) and o[1].any() and o[3] > 0.1 for o in objects)
+    blob = (1, np.zeros((32, 32), bool), probe.CLASSES.index("blob"), 0.01)
+    hand = [(0, None, 0, 0.02), (0, None, 1, 0.03), (0, None, 2, 0.5), blob]
+    s = probe.summary(hand, np.array([0, 0, 2, 3]))
+    assert s["n"] == 4 and s["right"] == 0.75
+    assert s["by_margin"]["0-0.05"] == {"n": 2, "right": 0.5} and s["by_margin"]["0.2+"] == {"n": 1, "right": 1.0}
+    assert s["by_margin"]["0.05-0.1"] == {"n": 0, "right": None}
+    images, owners, masks, labels = probe.pack(objects, _probe_scenes(), [2, 0])
+    assert len(images) == 2 and owners.tolist() == [1, 0] and labels.tolist() == [2, 0] and masks.shape == (2, 32, 32)
+
+
+def test_encoder_probes_name_objects_and_a_cnn_learns_the_renders(tmp_path):
+    """Each probe gives one row of class scores per object; trained a few dozen steps on clean
+    renders, the full-resolution CNN names their shapes; a folder without chunks is refused."""
+    import torch
+
+    probe = _benchmark("encoder_probe")
+    images = _probe_scenes()
+    objects = probe.objects_of(images)
+    for name in ("vit4", "vit2", "cnn"):
+        model, params = probe.build_probe(name, REPO / "data" / "models" / "shapes-judge-reader")
+        ims, owners, masks, _ = probe.pack(objects, images, list(range(len(objects))))
+        assert model(ims, owners, masks).shape == (3, len(probe.CLASSES))
+    frozen, params = probe.build_probe("shipped-frozen", REPO / "data" / "models" / "shapes-judge-reader")
+    assert {id(p) for p in params} == {id(p) for p in frozen.head.parameters()}
+    torch.manual_seed(0)
+    cnn, params = probe.build_probe("cnn", REPO)
+    probe.train_probe(cnn, params, objects, images, steps=60, lr=3e-3, seed=0)
+    assert probe.summary(objects, probe.predict(cnn, objects, images))["right"] == 1.0
+    with pytest.raises(SystemExit, match="no .*chunks"):
+        probe.folder_images(tmp_path, None)
+    with pytest.raises(SystemExit, match="unknown probe"):
+        probe.build_probe("resnet", REPO)

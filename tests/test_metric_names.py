@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from app.charts import eval_figure, metrics_figure
 from app.jobs import run_metrics
 from qwenrl.metrics import RENAMED, current_name, current_row, read_metrics
@@ -64,3 +66,14 @@ def test_old_run_folders_still_plot(tmp_path):
 def test_a_new_run_reads_the_same(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(current_row(r)) + "\n" for r in OLD_ROWS))
     assert read_metrics(tmp_path / "metrics.jsonl") == [current_row(r) for r in OLD_ROWS]
+
+
+def test_a_png_chart_without_kaleido_is_refused_with_the_install_line(tmp_path, monkeypatch):
+    import sys
+
+    from app.charts import save_png
+
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # import kaleido raises ImportError
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+        save_png(eval_figure([]), tmp_path / "chart.png")
+    assert not (tmp_path / "chart.png").exists()
