@@ -119,8 +119,7 @@ def save_png(fig: go.Figure, path: str | Path) -> Path:
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        raise SystemExit("writing a PNG chart needs kaleido 1.x and Chromium: pip install -e '.[bench]' "
-                         "(the figures' JSON is written before the chart)") from None
+        raise SystemExit("writing a PNG chart needs kaleido 1.x and Chromium: pip install -e '.[bench]'") from None
     os.environ.setdefault("BROWSER_PATH", "/usr/bin/chromium")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
