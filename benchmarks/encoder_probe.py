@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 RESULTS = ROOT / "benchmarks" / "results" / "encoder_probe.json"
 CLASSES = ("circle", "square", "triangle", "blob")
 PROBES = ("vit4", "vit2", "vit4-wide", "shipped-frozen", "shipped", "cnn")
-MARGIN_EDGES = (0.0, 0.05, 0.1, 0.2)
 
 
 def objects_of(images: np.ndarray) -> list[tuple[int, np.ndarray, int, float]]:
@@ -210,21 +209,17 @@ def predict(probe: torch.nn.Module, objects: list, images: np.ndarray) -> np.nda
 
 
 def summary(objects: list, predicted: np.ndarray) -> dict[str, Any]:
-    """Shapes named right, overall and for recognisable shapes by the checker's margin."""
-    labels = np.array([o[2] for o in objects])
-    margins = np.array([o[3] for o in objects])
-    right = predicted == labels
-    shape = labels != CLASSES.index("blob")
-    bins = {}
-    for lo, hi in zip(MARGIN_EDGES, MARGIN_EDGES[1:] + (float("inf"),)):
-        sel = shape & (margins >= lo) & (margins < hi)
-        bins[f"{lo:g}+" if hi == float("inf") else f"{lo:g}-{hi:g}"] = {
-            "n": int(sel.sum()), "right": float(right[sel].mean()) if sel.any() else None}
-    return {"n": int(len(labels)), "right": float(right.mean()) if len(labels) else None, "by_margin": bins}
+    """Shapes named right, overall, by true shape and, for recognisable shapes, by the checker's
+    margin: ``benchmarks/judge.py``'s summary of a judge's Seen lines, on the probe's names."""
+    from judge import shapes_read_summary
+
+    out = shapes_read_summary([("", CLASSES[o[2]], CLASSES[int(p)], o[3]) for o, p in zip(objects, predicted)])
+    out.pop("by_size")  # the probe does not size objects
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    from judge import MODELS, sample_models
+    from judge import MARGIN_EDGES, MODELS, sample_models
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="a judge data folder (its model and render chunks)")
