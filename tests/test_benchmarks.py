@@ -621,8 +621,11 @@ def test_encoder_probe_labels_objects_the_checkers_way_and_bins_by_its_margin():
     assert s["n"] == 4 and s["right"] == 0.75
     assert s["by_margin"]["0-0.05"] == {"n": 2, "right": 0.5} and s["by_margin"]["0.2+"] == {"n": 1, "right": 1.0}
     assert s["by_margin"]["0.05-0.1"] == {"n": 0, "right": None}
-    images, owners, masks, labels = probe.pack(objects, _probe_scenes(), [2, 0])
+    assert s["images_all_right"] == 0.5  # image 0 has a misnamed square, image 1's blob is right
+    assert probe.close_call_share(hand, 0.05) == {"images": 2, "with_close_call": 1, "share": 0.5}  # the blob does not count
+    images, owners, masks, labels, scores = probe.pack(objects, _probe_scenes(), [2, 0])
     assert len(images) == 2 and owners.tolist() == [1, 0] and labels.tolist() == [2, 0] and masks.shape == (2, 32, 32)
+    assert scores.shape == (2, 3) and scores[0].argmax() == 2 and scores[1].argmax() == 0  # triangle, circle
 
 
 def test_encoder_probes_name_objects_and_a_cnn_learns_the_renders(tmp_path):
@@ -633,9 +636,9 @@ def test_encoder_probes_name_objects_and_a_cnn_learns_the_renders(tmp_path):
     probe = _benchmark("encoder_probe")
     images = _probe_scenes()
     objects = probe.objects_of(images)
-    for name in ("vit4", "vit2", "cnn"):
+    for name in ("vit4", "vit2", "cnn", "mask-cnn", "crop-mlp", "mask-crop-mlp"):
         model, params = probe.build_probe(name, REPO / "data" / "models" / "shapes-judge-reader")
-        ims, owners, masks, _ = probe.pack(objects, images, list(range(len(objects))))
+        ims, owners, masks, *_ = probe.pack(objects, images, list(range(len(objects))))
         assert model(ims, owners, masks).shape == (3, len(probe.CLASSES))
     frozen, params = probe.build_probe("shipped-frozen", REPO / "data" / "models" / "shapes-judge-reader")
     assert {id(p) for p in params} == {id(p) for p in frozen.head.parameters()}
@@ -647,3 +650,92 @@ def test_encoder_probes_name_objects_and_a_cnn_learns_the_renders(tmp_path):
         probe.folder_images(tmp_path, None)
     with pytest.raises(SystemExit, match="unknown probe"):
         probe.build_probe("resnet", REPO)
+
+
+def test_encoder_probe_iou_objective_and_centred_crops():
+    """The ``iou`` objective names shapes by the checker's rule on predicted template IoUs (a blob
+    below its threshold) and learns clean renders; the crop probes cut a window centred on the
+    object's centroid, so the same square drawn anywhere gives the same mask window."""
+    import torch
+
+    probe = _benchmark("encoder_probe")
+    scores = torch.tensor([[0.9, 0.8, 0.1], [0.3, 0.45, 0.2], [0.4, 0.6, 0.59]])
+    assert probe.class_of_scores(scores).tolist() == [0, probe.CLASSES.index("blob"), 1]
+    images = _probe_scenes()
+    objects = probe.objects_of(images)
+    assert all(np.isclose(o[4].max(), 1.0) and o[4].argmax() == o[2] for o in objects)  # exact renders fit their template
+    crop = probe.CropProbe(window=20, from_mask=True)
+    square = np.zeros((2, 32, 32), bool)
+    square[0, 2:10, 3:11] = square[1, 20:28, 19:27] = True
+    windows = crop.crops(images, np.array([0, 0]), square)
+    assert windows.shape == (2, 20, 20, 1) and (windows[0] == windows[1]).all() and windows[0].sum() == 64
+    cnn, params = probe.build_probe("mask-crop-mlp", REPO)
+    probe.train_probe(cnn, params, objects, images, steps=80, lr=3e-3, seed=0, objective="iou")
+    assert probe.summary(objects, probe.predict(cnn, objects, images, "iou"))["right"] == 1.0
+
+
+def test_checker_stability_finds_verdicts_one_pixel_from_flipping():
+    """benchmarks/checker_stability.py: the edge edits touch only an object's rim and never the
+    ring around another object; a clean render's verdict survives single-pixel edits, while some
+    irregular shapes between two templates change name, and verdict, under one; the summary
+    counts samples, edits and close calls by hand."""
+    from qwenrl.world.boundary import boundary_images
+    from qwenrl.world.check import recognisable
+    from qwenrl.world.grammar import T2IPrompt
+    from qwenrl.world.parse import parse
+    from qwenrl.world.scene import PALETTE, PALETTE_INDEX, Obj, Scene, render
+
+    bench = _benchmark("checker_stability")
+    clean = render(Scene("white", (Obj("square", "red", "large", 2, 2), Obj("circle", "blue", "small", 18, 4))))  # 2 px apart
+    parsed = parse(clean)
+    edits = bench.edge_edits(clean, parsed)
+
+    def rim(mask: np.ndarray) -> int:  # pixels with a 4-neighbour outside the mask
+        m = np.pad(mask, 1)
+        inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+        return int((mask & ~inner).sum())
+
+    shaves = sum(1 for y, x, c in edits if (c == PALETTE[PALETTE_INDEX["white"]]).all())
+    assert shaves == sum(rim(o.mask) for o in parsed.objects) and rim(next(o.mask for o in parsed.objects if o.color == "red")) == 4 * 13  # the square's rim
+    blue = next(o.mask for o in parsed.objects if o.color == "blue")
+    b = np.pad(blue, 1)
+    near_blue = np.zeros((32, 32), bool)  # the circle grown by one pixel, diagonals included
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            near_blue |= b[dy:dy + 32, dx:dx + 32]
+    red_grows = [(y, x) for y, x, c in edits if (c == PALETTE[PALETTE_INDEX["red"]]).all()]
+    assert red_grows and not any(near_blue[y, x] for y, x in red_grows)
+    assert any(x == 16 for _, x in red_grows)  # the gap's first column may grow, its second not
+    both = T2IPrompt("a red square and a blue circle", "two_objects",
+                     {"objects": [{"color": "red", "shape": "square", "count": 1}, {"color": "blue", "shape": "circle", "count": 1}]})
+    steady = bench.stability(both, clean, 40, np.random.default_rng(0))
+    assert steady["passed"] and steady["edits"] == 40 and steady["flips"] == 0 and steady["shape_flips"] == 0
+
+    flipped = []  # irregular shapes between templates: the checker's call on some turns on one edge pixel
+    for image in boundary_images(60, seed=0):
+        (*objs,) = parse(image).objects
+        if len(objs) == 1 and recognisable(objs[0]):
+            o = objs[0]
+            named = T2IPrompt(f"a {o.color} {o.shape}", "single", {"objects": [{"color": o.color, "shape": o.shape, "count": 1}],
+                                                                   "relation": None, "background": None})
+            r = bench.stability(named, image, 400, np.random.default_rng(0))
+            assert r["passed"] and r["edits"] == len(bench.edge_edits(image, parse(image)))  # every edit tried
+            flipped += [r] if r["flips"] else []
+    assert flipped and all(0 < r["flips"] <= r["shape_flips"] for r in flipped)  # a renamed shape fails its prompt
+
+    hand = [{"passed": True, "edits": 4, "flips": 1, "shape_flips": 1, "close_call": True},
+            {"passed": False, "edits": 4, "flips": 0, "shape_flips": 2, "close_call": False},
+            {"passed": True, "edits": 2, "flips": 0, "shape_flips": 0, "close_call": False}]
+    s = bench.summarise(hand)
+    assert s["samples"] == 3 and np.isclose(s["pass_rate"], 2 / 3) and np.isclose(s["verdict_one_pixel_away"], 1 / 3)
+    assert np.isclose(s["shapes_one_pixel_away"], 2 / 3) and s["edits"] == 10 and s["edits_flipping_verdict"] == 0.1
+    assert s["verdict_one_pixel_away_close_call"] == 1.0 and s["verdict_one_pixel_away_no_close_call"] == 0.0
+    # two prompts, three models: prompt 0 passed by models 0 (one pixel away) and 2, prompt 1 by models 0 and 1
+    grid = [dict(hand[0]), {**hand[2], "passed": True}, {**hand[1]}, {**hand[2]}, {**hand[2], "passed": True}, {**hand[1]}]
+    assert bench.decisive_pairs(grid, 3) == {"decisive_pairs": 4, "one_pixel_away": 1, "share": 0.25}
+    # a judge's reads split by stability: right on the stable samples, wrong (or unreadable) on the one a pixel from flipping
+    split = bench.judge_split(hand, [(False, True), (False, False), (True, True)])
+    assert split["agreement"] == {"n": 3, "right": 2 / 3} and split["agreement_one_pixel_away"] == {"n": 1, "right": 0.0}
+    assert split["agreement_verdict_stable"] == {"n": 2, "right": 1.0}
+    assert split["seen_right_shapes_one_pixel_away"] == {"n": 2, "right": 0.5} and split["seen_right_shapes_stable"]["n"] == 1
+    assert bench.judge_split(hand[:1], [(None, False)])["agreement"] == {"n": 1, "right": 0.0}  # unreadable disagrees
