@@ -73,6 +73,8 @@ def edge_edits(image: np.ndarray, parsed: Any) -> list[tuple[int, int, np.ndarra
 
 def stability(item: Any, image: np.ndarray, edits: int, rng: np.random.Generator) -> dict[str, Any]:
     """The checker's verdict and shape names on ``image``, and on ``edits`` random edge edits of it."""
+    from judge import MARGIN_EDGES
+
     from qwenrl.world.check import check_image, recognisable
 
     base = check_image(item, image)
@@ -87,7 +89,7 @@ def stability(item: Any, image: np.ndarray, edits: int, rng: np.random.Generator
         again = check_image(item, edited)
         flips += again.passed != base.passed
         shape_flips += shape_names(again.parsed) != names
-    close = any(o.shape_margin < 0.05 and recognisable(o) for o in base.parsed.objects)
+    close = any(o.shape_margin < MARGIN_EDGES[1] and recognisable(o) for o in base.parsed.objects)
     return {"passed": bool(base.passed), "edits": len(picked), "flips": flips, "shape_flips": shape_flips, "close_call": close}
 
 

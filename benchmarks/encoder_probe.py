@@ -21,7 +21,7 @@ Candidates (``--probes``; all train the same steps on the same batches):
 * ``cnn``: a plain convolutional net at full resolution (no patches), a different design;
 * ``mask-cnn``: the same net shown only the object's own mask (the parser's segmentation, no
   image): how well the shape call can be learned once perception is perfect, an upper bound;
-* ``crop-mlp`` / ``mask-crop-mlp``: a two-layer perceptron on a window centred on the object's
+* ``crop-mlp`` / ``mask-crop-mlp``: a perceptron (two hidden layers) on a window centred on the object's
   centroid, cut from the image or from its mask: a second look at one object, aligned the way the
   checker aligns its templates (on the centroid) instead of pooled.
 
@@ -166,7 +166,7 @@ class CNNProbe(torch.nn.Module):
 
 
 class CropProbe(torch.nn.Module):
-    """A two-layer perceptron on a ``window``-pixel square centred on each object's centroid (rounded
+    """A perceptron with two hidden layers on a ``window``-pixel square centred on each object's centroid (rounded
     to the pixel), cut from the image (edges repeated past the border) or from the object's mask."""
 
     def __init__(self, window: int = 20, hidden: int = 256, from_mask: bool = False) -> None:
@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.steps < 1:
         raise SystemExit("--steps must be at least 1")
+    if args.boundary < 0:
+        raise SystemExit("--boundary must be 0 or more")
     torch.set_num_threads(2)
     train_images = folder_images(args.data, args.train_images)
     if args.boundary:

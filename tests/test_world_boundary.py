@@ -45,3 +45,5 @@ def test_boundary_images_are_seeded_and_parse_into_one_to_three_objects():
     counts = [len(parse(im).objects) for im in a]
     assert all(1 <= c <= 3 for c in counts) and len(set(counts)) > 1
     assert boundary_images(0).shape == (0, 32, 32, 3)
+    with pytest.raises(ValueError, match="0 or more"):
+        boundary_images(-1)

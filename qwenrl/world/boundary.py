@@ -73,5 +73,7 @@ def boundary_image(rng: np.random.Generator, max_objects: int = 3, jitter: float
 
 def boundary_images(n: int, seed: int = 0) -> np.ndarray:
     """``n`` images of ``boundary_image``, a function of ``seed``."""
+    if n < 0:
+        raise ValueError(f"n must be 0 or more, got {n}")
     rng = np.random.default_rng(seed)
     return np.stack([boundary_image(rng) for _ in range(n)]) if n else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
