@@ -30,6 +30,7 @@ from qwenrl.imageio import load_png
 from qwenrl.rewards import judge_human_agreement
 from qwenrl.rewards.pairwise import read_pairwise
 from qwenrl.world.check import check_image
+from qwenrl.world.stability import describe, verdict_stability
 
 from .learned_judge import reward_name as learned_judge
 from .workspace import LEARNED_JUDGE, PAIRWISE_VOTE_JUDGES
@@ -161,8 +162,18 @@ def sample_detail(ws, sample_id: int) -> dict[str, Any] | None:
         or "the learned judge has not judged this sample (python -m app.learned_judge --workspace ...)",
         "checker_rationale": (component_rationale(checker_source["rationale"], "strict") if checker_source else None)
         or "no strict-checker verdict stored for this sample",
+        "spec": item.spec() if item is not None else None,
         "verdicts": verdicts_of(learned),
     }
+
+
+def one_pixel(detail: dict[str, Any] | None) -> str | None:
+    """Whether one rim pixel turns the checker's verdict on a ``sample_detail`` over
+    (``qwenrl.world.stability``, every edit: about a tenth of a second, so the panel asks for it
+    only for the sample it shows); None without its prompt or image."""
+    if detail is None or detail.get("spec") is None or not Path(detail["image"]).is_file():
+        return None
+    return describe(verdict_stability(detail["spec"], load_png(detail["image"])))
 
 
 def verdicts_of(judgement: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@ The learned judges are scored by agreement with the exact checker, and their las
 objects the checker names by a hair (docs/rewards.md). This benchmark asks the checker itself how
 close to its own boundary the studio's images sit. For each of the four bundled models' test
 samples (the images ``benchmarks/judge.py`` judges: one per prompt, seed 0), it makes ``--edits``
-single-pixel changes, each on one parsed object's edge, and checks the image again:
+single-pixel changes, each on one parsed object's rim, and checks the image again
+(``qwenrl.world.stability``, which the reward inspector uses for one sample):
 
 * *shave*: one object pixel that touches the background turned to the background's colour;
 * *grow*: one background pixel that touches the object (and no other object) turned to its colour.
@@ -36,61 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 RESULTS = ROOT / "benchmarks" / "results" / "checker_stability.json"
-_FOUR = ndimage.generate_binary_structure(2, 1)
-
-
-def shape_names(parsed: Any) -> list[str]:
-    """The shapes the checker names in a parse, sorted (blobs below its template IoU as ``blob``)."""
-    from qwenrl.world.check import recognisable
-
-    return sorted(o.shape if recognisable(o) else "blob" for o in parsed.objects)
-
-
-def edge_edits(image: np.ndarray, parsed: Any) -> list[tuple[int, int, np.ndarray]]:
-    """Every single-pixel edit on an object's edge: (y, x, new RGB), shaves and grows."""
-    from qwenrl.world.scene import PALETTE, PALETTE_INDEX
-
-    background = PALETTE[PALETTE_INDEX[parsed.background]]
-    occupied = np.zeros(image.shape[:2], bool)
-    for o in parsed.objects:
-        occupied |= o.mask
-    out = []
-    for o in parsed.objects:
-        others = ndimage.binary_dilation(occupied & ~o.mask, np.ones((3, 3), bool))
-        shave = o.mask & ~ndimage.binary_erosion(o.mask, _FOUR, border_value=1)
-        grow = ndimage.binary_dilation(o.mask, _FOUR) & ~occupied & ~others
-        out += [(int(y), int(x), background) for y, x in zip(*np.nonzero(shave))]
-        colour = PALETTE[PALETTE_INDEX[o.color]]
-        out += [(int(y), int(x), colour) for y, x in zip(*np.nonzero(grow))]
-    return out
-
-
-def stability(item: Any, image: np.ndarray, edits: int, rng: np.random.Generator) -> dict[str, Any]:
-    """The checker's verdict and shape names on ``image``, and on ``edits`` random edge edits of it."""
-    from judge import MARGIN_EDGES
-
-    from qwenrl.world.check import check_image, recognisable
-
-    base = check_image(item, image)
-    names = shape_names(base.parsed)
-    candidates = edge_edits(image, base.parsed)
-    flips = shape_flips = 0
-    picked = rng.choice(len(candidates), size=min(edits, len(candidates)), replace=False) if candidates else []
-    for k in picked:
-        y, x, colour = candidates[int(k)]
-        edited = image.copy()
-        edited[y, x] = colour
-        again = check_image(item, edited)
-        flips += again.passed != base.passed
-        shape_flips += shape_names(again.parsed) != names
-    close = any(o.shape_margin < MARGIN_EDGES[1] and recognisable(o) for o in base.parsed.objects)
-    return {"passed": bool(base.passed), "edits": len(picked), "flips": flips, "shape_flips": shape_flips, "close_call": close}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -211,6 +162,8 @@ def print_split(title: str, results: dict[str, Any], key: str, columns: dict[str
 def main(argv: list[str] | None = None) -> None:
     from judge import MODELS, sample_models
 
+    from qwenrl.world.stability import verdict_stability
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--edits", type=int, default=64,
                     help="single-pixel edits tried per sample (more than an image has: every one of them)")
@@ -228,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks:
         items, _, images = sample_models(task, MODELS, args.limit, seed=0)
         rng = np.random.default_rng(0)
-        rows = [stability(item, image, args.edits, rng) for item, image in zip(items, images)]
+        rows = [verdict_stability(item, image, args.edits, rng) for item, image in zip(items, images)]
         results[task] = {**summarise(rows), "pairs": decisive_pairs(rows, len(MODELS))}
         if args.judge is not None:
             results[task]["judge"] = judge_split(rows, judge_reads(task, items, images, args.judge))

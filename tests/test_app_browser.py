@@ -341,6 +341,7 @@ def test_inspector_shows_the_learned_judge_beside_the_checker(page, studio):
     learned, checker = page.locator("#ri-learned textarea"), page.locator("#ri-checker textarea")
     expect(learned).to_have_value(re.compile(r"Requirements: .*Score: \d+(\.\d+)?/10", re.S), timeout=30_000)
     expect(checker).to_have_value(re.compile("Strict check"))
+    expect(checker).to_have_value(re.compile(r"One pixel: (none of \d+|\d+ of \d+|no object rim)"))  # the verdict's firmness
     page.locator("#ri-verdict input").click()
     page.get_by_role("option", name="judge and checker disagree").click()
     page.click("#ri-search")

@@ -674,55 +674,11 @@ def test_encoder_probe_iou_objective_and_centred_crops():
     assert probe.summary(objects, probe.predict(cnn, objects, images, "iou"))["right"] == 1.0
 
 
-def test_checker_stability_finds_verdicts_one_pixel_from_flipping():
-    """benchmarks/checker_stability.py: the edge edits touch only an object's rim and never the
-    ring around another object; a clean render's verdict survives single-pixel edits, while some
-    irregular shapes between two templates change name, and verdict, under one; the summary
-    counts samples, edits and close calls by hand."""
-    from qwenrl.world.boundary import boundary_images
-    from qwenrl.world.check import recognisable
-    from qwenrl.world.grammar import T2IPrompt
-    from qwenrl.world.parse import parse
-    from qwenrl.world.scene import PALETTE, PALETTE_INDEX, Obj, Scene, render
-
+def test_checker_stability_summaries_by_hand():
+    """benchmarks/checker_stability.py (its per-image measure is qwenrl.world.stability's, tested
+    there): the summary counts samples, edits and close calls; the decisive pairs and a judge's
+    agreement are split by whether an image is one pixel from the other verdict."""
     bench = _benchmark("checker_stability")
-    clean = render(Scene("white", (Obj("square", "red", "large", 2, 2), Obj("circle", "blue", "small", 18, 4))))  # 2 px apart
-    parsed = parse(clean)
-    edits = bench.edge_edits(clean, parsed)
-
-    def rim(mask: np.ndarray) -> int:  # pixels with a 4-neighbour outside the mask
-        m = np.pad(mask, 1)
-        inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-        return int((mask & ~inner).sum())
-
-    shaves = sum(1 for y, x, c in edits if (c == PALETTE[PALETTE_INDEX["white"]]).all())
-    assert shaves == sum(rim(o.mask) for o in parsed.objects) and rim(next(o.mask for o in parsed.objects if o.color == "red")) == 4 * 13  # the square's rim
-    blue = next(o.mask for o in parsed.objects if o.color == "blue")
-    b = np.pad(blue, 1)
-    near_blue = np.zeros((32, 32), bool)  # the circle grown by one pixel, diagonals included
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            near_blue |= b[dy:dy + 32, dx:dx + 32]
-    red_grows = [(y, x) for y, x, c in edits if (c == PALETTE[PALETTE_INDEX["red"]]).all()]
-    assert red_grows and not any(near_blue[y, x] for y, x in red_grows)
-    assert any(x == 16 for _, x in red_grows)  # the gap's first column may grow, its second not
-    both = T2IPrompt("a red square and a blue circle", "two_objects",
-                     {"objects": [{"color": "red", "shape": "square", "count": 1}, {"color": "blue", "shape": "circle", "count": 1}]})
-    steady = bench.stability(both, clean, 40, np.random.default_rng(0))
-    assert steady["passed"] and steady["edits"] == 40 and steady["flips"] == 0 and steady["shape_flips"] == 0
-
-    flipped = []  # irregular shapes between templates: the checker's call on some turns on one edge pixel
-    for image in boundary_images(60, seed=0):
-        (*objs,) = parse(image).objects
-        if len(objs) == 1 and recognisable(objs[0]):
-            o = objs[0]
-            named = T2IPrompt(f"a {o.color} {o.shape}", "single", {"objects": [{"color": o.color, "shape": o.shape, "count": 1}],
-                                                                   "relation": None, "background": None})
-            r = bench.stability(named, image, 400, np.random.default_rng(0))
-            assert r["passed"] and r["edits"] == len(bench.edge_edits(image, parse(image)))  # every edit tried
-            flipped += [r] if r["flips"] else []
-    assert flipped and all(0 < r["flips"] <= r["shape_flips"] for r in flipped)  # a renamed shape fails its prompt
-
     hand = [{"passed": True, "edits": 4, "flips": 1, "shape_flips": 1, "close_call": True},
             {"passed": False, "edits": 4, "flips": 0, "shape_flips": 2, "close_call": False},
             {"passed": True, "edits": 2, "flips": 0, "shape_flips": 0, "close_call": False}]

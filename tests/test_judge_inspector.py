@@ -55,6 +55,9 @@ def test_detail_shows_both_rationales(judged):
     d = inspector.sample_detail(ws, ids[0])
     assert d["learned_rationale"].startswith("1.000, weight 0.6") and "Requirements: (1) one red circle" in d["learned_rationale"]
     assert d["checker_rationale"].startswith("0.000, weight 0: Strict check")
+    firmness = inspector.one_pixel(d)  # whether one rim pixel turns the checker's verdict over, shown under its rationale
+    assert firmness.startswith("One pixel: ") and ("pass" in firmness) == inspector.checker_verdict(ws, ids[0])["passed"]
+    assert inspector.one_pixel(None) is None and inspector.one_pixel({**d, "spec": None}) is None
     assert d["verdicts"] == {"judge_score": 1.0, "judge_pass": True, "checker_pass": False}
     assert d["rationale"].startswith("shapes_t2i =")  # the programmatic composite stays the main judgement
     unjudged = inspector.sample_detail(ws, next(s["id"] for s in ws.showcase_samples("t2i") if s["model"] == "tiny-c"))

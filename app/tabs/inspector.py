@@ -48,7 +48,7 @@ class SampleDetail:
     def updates(self, detail: dict | None) -> dict:
         """The panels of ``detail`` (``app.inspector.sample_detail``), or, with none, why they are empty."""
         side = {self.learned: detail["learned_rationale"] if detail else "",
-                self.checker: detail["checker_rationale"] if detail else ""}
+                self.checker: "\n\n".join(filter(None, [detail["checker_rationale"], inspector.one_pixel(detail)])) if detail else ""}
         if detail is None:  # the rationale panel says why it is empty, never nothing
             return {self.image: None, self.source: None, self.total: "", self.rationale: NO_SAMPLE, self.prompt: "",
                     self.components: pd.DataFrame(columns=["component", "score"]), **side}
