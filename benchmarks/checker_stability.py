@@ -63,42 +63,22 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def decisive_pairs(rows: list[dict[str, Any]], n_models: int) -> dict[str, Any]:
-    """The pairs of two models' samples of one prompt (``rows`` model by model, prompts in the same
-    order) where the checker passes exactly one, and how many hold an image one pixel from the
+def decisive_pairs(rows: list[dict[str, Any]], pairs: list[tuple[int, int]]) -> dict[str, Any]:
+    """Of ``pairs`` (indices into ``rows``: two models' samples of one prompt, ``reader_probability.pairs_of``),
+    those where the checker passes exactly one, and how many hold an image one pixel from the
     other verdict: on those a pixel-blind pairwise judge is guessing."""
-    n = len(rows) // n_models
-    pairs = near = 0
-    for i in range(n):
-        for a in range(n_models):
-            for b in range(a + 1, n_models):
-                ra, rb = rows[a * n + i], rows[b * n + i]
-                if ra["passed"] != rb["passed"]:
-                    pairs += 1
-                    near += bool(ra["flips"] or rb["flips"])
-    return {"decisive_pairs": pairs, "one_pixel_away": near, "share": near / pairs if pairs else None}
+    decisive = [(a, b) for a, b in pairs if rows[a]["passed"] != rows[b]["passed"]]
+    near = sum(bool(rows[a]["flips"] or rows[b]["flips"]) for a, b in decisive)
+    return {"decisive_pairs": len(decisive), "one_pixel_away": near, "share": near / len(decisive) if decisive else None}
 
 
 def judge_reads(task: str, items: list, images: np.ndarray, judge_path: Path) -> list[tuple[bool | None, bool]]:
     """A reader judge's (pass by the rules on its reading, Seen line right) per sample, judged as
-    ``benchmarks/judge.py`` judges them (the task's ``shapes_*_vlm.yaml`` options)."""
-    from judge import judge_component
+    ``benchmarks/judge.py`` judges them (its ``judged_rows``)."""
+    from judge import judged_rows
 
-    from qwenrl.rewards import Sample
-    from qwenrl.rewards.shapes import parsed_scene
-    from qwenrl.rewards.shapes_cot import read_answer, rule_verdicts, seen_agrees
-
-    judge = judge_component(task, judge_path)
-    samples = [Sample.from_spec(img, it) for img, it in zip(images, items)]
-    answers: list[str] = []
-    for start in range(0, len(samples), judge.options.batch_size):
-        answers += judge.generate(samples[start:start + judge.options.batch_size])
-    out = []
-    for sample, item, answer in zip(samples, items, answers):
-        reading = read_answer(answer)
-        rules = rule_verdicts(reading, item)
-        out.append((None if rules is None else bool(rules.passed), bool(seen_agrees(reading, parsed_scene(sample)))))
-    return out
+    rows, _, _ = judged_rows(task, items, [""] * len(items), images, judge_path)
+    return [(r["rules_pass"], bool(r["seen_ok"])) for r in rows]
 
 
 def judge_split(rows: list[dict[str, Any]], reads: list[tuple[bool | None, bool]]) -> dict[str, Any]:
@@ -128,22 +108,18 @@ def pair_split(task: str, rows: list[dict[str, Any]], judge_path: Path, limit: i
     split by whether either image of the pair is one pixel from the other verdict."""
     from judge import MODELS
     from reader_calibration import reader
-    from reader_probability import WORD_SETS, judged, pairs_of
+    from reader_probability import judged, pairs_of, probability_picks
 
-    from qwenrl.rewards.pairwise import pair_winner, probability_winner
+    from qwenrl.rewards.pairwise import pair_winner
 
     data = judged(task, "test", reader(task, judge_path), MODELS, limit, 0)  # the samples ``rows`` were made from
-    checker, greedy, p = data["checker"], data["greedy"], data["soft"]["shape+colour+size"]
-    assert len(WORD_SETS["shape+colour+size"]) == 3 and len(checker) == len(rows)
-
-    def read(k: int) -> tuple[bool, ...]:
-        return greedy[k] if greedy[k] is not None else (False,) * len(checker[k])
-
+    checker = data["checker"]
+    assert len(checker) == len(rows)
+    decisive = [(a, b) for a, b in pairs_of(data, 0) if all(checker[a]) != all(checker[b])]
+    picks = probability_picks(data, "shape+colour+size", decisive, 0.0)
     groups: dict[str, list[bool]] = {"all": [], "stable": [], "one_pixel_away": []}
-    for a, b in pairs_of(data, 0):
-        if all(checker[a]) == all(checker[b]):
-            continue
-        right = probability_winner(p[a] or 0.0, p[b] or 0.0, read(a), read(b), 0.0) == pair_winner(checker[a], checker[b])
+    for (a, b), pick in zip(decisive, picks):
+        right = pick == pair_winner(checker[a], checker[b])
         groups["all"].append(right)
         groups["one_pixel_away" if rows[a]["flips"] or rows[b]["flips"] else "stable"].append(right)
     return {k: {"n": len(v), "right": float(np.mean(v)) if v else None} for k, v in groups.items()}
@@ -161,7 +137,9 @@ def print_split(title: str, results: dict[str, Any], key: str, columns: dict[str
 
 def main(argv: list[str] | None = None) -> None:
     from judge import MODELS, sample_models
+    from reader_probability import pairs_of
 
+    from qwenrl.rewards import Sample
     from qwenrl.world.stability import verdict_stability
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         items, _, images = sample_models(task, MODELS, args.limit, seed=0)
         rng = np.random.default_rng(0)
         rows = [verdict_stability(item, image, args.edits, rng) for item, image in zip(items, images)]
-        results[task] = {**summarise(rows), "pairs": decisive_pairs(rows, len(MODELS))}
+        pairs = pairs_of({"samples": [Sample.from_spec(image, item) for item, image in zip(items, images)]}, 0)
+        results[task] = {**summarise(rows), "pairs": decisive_pairs(rows, pairs)}
         if args.judge is not None:
             results[task]["judge"] = judge_split(rows, judge_reads(task, items, images, args.judge))
         if args.pair_judge is not None:

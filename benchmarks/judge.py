@@ -89,7 +89,9 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> dict[str, Any]:
+def judged_rows(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> tuple[list[dict[str, Any]], float, Any]:
+    """The learned judge's answer to each sample and what it got right against the checker's
+    target (one row per sample), the seconds judging took (after a warm-up) and the judge."""
     from qwenrl.rewards import Sample
     from qwenrl.rewards.shapes import parsed_scene
     from qwenrl.rewards.shapes_cot import positions_agree, read_answer, rule_verdicts, seen_agrees, target_for
@@ -119,6 +121,11 @@ def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_
             "requirements_ok": r.requirements == read_answer(t.text).requirements,
             "consistent": r.consistent,
         })
+    return rows, seconds, judge
+
+
+def measure(task: str, items: list, names: list[str], images: np.ndarray, judge_path: Path) -> dict[str, Any]:
+    rows, seconds, judge = judged_rows(task, items, names, images, judge_path)
     n = len(rows)
     scored = [r for r in rows if r["score"] is not None]
     agree = [r["judge_pass"] == r["checker_pass"] for r in rows]  # an unparsed answer is a disagreement

@@ -107,10 +107,24 @@ def pointwise(data: dict[str, Any], name: str) -> dict[str, Any]:
             "by_tau": {str(t): float(np.mean((p >= t) == passed)) for t in TAUS}}
 
 
-def pairwise(data: dict[str, Any], name: str, pairs: list[tuple[int, int]]) -> dict[str, Any]:
-    from qwenrl.rewards.pairwise import pair_winner, probability_winner
+def greedy_read(data: dict[str, Any], k: int) -> tuple[bool, ...]:
+    """The rules' verdicts on sample ``k``'s greedy reading; an unreadable answer meets nothing."""
+    greedy = data["greedy"][k]
+    return greedy if greedy is not None else (False,) * len(data["checker"][k])
 
-    checker, greedy, p = data["checker"], data["greedy"], data["soft"][name]
+
+def probability_picks(data: dict[str, Any], name: str, pairs: list[tuple[int, int]], margin: float) -> list[str]:
+    """Each pair's winner by the likelier pass (``pairwise.probability_winner`` at ``margin``)."""
+    from qwenrl.rewards.pairwise import probability_winner
+
+    p = data["soft"][name]
+    return [probability_winner(p[a] or 0.0, p[b] or 0.0, greedy_read(data, a), greedy_read(data, b), margin) for a, b in pairs]
+
+
+def pairwise(data: dict[str, Any], name: str, pairs: list[tuple[int, int]]) -> dict[str, Any]:
+    from qwenrl.rewards.pairwise import pair_winner
+
+    checker = data["checker"]
     target = [pair_winner(checker[a], checker[b]) for a, b in pairs]
     decisive = np.array([all(checker[a]) != all(checker[b]) for a, b in pairs])
 
@@ -119,13 +133,10 @@ def pairwise(data: dict[str, Any], name: str, pairs: list[tuple[int, int]]) -> d
         return {"decisive": float(right[decisive].mean()) if decisive.any() else None, "all": float(right.mean()),
                 "ties": float(np.mean([w == "tie" for w in winners]))}
 
-    def read(k: int) -> tuple[bool, ...]:  # an unreadable answer meets nothing
-        return greedy[k] if greedy[k] is not None else (False,) * len(checker[k])
-
     out = {"pairs": len(pairs), "decisive_pairs": int(decisive.sum()),
-           "greedy": score([pair_winner(read(a), read(b)) for a, b in pairs]), "by_margin": {}}
+           "greedy": score([pair_winner(greedy_read(data, a), greedy_read(data, b)) for a, b in pairs]), "by_margin": {}}
     for m in MARGINS:
-        out["by_margin"][str(m)] = score([probability_winner(p[a] or 0.0, p[b] or 0.0, read(a), read(b), m) for a, b in pairs])
+        out["by_margin"][str(m)] = score(probability_picks(data, name, pairs, m))
     return out
 
 

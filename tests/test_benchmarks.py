@@ -688,7 +688,8 @@ def test_checker_stability_summaries_by_hand():
     assert s["verdict_one_pixel_away_close_call"] == 1.0 and s["verdict_one_pixel_away_no_close_call"] == 0.0
     # two prompts, three models: prompt 0 passed by models 0 (one pixel away) and 2, prompt 1 by models 0 and 1
     grid = [dict(hand[0]), {**hand[2], "passed": True}, {**hand[1]}, {**hand[2]}, {**hand[2], "passed": True}, {**hand[1]}]
-    assert bench.decisive_pairs(grid, 3) == {"decisive_pairs": 4, "one_pixel_away": 1, "share": 0.25}
+    pairs = [(0, 2), (0, 4), (2, 4), (1, 3), (1, 5), (3, 5)]  # rows model by model: two models' samples of one prompt
+    assert bench.decisive_pairs(grid, pairs) == {"decisive_pairs": 4, "one_pixel_away": 1, "share": 0.25}
     # a judge's reads split by stability: right on the stable samples, wrong (or unreadable) on the one a pixel from flipping
     split = bench.judge_split(hand, [(False, True), (False, False), (True, True)])
     assert split["agreement"] == {"n": 3, "right": 2 / 3} and split["agreement_one_pixel_away"] == {"n": 1, "right": 0.0}
