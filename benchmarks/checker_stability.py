@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.edits < 1:
         raise SystemExit("--edits must be at least 1")
+    for flag, folder in (("--judge", args.judge), ("--pair-judge", args.pair_judge)):
+        if folder is not None and not (folder / "config.json").is_file():  # refused before the minutes of sampling
+            raise SystemExit(f"{flag} {folder}: not a judge folder (no config.json); e.g. data/models/shapes-judge-reader")
     results: dict[str, Any] = {}
     for task in args.tasks:
         items, _, images = sample_models(task, MODELS, args.limit, seed=0)

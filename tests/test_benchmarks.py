@@ -696,3 +696,13 @@ def test_checker_stability_summaries_by_hand():
     assert split["agreement_verdict_stable"] == {"n": 2, "right": 1.0}
     assert split["seen_right_shapes_one_pixel_away"] == {"n": 2, "right": 0.5} and split["seen_right_shapes_stable"]["n"] == 1
     assert bench.judge_split(hand[:1], [(None, False)])["agreement"] == {"n": 1, "right": 0.0}  # unreadable disagrees
+
+
+
+def test_checker_stability_refuses_bad_arguments_before_sampling(tmp_path):
+    bench = _benchmark("checker_stability")
+    with pytest.raises(SystemExit, match="at least 1"):
+        bench.main(["--edits", "0"])
+    with pytest.raises(SystemExit, match="--pair-judge .*not a judge folder"):
+        bench.main(["--pair-judge", str(tmp_path / "missing"), "--out", str(tmp_path / "out.json")])
+    assert not (tmp_path / "out.json").exists()
